@@ -1,0 +1,10 @@
+//! The spec layer: reads a TOML spec (and the files it includes) into a validated [`Spec`],
+//! reporting every problem at once with file:line:col. Knows nothing of hosts or SSH.
+
+pub mod diagnostic;
+mod load;
+pub mod model;
+
+pub use diagnostic::{Diagnostic, Diagnostics, FileId, Located, SourceMap, Span};
+pub use load::{LoadError, load, load_str};
+pub use model::*;

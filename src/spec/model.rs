@@ -1,0 +1,289 @@
+//! The validated spec: what the user asked for, with every value's source position kept so later
+//! layers (templating, graph building) can still point at the line that caused a problem.
+//! Strings that may hold template syntax are kept as [`TemplateText`] and rendered per host later.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use super::diagnostic::{Located, SourceMap, Span};
+
+/// A whole spec after loading and validation, includes merged.
+#[derive(Debug, Clone, Default)]
+pub struct Spec {
+    /// Every file read, for diagnostics.
+    pub sources: SourceMap,
+    /// The main spec file.
+    pub path: PathBuf,
+    /// The directory relative paths in the spec are resolved against.
+    pub base_dir: PathBuf,
+    /// Local state (CA keys, caches); default `.cairn/` beside the spec.
+    pub state_dir: PathBuf,
+    /// Free values for templates (`[vars]`).
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// Connection defaults for every ssh host (`[ssh]`).
+    pub ssh: SshDefaults,
+    /// Hosts by name (`[hosts.NAME]`).
+    pub hosts: BTreeMap<String, HostSpec>,
+    /// Resources in the order they were written.
+    pub resources: Vec<ResourceSpec>,
+}
+
+/// How strictly an SSH server's host key is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyChecking {
+    /// The key must already be in `known_hosts_file`.
+    #[default]
+    Strict,
+    /// Unknown hosts are added on first contact; a changed key is still refused.
+    AcceptNew,
+    /// No checking at all (warned about).
+    Off,
+}
+
+/// `[ssh]`: defaults for every host reached over ssh.
+#[derive(Debug, Clone, Default)]
+pub struct SshDefaults {
+    /// Login user; default `root`.
+    pub user: Option<String>,
+    /// Port; default 22.
+    pub port: Option<u16>,
+    /// Private key file (`~` expanded).
+    pub identity_file: Option<PathBuf>,
+    /// known_hosts file (`~` expanded); default `~/.ssh/known_hosts`.
+    pub known_hosts_file: Option<PathBuf>,
+    /// Host key policy.
+    pub host_key_checking: HostKeyChecking,
+    /// Run commands through `sudo -n` (for non-root users).
+    pub r#become: bool,
+    /// Seconds to wait for a connection; default 10.
+    pub connect_timeout_secs: Option<u64>,
+}
+
+/// How a host is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransportKind {
+    /// Over SSH.
+    #[default]
+    Ssh,
+    /// On the machine running cairn.
+    Local,
+}
+
+/// `[hosts.NAME]`.
+#[derive(Debug, Clone)]
+pub struct HostSpec {
+    /// The host's name (the table key).
+    pub name: String,
+    /// Address to connect to; also `host.address` in templates.
+    pub address: String,
+    /// Per-host overrides of `[ssh]`.
+    pub port: Option<u16>,
+    /// Per-host login user.
+    pub user: Option<String>,
+    /// Per-host `become`.
+    pub r#become: Option<bool>,
+    /// Labels for selectors (`role=etcd`).
+    pub labels: BTreeMap<String, String>,
+    /// ssh or local.
+    pub transport: TransportKind,
+    /// Where the host table was written.
+    pub span: Span,
+}
+
+/// Resource kinds cairn knows. The id of a resource is `kind.name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A directory.
+    Dir,
+    /// A file with content.
+    File,
+}
+
+impl Kind {
+    /// Every kind, in the order a spec's tables are read.
+    pub const ALL: &'static [Kind] = &[Kind::Dir, Kind::File];
+
+    /// The table name (`file`, `dir`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Dir => "dir",
+            Kind::File => "file",
+        }
+    }
+
+    /// Parses a table name.
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.iter().copied().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `kind.name`, e.g. `file.motd`; module resources carry a prefix (`etcd.file.config`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct ResourceId {
+    /// Module instance path, empty for resources written in the spec itself.
+    pub module: Option<String>,
+    /// The kind.
+    pub kind: Kind,
+    /// The name within its kind.
+    pub name: String,
+}
+
+impl ResourceId {
+    /// A top-level resource id.
+    pub fn new(kind: Kind, name: impl Into<String>) -> Self {
+        Self { module: None, kind, name: name.into() }
+    }
+
+    /// Parses `kind.name` or `module.kind.name`.
+    pub fn parse(s: &str) -> Option<ResourceId> {
+        let parts: Vec<&str> = s.split('.').collect();
+        match parts.as_slice() {
+            [kind, name] => Some(ResourceId { module: None, kind: Kind::parse(kind)?, name: (*name).to_string() }),
+            [module, kind, name] => {
+                Some(ResourceId { module: Some((*module).to_string()), kind: Kind::parse(kind)?, name: (*name).to_string() })
+            }
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(m) = &self.module {
+            write!(f, "{m}.")?;
+        }
+        write!(f, "{}.{}", self.kind, self.name)
+    }
+}
+
+/// Which hosts a resource applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// `"*"`: every host.
+    All,
+    /// A host name.
+    Name(String),
+    /// `label=value`.
+    Label(String, String),
+}
+
+impl Selector {
+    /// Parses `"*"`, `"name"` or `"label=value"`.
+    pub fn parse(s: &str) -> Selector {
+        if s == "*" {
+            Selector::All
+        } else if let Some((k, v)) = s.split_once('=') {
+            Selector::Label(k.trim().to_string(), v.trim().to_string())
+        } else {
+            Selector::Name(s.to_string())
+        }
+    }
+
+    /// Whether `host` is selected.
+    pub fn matches(&self, host: &HostSpec) -> bool {
+        match self {
+            Selector::All => true,
+            Selector::Name(n) => &host.name == n,
+            Selector::Label(k, v) => host.labels.get(k) == Some(v),
+        }
+    }
+}
+
+/// A string that may contain template syntax, rendered per host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateText {
+    /// The template source.
+    pub text: String,
+    /// Where it came from: the TOML string, or the template file (whole file span).
+    pub span: Span,
+    /// A name for error messages: the template file path, or `file.motd.content`.
+    pub name: String,
+}
+
+/// A Unix permission mode, e.g. `0o644`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct Mode(pub u32);
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+/// Where a file's content comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContentSource {
+    /// `content = "..."` (a template) or `template = "path"` (a template file).
+    Template(TemplateText),
+    /// `source = "path"`: bytes copied as they are.
+    Bytes {
+        /// The bytes.
+        bytes: Vec<u8>,
+        /// The local file they came from.
+        path: PathBuf,
+    },
+}
+
+/// `[file.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSpec {
+    /// Absolute destination path (may be templated).
+    pub path: TemplateText,
+    /// The content.
+    pub content: ContentSource,
+    /// Mode; default 0644.
+    pub mode: Option<Mode>,
+    /// Owner user name; default root.
+    pub owner: Option<Located<String>>,
+    /// Group name; default root.
+    pub group: Option<Located<String>>,
+    /// Content never printed (`sensitive = true`).
+    pub sensitive: bool,
+}
+
+/// `[dir.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirSpec {
+    /// Absolute path (may be templated).
+    pub path: TemplateText,
+    /// Mode; default 0755.
+    pub mode: Option<Mode>,
+    /// Owner user name; default root.
+    pub owner: Option<Located<String>>,
+    /// Group name; default root.
+    pub group: Option<Located<String>>,
+}
+
+/// The kind-specific part of a resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceBody {
+    /// A directory.
+    Dir(DirSpec),
+    /// A file.
+    File(FileSpec),
+}
+
+/// One resource table (`[file.motd]`).
+#[derive(Debug, Clone)]
+pub struct ResourceSpec {
+    /// `kind.name`.
+    pub id: ResourceId,
+    /// The table header's position.
+    pub span: Span,
+    /// Host selectors (default: every host).
+    pub hosts: Vec<Located<Selector>>,
+    /// Explicit dependencies, as written.
+    pub after: Vec<Located<ResourceId>>,
+    /// Kind-specific fields.
+    pub body: ResourceBody,
+}

@@ -1,0 +1,135 @@
+//! How cairn reaches a host: the [`Transport`] trait (run an argv with stdin), its `local` and
+//! `ssh` implementations, and the host-side operations built on it (atomic writes, batched
+//! reads). Shell quoting happens here and nowhere else: see [`quote`]. Knows nothing of resources.
+
+mod local;
+mod ops;
+mod quote;
+pub mod ssh;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use local::LocalTransport;
+pub use ops::{Content, FileAttrs, read_files, write_file_atomic};
+pub use quote::{quote, quote_argv};
+
+/// What a command's stdin is fed from.
+#[derive(Debug, Clone, Copy)]
+pub enum Stdin<'a> {
+    /// Nothing (stdin is closed).
+    Null,
+    /// These bytes.
+    Bytes(&'a [u8]),
+    /// This local file, streamed (for big uploads).
+    File(&'a Path),
+}
+
+/// What a finished command returned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandOutput {
+    /// Exit status; `None` when killed by a signal.
+    pub status: Option<i32>,
+    /// Everything it wrote to stdout.
+    pub stdout: Vec<u8>,
+    /// Everything it wrote to stderr.
+    pub stderr: Vec<u8>,
+}
+
+impl CommandOutput {
+    /// Exit status 0.
+    pub fn success(&self) -> bool {
+        self.status == Some(0)
+    }
+
+    /// stderr (or stdout when stderr is empty), lossily decoded and trimmed, for error messages.
+    pub fn error_text(&self) -> String {
+        let text = if self.stderr.iter().all(u8::is_ascii_whitespace) { &self.stdout } else { &self.stderr };
+        String::from_utf8_lossy(text).trim().to_string()
+    }
+}
+
+/// A failure to talk to a host. The message names the host and carries the whole cause chain.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// Could not establish the connection (auth, host key, route, timeout).
+    #[error("{host}: cannot connect: {detail}")]
+    Connect {
+        /// The host's name.
+        host: String,
+        /// The cause chain, joined with ": ".
+        detail: String,
+    },
+    /// The connection failed while a command ran, or the command could not be started.
+    #[error("{host}: running `{command}` failed: {detail}")]
+    Command {
+        /// The host's name.
+        host: String,
+        /// The program (argv[0]) or a short description.
+        command: String,
+        /// The cause chain.
+        detail: String,
+    },
+    /// A host-side operation (write, read) reported an error.
+    #[error("{host}: {operation}: {detail}")]
+    Remote {
+        /// The host's name.
+        host: String,
+        /// What was attempted, e.g. `write /etc/motd`.
+        operation: String,
+        /// What the host said.
+        detail: String,
+    },
+}
+
+/// Counters kept by every transport, so tests and `--verbose` can show what a run cost.
+#[derive(Debug, Default)]
+pub struct TransportStats {
+    connections: AtomicU64,
+    commands: AtomicU64,
+}
+
+impl TransportStats {
+    /// Counts one new connection.
+    pub fn count_connection(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Counts one command run on the host.
+    pub fn count_command(&self) {
+        self.commands.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Connections opened so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+    /// Commands run so far.
+    pub fn commands(&self) -> u64 {
+        self.commands.load(Ordering::Relaxed)
+    }
+}
+
+/// A way to run commands on one host. Implementations: [`LocalTransport`], [`ssh::SshTransport`].
+#[async_trait::async_trait]
+pub trait Transport: Send + Sync {
+    /// The host's name, for messages.
+    fn host(&self) -> &str;
+
+    /// Runs `argv` (program first, no shell involved unless argv says so) and collects its
+    /// output. A non-zero exit is not an error here; callers inspect [`CommandOutput::status`].
+    async fn run(&self, argv: &[String], stdin: Stdin<'_>) -> Result<CommandOutput, TransportError>;
+
+    /// What this transport has cost so far.
+    fn stats(&self) -> &TransportStats;
+
+    /// Closes connections. Further calls fail.
+    async fn close(&self);
+}
+
+/// A shared handle to a host's transport.
+pub type SharedTransport = Arc<dyn Transport>;
+
+/// Builds an argv from string slices.
+pub fn argv<S: AsRef<str>>(parts: &[S]) -> Vec<String> {
+    parts.iter().map(|s| s.as_ref().to_string()).collect()
+}

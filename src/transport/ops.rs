@@ -1,0 +1,144 @@
+//! Host-side operations every transport gets for free, built only on [`Transport::run`]: atomic
+//! file writes (temp file in the same directory, owner and mode set, fsync, rename) and reading
+//! many files in one command. The scripts are constants; paths and values travel as arguments.
+
+use std::path::Path;
+
+use super::{Stdin, Transport, TransportError, argv};
+
+/// Owner, group and mode for a file written on a host. `None` keeps the default (root, 0600 from
+/// `mktemp`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileAttrs {
+    /// Octal mode, e.g. `0644`.
+    pub mode: Option<u32>,
+    /// Owner user name.
+    pub owner: Option<String>,
+    /// Group name.
+    pub group: Option<String>,
+}
+
+/// Writes the content into a temp file beside `$1` (created 0600 by mktemp, so nothing else can
+/// read it meanwhile), sets owner and mode, fsyncs it, renames it over the destination, then
+/// fsyncs the directory. Any failure removes the temp file and leaves the destination as it was.
+const WRITE_SCRIPT: &str = r#"set -eu
+dest=$1 mode=$2 owner=$3 group=$4
+dir=$(dirname -- "$dest")
+tmp=$(mktemp -- "$dir/.cairn-tmp.XXXXXXXXXX")
+trap 'rm -f -- "$tmp"' EXIT
+cat > "$tmp"
+if [ -n "$owner$group" ]; then chown -- "$owner:$group" "$tmp"; fi
+if [ -n "$mode" ]; then chmod -- "$mode" "$tmp"; fi
+sync -- "$tmp"
+mv -f -- "$tmp" "$dest"
+trap - EXIT
+sync -- "$dir" 2>/dev/null || true
+"#;
+
+/// Prints, for each argument, `-` if it is not a readable regular file, else its size on a line
+/// followed by exactly that many bytes.
+const READ_SCRIPT: &str = r#"for f do
+  if [ -f "$f" ] && [ -r "$f" ]; then
+    n=$(wc -c < "$f"); n=$((n + 0)); printf '%s\n' "$n"; head -c "$n" -- "$f"
+  else printf -- '-\n'; fi
+done
+"#;
+
+/// Where the bytes of an atomic write come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Content<'a> {
+    /// In memory.
+    Bytes(&'a [u8]),
+    /// A local file, streamed.
+    File(&'a Path),
+}
+
+/// Writes `content` to `path` on the host atomically with `attrs` applied before the rename.
+pub async fn write_file_atomic(
+    transport: &dyn Transport,
+    path: &str,
+    content: Content<'_>,
+    attrs: &FileAttrs,
+) -> Result<(), TransportError> {
+    let mode = attrs.mode.map(|m| format!("{m:04o}")).unwrap_or_default();
+    let owner = attrs.owner.clone().unwrap_or_default();
+    let group = attrs.group.clone().unwrap_or_default();
+    let (owner, group) = match (owner.is_empty(), group.is_empty()) {
+        (false, true) => (owner, "root".to_string()),
+        (true, false) => ("root".to_string(), group),
+        _ => (owner, group),
+    };
+    let args = argv(&["sh", "-c", WRITE_SCRIPT, "cairn-write", path, &mode, &owner, &group]);
+    let stdin = match content {
+        Content::Bytes(b) => Stdin::Bytes(b),
+        Content::File(p) => Stdin::File(p),
+    };
+    let out = transport.run(&args, stdin).await?;
+    if out.success() {
+        Ok(())
+    } else {
+        Err(TransportError::Remote {
+            host: transport.host().to_string(),
+            operation: format!("write {path}"),
+            detail: out.error_text(),
+        })
+    }
+}
+
+/// Reads many files with one command. `None` for a path that is missing or not a regular file.
+pub async fn read_files(transport: &dyn Transport, paths: &[String]) -> Result<Vec<Option<Vec<u8>>>, TransportError> {
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut args = argv(&["sh", "-c", READ_SCRIPT, "cairn-read"]);
+    args.extend(paths.iter().cloned());
+    let out = transport.run(&args, Stdin::Null).await?;
+    let bad = |detail: String| TransportError::Remote {
+        host: transport.host().to_string(),
+        operation: format!("read {} file(s)", paths.len()),
+        detail,
+    };
+    if !out.success() {
+        return Err(bad(out.error_text()));
+    }
+    parse_read_output(&out.stdout, paths.len()).map_err(bad)
+}
+
+/// Parses [`READ_SCRIPT`]'s output: `count` records of `-\n` or `SIZE\n<bytes>`.
+fn parse_read_output(mut data: &[u8], count: usize) -> Result<Vec<Option<Vec<u8>>>, String> {
+    let mut files = Vec::with_capacity(count);
+    for _ in 0..count {
+        let nl = data.iter().position(|b| *b == b'\n').ok_or("output ended early (a file changed while read?)")?;
+        let header = std::str::from_utf8(&data[..nl]).map_err(|_| "unreadable size header")?;
+        data = &data[nl + 1..];
+        if header == "-" {
+            files.push(None);
+            continue;
+        }
+        let size: usize = header.trim().parse().map_err(|_| format!("bad size header {header:?}"))?;
+        if data.len() < size {
+            return Err("output ended early (a file shrank while read?)".to_string());
+        }
+        files.push(Some(data[..size].to_vec()));
+        data = &data[size..];
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_mixed_records() {
+        let out = b"3\nabc-\n0\n2\n\n\xff";
+        let files = parse_read_output(out, 4).unwrap();
+        assert_eq!(files, vec![Some(b"abc".to_vec()), None, Some(Vec::new()), Some(b"\n\xff".to_vec())]);
+    }
+
+    #[test]
+    fn short_output_is_an_error() {
+        assert!(parse_read_output(b"10\nabc", 1).is_err());
+        assert!(parse_read_output(b"", 1).is_err());
+    }
+}
