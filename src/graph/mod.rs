@@ -1,1 +1,361 @@
-//! (in progress)
+//! The resource graph: one instance per (resource, host), with edges from explicit `after` and
+//! implied ones (a path under a managed directory depends on it). Rejects cycles naming every
+//! member, orders instances deterministically into waves, and draws DOT/Mermaid pictures.
+//! Knows nothing of kinds' internals beyond what [`Desired`] exposes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use petgraph::algo::tarjan_scc;
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde::Serialize;
+
+use crate::module::{Templater, host_context};
+use crate::resource::Desired;
+use crate::spec::{Diagnostic, Diagnostics, HostSpec, Located, ResourceId, Span, Spec};
+
+/// A resource on one host.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct InstanceId {
+    /// The resource.
+    pub resource: ResourceId,
+    /// The host's name.
+    pub host: String,
+}
+
+impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} on {}", self.resource, self.host)
+    }
+}
+
+/// One node of the graph.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    /// Which resource on which host.
+    pub id: InstanceId,
+    /// What it should look like there.
+    pub desired: Desired,
+    /// The resource's table header, for errors.
+    pub span: Span,
+    /// Why each dependency exists ("after", "under dir.conf").
+    pub dep_reasons: BTreeMap<usize, String>,
+}
+
+/// Instances and their dependencies, validated acyclic.
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    /// Every instance, sorted by host then by the resource's position in the spec.
+    pub instances: Vec<Instance>,
+    /// `deps[i]`: instances `i` must wait for.
+    pub deps: Vec<BTreeSet<usize>>,
+    /// `dependents[i]`: instances waiting for `i`.
+    pub dependents: Vec<BTreeSet<usize>>,
+    /// Hosts that have at least one instance, by name.
+    pub hosts: BTreeMap<String, HostSpec>,
+}
+
+impl Graph {
+    /// Renders every resource for every host it selects and links the instances. Every problem
+    /// (template errors, duplicate paths, cycles) is reported at once.
+    pub fn build(spec: &Spec) -> Result<Graph, Diagnostics> {
+        let mut diags = Diagnostics::default();
+        let templater = Templater::new();
+        let mut graph = Graph::default();
+        let contexts: BTreeMap<&str, minijinja::Value> =
+            spec.hosts.values().map(|h| (h.name.as_str(), host_context(spec, h))).collect();
+
+        // Instances, host by host, in spec order.
+        let mut order: Vec<(&str, usize, usize)> = Vec::new(); // (host, resource index, instance)
+        let mut by_resource: BTreeMap<&ResourceId, Vec<usize>> = BTreeMap::new();
+        for (ri, resource) in spec.resources.iter().enumerate() {
+            for host in spec.hosts.values().filter(|h| selects(&resource.hosts, h)) {
+                let ctx = &contexts[host.name.as_str()];
+                let mut render = |t: &crate::spec::TemplateText| templater.render(t, ctx, &spec.sources);
+                match Desired::from_spec(&resource.body, &mut render) {
+                    Ok(desired) => {
+                        let index = graph.instances.len();
+                        graph.instances.push(Instance {
+                            id: InstanceId { resource: resource.id.clone(), host: host.name.clone() },
+                            desired,
+                            span: resource.span.clone(),
+                            dep_reasons: BTreeMap::new(),
+                        });
+                        order.push((host.name.as_str(), ri, index));
+                        by_resource.entry(&resource.id).or_default().push(index);
+                        graph.hosts.entry(host.name.clone()).or_insert_with(|| host.clone());
+                    }
+                    Err(errs) => {
+                        // The same template error on every host is one problem, not N.
+                        for e in errs {
+                            if !diags.0.contains(&e) {
+                                diags.push(e);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Sort instances by host then spec position, and renumber.
+        order.sort();
+        let renumber: BTreeMap<usize, usize> = order.iter().enumerate().map(|(new, (_, _, old))| (*old, new)).collect();
+        let mut slots: Vec<Option<Instance>> = graph.instances.drain(..).map(Some).collect();
+        graph.instances = order.iter().filter_map(|(_, _, old)| slots.get_mut(*old).and_then(Option::take)).collect();
+        for list in by_resource.values_mut() {
+            for i in list.iter_mut() {
+                *i = renumber[i];
+            }
+        }
+        let n = graph.instances.len();
+        graph.deps = vec![BTreeSet::new(); n];
+        graph.dependents = vec![BTreeSet::new(); n];
+
+        graph.check_duplicate_paths(&mut diags);
+
+        // Explicit `after` edges: same host when the target is there, else every instance of it.
+        let mut after_spans: BTreeMap<(usize, usize), Span> = BTreeMap::new();
+        for resource in &spec.resources {
+            let Some(mine) = by_resource.get(&resource.id) else { continue };
+            for Located { value: target, span } in &resource.after {
+                let Some(theirs) = by_resource.get(target) else { continue };
+                for &i in mine {
+                    let host = &graph.instances[i].id.host;
+                    let same_host: Vec<usize> = theirs.iter().copied().filter(|&j| &graph.instances[j].id.host == host).collect();
+                    let targets = if same_host.is_empty() { theirs.clone() } else { same_host };
+                    for j in targets {
+                        graph.add_edge(i, j, format!("after {target}"));
+                        after_spans.insert((i, j), span.clone());
+                    }
+                }
+            }
+        }
+        graph.add_implied_edges();
+        graph.check_cycles(&after_spans, &mut diags);
+        diags.into_result(graph)
+    }
+
+    fn add_edge(&mut self, from: usize, to: usize, reason: String) {
+        if self.deps[from].insert(to) {
+            self.dependents[to].insert(from);
+            self.instances[from].dep_reasons.insert(to, reason);
+        }
+    }
+
+    /// A path under a directory managed on the same host depends on that directory.
+    fn add_implied_edges(&mut self) {
+        let mut dirs: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+        for (i, inst) in self.instances.iter().enumerate() {
+            if let Some(d) = inst.desired.managed_dir() {
+                dirs.insert((inst.id.host.as_str(), d), i);
+            }
+        }
+        let mut edges = Vec::new();
+        for (i, inst) in self.instances.iter().enumerate() {
+            for path in inst.desired.paths() {
+                let mut parent = std::path::Path::new(path).parent();
+                while let Some(p) = parent {
+                    if let Some(&j) = p.to_str().and_then(|s| dirs.get(&(inst.id.host.as_str(), s))) {
+                        if j != i {
+                            edges.push((i, j, format!("under {}", self.instances[j].id.resource)));
+                        }
+                    }
+                    parent = p.parent();
+                }
+            }
+        }
+        for (i, j, why) in edges {
+            self.add_edge(i, j, why);
+        }
+    }
+
+    fn check_duplicate_paths(&self, diags: &mut Diagnostics) {
+        let mut seen: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+        let mut reported: BTreeSet<(usize, usize)> = BTreeSet::new();
+        for (i, inst) in self.instances.iter().enumerate() {
+            for path in inst.desired.paths() {
+                match seen.get(&(inst.id.host.as_str(), path)) {
+                    Some(&j) => {
+                        let (a, b) = (&self.instances[j], inst);
+                        let key = (j.min(i), j.max(i));
+                        if a.id.resource != b.id.resource && reported.insert((key.0, key.1)) {
+                            diags.push(
+                                Diagnostic::at(&b.span, format!("{} and {} both manage {path} on {}", a.id.resource, b.id.resource, inst.id.host))
+                                    .with_related(&a.span, format!("{} is declared here", a.id.resource))
+                                    .with_help("a path can be managed by one resource per host: remove one, or narrow their `hosts`"),
+                            );
+                        }
+                    }
+                    None => {
+                        seen.insert((inst.id.host.as_str(), path), i);
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_cycles(&self, after_spans: &BTreeMap<(usize, usize), Span>, diags: &mut Diagnostics) {
+        let mut g: DiGraph<usize, ()> = DiGraph::new();
+        let nodes: Vec<NodeIndex> = (0..self.instances.len()).map(|i| g.add_node(i)).collect();
+        for (i, deps) in self.deps.iter().enumerate() {
+            for &j in deps {
+                g.add_edge(nodes[i], nodes[j], ());
+            }
+        }
+        // One report per cycle of resources, even when it repeats on every host.
+        let mut reported: BTreeSet<Vec<ResourceId>> = BTreeSet::new();
+        for scc in tarjan_scc(&g) {
+            let cyclic = scc.len() > 1 || scc.first().is_some_and(|&n| self.deps[g[n]].contains(&g[n]));
+            if !cyclic {
+                continue;
+            }
+            let mut members: Vec<usize> = scc.iter().map(|&n| g[n]).collect();
+            members.sort_unstable();
+            let mut names: Vec<ResourceId> = members.iter().map(|&i| self.instances[i].id.resource.clone()).collect();
+            names.dedup();
+            if !reported.insert(names.clone()) {
+                continue;
+            }
+            let list = names.iter().map(ToString::to_string).collect::<Vec<_>>().join(" → ");
+            let first = members[0];
+            let mut d = Diagnostic::at(&self.instances[first].span, format!("dependency cycle: {list} → {}", names[0]))
+                .with_help("remove one of these `after` entries (or the implied edge) to break the cycle");
+            for &i in &members {
+                for &j in &self.deps[i] {
+                    if members.contains(&j)
+                        && let Some(span) = after_spans.get(&(i, j))
+                    {
+                        d = d.with_related(span, format!("{} waits for {}", self.instances[i].id.resource, self.instances[j].id.resource));
+                    }
+                }
+            }
+            diags.push(d);
+        }
+    }
+
+    /// Groups instances into waves: every instance's dependencies are in earlier waves. Each wave
+    /// is sorted, so the order is the same on every run.
+    pub fn waves(&self) -> Vec<Vec<usize>> {
+        let mut remaining: Vec<usize> = self.deps.iter().map(BTreeSet::len).collect();
+        let mut current: Vec<usize> = (0..self.instances.len()).filter(|&i| remaining[i] == 0).collect();
+        let mut waves = Vec::new();
+        while !current.is_empty() {
+            let mut next = Vec::new();
+            for &i in &current {
+                for &d in &self.dependents[i] {
+                    remaining[d] -= 1;
+                    if remaining[d] == 0 {
+                        next.push(d);
+                    }
+                }
+            }
+            next.sort_unstable();
+            waves.push(std::mem::take(&mut current));
+            current = next;
+        }
+        waves
+    }
+
+    /// Indices of instances on `host`, in dependency order.
+    pub fn host_order(&self, host: &str) -> Vec<usize> {
+        self.waves().into_iter().flatten().filter(|&i| self.instances[i].id.host == host).collect()
+    }
+
+    /// The graph in Graphviz DOT, one cluster per host.
+    pub fn to_dot(&self) -> String {
+        let mut out = String::from("digraph cairn {\n  rankdir=LR;\n  node [shape=box];\n");
+        for (h, host) in self.hosts.keys().enumerate() {
+            out.push_str(&format!("  subgraph cluster_{h} {{\n    label={};\n", dot_quote(host)));
+            for (i, inst) in self.instances.iter().enumerate().filter(|(_, x)| &x.id.host == host) {
+                out.push_str(&format!("    n{i} [label={}];\n", dot_quote(&inst.id.resource.to_string())));
+            }
+            out.push_str("  }\n");
+        }
+        for (i, deps) in self.deps.iter().enumerate() {
+            for j in deps {
+                out.push_str(&format!("  n{j} -> n{i};\n"));
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+
+    /// The graph as a Mermaid flowchart, one subgraph per host.
+    pub fn to_mermaid(&self) -> String {
+        let mut out = String::from("flowchart LR\n");
+        for host in self.hosts.keys() {
+            out.push_str(&format!("  subgraph {}\n", mermaid_id(host)));
+            for (i, inst) in self.instances.iter().enumerate().filter(|(_, x)| &x.id.host == host) {
+                out.push_str(&format!("    n{i}[\"{}\"]\n", inst.id.resource));
+            }
+            out.push_str("  end\n");
+        }
+        for (i, deps) in self.deps.iter().enumerate() {
+            for j in deps {
+                out.push_str(&format!("  n{j} --> n{i}\n"));
+            }
+        }
+        out
+    }
+}
+
+fn selects(selectors: &[Located<crate::spec::Selector>], host: &HostSpec) -> bool {
+    selectors.is_empty() || selectors.iter().any(|s| s.value.matches(host))
+}
+
+fn dot_quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn mermaid_id(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+}
+
+impl Graph {
+    /// Keeps only instances on `hosts` (all when empty) of `targets` (all when empty), plus
+    /// everything they depend on. Errors when a name matches nothing.
+    pub fn restrict(self, hosts: &[String], targets: &[String]) -> Result<Graph, String> {
+        if hosts.is_empty() && targets.is_empty() {
+            return Ok(self);
+        }
+        for h in hosts {
+            if !self.hosts.contains_key(h) {
+                let known: Vec<&str> = self.hosts.keys().map(String::as_str).collect();
+                return Err(format!("--host {h}: no such host in the spec (hosts: {})", known.join(", ")));
+            }
+        }
+        for t in targets {
+            if !self.instances.iter().any(|i| i.id.resource.to_string() == *t) {
+                return Err(format!("--target {t}: no such resource in the spec (write it as kind.name, e.g. file.motd)"));
+            }
+        }
+        let picked = |i: &Instance| {
+            (hosts.is_empty() || hosts.contains(&i.id.host)) && (targets.is_empty() || targets.contains(&i.id.resource.to_string()))
+        };
+        let mut keep: BTreeSet<usize> = BTreeSet::new();
+        let mut stack: Vec<usize> = (0..self.instances.len()).filter(|&i| picked(&self.instances[i])).collect();
+        while let Some(i) = stack.pop() {
+            if keep.insert(i) {
+                stack.extend(self.deps[i].iter().copied());
+            }
+        }
+        let renumber: BTreeMap<usize, usize> = keep.iter().enumerate().map(|(new, &old)| (old, new)).collect();
+        let mut g = Graph::default();
+        for &old in &keep {
+            let mut inst = self.instances[old].clone();
+            inst.dep_reasons = inst.dep_reasons.into_iter().filter_map(|(d, r)| renumber.get(&d).map(|&n| (n, r))).collect();
+            if !picked(&inst) {
+                inst.dep_reasons.insert(usize::MAX, "included as a dependency of a --host/--target selection".into());
+            }
+            g.hosts.entry(inst.id.host.clone()).or_insert_with(|| self.hosts[&inst.id.host].clone());
+            g.instances.push(inst);
+            g.deps.push(self.deps[old].iter().filter_map(|d| renumber.get(d).copied()).collect());
+        }
+        g.dependents = vec![BTreeSet::new(); g.instances.len()];
+        for (i, deps) in g.deps.iter().enumerate() {
+            for &d in deps {
+                g.dependents[d].insert(i);
+            }
+        }
+        Ok(g)
+    }
+}

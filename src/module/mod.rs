@@ -1,1 +1,123 @@
-//! (in progress)
+//! Templating: renders [`TemplateText`] with minijinja for one host, with the context every
+//! template sees (`vars`, `host`, `hosts`), and turns template errors into diagnostics that point
+//! at the template's file and line. (Module folders, `modules/<name>/module.toml`, will live here
+//! too.) Knows nothing of hosts' state or SSH.
+
+use minijinja::{Environment, UndefinedBehavior, Value, syntax::SyntaxConfig};
+
+use crate::spec::{Diagnostic, HostSpec, SourceMap, Span, Spec, TemplateText};
+
+/// Renders templates with cairn's settings: undefined values are errors when printed (but can be
+/// tested with `if`/`default`), and a template's final newline is kept (config files need it).
+pub struct Templater {
+    env: Environment<'static>,
+}
+
+impl Default for Templater {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Templater {
+    /// A templater with cairn's settings.
+    pub fn new() -> Self {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+        if let Ok(syntax) = SyntaxConfig::builder().keep_trailing_newline(true).build() {
+            env.set_syntax(syntax);
+        }
+        env.set_debug(true);
+        Self { env }
+    }
+
+    /// Renders `template` in `context`. Errors point at the template's line when known.
+    pub fn render(&self, template: &TemplateText, context: &Value, sources: &SourceMap) -> Result<String, Diagnostic> {
+        let rendered = self
+            .env
+            .template_from_named_str(&template.name, &template.text)
+            .and_then(|t| t.render(context));
+        rendered.map_err(|e| template_diagnostic(template, &e, sources))
+    }
+}
+
+/// Maps a minijinja error to a diagnostic. For a template file (its span covers the whole file)
+/// the caret goes on the failing line; for an inline string it goes on the string.
+fn template_diagnostic(template: &TemplateText, err: &minijinja::Error, sources: &SourceMap) -> Diagnostic {
+    let detail = err.detail().map_or_else(|| err.kind().to_string(), str::to_string);
+    let line = err.line();
+    let whole_file = template.span.range.start == 0 && template.span.range.end == sources.text(template.span.file).len();
+    let span = match (line, whole_file) {
+        (Some(line), true) => {
+            let text = sources.text(template.span.file);
+            let start: usize = text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
+            let end = text[start..].find('\n').map_or(text.len(), |n| start + n);
+            Span::new(template.span.file, start..end.max(start + 1).min(text.len().max(start)))
+        }
+        _ => template.span.clone(),
+    };
+    let where_ = line.map(|l| format!(" (template line {l})")).unwrap_or_default();
+    Diagnostic::at(&span, format!("template error in {}{where_}: {} ({detail})", template.name, err.kind()))
+        .with_help("fix the template; every value it prints must be defined (use `| default(...)` for optional ones)")
+}
+
+/// One host as templates see it: `name`, `address`, `labels`.
+pub fn host_value(host: &HostSpec) -> Value {
+    Value::from(minijinja::value::Serde(serde_json::json!({
+        "name": host.name,
+        "address": host.address,
+        "labels": host.labels,
+    })))
+}
+
+/// The context for rendering on `host`: `vars`, `host` and `hosts` (every host, sorted by name).
+pub fn host_context(spec: &Spec, host: &HostSpec) -> Value {
+    let hosts: Vec<Value> = spec.hosts.values().map(host_value).collect();
+    minijinja::context! {
+        vars => Value::from(minijinja::value::Serde(&spec.vars)),
+        host => host_value(host),
+        hosts => hosts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::FileId;
+
+    fn inline(text: &str) -> (TemplateText, SourceMap) {
+        let mut sources = SourceMap::default();
+        let src = format!("content = {text:?}\n");
+        let id = sources.add("cairn.toml", src);
+        (TemplateText { text: text.to_string(), span: Span::new(id, 10..10 + text.len() + 2), name: "file.x.content".into() }, sources)
+    }
+
+    #[test]
+    fn keeps_trailing_newline_and_renders_vars() {
+        let (t, sources) = inline("hello {{ vars.who }}\n");
+        let ctx = minijinja::context! { vars => minijinja::context!{ who => "world" } };
+        assert_eq!(Templater::new().render(&t, &ctx, &sources).unwrap(), "hello world\n");
+    }
+
+    #[test]
+    fn printing_undefined_is_an_error_but_testing_it_is_not() {
+        let (t, sources) = inline("{{ vars.missing }}");
+        let ctx = minijinja::context! { vars => minijinja::context!{} };
+        let err = Templater::new().render(&t, &ctx, &sources).unwrap_err();
+        assert!(err.message.contains("undefined"), "{}", err.message);
+        let (t, sources) = inline("{% if vars.missing is defined %}x{% endif %}{{ vars.missing | default('d') }}");
+        assert_eq!(Templater::new().render(&t, &ctx, &sources).unwrap(), "d");
+    }
+
+    #[test]
+    fn template_file_errors_point_at_the_line() {
+        let mut sources = SourceMap::default();
+        let text = "line one\n{{ nope.x }}\n".to_string();
+        let len = text.len();
+        let id = sources.add("templates/x.j2", text.clone());
+        let t = TemplateText { text, span: Span::new(id, 0..len), name: "templates/x.j2".into() };
+        let err = Templater::new().render(&t, &minijinja::context! {}, &sources).unwrap_err();
+        let span = err.span.unwrap();
+        assert_eq!(sources.line_col(FileId(0), span.range.start), (2, 1));
+    }
+}

@@ -1,1 +1,273 @@
-//! (in progress)
+//! Resource kinds. Each kind turns its spec into a per-host desired state (`from_spec`, given a
+//! template renderer), says what the host probe must gather for it, decides purely from desired
+//! and observed state what to do and why (`diff`), and carries out that decision (`apply`).
+//! Knows nothing of rendering plans or of the CLI.
+
+pub mod dir;
+pub mod file;
+pub mod probe;
+
+use serde::Serialize;
+
+use crate::spec::{Diagnostic, Kind, ResourceBody, TemplateText};
+use crate::transport::{Transport, TransportError};
+
+pub use probe::{HostFacts, PathFact, PathKind, ProbeRequest};
+
+/// What a change does to an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Nothing to do.
+    NoOp,
+    /// `+`: make it.
+    Create,
+    /// `~`: change it in place.
+    Update,
+    /// `±`: remove and make again.
+    Replace,
+    /// `-`: remove it.
+    Delete,
+    /// `↻`: restart a service.
+    Restart,
+    /// `!`: the host is in a state cairn will not overwrite (e.g. a directory where a file
+    /// should be). The plan fails for this instance.
+    Conflict,
+}
+
+impl Action {
+    /// The one-character symbol used in plans.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::NoOp => " ",
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "±",
+            Action::Delete => "-",
+            Action::Restart => "↻",
+            Action::Conflict => "!",
+        }
+    }
+
+    /// Whether this action changes the host.
+    pub fn is_change(self) -> bool {
+        !matches!(self, Action::NoOp | Action::Conflict)
+    }
+}
+
+/// One attribute that differs, for the plan ("mode: 0600 → 0644").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttrChange {
+    /// Attribute name.
+    pub name: String,
+    /// Observed value (`None`: absent).
+    pub before: Option<String>,
+    /// Desired value.
+    pub after: Option<String>,
+}
+
+impl AttrChange {
+    /// An attribute going from `before` to `after`.
+    pub fn new(name: &str, before: Option<String>, after: Option<String>) -> Self {
+        Self { name: name.to_string(), before, after }
+    }
+}
+
+/// Text content whose change the plan shows as a unified diff (not for sensitive content).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContentChange {
+    /// The old content must be fetched from the host (at this path) to show a diff.
+    FetchOld {
+        /// Path on the host.
+        path: String,
+    },
+    /// The old content is nothing (new file).
+    FromEmpty,
+}
+
+/// What `diff` decided for one instance, always with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// What to do.
+    pub action: Action,
+    /// Why, in words a reviewer understands ("file does not exist", "up to date").
+    pub reason: String,
+    /// Attribute-level differences.
+    pub attrs: Vec<AttrChange>,
+    /// Whether the content must be (re)written, and how to show the change.
+    pub content: Option<ContentChange>,
+}
+
+impl Decision {
+    /// Nothing to do, and why.
+    pub fn noop(reason: impl Into<String>) -> Self {
+        Self { action: Action::NoOp, reason: reason.into(), attrs: Vec::new(), content: None }
+    }
+
+    /// `action` because of `reason`.
+    pub fn new(action: Action, reason: impl Into<String>) -> Self {
+        Self { action, reason: reason.into(), attrs: Vec::new(), content: None }
+    }
+}
+
+/// What one instance should look like on its host, after templating.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Desired {
+    /// A directory.
+    Dir(dir::DesiredDir),
+    /// A file.
+    File(file::DesiredFile),
+}
+
+/// A failure while applying one instance.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The host could not be reached or the command could not run.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The host refused the change.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Desired {
+    /// Renders a resource's spec for one host. `render` expands a template for that host.
+    pub fn from_spec(
+        body: &ResourceBody,
+        render: &mut dyn FnMut(&TemplateText) -> Result<String, Diagnostic>,
+    ) -> Result<Desired, Vec<Diagnostic>> {
+        match body {
+            ResourceBody::Dir(d) => dir::DesiredDir::from_spec(d, render).map(Desired::Dir),
+            ResourceBody::File(f) => file::DesiredFile::from_spec(f, render).map(Desired::File),
+        }
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Desired::Dir(_) => Kind::Dir,
+            Desired::File(_) => Kind::File,
+        }
+    }
+
+    /// The host paths this instance manages (for duplicate detection and implied edges).
+    pub fn paths(&self) -> Vec<&str> {
+        match self {
+            Desired::Dir(d) => vec![d.path.as_str()],
+            Desired::File(f) => vec![f.path.as_str()],
+        }
+    }
+
+    /// The directory this instance manages, if any (files below it depend on it).
+    pub fn managed_dir(&self) -> Option<&str> {
+        match self {
+            Desired::Dir(d) => Some(&d.path),
+            Desired::File(_) => None,
+        }
+    }
+
+    /// A short human summary of the target ("/etc/demo/motd").
+    pub fn target(&self) -> String {
+        self.paths().join(", ")
+    }
+
+    /// Whether the content must never be shown.
+    pub fn sensitive(&self) -> bool {
+        match self {
+            Desired::Dir(_) => false,
+            Desired::File(f) => f.sensitive,
+        }
+    }
+
+    /// The new text content to diff against, when it is text and may be shown.
+    pub fn new_text(&self) -> Option<&[u8]> {
+        match self {
+            Desired::File(f) if !f.sensitive => Some(&f.content),
+            _ => None,
+        }
+    }
+
+    /// Adds what this instance needs to the host's probe.
+    pub fn add_to_probe(&self, probe: &mut ProbeRequest) {
+        for p in self.paths() {
+            probe.paths.insert(p.to_string());
+        }
+    }
+
+    /// Decides, purely, what to do given what the probe found.
+    pub fn diff(&self, facts: &HostFacts) -> Decision {
+        match self {
+            Desired::Dir(d) => d.diff(facts.path(&d.path)),
+            Desired::File(f) => f.diff(facts.path(&f.path)),
+        }
+    }
+
+    /// Carries out `decision` on the host.
+    pub async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
+        match self {
+            Desired::Dir(d) => d.apply(transport, decision).await,
+            Desired::File(f) => f.apply(transport, decision).await,
+        }
+    }
+}
+
+/// Parses an owner/mode triple observed on a host into attribute changes against the desired
+/// values; attributes the spec leaves unset are not managed and never reported.
+pub(crate) fn attr_changes(
+    observed: &PathFact,
+    mode: u32,
+    owner: Option<&str>,
+    group: Option<&str>,
+) -> Vec<AttrChange> {
+    let mut changes = Vec::new();
+    if observed.mode != mode {
+        changes.push(AttrChange::new("mode", Some(format!("{:04o}", observed.mode)), Some(format!("{mode:04o}"))));
+    }
+    if let Some(owner) = owner
+        && observed.owner != owner
+    {
+        changes.push(AttrChange::new("owner", Some(observed.owner.clone()), Some(owner.to_string())));
+    }
+    if let Some(group) = group
+        && observed.group != group
+    {
+        changes.push(AttrChange::new("group", Some(observed.group.clone()), Some(group.to_string())));
+    }
+    changes
+}
+
+/// Runs argv on the host and turns a non-zero exit into [`ApplyError::Failed`] with its output.
+pub(crate) async fn run_checked(transport: &dyn Transport, argv: &[String]) -> Result<(), ApplyError> {
+    let out = transport.run(argv, crate::transport::Stdin::Null).await?;
+    if out.success() {
+        Ok(())
+    } else {
+        Err(ApplyError::Failed(format!("`{}` failed: {}", argv.join(" "), out.error_text())))
+    }
+}
+
+/// Sets mode, owner and group of an existing path, for attribute-only changes.
+pub(crate) async fn fix_attrs(
+    transport: &dyn Transport,
+    path: &str,
+    attrs: &[AttrChange],
+) -> Result<(), ApplyError> {
+    let wanted = |name: &str| attrs.iter().find(|a| a.name == name).and_then(|a| a.after.clone());
+    let owner = wanted("owner");
+    let group = wanted("group");
+    if owner.is_some() || group.is_some() {
+        // `chown user:` would also change the group to the user's login group, so spell out only
+        // what is managed.
+        let spec = match (owner, group) {
+            (Some(o), Some(g)) => format!("{o}:{g}"),
+            (Some(o), None) => o,
+            (None, Some(g)) => format!(":{g}"),
+            (None, None) => String::new(),
+        };
+        run_checked(transport, &crate::transport::argv(&["chown", "--", &spec, path])).await?;
+    }
+    if let Some(mode) = wanted("mode") {
+        run_checked(transport, &crate::transport::argv(&["chmod", "--", &mode, path])).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! Apply progress on stderr: an indicatif bar when stderr is a terminal, one line per finished
+//! change otherwise (CI logs). And the final report's text.
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::apply::{ApplyReport, Outcome, Reporter};
+use crate::graph::{Graph, InstanceId};
+use crate::plan::{Action, Plan};
+
+/// Shows apply progress.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    /// A progress display sized for the changes in `plan`.
+    pub fn new(_graph: &Graph, plan: &Plan) -> Self {
+        let total = plan.changes().filter(|c| c.action.is_change()).count() as u64;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(total);
+            if let Ok(style) = ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {wide_msg}") {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar
+        });
+        Self { bar }
+    }
+
+    /// Clears the bar.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn line(&self, text: String) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+}
+
+impl Reporter for Progress {
+    fn started(&self, id: &InstanceId, action: Action) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("{} {id}", action.symbol()));
+        }
+    }
+
+    fn finished(&self, id: &InstanceId, outcome: &Outcome) {
+        match outcome {
+            Outcome::Done(_) => {
+                if let Some(bar) = &self.bar {
+                    bar.inc(1);
+                }
+                self.line(format!("done     {id}"));
+            }
+            Outcome::Failed(why) => self.line(format!("FAILED   {id}: {why}")),
+            Outcome::Skipped(why) => self.line(format!("skipped  {id}: {why}")),
+            Outcome::Unchanged(_) => {}
+        }
+    }
+}
+
+/// The final report: failures and skips in full, then counts.
+pub fn report_text(report: &ApplyReport, color: bool) -> String {
+    let mut out = String::from("\n");
+    let red = |s: &str| if color { format!("\x1b[31m{s}\x1b[0m") } else { s.to_string() };
+    for r in &report.results {
+        match &r.outcome {
+            Outcome::Failed(why) => {
+                let _ = writeln!(out, "{} {}: {why}", red("failed: "), r.id);
+            }
+            Outcome::Skipped(why) => {
+                let _ = writeln!(out, "skipped: {}: {why}", r.id);
+            }
+            _ => {}
+        }
+    }
+    let done = report.count(super::is_done);
+    let failed = report.count(|o| matches!(o, Outcome::Failed(_)));
+    let skipped = report.count(|o| matches!(o, Outcome::Skipped(_)));
+    let unchanged = report.count(|o| matches!(o, Outcome::Unchanged(_)));
+    let verdict = if report.success() { "Apply complete" } else { "Apply failed" };
+    let _ = writeln!(out, "{verdict}: {done} changed, {unchanged} unchanged, {failed} failed, {skipped} skipped.");
+    out
+}

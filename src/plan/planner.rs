@@ -1,0 +1,99 @@
+//! The planner: probes every host once (in parallel), diffs each instance purely, and fetches
+//! the old content of changed text files in one more batched read per host to show diffs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{Change, HostError, Plan, textdiff};
+use crate::graph::Graph;
+use crate::resource::{ContentChange, Decision, HostFacts, ProbeRequest};
+use crate::transport::{SharedTransport, TransportError, read_files};
+
+/// Connections to hosts, by host name. A host whose connection failed has its error instead.
+pub type Connections = BTreeMap<String, Result<SharedTransport, String>>;
+
+/// Reads every host in `graph` and decides what each instance needs.
+pub async fn plan(graph: &Arc<Graph>, connections: &Connections) -> Plan {
+    let mut tasks = tokio::task::JoinSet::new();
+    for host in graph.hosts.keys() {
+        let graph = Arc::clone(graph);
+        let host = host.clone();
+        let conn = connections.get(&host).cloned();
+        tasks.spawn(async move {
+            let result = match conn {
+                Some(Ok(t)) => plan_host(&graph, &host, t.as_ref()).await.map_err(|e| e.to_string()),
+                Some(Err(e)) => Err(e),
+                None => Err(format!("{host}: no connection")),
+            };
+            (host, result)
+        });
+    }
+    let mut plan = Plan::default();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((host, Ok(changes))) => {
+                plan.hosts.insert(host, changes);
+            }
+            Ok((host, Err(error))) => plan.errors.push(HostError { host, error }),
+            Err(e) => plan.errors.push(HostError { host: "?".into(), error: format!("planner task failed: {e}") }),
+        }
+    }
+    plan.errors.sort_by(|a, b| a.host.cmp(&b.host));
+    plan
+}
+
+/// Reads one host (one probe, plus one read for diffs) and plans its instances.
+pub async fn plan_host(graph: &Graph, host: &str, transport: &dyn crate::transport::Transport) -> Result<Vec<Change>, TransportError> {
+    let order = graph.host_order(host);
+    let facts = probe(graph, &order, transport).await?;
+    let decisions: Vec<(usize, Decision)> = order.iter().map(|&i| (i, graph.instances[i].desired.diff(&facts))).collect();
+
+    // Old contents for diffs, fetched together.
+    let wanted: Vec<String> = decisions
+        .iter()
+        .filter(|(i, d)| !graph.instances[*i].desired.sensitive() && d.action.is_change())
+        .filter_map(|(_, d)| match &d.content {
+            Some(ContentChange::FetchOld { path }) => Some(path.clone()),
+            _ => None,
+        })
+        .collect();
+    let old: BTreeMap<String, Vec<u8>> = if wanted.is_empty() {
+        BTreeMap::new()
+    } else {
+        let contents = read_files(transport, &wanted).await?;
+        wanted.into_iter().zip(contents).filter_map(|(p, c)| c.map(|c| (p, c))).collect()
+    };
+    Ok(decisions.into_iter().map(|(i, d)| change_for(graph, i, d, &old)).collect())
+}
+
+/// Runs the probe for the given instances.
+pub async fn probe(graph: &Graph, instances: &[usize], transport: &dyn crate::transport::Transport) -> Result<HostFacts, TransportError> {
+    let mut request = ProbeRequest::default();
+    for &i in instances {
+        graph.instances[i].desired.add_to_probe(&mut request);
+    }
+    request.run(transport).await
+}
+
+fn change_for(graph: &Graph, i: usize, d: Decision, old: &BTreeMap<String, Vec<u8>>) -> Change {
+    let inst = &graph.instances[i];
+    let sensitive = inst.desired.sensitive();
+    let diff = match (&d.content, inst.desired.new_text()) {
+        (_, None) => None,
+        (Some(ContentChange::FromEmpty), Some(new)) => Some(textdiff::unified(&inst.desired.target(), &inst.id.host, b"", new)),
+        (Some(ContentChange::FetchOld { path }), Some(new)) => {
+            old.get(path).map(|o| textdiff::unified(path, &inst.id.host, o, new))
+        }
+        (None, _) => None,
+    };
+    Change {
+        id: inst.id.clone(),
+        instance: i,
+        action: d.action,
+        reason: d.reason,
+        target: inst.desired.target(),
+        attrs: d.attrs,
+        diff,
+        sensitive,
+    }
+}

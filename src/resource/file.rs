@@ -1,0 +1,220 @@
+//! `file`: a file with exact content, mode and (optionally) owner and group. Written atomically;
+//! an attribute-only drift is fixed with chmod/chown without rewriting the content.
+
+use sha2::{Digest, Sha256};
+
+use super::{Action, ApplyError, AttrChange, ContentChange, Decision, PathFact, PathKind, attr_changes, fix_attrs};
+use crate::spec::{ContentSource, Diagnostic, FileSpec, TemplateText};
+use crate::transport::{Content, FileAttrs, Transport, write_file_atomic};
+
+/// Default mode of a managed file.
+pub const DEFAULT_MODE: u32 = 0o644;
+
+/// A file as it should be on one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredFile {
+    /// Absolute path.
+    pub path: String,
+    /// Exact bytes.
+    pub content: Vec<u8>,
+    /// sha256 of `content`, hex.
+    pub sha256: String,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner, when managed.
+    pub owner: Option<String>,
+    /// Group, when managed.
+    pub group: Option<String>,
+    /// Never show the content.
+    pub sensitive: bool,
+}
+
+impl DesiredFile {
+    /// Renders a `[file.*]` table for one host.
+    pub fn from_spec(
+        spec: &FileSpec,
+        render: &mut dyn FnMut(&TemplateText) -> Result<String, Diagnostic>,
+    ) -> Result<Self, Vec<Diagnostic>> {
+        let path = render(&spec.path);
+        let content = match &spec.content {
+            ContentSource::Template(t) => render(t).map(String::into_bytes),
+            ContentSource::Bytes { bytes, .. } => Ok(bytes.clone()),
+        };
+        match (path, content) {
+            (Ok(path), Ok(content)) => Ok(Self::new(path, content, spec)),
+            (path, content) => Err(path.err().into_iter().chain(content.err()).collect()),
+        }
+    }
+
+    fn new(path: String, content: Vec<u8>, spec: &FileSpec) -> Self {
+        Self {
+            path,
+            sha256: sha256_hex(&content),
+            content,
+            mode: spec.mode.map_or(DEFAULT_MODE, |m| m.0),
+            owner: spec.owner.as_ref().map(|o| o.value.clone()),
+            group: spec.group.as_ref().map(|g| g.value.clone()),
+            sensitive: spec.sensitive,
+        }
+    }
+
+    /// Decides what to do given what is at the path.
+    pub fn diff(&self, observed: Option<&PathFact>) -> Decision {
+        let Some(observed) = observed else {
+            let mut d = Decision::new(Action::Create, "file does not exist");
+            d.content = Some(ContentChange::FromEmpty);
+            d.attrs = self.new_attrs();
+            return d;
+        };
+        match observed.kind {
+            PathKind::File => {}
+            PathKind::Symlink => {
+                let mut d = Decision::new(Action::Replace, "path is a symbolic link; it will be replaced by the file");
+                d.content = Some(ContentChange::FromEmpty);
+                d.attrs = self.new_attrs();
+                return d;
+            }
+            other => {
+                return Decision::new(
+                    Action::Conflict,
+                    format!("path is {}; cairn will not remove it to write a file there", other.describe()),
+                );
+            }
+        }
+        let attrs = attr_changes(observed, self.mode, self.owner.as_deref(), self.group.as_deref());
+        let content_differs = observed.sha256.as_deref() != Some(self.sha256.as_str());
+        if !content_differs && attrs.is_empty() {
+            return Decision::noop("content, mode and ownership match");
+        }
+        let mut reasons = Vec::new();
+        if content_differs {
+            reasons.push("content differs".to_string());
+        }
+        reasons.extend(attrs.iter().map(|a| format!("{} differs", a.name)));
+        let mut d = Decision::new(Action::Update, reasons.join(", "));
+        if content_differs {
+            d.content = Some(ContentChange::FetchOld { path: self.path.clone() });
+            let before = observed.sha256.as_deref().map(short_hash);
+            d.attrs.push(AttrChange::new("sha256", before, Some(short_hash(&self.sha256))));
+        }
+        d.attrs.extend(attrs);
+        d
+    }
+
+    fn new_attrs(&self) -> Vec<AttrChange> {
+        let mut attrs = vec![
+            AttrChange::new("mode", None, Some(format!("{:04o}", self.mode))),
+            AttrChange::new("size", None, Some(format!("{} bytes", self.content.len()))),
+        ];
+        if let Some(o) = &self.owner {
+            attrs.push(AttrChange::new("owner", None, Some(o.clone())));
+        }
+        if let Some(g) = &self.group {
+            attrs.push(AttrChange::new("group", None, Some(g.clone())));
+        }
+        attrs
+    }
+
+    /// Carries out a decision made by [`DesiredFile::diff`].
+    pub async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
+        if decision.content.is_some() {
+            let attrs = FileAttrs { mode: Some(self.mode), owner: self.owner.clone(), group: self.group.clone() };
+            write_file_atomic(transport, &self.path, Content::Bytes(&self.content), &attrs).await?;
+            Ok(())
+        } else {
+            fix_attrs(transport, &self.path, &decision.attrs).await
+        }
+    }
+}
+
+/// sha256 of bytes, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn short_hash(h: &str) -> String {
+    h.chars().take(12).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desired(content: &str) -> DesiredFile {
+        DesiredFile {
+            path: "/etc/demo/motd".into(),
+            content: content.as_bytes().to_vec(),
+            sha256: sha256_hex(content.as_bytes()),
+            mode: 0o644,
+            owner: Some("root".into()),
+            group: None,
+            sensitive: false,
+        }
+    }
+
+    fn observed(content: &str, mode: u32, owner: &str) -> PathFact {
+        PathFact {
+            kind: PathKind::File,
+            mode,
+            owner: owner.into(),
+            group: "adm".into(),
+            size: content.len() as u64,
+            mtime: 0,
+            sha256: Some(sha256_hex(content.as_bytes())),
+        }
+    }
+
+    #[test]
+    fn missing_file_is_created() {
+        let d = desired("hi\n").diff(None);
+        assert_eq!((d.action, d.reason.as_str()), (Action::Create, "file does not exist"));
+        assert_eq!(d.content, Some(ContentChange::FromEmpty));
+    }
+
+    #[test]
+    fn matching_file_is_a_noop_with_reason() {
+        let d = desired("hi\n").diff(Some(&observed("hi\n", 0o644, "root")));
+        assert_eq!(d, Decision::noop("content, mode and ownership match"));
+    }
+
+    #[test]
+    fn unmanaged_group_is_not_reported() {
+        // group is None in the spec, "adm" on the host: not a change.
+        assert_eq!(desired("x").diff(Some(&observed("x", 0o644, "root"))).action, Action::NoOp);
+    }
+
+    #[test]
+    fn content_change_fetches_old_content_for_the_diff() {
+        let d = desired("new\n").diff(Some(&observed("old\n", 0o644, "root")));
+        assert_eq!((d.action, d.reason.as_str()), (Action::Update, "content differs"));
+        assert_eq!(d.content, Some(ContentChange::FetchOld { path: "/etc/demo/motd".into() }));
+        assert_eq!(d.attrs[0].name, "sha256");
+    }
+
+    #[test]
+    fn mode_and_owner_drift_is_fixed_without_rewriting() {
+        let d = desired("x").diff(Some(&observed("x", 0o600, "nobody")));
+        assert_eq!((d.action, d.reason.as_str()), (Action::Update, "mode differs, owner differs"));
+        assert_eq!(d.content, None);
+        assert_eq!(d.attrs, vec![
+            AttrChange::new("mode", Some("0600".into()), Some("0644".into())),
+            AttrChange::new("owner", Some("nobody".into()), Some("root".into())),
+        ]);
+    }
+
+    #[test]
+    fn directory_in_the_way_is_a_conflict() {
+        let mut o = observed("", 0o755, "root");
+        o.kind = PathKind::Dir;
+        let d = desired("x").diff(Some(&o));
+        assert_eq!(d.action, Action::Conflict);
+        assert!(d.reason.contains("a directory"));
+    }
+
+    #[test]
+    fn symlink_is_replaced() {
+        let mut o = observed("", 0o777, "root");
+        o.kind = PathKind::Symlink;
+        assert_eq!(desired("x").diff(Some(&o)).action, Action::Replace);
+    }
+}

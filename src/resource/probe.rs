@@ -1,0 +1,227 @@
+//! The host probe: one remote command per host that gathers what every resource on it needs
+//! (for paths: type, mode, owner, group, size, mtime, and sha256 of regular files), however many
+//! resources there are. The request travels on stdin as `TAG<TAB>value` lines; the script is a
+//! constant, so nothing from the spec is ever pasted into a shell command.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::transport::{Stdin, Transport, TransportError, argv};
+
+/// What the probe must gather on one host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProbeRequest {
+    /// Paths to stat (and hash, when regular files).
+    pub paths: BTreeSet<String>,
+}
+
+/// The type of a path on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link (not followed).
+    Symlink,
+    /// Anything else (socket, device, fifo).
+    Other,
+}
+
+impl PathKind {
+    /// A word for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            PathKind::File => "a regular file",
+            PathKind::Dir => "a directory",
+            PathKind::Symlink => "a symbolic link",
+            PathKind::Other => "a special file",
+        }
+    }
+}
+
+/// What the probe saw at one existing path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathFact {
+    /// Its type.
+    pub kind: PathKind,
+    /// Permission bits (e.g. 0o644).
+    pub mode: u32,
+    /// Owner user name (`UNKNOWN` if the uid has no name).
+    pub owner: String,
+    /// Group name.
+    pub group: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// sha256 (hex) of a regular file's content.
+    pub sha256: Option<String>,
+}
+
+/// Everything the probe learned about one host. A path absent from `paths` does not exist.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostFacts {
+    /// Existing paths.
+    pub paths: BTreeMap<String, PathFact>,
+}
+
+impl HostFacts {
+    /// What is at `path`, or `None` if nothing is.
+    pub fn path(&self, path: &str) -> Option<&PathFact> {
+        self.paths.get(path)
+    }
+}
+
+/// Reads the request from stdin, then prints `S` lines from one `stat` over every existing path
+/// and `H` lines from one `sha256sum` over the regular files among them, then `E end` so a cut-off
+/// output is detected. Missing paths print nothing. `[` and `printf` are shell builtins, so the
+/// whole probe forks a handful of processes whatever the number of paths.
+const PROBE_SCRIPT: &str = r#"set -u
+paths=''
+nl='
+'
+while IFS='	' read -r tag value; do
+  case $tag in
+    P) paths="$paths$value$nl" ;;
+  esac
+done
+existing='' files=''
+while IFS= read -r p; do
+  [ -z "$p" ] && continue
+  if [ -e "$p" ] || [ -L "$p" ]; then
+    existing="$existing$p$nl"
+    if [ -f "$p" ] && [ ! -L "$p" ] && [ -r "$p" ]; then files="$files$p$nl"; fi
+  fi
+done <<CAIRN_PATHS
+$paths
+CAIRN_PATHS
+printf '%s' "$existing" | xargs -r -d '\n' stat -c 'S	%F	%a	%U	%G	%s	%Y	%n' --
+printf '%s' "$files" | xargs -r -d '\n' sha256sum -- | sed 's/^/H	/'
+echo 'E	end'
+"#;
+
+impl ProbeRequest {
+    /// The probe's argv.
+    pub fn argv() -> Vec<String> {
+        argv(&["sh", "-c", PROBE_SCRIPT, "cairn-probe"])
+    }
+
+    /// The probe's stdin.
+    pub fn stdin(&self) -> Vec<u8> {
+        let mut out = String::new();
+        for p in &self.paths {
+            out.push_str("P\t");
+            out.push_str(p);
+            out.push('\n');
+        }
+        out.into_bytes()
+    }
+
+    /// Runs the probe on a host: one command.
+    pub async fn run(&self, transport: &dyn Transport) -> Result<HostFacts, TransportError> {
+        let input = self.stdin();
+        let out = transport.run(&Self::argv(), Stdin::Bytes(&input)).await?;
+        let failed = |detail: String| TransportError::Remote {
+            host: transport.host().to_string(),
+            operation: "probe".to_string(),
+            detail,
+        };
+        if !out.success() {
+            return Err(failed(out.error_text()));
+        }
+        parse_probe_output(&String::from_utf8_lossy(&out.stdout)).map_err(failed)
+    }
+}
+
+/// Parses the probe's output. Pure; tested on raw output.
+pub fn parse_probe_output(text: &str) -> Result<HostFacts, String> {
+    let mut facts = HostFacts::default();
+    let mut hashes: BTreeMap<String, String> = BTreeMap::new();
+    let mut complete = false;
+    for line in text.lines() {
+        let mut fields = line.splitn(2, '\t');
+        let tag = fields.next().unwrap_or_default();
+        let rest = fields.next().unwrap_or_default();
+        match tag {
+            "S" => {
+                let f: Vec<&str> = rest.splitn(7, '\t').collect();
+                let [kind, mode, owner, group, size, mtime, path] = f.as_slice() else {
+                    return Err(format!("unexpected stat line {line:?}"));
+                };
+                let kind = match *kind {
+                    "regular file" | "regular empty file" => PathKind::File,
+                    "directory" => PathKind::Dir,
+                    "symbolic link" => PathKind::Symlink,
+                    _ => PathKind::Other,
+                };
+                let fact = PathFact {
+                    kind,
+                    mode: u32::from_str_radix(mode, 8).map_err(|_| format!("bad mode in {line:?}"))?,
+                    owner: (*owner).to_string(),
+                    group: (*group).to_string(),
+                    size: size.parse().map_err(|_| format!("bad size in {line:?}"))?,
+                    mtime: mtime.parse().map_err(|_| format!("bad mtime in {line:?}"))?,
+                    sha256: None,
+                };
+                facts.paths.insert((*path).to_string(), fact);
+            }
+            "H" => {
+                let (hash, path) = rest.split_once("  ").ok_or_else(|| format!("unexpected hash line {line:?}"))?;
+                hashes.insert(path.to_string(), hash.to_string());
+            }
+            "E" => complete = true,
+            _ => return Err(format!("unexpected probe output {line:?}")),
+        }
+    }
+    if !complete {
+        return Err("probe output ended early".to_string());
+    }
+    for (path, hash) in hashes {
+        if let Some(fact) = facts.paths.get_mut(&path) {
+            fact.sha256 = Some(hash);
+        }
+    }
+    Ok(facts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_and_hash_lines() {
+        let raw = "S\tregular file\t644\troot\troot\t6\t1700000000\t/etc/demo/motd\n\
+                   S\tdirectory\t755\troot\tadm\t4096\t1700000001\t/etc/demo\n\
+                   H\tabc123  /etc/demo/motd\nE\tend\n";
+        let facts = parse_probe_output(raw).unwrap();
+        let motd = facts.path("/etc/demo/motd").unwrap();
+        assert_eq!((motd.kind, motd.mode, motd.size, motd.sha256.as_deref()), (PathKind::File, 0o644, 6, Some("abc123")));
+        let dir = facts.path("/etc/demo").unwrap();
+        assert_eq!((dir.kind, dir.group.as_str(), dir.sha256.as_deref()), (PathKind::Dir, "adm", None));
+        assert!(facts.path("/missing").is_none());
+    }
+
+    #[test]
+    fn truncated_output_is_an_error() {
+        assert!(parse_probe_output("S\tdirectory\t755\troot\troot\t1\t2\t/x\n").is_err());
+        assert!(parse_probe_output("garbage\nE\tend\n").is_err());
+    }
+
+    #[tokio::test]
+    async fn probe_runs_for_real_on_this_machine() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a file");
+        std::fs::write(&file, b"hello\n").unwrap();
+        let mut req = ProbeRequest::default();
+        req.paths.insert(file.display().to_string());
+        req.paths.insert(dir.path().display().to_string());
+        req.paths.insert(dir.path().join("missing").display().to_string());
+        let t = crate::transport::LocalTransport::new("local");
+        let facts = req.run(&t).await.unwrap();
+        let f = facts.path(&file.display().to_string()).unwrap();
+        assert_eq!(f.sha256.as_deref(), Some("5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"));
+        assert_eq!(facts.path(&dir.path().display().to_string()).unwrap().kind, PathKind::Dir);
+        assert_eq!(facts.paths.len(), 2);
+        assert_eq!(t.stats().commands(), 1);
+    }
+}
