@@ -104,7 +104,7 @@ fn after_names_missing_resource() {
 #[test]
 fn after_unparsable_id() {
     insta::assert_snapshot!(errors(&format!(
-        "{HOSTS}\n[file.motd]\nafter = [\"motd\", \"unit.etcd\"]\npath = \"/etc/motd\"\ncontent = \"hi\"\n"
+        "{HOSTS}\n[file.motd]\nafter = [\"motd\", \"unit.etcd\", \"fiel.a\", \"a.b.c.d\"]\npath = \"/etc/motd\"\ncontent = \"hi\"\n"
     )));
 }
 
@@ -315,4 +315,10 @@ fn same_path_on_disjoint_hosts_is_fine() {
         "{HOSTS}\n[file.a]\nhosts = [\"node1\"]\npath = \"/etc/a\"\ncontent = \"\"\n\n[file.b]\nhosts = [\"role=worker\"]\npath = \"/etc/a\"\ncontent = \"\"\n"
     );
     assert!(load_str(Path::new("cairn.toml"), &text).is_ok());
+}
+
+#[test]
+fn misspelled_required_key_is_reported_once() {
+    // `pth` and `contnet` are reported as unknown keys with "did you mean"; no "missing" errors.
+    insta::assert_snapshot!(errors(&format!("{HOSTS}\n[file.motd]\npth = \"/etc/motd\"\ncontnet = \"hi\"\n")));
 }

@@ -151,6 +151,8 @@ struct Loader {
     resource_keys: BTreeMap<ResourceId, Span>,
     /// Written `after` targets, checked once every resource is known.
     pending_after: Vec<Located<ResourceId>>,
+    /// Written selectors with their resource, checked once every host is known.
+    pending_selectors: Vec<(ResourceId, Located<Selector>)>,
 }
 
 impl Loader {
@@ -233,8 +235,8 @@ impl Loader {
             let chain: Vec<String> =
                 self.stack[pos..].iter().chain(std::iter::once(&canon)).map(|p| p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())).collect();
             self.diags.push(
-                Diagnostic::at(&inc.span, "include cycle")
-                    .with_label(format!("{} includes itself", chain.join(" → ")))
+                Diagnostic::at(&inc.span, format!("include cycle: {}", chain.join(" → ")))
+                    .with_label(format!("`{}` is already being included", inc.value))
                     .with_help("remove one of the includes so no file includes itself, directly or through others"),
             );
             return;
@@ -260,7 +262,7 @@ impl Loader {
         let d = &mut self.diags;
         let user = r.optional_string("user", d);
         merge(&mut self.ssh.user, user, "`ssh.user`", d);
-        let port = r.optional_int("port", 1, 65535, d).map(|p| Located::new(u16::try_from(p.value).unwrap_or(22), p.span));
+        let port = r.optional_int("port", 1, 65535, 22, d).map(|p| Located::new(u16::try_from(p.value).unwrap_or(22), p.span));
         merge(&mut self.ssh.port, port, "`ssh.port`", d);
         let identity = r.optional_string("identity_file", d);
         merge(&mut self.ssh.identity_file, identity, "`ssh.identity_file`", d);
@@ -278,7 +280,7 @@ impl Loader {
         let become_ = r.optional_bool("become", d);
         merge(&mut self.ssh.r#become, become_, "`ssh.become`", d);
         let timeout = r
-            .optional_int("connect_timeout", 1, i64::from(u32::MAX), d)
+            .optional_int("connect_timeout", 1, i64::from(u32::MAX), 10, d)
             .map(|t| Located::new(u64::try_from(t.value).unwrap_or(10), t.span));
         merge(&mut self.ssh.connect_timeout, timeout, "`ssh.connect_timeout`", d);
         r.finish(d);
@@ -321,7 +323,7 @@ impl Loader {
                 }
             }
         };
-        let port = r.optional_int("port", 1, 65535, d).and_then(|p| u16::try_from(p.value).ok());
+        let port = r.optional_int("port", 1, 65535, 22, d).and_then(|p| u16::try_from(p.value).ok());
         let user = r.optional_string("user", d).map(|u| u.value);
         let become_ = r.optional_bool("become", d).map(|b| b.value);
         let mut labels = BTreeMap::new();
@@ -385,7 +387,9 @@ impl Loader {
                             .with_help("list at least one selector (\"*\", a host name or \"label=value\"), or remove `hosts` to mean every host"),
                     );
                 }
-                list.value.into_iter().filter_map(|s| parse_selector(&s, d)).collect()
+                let selectors: Vec<Located<Selector>> = list.value.into_iter().filter_map(|s| parse_selector(&s, d)).collect();
+                self.pending_selectors.extend(selectors.iter().map(|s| (id.clone(), s.clone())));
+                selectors
             }
             None => vec![Located::new(Selector::All, span.clone())],
         };
@@ -397,14 +401,7 @@ impl Loader {
                     self.pending_after.push(loc.clone());
                     after.push(loc);
                 }
-                _ => d.push(
-                    Diagnostic::at(&a.span, format!("`{}` is not a resource id", a.value))
-                        .with_label("expected `kind.name`")
-                        .with_help(format!(
-                            "name a resource as `kind.name`, e.g. \"dir.conf\"; kinds: {}",
-                            quote_list(&Kind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>())
-                        )),
-                ),
+                _ => d.push(bad_after_id(&a)),
             }
         }
         let body = match kind {
@@ -490,7 +487,7 @@ impl Loader {
                 None => diag.with_label("no such resource").with_help(if known.is_empty() {
                     "no resources are defined; remove this entry".to_string()
                 } else {
-                    format!("`after` lists resources defined in this spec: {}", quote_list(&known.iter().map(String::as_str).collect::<Vec<_>>()))
+                    format!("`after` must name a resource defined in the spec; defined: {}", quote_list(&known.iter().map(String::as_str).collect::<Vec<_>>()))
                 }),
             };
             self.diags.push(diag);
@@ -498,26 +495,23 @@ impl Loader {
     }
 
     fn check_selectors(&mut self) {
-        for res in &self.resources {
-            for sel in &res.hosts {
-                // The default `["*"]` carries the resource's own span and is never an error.
-                if sel.span == res.span || self.hosts.values().any(|h| sel.value.matches(h)) {
-                    continue;
-                }
-                let written = match &sel.value {
-                    Selector::All => "*".to_string(),
-                    Selector::Name(n) => n.clone(),
-                    Selector::Label(k, v) => format!("{k}={v}"),
-                };
-                let mut diag = Diagnostic::at(&sel.span, format!("`{written}` in `hosts` of [{}] matches no host", res.id)).with_label("matches no host");
-                if let Selector::Name(n) = &sel.value {
-                    if let Some(m) = did_you_mean(n, self.hosts.keys().map(String::as_str)) {
-                        diag = diag.with_label(format!("matches no host; did you mean `{m}`?"));
-                    }
-                }
-                diag = diag.with_help(self.hosts_help());
-                self.diags.push(diag);
+        for (id, sel) in &self.pending_selectors {
+            if self.hosts.values().any(|h| sel.value.matches(h)) {
+                continue;
             }
+            let written = match &sel.value {
+                Selector::All => "*".to_string(),
+                Selector::Name(n) => n.clone(),
+                Selector::Label(k, v) => format!("{k}={v}"),
+            };
+            let mut diag = Diagnostic::at(&sel.span, format!("`{written}` in `hosts` of [{id}] matches no host")).with_label("matches no host");
+            if let Selector::Name(n) = &sel.value {
+                if let Some(m) = did_you_mean(n, self.hosts.keys().map(String::as_str)) {
+                    diag = diag.with_label(format!("matches no host; did you mean `{m}`?"));
+                }
+            }
+            diag = diag.with_help(self.hosts_help());
+            self.diags.push(diag);
         }
     }
 
@@ -574,6 +568,28 @@ impl Loader {
     }
 }
 
+/// Why an `after` entry is not a resource id.
+fn bad_after_id(a: &Located<String>) -> Diagnostic {
+    let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+    let parts: Vec<&str> = a.value.split('.').collect();
+    let kind = match parts.as_slice() {
+        [kind, _] | [_, kind, _] => Some(*kind),
+        _ => None,
+    };
+    match kind {
+        Some(kind) if Kind::parse(kind).is_none() => {
+            let diag = Diagnostic::at(&a.span, format!("`{}` names an unknown resource kind `{kind}`", a.value));
+            match did_you_mean(kind, kinds.iter().copied()) {
+                Some(m) => diag.with_label(format!("did you mean `{m}`?")).with_help(format!("the kinds are {}", quote_list(&kinds))),
+                None => diag.with_label("unknown kind").with_help(format!("the kinds are {}", quote_list(&kinds))),
+            }
+        }
+        _ => Diagnostic::at(&a.span, format!("`{}` is not a resource id", a.value))
+            .with_label("expected `kind.name`")
+            .with_help(format!("name a resource as `kind.name`, e.g. \"dir.conf\"; the kinds are {}", quote_list(&kinds))),
+    }
+}
+
 /// Parses one written selector, rejecting `label=` and `=value`.
 fn parse_selector(s: &Located<String>, d: &mut Diagnostics) -> Option<Located<Selector>> {
     let sel = Selector::parse(&s.value);
@@ -620,7 +636,8 @@ fn read_content(r: &mut TableReader<'_, '_>, sources: &mut SourceMap, base: &Pat
         [("content", &content), ("template", &template), ("source", &source)].into_iter().filter_map(|(k, v)| v.as_ref().map(|v| (k, v))).collect();
     match given.as_slice() {
         [] => {
-            if r.get("content").is_none() && r.get("template").is_none() && r.get("source").is_none() {
+            let keys = ["content", "template", "source"];
+            if keys.iter().all(|k| r.get(k).is_none()) && !r.near_miss(&keys) {
                 d.push(
                     Diagnostic::at(r.span(), format!("{} has no content", r.what()))
                         .with_label("needs `content`, `template` or `source`")

@@ -54,11 +54,6 @@ impl<'t, 'i> TableReader<'t, 'i> {
         &self.what
     }
 
-    /// The file the table is in.
-    pub(super) fn file(&self) -> FileId {
-        self.file
-    }
-
     /// A byte range of this file as a [`Span`].
     pub(super) fn at(&self, range: std::ops::Range<usize>) -> Span {
         Span::new(self.file, range)
@@ -112,10 +107,21 @@ impl<'t, 'i> TableReader<'t, 'i> {
     /// A string value that must be present.
     pub(super) fn required_string(&mut self, key: &'static str, example: &str, d: &mut Diagnostics) -> Option<Located<String>> {
         if self.get(key).is_none() {
-            d.push(self.missing(key, example));
+            if !self.near_miss(&[key]) {
+                d.push(self.missing(key, example));
+            }
             return None;
         }
         self.optional_string(key, d)
+    }
+
+    /// Whether a key not read yet looks like a misspelling of one of `keys` (then the unknown-key
+    /// diagnostic says "did you mean", and a "missing" diagnostic would only repeat it).
+    pub(super) fn near_miss(&self, keys: &[&str]) -> bool {
+        self.entries
+            .iter()
+            .zip(&self.used)
+            .any(|((k, _), used)| !*used && !keys.contains(&k.get_ref().as_ref()) && did_you_mean(k.get_ref(), keys.iter().copied()).is_some())
     }
 
     /// The diagnostic for a required key that is absent.
@@ -138,7 +144,7 @@ impl<'t, 'i> TableReader<'t, 'i> {
     }
 
     /// A whole number in `min..=max`.
-    pub(super) fn optional_int(&mut self, key: &'static str, min: i64, max: i64, d: &mut Diagnostics) -> Option<Located<i64>> {
+    pub(super) fn optional_int(&mut self, key: &'static str, min: i64, max: i64, example: i64, d: &mut Diagnostics) -> Option<Located<i64>> {
         let (_, v) = self.get(key)?;
         let span = self.at(v.span());
         match v.get_ref() {
@@ -154,7 +160,7 @@ impl<'t, 'i> TableReader<'t, 'i> {
                 }
             },
             _ => {
-                d.push(self.wrong_type(key, v, "an integer", format!("write a whole number without quotes, e.g. {key} = {min}")));
+                d.push(self.wrong_type(key, v, "an integer", format!("write a whole number without quotes, e.g. {key} = {example}")));
                 None
             }
         }
@@ -227,16 +233,18 @@ impl<'t, 'i> TableReader<'t, 'i> {
                 }
             },
             DeValue::Integer(i) => {
-                // What the user probably meant, for the help line.
+                // What the user probably meant, for the help line: the digits they wrote.
                 let digits = i.as_str();
                 let meant = if i.radix() == 8 || i.radix() == 10 { parse_mode(digits) } else { None };
                 let example = meant.map_or_else(|| "0644".to_string(), |m| m.to_string());
+                let why = match (i.radix(), u32::from_str_radix(digits, 10)) {
+                    (10, Ok(n)) => format!(" (unquoted, {digits} is a decimal number: as a mode it would be {n:o})"),
+                    _ => String::new(),
+                };
                 d.push(
-                    Diagnostic::at(&span, format!("`{key}` in {} must be a string", self.what))
-                        .with_label("a TOML integer is not a mode")
-                        .with_help(format!(
-                            "write it in quotes, {key} = \"{example}\": TOML integers are decimal, so an unquoted number would not mean the octal mode you read"
-                        )),
+                    Diagnostic::at(&span, format!("`{key}` in {} must be a string of octal digits", self.what))
+                        .with_label("a number, not a mode string")
+                        .with_help(format!("write it in quotes: {key} = \"{example}\"{why}")),
                 );
                 None
             }
@@ -249,15 +257,16 @@ impl<'t, 'i> TableReader<'t, 'i> {
 
     /// Reports every key that was never asked for, with a "did you mean".
     pub(super) fn finish(self, d: &mut Diagnostics) {
-        for (i, (k, _)) in self.entries.iter().enumerate() {
+        for (i, (k, v)) in self.entries.iter().enumerate() {
             if self.used[i] {
                 continue;
             }
             let name = k.get_ref().as_ref();
-            let mut diag = Diagnostic::at(&self.at(k.span()), format!("unknown key `{name}` in {}", self.what));
+            let noun = if v.get_ref().is_table() { "table" } else { "key" };
+            let mut diag = Diagnostic::at(&self.at(k.span()), format!("unknown {noun} `{name}` in {}", self.what));
             diag = match did_you_mean(name, self.asked.iter().copied()) {
                 Some(m) => diag.with_label(format!("did you mean `{m}`?")).with_help(format!("rename it to `{m}`, or remove it")),
-                None => diag.with_label("unknown key").with_help(format!("{} accepts: {}", self.what, quote_list(&self.asked))),
+                None => diag.with_label(format!("unknown {noun}")).with_help(format!("{} accepts: {}", self.what, quote_list(&self.asked))),
             };
             d.push(diag);
         }
