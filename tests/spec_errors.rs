@@ -1,0 +1,324 @@
+//! The spec loader's user-facing errors, as exact text (insta snapshots), and the model it builds
+//! from a good spec. Inline specs are loaded as `cairn.toml`; specs that name other files live
+//! under `tests/fixtures/spec/` and are loaded by relative path, so rendered paths are stable.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+
+use cairn::spec::{ContentSource, HostKeyChecking, Kind, Mode, ResourceBody, ResourceId, Selector, TransportKind, load, load_str};
+
+/// Two hosts with labels, shared by the inline specs.
+const HOSTS: &str = r#"
+[hosts.node1]
+address = "192.0.2.11"
+labels = { role = "etcd" }
+
+[hosts.node2]
+address = "192.0.2.12"
+labels = { role = "worker" }
+"#;
+
+/// Loads inline spec text that must fail; returns the rendered diagnostics.
+fn errors(text: &str) -> String {
+    match load_str(Path::new("cairn.toml"), text) {
+        Ok(_) => panic!("expected the spec to be rejected:\n{text}"),
+        Err(e) => e.render(),
+    }
+}
+
+/// Loads `tests/fixtures/spec/<name>/cairn.toml`, which must fail.
+fn fixture_errors(name: &str) -> String {
+    let path = PathBuf::from(format!("tests/fixtures/spec/{name}/cairn.toml"));
+    match load(&path) {
+        Ok(_) => panic!("expected {} to be rejected", path.display()),
+        Err(e) => e.render(),
+    }
+}
+
+#[test]
+fn malformed_toml() {
+    insta::assert_snapshot!(errors("[file.motd\npath = \"/etc/motd\"\n\n[dir.conf]\npath = /etc/demo\n"));
+}
+
+#[test]
+fn unknown_top_level_table() {
+    insta::assert_snapshot!(errors(&format!("{HOSTS}\n[fiel.motd]\npath = \"/etc/motd\"\ncontent = \"hi\"\n")));
+}
+
+#[test]
+fn unknown_key() {
+    insta::assert_snapshot!(errors(&format!("{HOSTS}\n[file.motd]\npath = \"/etc/motd\"\ncontnet = \"hi\"\n")));
+}
+
+#[test]
+fn unknown_key_without_suggestion() {
+    insta::assert_snapshot!(errors(&format!("{HOSTS}\n[dir.conf]\npath = \"/etc/demo\"\nrecursive = true\n")));
+}
+
+#[test]
+fn wrong_types() {
+    insta::assert_snapshot!(errors(&format!(
+        "{HOSTS}\n[ssh]\nport = \"22\"\n\n[file.motd]\nhosts = \"node1\"\npath = 5\ncontent = \"hi\"\nsensitive = \"yes\"\n"
+    )));
+}
+
+#[test]
+fn wrong_type_in_list() {
+    insta::assert_snapshot!(errors(&format!("{HOSTS}\n[file.motd]\nhosts = [\"node1\", 2]\npath = \"/etc/motd\"\ncontent = \"hi\"\n")));
+}
+
+#[test]
+fn missing_required_keys() {
+    insta::assert_snapshot!(errors("[hosts.node1]\nport = 22\n\n[dir.conf]\nmode = \"0755\"\n"));
+}
+
+#[test]
+fn bad_mode_strings() {
+    insta::assert_snapshot!(errors(&format!(
+        "{HOSTS}\n[dir.a]\npath = \"/a\"\nmode = \"999\"\n\n[dir.b]\npath = \"/b\"\nmode = \"0o755\"\n\n[dir.c]\npath = \"/c\"\nmode = \"rwxr-xr-x\"\n"
+    )));
+}
+
+#[test]
+fn mode_as_integer() {
+    insta::assert_snapshot!(errors(&format!(
+        "{HOSTS}\n[file.a]\npath = \"/a\"\ncontent = \"\"\nmode = 644\n\n[file.b]\npath = \"/b\"\ncontent = \"\"\nmode = 0o600\n"
+    )));
+}
+
+#[test]
+fn relative_path() {
+    insta::assert_snapshot!(errors(&format!(
+        "{HOSTS}\n[file.motd]\npath = \"etc/motd\"\ncontent = \"hi\"\n\n[file.templated]\npath = \"{{{{ vars.root }}}}/motd\"\ncontent = \"hi\"\n"
+    )));
+}
+
+#[test]
+fn after_names_missing_resource() {
+    insta::assert_snapshot!(errors(&format!(
+        "{HOSTS}\n[file.motd]\npath = \"/etc/motd\"\ncontent = \"hi\"\n\n[file.issue]\nafter = [\"file.mtod\", \"dir.nothing\"]\npath = \"/etc/issue\"\ncontent = \"hi\"\n"
+    )));
+}
+
+#[test]
+fn after_unparsable_id() {
+    insta::assert_snapshot!(errors(&format!(
+        "{HOSTS}\n[file.motd]\nafter = [\"motd\", \"unit.etcd\", \"fiel.a\", \"a.b.c.d\"]\npath = \"/etc/motd\"\ncontent = \"hi\"\n"
+    )));
+}
+
+#[test]
+fn selector_matches_no_host() {
+    insta::assert_snapshot!(errors(&format!(
+        "{HOSTS}\n[file.motd]\nhosts = [\"role=db\", \"nod1\", \"node2\"]\npath = \"/etc/motd\"\ncontent = \"hi\"\n"
+    )));
+}
+
+#[test]
+fn invalid_selector_and_empty_hosts() {
+    insta::assert_snapshot!(errors(&format!(
+        "{HOSTS}\n[file.a]\nhosts = [\"role=\"]\npath = \"/a\"\ncontent = \"\"\n\n[file.b]\nhosts = []\npath = \"/b\"\ncontent = \"\"\n"
+    )));
+}
+
+#[test]
+fn host_key_checking_and_transport_values() {
+    insta::assert_snapshot!(errors(
+        "[ssh]\nhost_key_checking = \"accept_new\"\n\n[hosts.node1]\naddress = \"192.0.2.11\"\ntransport = \"docker\"\n"
+    ));
+}
+
+#[test]
+fn content_and_template_both_set() {
+    insta::assert_snapshot!(errors(&format!(
+        "{HOSTS}\n[file.motd]\npath = \"/etc/motd\"\ncontent = \"hi\"\ntemplate = \"motd.j2\"\n"
+    )));
+}
+
+#[test]
+fn no_content() {
+    insta::assert_snapshot!(errors(&format!("{HOSTS}\n[file.motd]\npath = \"/etc/motd\"\nmode = \"0644\"\n")));
+}
+
+#[test]
+fn missing_include() {
+    insta::assert_snapshot!(fixture_errors("include_missing"));
+}
+
+#[test]
+fn include_cycle() {
+    insta::assert_snapshot!(fixture_errors("include_cycle"));
+}
+
+#[test]
+fn missing_template_and_source_files() {
+    insta::assert_snapshot!(fixture_errors("file_missing"));
+}
+
+#[test]
+fn template_not_utf8() {
+    insta::assert_snapshot!(fixture_errors("template_not_utf8"));
+}
+
+#[test]
+fn defined_twice_across_includes() {
+    insta::assert_snapshot!(fixture_errors("duplicates"));
+}
+
+#[test]
+fn duplicate_literal_path_on_a_host() {
+    // file.a and file.b overlap on node1; dir.c only on node2 where nothing else has /etc/a;
+    // templated paths are left to the graph layer.
+    insta::assert_snapshot!(errors(&format!(
+        "{HOSTS}\n[file.a]\npath = \"/etc/a\"\ncontent = \"\"\n\n[file.b]\nhosts = [\"role=etcd\"]\npath = \"/etc/a/\"\ncontent = \"\"\n\n\
+         [file.c]\nhosts = [\"node2\"]\npath = \"/etc/c\"\ncontent = \"\"\n\n[dir.c]\nhosts = [\"node1\"]\npath = \"/etc/c\"\n\n\
+         [file.t1]\npath = \"{{{{ vars.x }}}}\"\ncontent = \"\"\n\n[file.t2]\npath = \"{{{{ vars.x }}}}\"\ncontent = \"\"\n"
+    )));
+}
+
+#[test]
+fn invalid_names() {
+    insta::assert_snapshot!(errors("[hosts.\"node 1\"]\naddress = \"192.0.2.11\"\n\n[file.\"my.motd\"]\npath = \"/etc/motd\"\ncontent = \"hi\"\n"));
+}
+
+#[test]
+fn many_errors_reported_together_in_order() {
+    let rendered = errors(
+        r#"[ssh]
+port = 70000
+
+[hosts.node1]
+address = "192.0.2.11"
+labels = { role = "etcd", size = 3 }
+
+[fiel.motd]
+path = "/etc/motd"
+
+[file.issue]
+after = ["dir.conff"]
+path = "issue"
+contnet = "hi"
+mode = "999"
+
+[dir.conf]
+hosts = ["role=db"]
+path = "/etc/demo"
+"#,
+    );
+    let positions: Vec<usize> = rendered
+        .lines()
+        .filter_map(|l| l.strip_prefix("  --> cairn.toml:"))
+        .filter_map(|l| l.split(':').next()?.parse().ok())
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] <= w[1]), "not sorted by line: {positions:?}");
+    insta::assert_snapshot!(rendered);
+}
+
+#[test]
+fn unreadable_spec_file() {
+    let err = load(Path::new("tests/fixtures/spec/no-such-dir/cairn.toml")).unwrap_err();
+    insta::assert_snapshot!(err.render());
+}
+
+#[test]
+fn example_spec_loads() {
+    let spec = load(Path::new("tests/fixtures/spec/example/cairn.toml")).unwrap_or_else(|e| panic!("{}", e.render()));
+    let base = Path::new("tests/fixtures/spec/example");
+    assert_eq!(spec.base_dir, base);
+    assert_eq!(spec.state_dir, base.join("state"));
+
+    // [vars]
+    assert_eq!(spec.vars["cluster"], serde_json::json!("demo"));
+    assert_eq!(spec.vars["ports"], serde_json::json!([2379, 2380]));
+    assert_eq!(spec.vars["debug"], serde_json::json!(false));
+
+    // [ssh]; `~` is kept as written (the transport expands it).
+    assert_eq!(spec.ssh.user.as_deref(), Some("admin"));
+    assert_eq!(spec.ssh.port, None);
+    assert_eq!(spec.ssh.identity_file, Some(PathBuf::from("~/.ssh/cairn_ed25519")));
+    assert_eq!(spec.ssh.known_hosts_file, Some(PathBuf::from("~/.ssh/known_hosts")));
+    assert_eq!(spec.ssh.host_key_checking, HostKeyChecking::AcceptNew);
+    assert!(spec.ssh.r#become);
+    assert_eq!(spec.ssh.connect_timeout_secs, Some(5));
+
+    // Hosts come from the included file.
+    assert_eq!(spec.hosts.keys().collect::<Vec<_>>(), ["local", "node1", "node2"]);
+    let node1 = &spec.hosts["node1"];
+    assert_eq!(node1.address, "192.0.2.11");
+    assert_eq!(node1.labels["role"], "etcd");
+    assert_eq!(node1.labels["zone"], "a");
+    assert_eq!((node1.port, node1.user.as_deref(), node1.r#become), (None, None, None));
+    assert_eq!(node1.transport, TransportKind::Ssh);
+    assert_eq!(spec.sources.path(node1.span.file), Path::new("tests/fixtures/spec/example/cluster.toml"));
+    let node2 = &spec.hosts["node2"];
+    assert_eq!((node2.port, node2.user.as_deref(), node2.r#become), (Some(2222), Some("ops"), Some(false)));
+    let local = &spec.hosts["local"];
+    assert_eq!(local.transport, TransportKind::Local);
+    assert_eq!(local.address, "127.0.0.1");
+
+    // Resources in the order written; dir before file because its table comes first.
+    let ids: Vec<String> = spec.resources.iter().map(|r| r.id.to_string()).collect();
+    assert_eq!(ids, ["dir.conf", "file.motd", "file.config", "file.logo"]);
+
+    let conf = &spec.resources[0];
+    assert_eq!(conf.hosts.iter().map(|s| s.value.clone()).collect::<Vec<_>>(), [Selector::All]);
+    let ResourceBody::Dir(dir) = &conf.body else { panic!("dir.conf is a dir") };
+    assert_eq!(dir.path.text, "/etc/demo");
+    assert_eq!(dir.path.name, "dir.conf.path");
+    assert_eq!(dir.mode, Some(Mode(0o750)));
+    assert_eq!(dir.owner.as_ref().map(|o| o.value.as_str()), Some("root"));
+    assert_eq!(dir.group.as_ref().map(|o| o.value.as_str()), Some("demo"));
+
+    let motd = &spec.resources[1];
+    let ResourceBody::File(file) = &motd.body else { panic!("file.motd is a file") };
+    assert_eq!((file.mode, file.owner.as_ref(), file.group.as_ref(), file.sensitive), (None, None, None, false));
+    let ContentSource::Template(t) = &file.content else { panic!("content is a template") };
+    assert_eq!(t.text, "Welcome to {{ host.name }} in {{ vars.cluster }}\n");
+    assert_eq!(t.name, "file.motd.content");
+    assert_eq!(&spec.sources.text(t.span.file)[t.span.range.clone()], "\"Welcome to {{ host.name }} in {{ vars.cluster }}\\n\"");
+
+    let config = &spec.resources[2];
+    assert_eq!(
+        config.hosts.iter().map(|s| s.value.clone()).collect::<Vec<_>>(),
+        [Selector::Label("role".into(), "etcd".into()), Selector::Name("local".into())]
+    );
+    assert_eq!(config.after.iter().map(|a| a.value.clone()).collect::<Vec<_>>(), [ResourceId::new(Kind::Dir, "conf")]);
+    let ResourceBody::File(file) = &config.body else { panic!("file.config is a file") };
+    assert_eq!(file.mode, Some(Mode(0o640)));
+    assert!(file.sensitive);
+    let ContentSource::Template(t) = &file.content else { panic!("template is a template") };
+    assert_eq!(t.name, "templates/config.toml.j2");
+    assert_eq!(t.text, "cluster = \"{{ vars.cluster }}\"\nname = \"{{ host.name }}\"\n");
+    assert_eq!(spec.sources.path(t.span.file), base.join("templates/config.toml.j2"));
+    assert_eq!(t.span.range, 0..t.text.len());
+
+    let logo = &spec.resources[3];
+    let ResourceBody::File(file) = &logo.body else { panic!("file.logo is a file") };
+    assert_eq!(file.path.text, "{{ vars.root }}/logo.txt");
+    assert_eq!(file.content, ContentSource::Bytes { bytes: b"cairn\n".to_vec(), path: base.join("files/logo.txt") });
+}
+
+#[test]
+fn defaults_when_nothing_is_set() {
+    let spec = load_str(Path::new("cairn.toml"), "[hosts.a]\naddress = \"a.example\"\n").unwrap_or_else(|e| panic!("{}", e.render()));
+    assert_eq!(spec.state_dir, Path::new(".cairn"));
+    assert_eq!(spec.ssh.host_key_checking, HostKeyChecking::Strict);
+    assert!(!spec.ssh.r#become);
+    assert_eq!((spec.ssh.user.as_ref(), spec.ssh.port, spec.ssh.connect_timeout_secs), (None, None, None));
+    assert!(spec.resources.is_empty() && spec.vars.is_empty());
+}
+
+#[test]
+fn same_path_on_disjoint_hosts_is_fine() {
+    let text = format!(
+        "{HOSTS}\n[file.a]\nhosts = [\"node1\"]\npath = \"/etc/a\"\ncontent = \"\"\n\n[file.b]\nhosts = [\"role=worker\"]\npath = \"/etc/a\"\ncontent = \"\"\n"
+    );
+    assert!(load_str(Path::new("cairn.toml"), &text).is_ok());
+}
+
+#[test]
+fn misspelled_required_key_is_reported_once() {
+    // `pth` and `contnet` are reported as unknown keys with "did you mean"; no "missing" errors.
+    insta::assert_snapshot!(errors(&format!("{HOSTS}\n[file.motd]\npth = \"/etc/motd\"\ncontnet = \"hi\"\n")));
+}
