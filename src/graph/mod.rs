@@ -123,7 +123,7 @@ impl Graph {
                     let same_host: Vec<usize> = theirs.iter().copied().filter(|&j| &graph.instances[j].id.host == host).collect();
                     let targets = if same_host.is_empty() { theirs.clone() } else { same_host };
                     for j in targets {
-                        graph.add_edge(i, j, format!("after {target}"));
+                        graph.add_edge(i, j, format!("`after` names {target}"));
                         after_spans.insert((i, j), span.clone());
                     }
                 }
@@ -156,7 +156,7 @@ impl Graph {
                 while let Some(p) = parent {
                     if let Some(&j) = p.to_str().and_then(|s| dirs.get(&(inst.id.host.as_str(), s))) {
                         if j != i {
-                            edges.push((i, j, format!("under {}", self.instances[j].id.resource)));
+                            edges.push((i, j, "its path is inside that directory".to_string()));
                         }
                     }
                     parent = p.parent();

@@ -46,14 +46,14 @@ pub async fn plan(graph: &Arc<Graph>, connections: &Connections) -> Plan {
 pub async fn plan_host(graph: &Graph, host: &str, transport: &dyn crate::transport::Transport) -> Result<Vec<Change>, TransportError> {
     let order = graph.host_order(host);
     let facts = probe(graph, &order, transport).await?;
-    let decisions: Vec<(usize, Decision)> = order.iter().map(|&i| (i, graph.instances[i].desired.diff(&facts))).collect();
-
-    // Old contents for diffs, fetched together.
-    let wanted: Vec<String> = decisions
+    // Old contents for diffs, fetched together in one command.
+    let wanted: Vec<String> = order
         .iter()
-        .filter(|(i, d)| !graph.instances[*i].desired.sensitive() && d.action.is_change())
-        .filter_map(|(_, d)| match &d.content {
-            Some(ContentChange::FetchOld { path }) => Some(path.clone()),
+        .filter(|&&i| !graph.instances[i].desired.sensitive())
+        .map(|&i| graph.instances[i].desired.diff(&facts))
+        .filter(|d| d.action.is_change())
+        .filter_map(|d| match d.content {
+            Some(ContentChange::FetchOld { path }) => Some(path),
             _ => None,
         })
         .collect();
@@ -63,7 +63,13 @@ pub async fn plan_host(graph: &Graph, host: &str, transport: &dyn crate::transpo
         let contents = read_files(transport, &wanted).await?;
         wanted.into_iter().zip(contents).filter_map(|(p, c)| c.map(|c| (p, c))).collect()
     };
-    Ok(decisions.into_iter().map(|(i, d)| change_for(graph, i, d, &old)).collect())
+    Ok(plan_from_facts(graph, host, &facts, &old))
+}
+
+/// Plans one host's instances from what its probe found and the old contents of changed files.
+/// Pure: the plan-rendering snapshot tests feed it made-up facts.
+pub fn plan_from_facts(graph: &Graph, host: &str, facts: &HostFacts, old: &BTreeMap<String, Vec<u8>>) -> Vec<Change> {
+    graph.host_order(host).into_iter().map(|i| change_for(graph, i, graph.instances[i].desired.diff(facts), old)).collect()
 }
 
 /// Runs the probe for the given instances.

@@ -109,7 +109,7 @@ fn render_change(out: &mut String, c: &Change, graph: &Graph, opts: TextOptions,
         if let Some(inst) = graph.instances.get(c.instance) {
             for (dep, why) in &inst.dep_reasons {
                 if let Some(d) = graph.instances.get(*dep) {
-                    let _ = writeln!(out, "      {}", paint.dim(&format!("after {} ({why})", d.id)));
+                    let _ = writeln!(out, "      {}", paint.dim(&format!("waits for {}: {why}", d.id)));
                 }
             }
         }

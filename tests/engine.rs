@@ -1,0 +1,394 @@
+//! The engine without SSH: graph building (ordering, waves, cycles, template errors), plan
+//! rendering (text and JSON snapshots from made-up host facts), and the real binary applying to
+//! `transport = "local"` hosts in a temporary directory tree.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use cairn::graph::Graph;
+use cairn::plan::planner::plan_from_facts;
+use cairn::plan::render::{self, TextOptions};
+use cairn::plan::Plan;
+use cairn::resource::{HostFacts, PathFact, PathKind};
+use cairn::spec::load_str;
+
+const HOSTS: &str = r#"
+[vars]
+cluster = "demo"
+
+[hosts.node1]
+address = "192.0.2.11"
+labels = { role = "etcd" }
+
+[hosts.node2]
+address = "192.0.2.12"
+labels = { role = "etcd" }
+"#;
+
+fn graph(text: &str) -> Graph {
+    let spec = load_str(Path::new("cairn.toml"), text).unwrap_or_else(|e| panic!("{}", e.render()));
+    Graph::build(&spec).unwrap_or_else(|d| panic!("{}", d.render(&spec.sources)))
+}
+
+fn graph_errors(path: &Path, text: &str) -> String {
+    let spec = load_str(path, text).unwrap_or_else(|e| panic!("{}", e.render()));
+    match Graph::build(&spec) {
+        Ok(_) => panic!("expected graph errors"),
+        Err(d) => d.render(&spec.sources),
+    }
+}
+
+fn ids(g: &Graph, wave: &[usize]) -> Vec<String> {
+    wave.iter().map(|&i| g.instances[i].id.to_string()).collect()
+}
+
+#[test]
+fn waves_follow_after_and_directories() {
+    let g = graph(&format!(
+        "{HOSTS}
+[file.motd]
+path = \"/etc/demo/motd\"
+content = \"x\"
+[dir.conf]
+path = \"/etc/demo\"
+[file.last]
+hosts = [\"node1\"]
+path = \"/srv/last\"
+content = \"y\"
+after = [\"file.motd\"]
+"
+    ));
+    let waves: Vec<Vec<String>> = g.waves().iter().map(|w| ids(&g, w)).collect();
+    assert_eq!(
+        waves,
+        vec![
+            vec!["dir.conf on node1", "dir.conf on node2"],
+            vec!["file.motd on node1", "file.motd on node2"],
+            vec!["file.last on node1"],
+        ]
+    );
+    // Deterministic: building twice gives the same order.
+    let again = graph(&format!("{HOSTS}\n[file.motd]\npath = \"/etc/demo/motd\"\ncontent = \"x\"\n[dir.conf]\npath = \"/etc/demo\"\n[file.last]\nhosts = [\"node1\"]\npath = \"/srv/last\"\ncontent = \"y\"\nafter = [\"file.motd\"]\n"));
+    assert_eq!(g.waves(), again.waves());
+}
+
+#[test]
+fn cross_host_after_waits_for_every_instance() {
+    let g = graph(&format!(
+        "{HOSTS}
+[file.a]
+hosts = [\"node1\", \"node2\"]
+path = \"/a\"
+content = \"x\"
+[file.b]
+hosts = [\"node1\"]
+path = \"/b\"
+content = \"x\"
+[file.c]
+hosts = [\"node2\"]
+path = \"/c\"
+content = \"x\"
+after = [\"file.b\"]
+"
+    ));
+    let c = g.instances.iter().position(|i| i.id.to_string() == "file.c on node2").unwrap();
+    let deps: Vec<String> = g.deps[c].iter().map(|&d| g.instances[d].id.to_string()).collect();
+    assert_eq!(deps, vec!["file.b on node1"]);
+}
+
+#[test]
+fn dependency_cycle_names_every_member() {
+    insta::assert_snapshot!(graph_errors(
+        Path::new("cairn.toml"),
+        &format!(
+            "{HOSTS}
+[file.a]
+path = \"/a\"
+content = \"x\"
+after = [\"file.c\"]
+[file.b]
+path = \"/b\"
+content = \"x\"
+after = [\"file.a\"]
+[file.c]
+path = \"/c\"
+content = \"x\"
+after = [\"file.b\"]
+"
+        )
+    ));
+}
+
+#[test]
+fn template_errors_name_file_and_line() {
+    insta::assert_snapshot!(graph_errors(
+        Path::new("tests/fixtures/engine/cairn.toml"),
+        &format!(
+            "{HOSTS}
+[file.broken]
+path = \"/etc/broken\"
+template = \"templates/broken.j2\"
+[file.inline]
+path = \"/etc/inline\"
+content = \"cluster {{{{ vars.clustr }}}}\\n\"
+"
+        )
+    ));
+}
+
+#[test]
+fn templated_paths_that_collide_on_a_host_are_refused() {
+    insta::assert_snapshot!(graph_errors(
+        Path::new("cairn.toml"),
+        &format!(
+            "{HOSTS}
+[file.a]
+path = \"/etc/{{{{ vars.cluster }}}}.conf\"
+content = \"x\"
+[file.b]
+path = \"/etc/demo.conf\"
+content = \"y\"
+"
+        )
+    ));
+}
+
+fn fact(kind: PathKind, mode: u32, content: Option<&str>) -> PathFact {
+    PathFact {
+        kind,
+        mode,
+        owner: "root".into(),
+        group: "root".into(),
+        size: content.map_or(4096, |c| c.len() as u64),
+        mtime: 0,
+        sha256: content.map(|c| cairn::resource::file::sha256_hex(c.as_bytes())),
+    }
+}
+
+const RENDER_SPEC: &str = r#"
+[dir.conf]
+path = "/etc/demo"
+[file.motd]
+path = "/etc/demo/motd"
+content = "cluster {{ vars.cluster }} on {{ host.name }}\nwelcome\n"
+[file.key]
+path = "/etc/demo/key.pem"
+content = "-----BEGIN PRIVATE KEY-----\nsecret\n"
+sensitive = true
+mode = "0600"
+[file.same]
+path = "/etc/demo/same"
+content = "same\n"
+"#;
+
+/// node1: nothing exists. node2: dir right, motd drifted, key with wrong mode, same unchanged.
+fn render_plan() -> (Graph, Plan) {
+    let g = graph(&format!("{HOSTS}{RENDER_SPEC}"));
+    let mut node2 = HostFacts::default();
+    node2.paths.insert("/etc/demo".into(), fact(PathKind::Dir, 0o755, None));
+    node2.paths.insert("/etc/demo/motd".into(), fact(PathKind::File, 0o644, Some("cluster old on node2\nwelcome\n")));
+    node2.paths.insert("/etc/demo/key.pem".into(), fact(PathKind::File, 0o644, Some("other secret")));
+    node2.paths.insert("/etc/demo/same".into(), fact(PathKind::File, 0o644, Some("same\n")));
+    let old: BTreeMap<String, Vec<u8>> = [("/etc/demo/motd".to_string(), b"cluster old on node2\nwelcome\n".to_vec())].into();
+    let mut plan = Plan::default();
+    plan.hosts.insert("node1".into(), plan_from_facts(&g, "node1", &HostFacts::default(), &BTreeMap::new()));
+    plan.hosts.insert("node2".into(), plan_from_facts(&g, "node2", &node2, &old));
+    (g, plan)
+}
+
+#[test]
+fn plan_text_view() {
+    let (g, plan) = render_plan();
+    insta::assert_snapshot!(render::text(&plan, &g, TextOptions { color: false, verbose: false }));
+}
+
+#[test]
+fn plan_text_view_verbose_lists_unchanged_with_reasons() {
+    let (g, plan) = render_plan();
+    insta::assert_snapshot!(render::text(&plan, &g, TextOptions { color: false, verbose: true }));
+}
+
+#[test]
+fn plan_json_view() {
+    let (_, plan) = render_plan();
+    let json = render::json(&plan);
+    assert!(!json.contains("PRIVATE KEY") && !json.contains("secret"), "sensitive content leaked:\n{json}");
+    insta::assert_snapshot!(json);
+}
+
+#[test]
+fn plan_json_schema_is_stable() {
+    let (_, plan) = render_plan();
+    let v: serde_json::Value = serde_json::from_str(&render::json(&plan)).unwrap();
+    assert_eq!(v["format_version"], "1");
+    let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&v), ["changes", "errors", "format_version", "has_changes", "summary"]);
+    assert_eq!(keys(&v["summary"]), ["conflict", "create", "delete", "replace", "restart", "unchanged", "update"]);
+    for c in v["changes"].as_array().unwrap() {
+        assert_eq!(keys(c), ["action", "attributes", "diff", "host", "kind", "reason", "resource", "sensitive", "target"]);
+    }
+}
+
+#[test]
+fn no_changes_says_so() {
+    let g = graph(&format!("{HOSTS}[dir.conf]\npath = \"/etc/demo\"\n"));
+    let mut facts = HostFacts::default();
+    facts.paths.insert("/etc/demo".into(), fact(PathKind::Dir, 0o755, None));
+    let mut plan = Plan::default();
+    for h in ["node1", "node2"] {
+        plan.hosts.insert(h.into(), plan_from_facts(&g, h, &facts, &BTreeMap::new()));
+    }
+    assert_eq!(render::text(&plan, &g, TextOptions::default()), "No changes. 2 resource instances on 2 hosts match the spec.\n");
+}
+
+// ---- the real binary against local hosts ----
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn cairn(dir: &Path, args: &[&str]) -> Run {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn local_spec(root: &Path) -> String {
+    format!(
+        r#"
+[vars]
+root = "{root}"
+cluster = "demo"
+
+[hosts.alpha]
+transport = "local"
+labels = {{ role = "etcd" }}
+
+[hosts.beta]
+transport = "local"
+
+[dir.conf]
+path = "{{{{ vars.root }}}}/{{{{ host.name }}}}/etc"
+mode = "0750"
+
+[file.motd]
+path = "{{{{ vars.root }}}}/{{{{ host.name }}}}/etc/motd"
+content = "cluster {{{{ vars.cluster }}}} on {{{{ host.name }}}}\npeers: {{% for h in hosts %}}{{{{ h.name }}}} {{% endfor %}}\n"
+
+[file.blob]
+hosts = ["role=etcd"]
+path = "{{{{ vars.root }}}}/{{{{ host.name }}}}/etc/blob.bin"
+source = "files/blob.bin"
+mode = "0600"
+after = ["file.motd"]
+"#,
+        root = root.display()
+    )
+}
+
+#[test]
+fn apply_then_plan_is_empty_and_drift_is_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("hosts");
+    std::fs::create_dir_all(dir.path().join("files")).unwrap();
+    let blob: Vec<u8> = b"quotes ' \" $(touch /tmp/pwned) `x`\n\xff\xfe\x00 end".to_vec();
+    std::fs::write(dir.path().join("files/blob.bin"), &blob).unwrap();
+    std::fs::write(dir.path().join("cairn.toml"), local_spec(&root)).unwrap();
+
+    let v = cairn(dir.path(), &["validate"]);
+    assert_eq!(v.code, 0, "{}", v.stderr);
+
+    let plan = cairn(dir.path(), &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
+    assert!(plan.stdout.contains("Plan: 5 to create, 0 to change, 0 to delete."), "{}", plan.stdout);
+
+    let refused = cairn(dir.path(), &["apply"]);
+    assert_eq!(refused.code, 1);
+    assert!(refused.stderr.contains("--auto-approve"), "{}", refused.stderr);
+    assert!(!root.exists(), "apply without approval touched the hosts");
+
+    let apply = cairn(dir.path(), &["apply", "--auto-approve"]);
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    assert!(apply.stdout.contains("Apply complete: 5 changed"), "{}", apply.stdout);
+    assert_eq!(std::fs::read(root.join("alpha/etc/blob.bin")).unwrap(), blob, "bytes must arrive exactly");
+    assert_eq!(std::fs::read_to_string(root.join("beta/etc/motd")).unwrap(), "cluster demo on beta\npeers: alpha beta \n");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(root.join("alpha/etc/blob.bin")).unwrap().permissions().mode() & 0o7777, 0o600);
+    assert_eq!(std::fs::metadata(root.join("alpha/etc")).unwrap().permissions().mode() & 0o7777, 0o750);
+    assert!(!Path::new("/tmp/pwned").exists());
+
+    let again = cairn(dir.path(), &["plan", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    assert_eq!(again.stdout, "No changes. 5 resource instances on 2 hosts match the spec.\n");
+
+    // Drift on one host: content and mode.
+    std::fs::write(root.join("beta/etc/motd"), "edited by hand\n").unwrap();
+    std::fs::set_permissions(root.join("alpha/etc"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let drift = cairn(dir.path(), &["plan", "--detailed-exitcode"]);
+    assert_eq!(drift.code, 2);
+    let shown = drift.stdout.replace(&root.display().to_string(), "[ROOT]");
+    insta::assert_snapshot!(shown);
+
+    let repair = cairn(dir.path(), &["apply", "--auto-approve"]);
+    assert_eq!(repair.code, 0, "{}{}", repair.stdout, repair.stderr);
+    assert!(repair.stdout.contains("Apply complete: 2 changed, 3 unchanged"), "{}", repair.stdout);
+    assert_eq!(cairn(dir.path(), &["plan", "--detailed-exitcode"]).code, 0);
+
+    // --json agrees.
+    let json = cairn(dir.path(), &["plan", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["has_changes"], false);
+    assert_eq!(v["summary"]["unchanged"], 5);
+}
+
+#[test]
+fn a_failed_instance_skips_its_dependents_and_the_rest_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("hosts");
+    std::fs::create_dir_all(dir.path().join("files")).unwrap();
+    std::fs::write(dir.path().join("files/blob.bin"), b"x").unwrap();
+    std::fs::write(dir.path().join("cairn.toml"), local_spec(&root)).unwrap();
+    // On alpha, a directory sits where motd belongs: motd is blocked, blob (after motd) skipped.
+    std::fs::create_dir_all(root.join("alpha/etc/motd")).unwrap();
+    let plan = cairn(dir.path(), &["plan"]);
+    assert_eq!(plan.code, 1, "a blocked resource fails the plan");
+    assert!(plan.stdout.contains("! file.motd"), "{}", plan.stdout);
+    let apply = cairn(dir.path(), &["apply", "--auto-approve"]);
+    assert_eq!(apply.code, 1, "{}{}", apply.stdout, apply.stderr);
+    assert!(apply.stdout.contains("failed:  file.motd on alpha: path is a directory"), "{}", apply.stdout);
+    assert!(apply.stdout.contains("skipped: file.blob on alpha: file.motd on alpha did not complete"), "{}", apply.stdout);
+    assert_eq!(std::fs::read_to_string(root.join("beta/etc/motd")).unwrap(), "cluster demo on beta\npeers: alpha beta \n");
+}
+
+#[test]
+fn spec_errors_touch_no_host_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cairn.toml"), "[hosts.a]\ntransport = \"local\"\n[file.x]\npath = \"relative\"\ncontent = 1\n").unwrap();
+    let r = cairn(dir.path(), &["apply", "--auto-approve"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("cairn.toml:4:8"), "{}", r.stderr);
+    assert!(r.stderr.contains("cairn.toml:5:11"), "{}", r.stderr);
+    assert!(r.stdout.is_empty());
+}
+
+#[test]
+fn graph_command_draws_dot_and_mermaid() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cairn.toml"), format!("{HOSTS}[dir.conf]\npath = \"/etc/demo\"\n[file.motd]\npath = \"/etc/demo/motd\"\ncontent = \"x\"\n")).unwrap();
+    insta::assert_snapshot!("graph_dot", cairn(dir.path(), &["graph"]).stdout);
+    insta::assert_snapshot!("graph_mermaid", cairn(dir.path(), &["graph", "--format", "mermaid"]).stdout);
+}
