@@ -131,9 +131,7 @@ fn host_key_checking_and_transport_values() {
 
 #[test]
 fn content_and_template_both_set() {
-    insta::assert_snapshot!(errors(&format!(
-        "{HOSTS}\n[file.motd]\npath = \"/etc/motd\"\ncontent = \"hi\"\ntemplate = \"motd.j2\"\n"
-    )));
+    insta::assert_snapshot!(errors(&format!("{HOSTS}\n[file.motd]\npath = \"/etc/motd\"\ncontent = \"hi\"\ntemplate = \"motd.j2\"\n")));
 }
 
 #[test]
@@ -179,7 +177,9 @@ fn duplicate_literal_path_on_a_host() {
 
 #[test]
 fn invalid_names() {
-    insta::assert_snapshot!(errors("[hosts.\"node 1\"]\naddress = \"192.0.2.11\"\n\n[file.\"my.motd\"]\npath = \"/etc/motd\"\ncontent = \"hi\"\n"));
+    insta::assert_snapshot!(errors(
+        "[hosts.\"node 1\"]\naddress = \"192.0.2.11\"\n\n[file.\"my.motd\"]\npath = \"/etc/motd\"\ncontent = \"hi\"\n"
+    ));
 }
 
 #[test]
@@ -206,11 +206,8 @@ hosts = ["role=db"]
 path = "/etc/demo"
 "#,
     );
-    let positions: Vec<usize> = rendered
-        .lines()
-        .filter_map(|l| l.strip_prefix("  --> cairn.toml:"))
-        .filter_map(|l| l.split(':').next()?.parse().ok())
-        .collect();
+    let positions: Vec<usize> =
+        rendered.lines().filter_map(|l| l.strip_prefix("  --> cairn.toml:")).filter_map(|l| l.split(':').next()?.parse().ok()).collect();
     assert!(positions.windows(2).all(|w| w[0] <= w[1]), "not sorted by line: {positions:?}");
     insta::assert_snapshot!(rendered);
 }
