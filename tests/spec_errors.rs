@@ -319,3 +319,27 @@ fn misspelled_required_key_is_reported_once() {
     // `pth` and `contnet` are reported as unknown keys with "did you mean"; no "missing" errors.
     insta::assert_snapshot!(errors(&format!("{HOSTS}\n[file.motd]\npth = \"/etc/motd\"\ncontnet = \"hi\"\n")));
 }
+
+#[test]
+fn syntax_error_in_an_include() {
+    // Only the syntax error: `after = ["dir.conf"]` is not reported, since the file that may define
+    // `dir.conf` could not be read.
+    insta::assert_snapshot!(fixture_errors("include_syntax"));
+}
+
+#[test]
+fn nested_includes_merge_in_order() {
+    let spec = load(Path::new("tests/fixtures/spec/nested_includes/cairn.toml")).unwrap_or_else(|e| panic!("{}", e.render()));
+    let ids: Vec<String> = spec.resources.iter().map(|r| r.id.to_string()).collect();
+    assert_eq!(ids, ["file.common", "file.a", "file.b", "file.main"]);
+    assert_eq!(spec.hosts.keys().collect::<Vec<_>>(), ["node1"]);
+    assert_eq!(spec.vars["cluster"], serde_json::json!("demo"));
+
+    // A template is found beside the file that names it, and registered for diagnostics.
+    let ResourceBody::File(a) = &spec.resources[1].body else { panic!("file.a is a file") };
+    let ContentSource::Template(t) = &a.content else { panic!("file.a has a template") };
+    assert_eq!(t.text, "from sub/a.j2\n");
+    assert_eq!(t.name, "a.j2");
+    assert_eq!(spec.sources.path(t.span.file), Path::new("tests/fixtures/spec/nested_includes/sub/a.j2"));
+    assert_eq!(spec.sources.text(t.span.file), "from sub/a.j2\n");
+}
