@@ -343,3 +343,9 @@ fn nested_includes_merge_in_order() {
     assert_eq!(spec.sources.path(t.span.file), Path::new("tests/fixtures/spec/nested_includes/sub/a.j2"));
     assert_eq!(spec.sources.text(t.span.file), "from sub/a.j2\n");
 }
+
+#[test]
+fn host_errors_are_not_repeated() {
+    // A misspelled `address`, and an invalid transport without an address: one error each.
+    insta::assert_snapshot!(errors("[hosts.node1]\nadress = \"192.0.2.11\"\n\n[hosts.node2]\ntransport = \"locl\"\n"));
+}

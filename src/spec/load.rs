@@ -300,7 +300,7 @@ impl Loader {
                     format!("host `{}` must be a table, found {}", name.value, type_phrase(value.get_ref())),
                 )
                 .with_label("expected a table")
-                .with_help(format!("write it as a table:\n\n    [hosts.{}]\n    address = \"192.0.2.10\"", name.value)),
+                .with_help(format!("write it as a table: a [hosts.{}] header followed by `address = \"...\"`", name.value)),
             );
             return;
         };
@@ -312,17 +312,22 @@ impl Loader {
             );
         }
         let mut r = TableReader::new(file, table, Span::new(file, value.span()), what);
-        let transport = r
-            .optional_choice("transport", &["ssh", "local"], d)
-            .map_or(TransportKind::Ssh, |t| if t.value == "local" { TransportKind::Local } else { TransportKind::Ssh });
+        let transport_written = r.get("transport").is_some();
+        let transport = r.optional_choice("transport", &["ssh", "local"], d);
+        // An invalid `transport` is reported on its own; whether `address` is needed is then unknown.
+        let address_required = transport.as_ref().map_or(!transport_written, |t| t.value == "ssh");
+        let transport =
+            transport.map_or(TransportKind::Ssh, |t| if t.value == "local" { TransportKind::Local } else { TransportKind::Ssh });
         let address = match transport {
             TransportKind::Local => r.optional_string("address", d).map_or_else(|| "127.0.0.1".to_string(), |a| a.value),
             TransportKind::Ssh => {
                 if r.get("address").is_none() {
-                    d.push(r.missing("address", "\"192.0.2.10\"").with_help(format!(
-                        "add `address = \"...\"` (an IP address or DNS name) to {}, or `transport = \"local\"` for this machine",
-                        r.what()
-                    )));
+                    if address_required && !r.near_miss(&["address"]) {
+                        d.push(r.missing("address", "\"192.0.2.10\"").with_help(format!(
+                            "add `address = \"...\"` (an IP address or DNS name) to {}, or `transport = \"local\"` for this machine",
+                            r.what()
+                        )));
+                    }
                     String::new()
                 } else {
                     r.optional_string("address", d).map(|a| a.value).unwrap_or_default()
