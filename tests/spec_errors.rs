@@ -349,3 +349,15 @@ fn host_errors_are_not_repeated() {
     // A misspelled `address`, and an invalid transport without an address: one error each.
     insta::assert_snapshot!(errors("[hosts.node1]\nadress = \"192.0.2.11\"\n\n[hosts.node2]\ntransport = \"locl\"\n"));
 }
+
+#[test]
+fn docs_example_is_in_sync_and_loads() {
+    let docs = std::fs::read_to_string("docs/spec.md").unwrap();
+    for file in ["cairn.toml", "cluster.toml"] {
+        let text = std::fs::read_to_string(format!("tests/fixtures/spec/docs_example/{file}")).unwrap();
+        assert!(docs.contains(&format!("```toml\n{text}```")), "docs/spec.md no longer shows tests/fixtures/spec/docs_example/{file}");
+    }
+    let spec = load(Path::new("tests/fixtures/spec/docs_example/cairn.toml")).unwrap_or_else(|e| panic!("{}", e.render()));
+    assert_eq!(spec.hosts.len(), 2);
+    assert_eq!(spec.resources.len(), 3);
+}
