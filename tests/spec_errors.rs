@@ -131,9 +131,7 @@ fn host_key_checking_and_transport_values() {
 
 #[test]
 fn content_and_template_both_set() {
-    insta::assert_snapshot!(errors(&format!(
-        "{HOSTS}\n[file.motd]\npath = \"/etc/motd\"\ncontent = \"hi\"\ntemplate = \"motd.j2\"\n"
-    )));
+    insta::assert_snapshot!(errors(&format!("{HOSTS}\n[file.motd]\npath = \"/etc/motd\"\ncontent = \"hi\"\ntemplate = \"motd.j2\"\n")));
 }
 
 #[test]
@@ -179,7 +177,9 @@ fn duplicate_literal_path_on_a_host() {
 
 #[test]
 fn invalid_names() {
-    insta::assert_snapshot!(errors("[hosts.\"node 1\"]\naddress = \"192.0.2.11\"\n\n[file.\"my.motd\"]\npath = \"/etc/motd\"\ncontent = \"hi\"\n"));
+    insta::assert_snapshot!(errors(
+        "[hosts.\"node 1\"]\naddress = \"192.0.2.11\"\n\n[file.\"my.motd\"]\npath = \"/etc/motd\"\ncontent = \"hi\"\n"
+    ));
 }
 
 #[test]
@@ -206,11 +206,8 @@ hosts = ["role=db"]
 path = "/etc/demo"
 "#,
     );
-    let positions: Vec<usize> = rendered
-        .lines()
-        .filter_map(|l| l.strip_prefix("  --> cairn.toml:"))
-        .filter_map(|l| l.split(':').next()?.parse().ok())
-        .collect();
+    let positions: Vec<usize> =
+        rendered.lines().filter_map(|l| l.strip_prefix("  --> cairn.toml:")).filter_map(|l| l.split(':').next()?.parse().ok()).collect();
     assert!(positions.windows(2).all(|w| w[0] <= w[1]), "not sorted by line: {positions:?}");
     insta::assert_snapshot!(rendered);
 }
@@ -321,4 +318,46 @@ fn same_path_on_disjoint_hosts_is_fine() {
 fn misspelled_required_key_is_reported_once() {
     // `pth` and `contnet` are reported as unknown keys with "did you mean"; no "missing" errors.
     insta::assert_snapshot!(errors(&format!("{HOSTS}\n[file.motd]\npth = \"/etc/motd\"\ncontnet = \"hi\"\n")));
+}
+
+#[test]
+fn syntax_error_in_an_include() {
+    // Only the syntax error: `after = ["dir.conf"]` is not reported, since the file that may define
+    // `dir.conf` could not be read.
+    insta::assert_snapshot!(fixture_errors("include_syntax"));
+}
+
+#[test]
+fn nested_includes_merge_in_order() {
+    let spec = load(Path::new("tests/fixtures/spec/nested_includes/cairn.toml")).unwrap_or_else(|e| panic!("{}", e.render()));
+    let ids: Vec<String> = spec.resources.iter().map(|r| r.id.to_string()).collect();
+    assert_eq!(ids, ["file.common", "file.a", "file.b", "file.main"]);
+    assert_eq!(spec.hosts.keys().collect::<Vec<_>>(), ["node1"]);
+    assert_eq!(spec.vars["cluster"], serde_json::json!("demo"));
+
+    // A template is found beside the file that names it, and registered for diagnostics.
+    let ResourceBody::File(a) = &spec.resources[1].body else { panic!("file.a is a file") };
+    let ContentSource::Template(t) = &a.content else { panic!("file.a has a template") };
+    assert_eq!(t.text, "from sub/a.j2\n");
+    assert_eq!(t.name, "a.j2");
+    assert_eq!(spec.sources.path(t.span.file), Path::new("tests/fixtures/spec/nested_includes/sub/a.j2"));
+    assert_eq!(spec.sources.text(t.span.file), "from sub/a.j2\n");
+}
+
+#[test]
+fn host_errors_are_not_repeated() {
+    // A misspelled `address`, and an invalid transport without an address: one error each.
+    insta::assert_snapshot!(errors("[hosts.node1]\nadress = \"192.0.2.11\"\n\n[hosts.node2]\ntransport = \"locl\"\n"));
+}
+
+#[test]
+fn docs_example_is_in_sync_and_loads() {
+    let docs = std::fs::read_to_string("docs/spec.md").unwrap();
+    for file in ["cairn.toml", "cluster.toml"] {
+        let text = std::fs::read_to_string(format!("tests/fixtures/spec/docs_example/{file}")).unwrap();
+        assert!(docs.contains(&format!("```toml\n{text}```")), "docs/spec.md no longer shows tests/fixtures/spec/docs_example/{file}");
+    }
+    let spec = load(Path::new("tests/fixtures/spec/docs_example/cairn.toml")).unwrap_or_else(|e| panic!("{}", e.render()));
+    assert_eq!(spec.hosts.len(), 2);
+    assert_eq!(spec.resources.len(), 3);
 }

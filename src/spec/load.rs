@@ -20,8 +20,8 @@ use toml::de::{DeTable, DeValue};
 use self::reader::{TableReader, Value, quote_list, to_json, type_phrase};
 use super::diagnostic::{Diagnostic, Diagnostics, FileId, Located, SourceMap, Span, did_you_mean};
 use super::model::{
-    ContentSource, DirSpec, FileSpec, HostKeyChecking, HostSpec, Kind, ResourceBody, ResourceId, ResourceSpec, Selector, Spec,
-    SshDefaults, TemplateText, TransportKind,
+    ContentSource, DirSpec, FileSpec, HostKeyChecking, HostSpec, Kind, ResourceBody, ResourceId, ResourceSpec, Selector, Spec, SshDefaults,
+    TemplateText, TransportKind,
 };
 
 /// A spec that could not be loaded: every problem, and the files needed to quote them.
@@ -232,8 +232,11 @@ impl Loader {
         let path = base.join(&inc.value);
         let canon = canonical(&path);
         if let Some(pos) = self.stack.iter().position(|p| *p == canon) {
-            let chain: Vec<String> =
-                self.stack[pos..].iter().chain(std::iter::once(&canon)).map(|p| p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())).collect();
+            let chain: Vec<String> = self.stack[pos..]
+                .iter()
+                .chain(std::iter::once(&canon))
+                .map(|p| p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned()))
+                .collect();
             self.diags.push(
                 Diagnostic::at(&inc.span, format!("include cycle: {}", chain.join(" → ")))
                     .with_label(format!("`{}` is already being included", inc.value))
@@ -292,9 +295,12 @@ impl Loader {
         let what = format!("[hosts.{}]", name.value);
         let DeValue::Table(table) = value.get_ref() else {
             d.push(
-                Diagnostic::at(&Span::new(file, value.span()), format!("host `{}` must be a table, found {}", name.value, type_phrase(value.get_ref())))
-                    .with_label("expected a table")
-                    .with_help(format!("write it as a table:\n\n    [hosts.{}]\n    address = \"192.0.2.10\"", name.value)),
+                Diagnostic::at(
+                    &Span::new(file, value.span()),
+                    format!("host `{}` must be a table, found {}", name.value, type_phrase(value.get_ref())),
+                )
+                .with_label("expected a table")
+                .with_help(format!("write it as a table: a [hosts.{}] header followed by `address = \"...\"`", name.value)),
             );
             return;
         };
@@ -306,17 +312,22 @@ impl Loader {
             );
         }
         let mut r = TableReader::new(file, table, Span::new(file, value.span()), what);
-        let transport = r
-            .optional_choice("transport", &["ssh", "local"], d)
-            .map_or(TransportKind::Ssh, |t| if t.value == "local" { TransportKind::Local } else { TransportKind::Ssh });
+        let transport_written = r.get("transport").is_some();
+        let transport = r.optional_choice("transport", &["ssh", "local"], d);
+        // An invalid `transport` is reported on its own; whether `address` is needed is then unknown.
+        let address_required = transport.as_ref().map_or(!transport_written, |t| t.value == "ssh");
+        let transport =
+            transport.map_or(TransportKind::Ssh, |t| if t.value == "local" { TransportKind::Local } else { TransportKind::Ssh });
         let address = match transport {
             TransportKind::Local => r.optional_string("address", d).map_or_else(|| "127.0.0.1".to_string(), |a| a.value),
             TransportKind::Ssh => {
                 if r.get("address").is_none() {
-                    d.push(r.missing("address", "\"192.0.2.10\"").with_help(format!(
-                        "add `address = \"...\"` (an IP address or DNS name) to {}, or `transport = \"local\"` for this machine",
-                        r.what()
-                    )));
+                    if address_required && !r.near_miss(&["address"]) {
+                        d.push(r.missing("address", "\"192.0.2.10\"").with_help(format!(
+                            "add `address = \"...\"` (an IP address or DNS name) to {}, or `transport = \"local\"` for this machine",
+                            r.what()
+                        )));
+                    }
                     String::new()
                 } else {
                     r.optional_string("address", d).map(|a| a.value).unwrap_or_default()
@@ -334,9 +345,12 @@ impl Loader {
                         labels.insert(key.value, s.to_string());
                     }
                     other => d.push(
-                        Diagnostic::at(&Span::new(file, v.span()), format!("label `{}` must be a string, found {}", key.value, type_phrase(other)))
-                            .with_label("expected a string")
-                            .with_help(format!("put the value in double quotes: {} = \"...\"", key.value)),
+                        Diagnostic::at(
+                            &Span::new(file, v.span()),
+                            format!("label `{}` must be a string, found {}", key.value, type_phrase(other)),
+                        )
+                        .with_label("expected a string")
+                        .with_help(format!("put the value in double quotes: {} = \"...\"", key.value)),
                     ),
                 }
             }
@@ -353,7 +367,8 @@ impl Loader {
             return;
         }
         self.host_keys.insert(name.value.clone(), name.span);
-        self.hosts.insert(name.value.clone(), HostSpec { name: name.value, address, port, user, r#become: become_, labels, transport, span });
+        self.hosts
+            .insert(name.value.clone(), HostSpec { name: name.value, address, port, user, r#become: become_, labels, transport, span });
     }
 
     /// `[KIND.NAME]`.
@@ -381,11 +396,9 @@ impl Loader {
         let hosts = match r.string_list("hosts", d) {
             Some(list) => {
                 if list.value.is_empty() {
-                    d.push(
-                        Diagnostic::at(&list.span, format!("`hosts` of [{id}] is empty"))
-                            .with_label("selects no host")
-                            .with_help("list at least one selector (\"*\", a host name or \"label=value\"), or remove `hosts` to mean every host"),
-                    );
+                    d.push(Diagnostic::at(&list.span, format!("`hosts` of [{id}] is empty")).with_label("selects no host").with_help(
+                        "list at least one selector (\"*\", a host name or \"label=value\"), or remove `hosts` to mean every host",
+                    ));
                 }
                 let selectors: Vec<Located<Selector>> = list.value.into_iter().filter_map(|s| parse_selector(&s, d)).collect();
                 self.pending_selectors.extend(selectors.iter().map(|s| (id.clone(), s.clone())));
@@ -487,7 +500,10 @@ impl Loader {
                 None => diag.with_label("no such resource").with_help(if known.is_empty() {
                     "no resources are defined; remove this entry".to_string()
                 } else {
-                    format!("`after` must name a resource defined in the spec; defined: {}", quote_list(&known.iter().map(String::as_str).collect::<Vec<_>>()))
+                    format!(
+                        "`after` must name a resource defined in the spec; defined: {}",
+                        quote_list(&known.iter().map(String::as_str).collect::<Vec<_>>())
+                    )
                 }),
             };
             self.diags.push(diag);
@@ -504,7 +520,8 @@ impl Loader {
                 Selector::Name(n) => n.clone(),
                 Selector::Label(k, v) => format!("{k}={v}"),
             };
-            let mut diag = Diagnostic::at(&sel.span, format!("`{written}` in `hosts` of [{id}] matches no host")).with_label("matches no host");
+            let mut diag =
+                Diagnostic::at(&sel.span, format!("`{written}` in `hosts` of [{id}] matches no host")).with_label("matches no host");
             if let Selector::Name(n) = &sel.value {
                 if let Some(m) = did_you_mean(n, self.hosts.keys().map(String::as_str)) {
                     diag = diag.with_label(format!("matches no host; did you mean `{m}`?"));
@@ -560,7 +577,9 @@ impl Loader {
                     Diagnostic::at(&path.span, format!("`{normal}` is managed by both `{}` and `{}`", other.id, res.id))
                         .with_label(format!("`{}` manages it on {}", res.id, quote_list(&both)))
                         .with_related(other_span, format!("`{}` manages it too", other.id))
-                        .with_help("a path can be managed by only one resource per host; remove one, or change `hosts` so they do not overlap"),
+                        .with_help(
+                            "a path can be managed by only one resource per host; remove one, or change `hosts` so they do not overlap",
+                        ),
                 );
             }
             literal.push((res, normal, &path.span, on));
@@ -613,27 +632,33 @@ fn parse_selector(s: &Located<String>, d: &mut Diagnostics) -> Option<Located<Se
 fn read_path(r: &mut TableReader<'_, '_>, id: &ResourceId, d: &mut Diagnostics) -> Option<TemplateText> {
     let path = r.required_string("path", "\"/absolute/path\"", d)?;
     if !path.value.starts_with('/') && !path.value.trim_start().starts_with("{{") {
-        d.push(
-            Diagnostic::at(&path.span, format!("`path` of [{id}] must be absolute"))
-                .with_label("a relative path")
-                .with_help(if path.value.is_empty() {
-                    "write the full path on the host, starting with `/`".to_string()
-                } else {
-                    format!("write the full path on the host, starting with `/`, e.g. path = \"/{}\"", path.value.trim_start_matches("./"))
-                }),
-        );
+        d.push(Diagnostic::at(&path.span, format!("`path` of [{id}] must be absolute")).with_label("a relative path").with_help(
+            if path.value.is_empty() {
+                "write the full path on the host, starting with `/`".to_string()
+            } else {
+                format!("write the full path on the host, starting with `/`, e.g. path = \"/{}\"", path.value.trim_start_matches("./"))
+            },
+        ));
         return None;
     }
     Some(TemplateText { text: path.value, span: path.span, name: format!("{id}.path") })
 }
 
 /// Exactly one of `content`, `template`, `source`.
-fn read_content(r: &mut TableReader<'_, '_>, sources: &mut SourceMap, base: &Path, id: &ResourceId, d: &mut Diagnostics) -> Option<ContentSource> {
+fn read_content(
+    r: &mut TableReader<'_, '_>,
+    sources: &mut SourceMap,
+    base: &Path,
+    id: &ResourceId,
+    d: &mut Diagnostics,
+) -> Option<ContentSource> {
     let content = r.optional_string("content", d);
     let template = r.optional_string("template", d);
     let source = r.optional_string("source", d);
-    let given: Vec<(&str, &Located<String>)> =
-        [("content", &content), ("template", &template), ("source", &source)].into_iter().filter_map(|(k, v)| v.as_ref().map(|v| (k, v))).collect();
+    let given: Vec<(&str, &Located<String>)> = [("content", &content), ("template", &template), ("source", &source)]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+        .collect();
     match given.as_slice() {
         [] => {
             let keys = ["content", "template", "source"];

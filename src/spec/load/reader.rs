@@ -118,10 +118,9 @@ impl<'t, 'i> TableReader<'t, 'i> {
     /// Whether a key not read yet looks like a misspelling of one of `keys` (then the unknown-key
     /// diagnostic says "did you mean", and a "missing" diagnostic would only repeat it).
     pub(super) fn near_miss(&self, keys: &[&str]) -> bool {
-        self.entries
-            .iter()
-            .zip(&self.used)
-            .any(|((k, _), used)| !*used && !keys.contains(&k.get_ref().as_ref()) && did_you_mean(k.get_ref(), keys.iter().copied()).is_some())
+        self.entries.iter().zip(&self.used).any(|((k, _), used)| {
+            !*used && !keys.contains(&k.get_ref().as_ref()) && did_you_mean(k.get_ref(), keys.iter().copied()).is_some()
+        })
     }
 
     /// The diagnostic for a required key that is absent.
@@ -144,7 +143,14 @@ impl<'t, 'i> TableReader<'t, 'i> {
     }
 
     /// A whole number in `min..=max`.
-    pub(super) fn optional_int(&mut self, key: &'static str, min: i64, max: i64, example: i64, d: &mut Diagnostics) -> Option<Located<i64>> {
+    pub(super) fn optional_int(
+        &mut self,
+        key: &'static str,
+        min: i64,
+        max: i64,
+        example: i64,
+        d: &mut Diagnostics,
+    ) -> Option<Located<i64>> {
         let (_, v) = self.get(key)?;
         let span = self.at(v.span());
         match v.get_ref() {
@@ -167,13 +173,19 @@ impl<'t, 'i> TableReader<'t, 'i> {
     }
 
     /// One of `allowed` (a string).
-    pub(super) fn optional_choice(&mut self, key: &'static str, allowed: &[&'static str], d: &mut Diagnostics) -> Option<Located<&'static str>> {
+    pub(super) fn optional_choice(
+        &mut self,
+        key: &'static str,
+        allowed: &[&'static str],
+        d: &mut Diagnostics,
+    ) -> Option<Located<&'static str>> {
         let s = self.optional_string(key, d)?;
         if let Some(found) = allowed.iter().find(|a| **a == s.value) {
             return Some(Located::new(*found, s.span));
         }
         let list = allowed.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
-        let mut diag = Diagnostic::at(&s.span, format!("`{}` is not a valid `{key}`", s.value)).with_label(format!("expected one of {list}"));
+        let mut diag =
+            Diagnostic::at(&s.span, format!("`{}` is not a valid `{key}`", s.value)).with_label(format!("expected one of {list}"));
         diag = match did_you_mean(&s.value, allowed.iter().copied()) {
             Some(m) => diag.with_help(format!("did you mean `{key} = \"{m}\"`?")),
             None => diag.with_help(format!("write one of {list}")),
@@ -194,9 +206,12 @@ impl<'t, 'i> TableReader<'t, 'i> {
             match item.get_ref() {
                 DeValue::String(s) => out.push(Located::new(s.to_string(), self.at(item.span()))),
                 other => d.push(
-                    Diagnostic::at(&self.at(item.span()), format!("items of `{key}` in {} must be strings, found {}", self.what, type_phrase(other)))
-                        .with_label("expected a string")
-                        .with_help("put each item in double quotes"),
+                    Diagnostic::at(
+                        &self.at(item.span()),
+                        format!("items of `{key}` in {} must be strings, found {}", self.what, type_phrase(other)),
+                    )
+                    .with_label("expected a string")
+                    .with_help("put each item in double quotes"),
                 ),
             }
         }
@@ -237,7 +252,7 @@ impl<'t, 'i> TableReader<'t, 'i> {
                 let digits = i.as_str();
                 let meant = if i.radix() == 8 || i.radix() == 10 { parse_mode(digits) } else { None };
                 let example = meant.map_or_else(|| "0644".to_string(), |m| m.to_string());
-                let why = match (i.radix(), u32::from_str_radix(digits, 10)) {
+                let why = match (i.radix(), digits.parse::<u32>()) {
                     (10, Ok(n)) => format!(" (unquoted, {digits} is a decimal number: as a mode it would be {n:o})"),
                     _ => String::new(),
                 };
@@ -294,7 +309,10 @@ pub(super) fn to_json(file: FileId, v: &Value<'_>, d: &mut Diagnostics) -> serde
         DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
             Ok(n) => J::from(n),
             Err(_) => {
-                d.push(Diagnostic::at(&Span::new(file, v.span()), "integer is too large").with_help("use a number that fits in 64 bits, or a string"));
+                d.push(
+                    Diagnostic::at(&Span::new(file, v.span()), "integer is too large")
+                        .with_help("use a number that fits in 64 bits, or a string"),
+                );
                 J::Null
             }
         },
