@@ -9,9 +9,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use cairn::graph::Graph;
+use cairn::plan::Plan;
 use cairn::plan::planner::plan_from_facts;
 use cairn::plan::render::{self, TextOptions};
-use cairn::plan::Plan;
 use cairn::resource::{HostFacts, PathFact, PathKind};
 use cairn::spec::load_str;
 
@@ -64,14 +64,12 @@ after = [\"file.motd\"]
     let waves: Vec<Vec<String>> = g.waves().iter().map(|w| ids(&g, w)).collect();
     assert_eq!(
         waves,
-        vec![
-            vec!["dir.conf on node1", "dir.conf on node2"],
-            vec!["file.motd on node1", "file.motd on node2"],
-            vec!["file.last on node1"],
-        ]
+        vec![vec!["dir.conf on node1", "dir.conf on node2"], vec!["file.motd on node1", "file.motd on node2"], vec!["file.last on node1"],]
     );
     // Deterministic: building twice gives the same order.
-    let again = graph(&format!("{HOSTS}\n[file.motd]\npath = \"/etc/demo/motd\"\ncontent = \"x\"\n[dir.conf]\npath = \"/etc/demo\"\n[file.last]\nhosts = [\"node1\"]\npath = \"/srv/last\"\ncontent = \"y\"\nafter = [\"file.motd\"]\n"));
+    let again = graph(&format!(
+        "{HOSTS}\n[file.motd]\npath = \"/etc/demo/motd\"\ncontent = \"x\"\n[dir.conf]\npath = \"/etc/demo\"\n[file.last]\nhosts = [\"node1\"]\npath = \"/srv/last\"\ncontent = \"y\"\nafter = [\"file.motd\"]\n"
+    ));
     assert_eq!(g.waves(), again.waves());
 }
 
@@ -377,7 +375,8 @@ fn a_failed_instance_skips_its_dependents_and_the_rest_goes_on() {
 #[test]
 fn spec_errors_touch_no_host_and_exit_1() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("cairn.toml"), "[hosts.a]\ntransport = \"local\"\n[file.x]\npath = \"relative\"\ncontent = 1\n").unwrap();
+    std::fs::write(dir.path().join("cairn.toml"), "[hosts.a]\ntransport = \"local\"\n[file.x]\npath = \"relative\"\ncontent = 1\n")
+        .unwrap();
     let r = cairn(dir.path(), &["apply", "--auto-approve"]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("cairn.toml:4:8"), "{}", r.stderr);
@@ -388,7 +387,11 @@ fn spec_errors_touch_no_host_and_exit_1() {
 #[test]
 fn graph_command_draws_dot_and_mermaid() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("cairn.toml"), format!("{HOSTS}[dir.conf]\npath = \"/etc/demo\"\n[file.motd]\npath = \"/etc/demo/motd\"\ncontent = \"x\"\n")).unwrap();
+    std::fs::write(
+        dir.path().join("cairn.toml"),
+        format!("{HOSTS}[dir.conf]\npath = \"/etc/demo\"\n[file.motd]\npath = \"/etc/demo/motd\"\ncontent = \"x\"\n"),
+    )
+    .unwrap();
     insta::assert_snapshot!("graph_dot", cairn(dir.path(), &["graph"]).stdout);
     insta::assert_snapshot!("graph_mermaid", cairn(dir.path(), &["graph", "--format", "mermaid"]).stdout);
 }

@@ -62,8 +62,7 @@ impl Graph {
         let mut diags = Diagnostics::default();
         let templater = Templater::new();
         let mut graph = Graph::default();
-        let contexts: BTreeMap<&str, minijinja::Value> =
-            spec.hosts.values().map(|h| (h.name.as_str(), host_context(spec, h))).collect();
+        let contexts: BTreeMap<&str, minijinja::Value> = spec.hosts.values().map(|h| (h.name.as_str(), host_context(spec, h))).collect();
 
         // Instances, host by host, in spec order.
         let mut order: Vec<(&str, usize, usize)> = Vec::new(); // (host, resource index, instance)
@@ -170,26 +169,33 @@ impl Graph {
 
     fn check_duplicate_paths(&self, diags: &mut Diagnostics) {
         let mut seen: BTreeMap<(&str, &str), usize> = BTreeMap::new();
-        let mut reported: BTreeSet<(usize, usize)> = BTreeSet::new();
+        // (first claimant, second claimant, path) → hosts, so a clash on every host is one error.
+        let mut clashes: BTreeMap<(usize, usize, &str), Vec<&str>> = BTreeMap::new();
+        let mut first_of: BTreeMap<&ResourceId, usize> = BTreeMap::new();
+        for (i, inst) in self.instances.iter().enumerate() {
+            first_of.entry(&inst.id.resource).or_insert(i);
+        }
         for (i, inst) in self.instances.iter().enumerate() {
             for path in inst.desired.paths() {
                 match seen.get(&(inst.id.host.as_str(), path)) {
-                    Some(&j) => {
-                        let (a, b) = (&self.instances[j], inst);
-                        let key = (j.min(i), j.max(i));
-                        if a.id.resource != b.id.resource && reported.insert((key.0, key.1)) {
-                            diags.push(
-                                Diagnostic::at(&b.span, format!("{} and {} both manage {path} on {}", a.id.resource, b.id.resource, inst.id.host))
-                                    .with_related(&a.span, format!("{} is declared here", a.id.resource))
-                                    .with_help("a path can be managed by one resource per host: remove one, or narrow their `hosts`"),
-                            );
-                        }
+                    Some(&j) if self.instances[j].id.resource != inst.id.resource => {
+                        let (a, b) = (first_of[&self.instances[j].id.resource], first_of[&inst.id.resource]);
+                        clashes.entry((a.min(b), a.max(b), path)).or_default().push(&inst.id.host);
                     }
+                    Some(_) => {}
                     None => {
                         seen.insert((inst.id.host.as_str(), path), i);
                     }
                 }
             }
+        }
+        for ((a, b, path), hosts) in clashes {
+            let (a, b) = (&self.instances[a], &self.instances[b]);
+            diags.push(
+                Diagnostic::at(&b.span, format!("{} and {} both manage {path} on {}", a.id.resource, b.id.resource, hosts.join(", ")))
+                    .with_related(&a.span, format!("{} is declared here", a.id.resource))
+                    .with_help("a path can be managed by one resource per host: remove one, or narrow their `hosts`"),
+            );
         }
     }
 

@@ -33,10 +33,7 @@ impl Templater {
 
     /// Renders `template` in `context`. Errors point at the template's line when known.
     pub fn render(&self, template: &TemplateText, context: &Value, sources: &SourceMap) -> Result<String, Diagnostic> {
-        let rendered = self
-            .env
-            .template_from_named_str(&template.name, &template.text)
-            .and_then(|t| t.render(context));
+        let rendered = self.env.template_from_named_str(&template.name, &template.text).and_then(|t| t.render(context));
         rendered.map_err(|e| template_diagnostic(template, &e, sources))
     }
 }

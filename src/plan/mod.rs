@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-pub use crate::resource::{Action, AttrChange};
 use crate::graph::InstanceId;
+pub use crate::resource::{Action, AttrChange};
 
 /// Version of the JSON plan format (`docs/plan-json.md`). Bump on any incompatible change.
 pub const FORMAT_VERSION: &str = "1";

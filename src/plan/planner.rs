@@ -87,9 +87,7 @@ fn change_for(graph: &Graph, i: usize, d: Decision, old: &BTreeMap<String, Vec<u
     let diff = match (&d.content, inst.desired.new_text()) {
         (_, None) => None,
         (Some(ContentChange::FromEmpty), Some(new)) => Some(textdiff::unified(&inst.desired.target(), &inst.id.host, b"", new)),
-        (Some(ContentChange::FetchOld { path }), Some(new)) => {
-            old.get(path).map(|o| textdiff::unified(path, &inst.id.host, o, new))
-        }
+        (Some(ContentChange::FetchOld { path }), Some(new)) => old.get(path).map(|o| textdiff::unified(path, &inst.id.host, o, new)),
         (None, _) => None,
     };
     Change {

@@ -16,10 +16,7 @@ pub fn unified(path: &str, host: &str, old: &[u8], new: &[u8]) -> String {
     let (Ok(old), Ok(new)) = (std::str::from_utf8(old), std::str::from_utf8(new)) else {
         return format!("(binary content: {} → {} bytes)\n", old.len(), new.len());
     };
-    let diff = TextDiff::configure()
-        .algorithm(Algorithm::Patience)
-        .timeout(Duration::from_millis(500))
-        .diff_lines(old, new);
+    let diff = TextDiff::configure().algorithm(Algorithm::Patience).timeout(Duration::from_millis(500)).diff_lines(old, new);
     diff.unified_diff()
         .context_radius(3)
         .header(&format!("{path} (on {host})"), &format!("{path} (wanted)"))

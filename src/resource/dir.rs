@@ -22,10 +22,7 @@ pub struct DesiredDir {
 
 impl DesiredDir {
     /// Renders a `[dir.*]` table for one host.
-    pub fn from_spec(
-        spec: &DirSpec,
-        render: &mut dyn FnMut(&TemplateText) -> Result<String, Diagnostic>,
-    ) -> Result<Self, Vec<Diagnostic>> {
+    pub fn from_spec(spec: &DirSpec, render: &mut dyn FnMut(&TemplateText) -> Result<String, Diagnostic>) -> Result<Self, Vec<Diagnostic>> {
         let path = render(&spec.path).map_err(|d| vec![d])?;
         Ok(Self {
             path,

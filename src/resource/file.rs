@@ -196,10 +196,13 @@ mod tests {
         let d = desired("x").diff(Some(&observed("x", 0o600, "nobody")));
         assert_eq!((d.action, d.reason.as_str()), (Action::Update, "mode differs, owner differs"));
         assert_eq!(d.content, None);
-        assert_eq!(d.attrs, vec![
-            AttrChange::new("mode", Some("0600".into()), Some("0644".into())),
-            AttrChange::new("owner", Some("nobody".into()), Some("root".into())),
-        ]);
+        assert_eq!(
+            d.attrs,
+            vec![
+                AttrChange::new("mode", Some("0600".into()), Some("0644".into())),
+                AttrChange::new("owner", Some("nobody".into()), Some("root".into())),
+            ]
+        );
     }
 
     #[test]

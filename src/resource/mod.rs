@@ -213,12 +213,7 @@ impl Desired {
 
 /// Parses an owner/mode triple observed on a host into attribute changes against the desired
 /// values; attributes the spec leaves unset are not managed and never reported.
-pub(crate) fn attr_changes(
-    observed: &PathFact,
-    mode: u32,
-    owner: Option<&str>,
-    group: Option<&str>,
-) -> Vec<AttrChange> {
+pub(crate) fn attr_changes(observed: &PathFact, mode: u32, owner: Option<&str>, group: Option<&str>) -> Vec<AttrChange> {
     let mut changes = Vec::new();
     if observed.mode != mode {
         changes.push(AttrChange::new("mode", Some(format!("{:04o}", observed.mode)), Some(format!("{mode:04o}"))));
@@ -239,19 +234,11 @@ pub(crate) fn attr_changes(
 /// Runs argv on the host and turns a non-zero exit into [`ApplyError::Failed`] with its output.
 pub(crate) async fn run_checked(transport: &dyn Transport, argv: &[String]) -> Result<(), ApplyError> {
     let out = transport.run(argv, crate::transport::Stdin::Null).await?;
-    if out.success() {
-        Ok(())
-    } else {
-        Err(ApplyError::Failed(format!("`{}` failed: {}", argv.join(" "), out.error_text())))
-    }
+    if out.success() { Ok(()) } else { Err(ApplyError::Failed(format!("`{}` failed: {}", argv.join(" "), out.error_text()))) }
 }
 
 /// Sets mode, owner and group of an existing path, for attribute-only changes.
-pub(crate) async fn fix_attrs(
-    transport: &dyn Transport,
-    path: &str,
-    attrs: &[AttrChange],
-) -> Result<(), ApplyError> {
+pub(crate) async fn fix_attrs(transport: &dyn Transport, path: &str, attrs: &[AttrChange]) -> Result<(), ApplyError> {
     let wanted = |name: &str| attrs.iter().find(|a| a.name == name).and_then(|a| a.after.clone());
     let owner = wanted("owner");
     let group = wanted("group");

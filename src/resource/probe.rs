@@ -121,11 +121,7 @@ impl ProbeRequest {
     pub async fn run(&self, transport: &dyn Transport) -> Result<HostFacts, TransportError> {
         let input = self.stdin();
         let out = transport.run(&Self::argv(), Stdin::Bytes(&input)).await?;
-        let failed = |detail: String| TransportError::Remote {
-            host: transport.host().to_string(),
-            operation: "probe".to_string(),
-            detail,
-        };
+        let failed = |detail: String| TransportError::Remote { host: transport.host().to_string(), operation: "probe".to_string(), detail };
         if !out.success() {
             return Err(failed(out.error_text()));
         }

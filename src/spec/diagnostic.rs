@@ -200,16 +200,17 @@ fn render_one(out: &mut String, d: &Diagnostic, sources: &SourceMap) {
         render_snippet(out, span, Some(note), sources);
     }
     if let Some(help) = &d.help {
-        let _ = writeln!(out, "  = help: {help}");
+        let gutter = d.span.as_ref().map_or(1, |sp| sources.line_col(sp.file, sp.range.start).0.to_string().len());
+        let _ = writeln!(out, "{:gutter$} = help: {help}", "");
     }
 }
 
 fn render_snippet(out: &mut String, span: &Span, label: Option<&str>, sources: &SourceMap) {
     let (line, col) = sources.line_col(span.file, span.range.start);
-    let _ = writeln!(out, "  --> {}:{}:{}", sources.path(span.file).display(), line, col);
+    let gutter = line.to_string().len();
+    let _ = writeln!(out, "{:gutter$}--> {}:{}:{}", "", sources.path(span.file).display(), line, col);
     let text = sources.text(span.file);
     let Some(line_text) = text.lines().nth(line - 1) else { return };
-    let gutter = line.to_string().len();
     let _ = writeln!(out, "{:gutter$} |", "");
     let _ = writeln!(out, "{line} | {line_text}");
     let line_chars = line_text.chars().count();
@@ -251,7 +252,7 @@ mod tests {
         let text = Diagnostics::from(d).render(&map);
         assert_eq!(
             text,
-            "error: bad mode\n  --> cairn.toml:2:8\n  |\n2 | mode = \"999\"\n  |        ^^^^^\n  = help: use an octal mode such as \"0644\"\n\n1 error found; nothing was changed on any host.\n"
+            "error: bad mode\n --> cairn.toml:2:8\n  |\n2 | mode = \"999\"\n  |        ^^^^^\n  = help: use an octal mode such as \"0644\"\n\n1 error found; nothing was changed on any host.\n"
         );
     }
 

@@ -77,11 +77,7 @@ pub async fn write_file_atomic(
     if out.success() {
         Ok(())
     } else {
-        Err(TransportError::Remote {
-            host: transport.host().to_string(),
-            operation: format!("write {path}"),
-            detail: out.error_text(),
-        })
+        Err(TransportError::Remote { host: transport.host().to_string(), operation: format!("write {path}"), detail: out.error_text() })
     }
 }
 

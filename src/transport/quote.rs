@@ -5,7 +5,9 @@
 /// wrapped in single quotes with embedded single quotes written as `'\''`.
 pub fn quote(arg: &str) -> String {
     let safe = !arg.is_empty()
-        && arg.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/' | b':' | b'=' | b'+' | b',' | b'@' | b'%'));
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/' | b':' | b'=' | b'+' | b',' | b'@' | b'%'));
     if safe {
         return arg.to_string();
     }
@@ -45,7 +47,8 @@ mod tests {
         let nasty = ["plain", "with space", "quote's", "$(touch /nonexistent)", "back\\slash", "new\nline", "*", "`x`", "\"dq\""];
         let line = format!("printf '%s\\0' {}", quote_argv(&nasty));
         let out = std::process::Command::new("sh").arg("-c").arg(&line).output().unwrap();
-        let got: Vec<String> = out.stdout.split(|b| *b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect();
+        let got: Vec<String> =
+            out.stdout.split(|b| *b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect();
         assert_eq!(got, nasty);
     }
 }
