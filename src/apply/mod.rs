@@ -1,5 +1,7 @@
 //! Executing a plan: hosts in parallel (at most `parallelism` at once), each host's instances one
-//! at a time in dependency order; every change re-reads its instance's state right before acting
+//! at a time in dependency order, except that a `start = "together"` unit is launched on all its
+//! hosts at once (see [`Scheduler`]); a unit learns which of its dependencies changed in this
+//! apply (for `restart_on`); every change re-reads its instance's state right before acting
 //! (a plan can be stale); a failure skips everything that depends on it while the rest of the run
 //! goes on. Progress goes to a [`Reporter`]; the result is an [`ApplyReport`], partial or not.
 
@@ -11,6 +13,8 @@ use serde::Serialize;
 use crate::graph::{Graph, InstanceId};
 use crate::plan::planner::{Connections, probe};
 use crate::plan::{Action, Plan};
+use crate::resource::Desired;
+use crate::spec::ResourceId;
 use crate::transport::SharedTransport;
 
 /// Knobs for a run.
@@ -38,6 +42,15 @@ pub enum Outcome {
     Failed(String),
     /// Not tried because something it depends on failed.
     Skipped(String),
+    /// A check passed (it changed nothing).
+    Passed(String),
+}
+
+impl Outcome {
+    /// Done, unchanged or passed: dependents may go on.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Outcome::Done(_) | Outcome::Unchanged(_) | Outcome::Passed(_))
+    }
 }
 
 /// One instance's result.
@@ -61,7 +74,7 @@ pub struct ApplyReport {
 impl ApplyReport {
     /// No failures and no skips.
     pub fn success(&self) -> bool {
-        self.results.iter().all(|r| matches!(r.outcome, Outcome::Done(_) | Outcome::Unchanged(_)))
+        self.results.iter().all(|r| r.outcome.is_ok())
     }
 
     /// Results whose outcome matches `pick`.
@@ -86,12 +99,93 @@ impl Reporter for Silent {
     fn finished(&self, _: &InstanceId, _: &Outcome) {}
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Pending,
     Running,
     Ok,
     NotOk,
+}
+
+/// Decides which instances start next. Pure bookkeeping, so it is tested without hosts.
+///
+/// One instance per host at a time, at most `parallelism` busy hosts, an instance only once all
+/// its dependencies succeeded. A resource whose instances must start together (`start =
+/// "together"` units) is launched as one group, on all its hosts at the same moment, once every
+/// pending member is ready and every member's host is idle; while it waits for busy hosts,
+/// nothing else is started on its hosts, and the group itself ignores the parallelism bound.
+struct Scheduler<'g> {
+    graph: &'g Graph,
+    state: Vec<State>,
+    busy: BTreeSet<String>,
+    parallelism: usize,
+    /// Members of each start-together resource.
+    groups: BTreeMap<ResourceId, Vec<usize>>,
+}
+
+impl<'g> Scheduler<'g> {
+    fn new(graph: &'g Graph, parallelism: usize) -> Self {
+        let mut groups: BTreeMap<ResourceId, Vec<usize>> = BTreeMap::new();
+        for (i, inst) in graph.instances.iter().enumerate() {
+            if inst.desired.start_together() {
+                groups.entry(inst.id.resource.clone()).or_default().push(i);
+            }
+        }
+        Self { graph, state: vec![State::Pending; graph.instances.len()], busy: BTreeSet::new(), parallelism: parallelism.max(1), groups }
+    }
+
+    fn ready(&self, i: usize) -> bool {
+        self.state[i] == State::Pending && self.graph.deps[i].iter().all(|&d| self.state[d] == State::Ok)
+    }
+
+    fn host(&self, i: usize) -> &'g str {
+        &self.graph.instances[i].id.host
+    }
+
+    fn launch(&mut self, i: usize, picked: &mut Vec<usize>) {
+        self.state[i] = State::Running;
+        self.busy.insert(self.host(i).to_string());
+        picked.push(i);
+    }
+
+    /// Marks the instances to start now as running (their hosts busy) and returns them.
+    fn pick(&mut self) -> Vec<usize> {
+        let mut picked = Vec::new();
+        let mut reserved: BTreeSet<&str> = BTreeSet::new();
+        let groups: Vec<Vec<usize>> = self.groups.values().cloned().collect();
+        for members in groups {
+            let pending: Vec<usize> = members.into_iter().filter(|&i| self.state[i] == State::Pending).collect();
+            if pending.is_empty() || !pending.iter().all(|&i| self.ready(i)) {
+                continue;
+            }
+            if pending.iter().any(|&i| self.busy.contains(self.host(i)) || reserved.contains(self.host(i))) {
+                reserved.extend(pending.iter().map(|&i| self.host(i)));
+                continue;
+            }
+            for i in pending {
+                self.launch(i, &mut picked);
+            }
+        }
+        for i in 0..self.graph.instances.len() {
+            if self.busy.len() >= self.parallelism {
+                break;
+            }
+            if !self.ready(i) || self.graph.instances[i].desired.start_together() {
+                continue;
+            }
+            let host = self.host(i);
+            if self.busy.contains(host) || reserved.contains(host) {
+                continue;
+            }
+            self.launch(i, &mut picked);
+        }
+        picked
+    }
+
+    /// Frees the instance's host.
+    fn done(&mut self, i: usize) {
+        self.busy.remove(self.host(i));
+    }
 }
 
 /// Applies `plan` to the hosts of `graph`.
@@ -105,11 +199,9 @@ pub async fn apply(
     let n = graph.instances.len();
     let planned: BTreeMap<usize, (Action, String)> = plan.changes().map(|c| (c.instance, (c.action, c.reason.clone()))).collect();
     let host_errors: BTreeMap<&str, &str> = plan.errors.iter().map(|e| (e.host.as_str(), e.error.as_str())).collect();
-    let mut state = vec![State::Pending; n];
+    let mut sched = Scheduler::new(graph, options.parallelism);
     let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
-    let mut busy_hosts: BTreeSet<String> = BTreeSet::new();
     let mut tasks: tokio::task::JoinSet<(usize, Outcome)> = tokio::task::JoinSet::new();
-    let parallelism = options.parallelism.max(1);
 
     loop {
         // Settle everything that needs no remote work, until nothing more settles.
@@ -117,39 +209,39 @@ pub async fn apply(
         while progressed {
             progressed = false;
             for i in 0..n {
-                if state[i] != State::Pending {
+                if sched.state[i] != State::Pending {
                     continue;
                 }
                 let inst = &graph.instances[i];
-                if let Some(failed_dep) = graph.deps[i].iter().find(|&&d| state[d] == State::NotOk) {
+                if let Some(failed_dep) = graph.deps[i].iter().find(|&&d| sched.state[d] == State::NotOk) {
                     let why = format!("{} did not complete", graph.instances[*failed_dep].id);
-                    finish(&mut state, &mut outcomes, &*reporter, graph, i, Outcome::Skipped(why), false);
+                    finish(&mut sched.state, &mut outcomes, &*reporter, graph, i, Outcome::Skipped(why), false);
                     progressed = true;
                     continue;
                 }
                 if let Some(err) = host_errors.get(inst.id.host.as_str()) {
                     let why = format!("host could not be read: {err}");
-                    finish(&mut state, &mut outcomes, &*reporter, graph, i, Outcome::Failed(why), false);
+                    finish(&mut sched.state, &mut outcomes, &*reporter, graph, i, Outcome::Failed(why), false);
                     progressed = true;
                     continue;
                 }
-                if !graph.deps[i].iter().all(|&d| state[d] == State::Ok) {
+                if !sched.ready(i) {
                     continue;
                 }
                 match planned.get(&i) {
                     None => {
                         let o = Outcome::Skipped("not in the plan".into());
-                        finish(&mut state, &mut outcomes, &*reporter, graph, i, o, false);
+                        finish(&mut sched.state, &mut outcomes, &*reporter, graph, i, o, false);
                         progressed = true;
                     }
                     Some((Action::NoOp, reason)) => {
                         let o = Outcome::Unchanged(reason.clone());
-                        finish(&mut state, &mut outcomes, &*reporter, graph, i, o, true);
+                        finish(&mut sched.state, &mut outcomes, &*reporter, graph, i, o, true);
                         progressed = true;
                     }
                     Some((Action::Conflict, reason)) => {
                         let o = Outcome::Failed(reason.clone());
-                        finish(&mut state, &mut outcomes, &*reporter, graph, i, o, false);
+                        finish(&mut sched.state, &mut outcomes, &*reporter, graph, i, o, false);
                         progressed = true;
                     }
                     Some(_) => {}
@@ -157,30 +249,26 @@ pub async fn apply(
             }
         }
 
-        // Start ready changes on idle hosts, within the parallelism bound.
-        for i in 0..n {
-            if busy_hosts.len() >= parallelism {
-                break;
-            }
-            if state[i] != State::Pending || !graph.deps[i].iter().all(|&d| state[d] == State::Ok) {
-                continue;
-            }
+        // Start ready changes on idle hosts, within the parallelism bound (groups together).
+        for i in sched.pick() {
             let host = graph.instances[i].id.host.clone();
-            if busy_hosts.contains(&host) {
-                continue;
-            }
             let Some(Ok(transport)) = connections.get(&host).cloned() else {
+                sched.done(i);
                 let o = Outcome::Failed(format!("{host}: not connected"));
-                finish(&mut state, &mut outcomes, &*reporter, graph, i, o, false);
+                finish(&mut sched.state, &mut outcomes, &*reporter, graph, i, o, false);
                 continue;
             };
             let action = planned.get(&i).map_or(Action::NoOp, |p| p.0);
             reporter.started(&graph.instances[i].id, action);
-            state[i] = State::Running;
-            busy_hosts.insert(host);
+            // Dependencies on this host that changed something in this apply.
+            let changed: Vec<ResourceId> = graph.deps[i]
+                .iter()
+                .filter(|&&j| graph.instances[j].id.host == host && matches!(outcomes[j], Some(Outcome::Done(_))))
+                .map(|&j| graph.instances[j].id.resource.clone())
+                .collect();
             let graph = Arc::clone(graph);
             tasks.spawn(async move {
-                let outcome = apply_instance(&graph, i, transport).await;
+                let outcome = apply_instance(&graph, i, transport, &changed).await;
                 (i, outcome)
             });
         }
@@ -188,17 +276,17 @@ pub async fn apply(
         let Some(joined) = tasks.join_next().await else { break };
         match joined {
             Ok((i, outcome)) => {
-                busy_hosts.remove(&graph.instances[i].id.host);
-                let ok = matches!(outcome, Outcome::Done(_) | Outcome::Unchanged(_));
-                finish(&mut state, &mut outcomes, &*reporter, graph, i, outcome, ok);
+                sched.done(i);
+                let ok = outcome.is_ok();
+                finish(&mut sched.state, &mut outcomes, &*reporter, graph, i, outcome, ok);
             }
             Err(e) => {
                 // A panicked task cannot be attributed; report it on every running instance.
                 for i in 0..n {
-                    if state[i] == State::Running {
-                        busy_hosts.remove(&graph.instances[i].id.host);
+                    if sched.state[i] == State::Running {
+                        sched.done(i);
                         let o = Outcome::Failed(format!("internal error: {e}"));
-                        finish(&mut state, &mut outcomes, &*reporter, graph, i, o, false);
+                        finish(&mut sched.state, &mut outcomes, &*reporter, graph, i, o, false);
                     }
                 }
             }
@@ -229,14 +317,21 @@ fn finish(
     outcomes[i] = Some(outcome);
 }
 
-/// Re-reads one instance, re-decides, and acts on the fresh decision.
-async fn apply_instance(graph: &Graph, i: usize, transport: SharedTransport) -> Outcome {
+/// Re-reads one instance, re-decides (with the dependencies on its host that changed in this
+/// apply), and acts on the fresh decision. A check just runs.
+async fn apply_instance(graph: &Graph, i: usize, transport: SharedTransport, changed: &[ResourceId]) -> Outcome {
     let inst = &graph.instances[i];
+    if let Desired::Check(check) = &inst.desired {
+        return match check.run(transport.as_ref()).await {
+            Ok(passed) => Outcome::Passed(passed),
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
+    }
     let facts = match probe(graph, &[i], transport.as_ref()).await {
         Ok(f) => f,
         Err(e) => return Outcome::Failed(format!("re-reading state: {e}")),
     };
-    let decision = inst.desired.diff(&facts);
+    let decision = inst.desired.with_changed_deps(inst.desired.diff(&facts), changed, false);
     match decision.action {
         Action::NoOp => return Outcome::Unchanged(format!("already up to date when re-checked ({})", decision.reason)),
         Action::Conflict => return Outcome::Failed(decision.reason),
@@ -245,5 +340,121 @@ async fn apply_instance(graph: &Graph, i: usize, transport: SharedTransport) -> 
     match inst.desired.apply(transport.as_ref(), &decision).await {
         Ok(()) => Outcome::Done(decision.reason),
         Err(e) => Outcome::Failed(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graph(resources: &str) -> Graph {
+        let text = format!(
+            "[hosts.h1]\naddress = \"192.0.2.1\"\n[hosts.h2]\naddress = \"192.0.2.2\"\n[hosts.h3]\naddress = \"192.0.2.3\"\n{resources}"
+        );
+        let spec = crate::spec::load_str(std::path::Path::new("cairn.toml"), &text).unwrap_or_else(|e| panic!("{}", e.render()));
+        Graph::build(&spec).unwrap_or_else(|d| panic!("{}", d.render(&spec.sources)))
+    }
+
+    fn names(g: &Graph, picked: &[usize]) -> Vec<String> {
+        picked.iter().map(|&i| g.instances[i].id.to_string()).collect()
+    }
+
+    fn finish_all(s: &mut Scheduler<'_>, picked: &[usize]) {
+        for &i in picked {
+            s.done(i);
+            s.state[i] = State::Ok;
+        }
+    }
+
+    const TOGETHER: &str = r#"
+[file.cfg]
+path = "/etc/demo.conf"
+content = "x"
+[unit.demo]
+name = "demo.service"
+start = "together"
+restart_on = ["file.cfg"]
+"#;
+
+    #[test]
+    fn together_group_starts_on_every_host_at_once_past_the_parallelism_bound() {
+        let g = graph(TOGETHER);
+        let mut s = Scheduler::new(&g, 1);
+        // Parallelism 1: the files go one host at a time.
+        for host in ["h1", "h2", "h3"] {
+            let picked = s.pick();
+            assert_eq!(names(&g, &picked), vec![format!("file.cfg on {host}")]);
+            assert!(s.pick().is_empty(), "one busy host is the bound");
+            finish_all(&mut s, &picked);
+        }
+        // Then the unit on all three hosts in one go.
+        let picked = s.pick();
+        assert_eq!(names(&g, &picked), vec!["unit.demo on h1", "unit.demo on h2", "unit.demo on h3"]);
+        assert_eq!(s.busy.len(), 3);
+    }
+
+    #[test]
+    fn together_group_waits_until_every_member_is_ready_and_reserves_busy_hosts() {
+        let g = graph(&format!("{TOGETHER}\n[file.other]\nhosts = [\"h3\"]\npath = \"/etc/other\"\ncontent = \"y\"\n"));
+        let mut s = Scheduler::new(&g, 10);
+        let first = s.pick();
+        assert_eq!(names(&g, &first), vec!["file.cfg on h1", "file.cfg on h2", "file.cfg on h3"]);
+        // h1 and h2 done, h3 still busy: no member starts alone.
+        let (h3, rest): (Vec<usize>, Vec<usize>) = first.iter().partition(|&&i| g.instances[i].id.host == "h3");
+        finish_all(&mut s, &rest);
+        assert!(s.pick().is_empty());
+        // h3's config done: every member is ready, but file.other would keep h3 busy; the group
+        // goes first, and file.other waits for h3.
+        finish_all(&mut s, &h3);
+        let picked = s.pick();
+        assert_eq!(names(&g, &picked), vec!["unit.demo on h1", "unit.demo on h2", "unit.demo on h3"]);
+        finish_all(&mut s, &picked);
+        assert_eq!(names(&g, &s.pick()), vec!["file.other on h3"]);
+    }
+
+    #[test]
+    fn group_waiting_for_a_busy_host_keeps_its_hosts_free() {
+        let g = graph(
+            r#"
+[file.first]
+hosts = ["h1"]
+path = "/etc/first"
+content = "x"
+[file.slow]
+hosts = ["h2"]
+path = "/etc/slow"
+content = "x"
+[unit.demo]
+hosts = ["h1", "h2"]
+name = "demo.service"
+start = "together"
+after = ["file.first"]
+[file.later]
+hosts = ["h1"]
+path = "/etc/later"
+content = "y"
+"#,
+        );
+        let mut s = Scheduler::new(&g, 10);
+        let picked = s.pick();
+        assert_eq!(names(&g, &picked), vec!["file.first on h1", "file.slow on h2"]);
+        let (first, slow) = (picked[0], picked[1]);
+        // Every member is ready once file.first is done, but h2 is busy: the group waits, and
+        // h1 is kept free for it (file.later, ready too, does not start).
+        finish_all(&mut s, &[first]);
+        assert!(s.pick().is_empty());
+        finish_all(&mut s, &[slow]);
+        let picked = s.pick();
+        assert_eq!(names(&g, &picked), vec!["unit.demo on h1", "unit.demo on h2"]);
+        finish_all(&mut s, &picked);
+        assert_eq!(names(&g, &s.pick()), vec!["file.later on h1"]);
+    }
+
+    #[test]
+    fn per_host_units_follow_the_parallelism_bound() {
+        let g = graph("[unit.demo]\nname = \"demo.service\"\n");
+        let mut s = Scheduler::new(&g, 2);
+        assert_eq!(s.pick().len(), 2);
+        assert!(s.pick().is_empty());
     }
 }

@@ -62,6 +62,7 @@ impl Reporter for Progress {
             Outcome::Failed(why) => self.line(format!("FAILED   {id}: {why}")),
             Outcome::Skipped(why) => self.line(format!("skipped  {id}: {why}")),
             Outcome::Unchanged(_) => {}
+            Outcome::Passed(why) => self.line(format!("passed   {id}: {why}")),
         }
     }
 }
@@ -85,7 +86,9 @@ pub fn report_text(report: &ApplyReport, color: bool) -> String {
     let failed = report.count(|o| matches!(o, Outcome::Failed(_)));
     let skipped = report.count(|o| matches!(o, Outcome::Skipped(_)));
     let unchanged = report.count(|o| matches!(o, Outcome::Unchanged(_)));
+    let passed = report.count(|o| matches!(o, Outcome::Passed(_)));
+    let checks = if passed > 0 { format!(", {passed} check{} passed", if passed == 1 { "" } else { "s" }) } else { String::new() };
     let verdict = if report.success() { "Apply complete" } else { "Apply failed" };
-    let _ = writeln!(out, "{verdict}: {done} changed, {unchanged} unchanged, {failed} failed, {skipped} skipped.");
+    let _ = writeln!(out, "{verdict}: {done} changed, {unchanged} unchanged, {failed} failed, {skipped} skipped{checks}.");
     out
 }

@@ -129,6 +129,8 @@ impl Graph {
             }
         }
         graph.add_implied_edges();
+        graph.add_user_edges();
+        graph.set_restart_watches();
         graph.check_cycles(&after_spans, &mut diags);
         diags.into_result(graph)
     }
@@ -164,6 +166,56 @@ impl Graph {
         }
         for (i, j, why) in edges {
             self.add_edge(i, j, why);
+        }
+    }
+
+    /// An instance whose owner or group is created by a `user` on the same host depends on it.
+    fn add_user_edges(&mut self) {
+        let mut providers: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+        for (i, inst) in self.instances.iter().enumerate() {
+            for name in inst.desired.provides_users() {
+                providers.entry((inst.id.host.as_str(), name)).or_insert(i);
+            }
+        }
+        let mut edges = Vec::new();
+        for (i, inst) in self.instances.iter().enumerate() {
+            for name in inst.desired.requires_users() {
+                if let Some(&j) = providers.get(&(inst.id.host.as_str(), name))
+                    && j != i
+                {
+                    edges.push((i, j, format!("`{name}` is created by {}", self.instances[j].id.resource)));
+                }
+            }
+        }
+        for (i, j, why) in edges {
+            self.add_edge(i, j, why);
+        }
+    }
+
+    /// Gives each instance with restart triggers (a unit's `restart_on`) the paths those
+    /// resources manage on its host, so a file newer than the running service is noticed.
+    fn set_restart_watches(&mut self) {
+        let mut watches: Vec<(usize, Vec<crate::resource::unit::WatchedPath>)> = Vec::new();
+        for (i, inst) in self.instances.iter().enumerate() {
+            let triggers = inst.desired.restart_triggers();
+            if triggers.is_empty() {
+                continue;
+            }
+            let paths = self.deps[i]
+                .iter()
+                .map(|&j| &self.instances[j])
+                .filter(|dep| dep.id.host == inst.id.host && triggers.contains(&dep.id.resource))
+                .flat_map(|dep| {
+                    dep.desired
+                        .paths()
+                        .into_iter()
+                        .map(|p| crate::resource::unit::WatchedPath { by: dep.id.resource.clone(), path: p.to_string() })
+                })
+                .collect();
+            watches.push((i, paths));
+        }
+        for (i, paths) in watches {
+            self.instances[i].desired.watch_paths(paths);
         }
     }
 

@@ -64,6 +64,8 @@ pub struct Summary {
     pub unchanged: usize,
     /// Instances the host's state blocks (`!`).
     pub conflict: usize,
+    /// Checks that will run (`?`); not changes.
+    pub check: usize,
 }
 
 /// Everything a plan says: per host, every instance's decision, and the hosts that failed.
@@ -88,6 +90,7 @@ impl Plan {
                 Action::Delete => s.delete += 1,
                 Action::Restart => s.restart += 1,
                 Action::Conflict => s.conflict += 1,
+                Action::Check => s.check += 1,
             }
         }
         s

@@ -50,7 +50,7 @@ pub async fn plan_host(graph: &Graph, host: &str, transport: &dyn crate::transpo
     let wanted: Vec<String> = order
         .iter()
         .filter(|&&i| !graph.instances[i].desired.sensitive())
-        .map(|&i| graph.instances[i].desired.diff(&facts))
+        .map(|&i| decide(graph, i, &facts))
         .filter(|d| d.action.is_change())
         .filter_map(|d| match d.content {
             Some(ContentChange::FetchOld { path }) => Some(path),
@@ -69,7 +69,24 @@ pub async fn plan_host(graph: &Graph, host: &str, transport: &dyn crate::transpo
 /// Plans one host's instances from what its probe found and the old contents of changed files.
 /// Pure: the plan-rendering snapshot tests feed it made-up facts.
 pub fn plan_from_facts(graph: &Graph, host: &str, facts: &HostFacts, old: &BTreeMap<String, Vec<u8>>) -> Vec<Change> {
-    graph.host_order(host).into_iter().map(|i| change_for(graph, i, graph.instances[i].desired.diff(facts), old)).collect()
+    graph.host_order(host).into_iter().map(|i| change_for(graph, i, decide(graph, i, facts), old)).collect()
+}
+
+/// An instance's decision, adjusted for dependencies on its host that will change (a unit whose
+/// `restart_on` resource changes will restart).
+fn decide(graph: &Graph, i: usize, facts: &HostFacts) -> Decision {
+    let inst = &graph.instances[i];
+    let d = inst.desired.diff(facts);
+    if inst.desired.restart_triggers().is_empty() {
+        return d;
+    }
+    let changing: Vec<crate::spec::ResourceId> = graph.deps[i]
+        .iter()
+        .map(|&j| &graph.instances[j])
+        .filter(|dep| dep.id.host == inst.id.host && dep.desired.diff(facts).action.is_change())
+        .map(|dep| dep.id.resource.clone())
+        .collect();
+    inst.desired.with_changed_deps(d, &changing, true)
 }
 
 /// Runs the probe for the given instances.

@@ -31,6 +31,7 @@ impl Paint {
             Action::Replace => "35",
             Action::Restart => "36",
             Action::NoOp => "2",
+            Action::Check => "34",
         };
         self.wrap(code, text)
     }
@@ -46,8 +47,11 @@ impl Paint {
 pub fn text(plan: &Plan, graph: &Graph, opts: TextOptions) -> String {
     let paint = Paint(opts.color);
     let mut out = String::new();
+    // Checks run only when something is applied: in a plan without changes they are as quiet
+    // as unchanged instances.
+    let quiet = |a: Action| a == Action::NoOp || (a == Action::Check && !plan.has_changes());
     for (host, changes) in &plan.hosts {
-        let shown: Vec<&Change> = changes.iter().filter(|c| opts.verbose || c.action != Action::NoOp).collect();
+        let shown: Vec<&Change> = changes.iter().filter(|c| opts.verbose || !quiet(c.action)).collect();
         if shown.is_empty() {
             continue;
         }
@@ -95,6 +99,9 @@ pub fn summary_line(s: &Summary) -> String {
     }
     if s.conflict > 0 {
         let _ = write!(line, ", {} blocked", s.conflict);
+    }
+    if s.check > 0 {
+        let _ = write!(line, "; {} check{} will run", s.check, plural(s.check));
     }
     line.push('.');
     line

@@ -3,13 +3,16 @@
 //! and observed state what to do and why (`diff`), and carries out that decision (`apply`).
 //! Knows nothing of rendering plans or of the CLI.
 
+pub mod check;
 pub mod dir;
 pub mod file;
 pub mod probe;
+pub mod unit;
+pub mod user;
 
 use serde::Serialize;
 
-use crate::spec::{Diagnostic, Kind, ResourceBody, TemplateText};
+use crate::spec::{Diagnostic, Kind, ResourceBody, ResourceId, StartMode, TemplateText};
 use crate::transport::{Transport, TransportError};
 
 pub use probe::{HostFacts, PathFact, PathKind, ProbeRequest};
@@ -33,6 +36,8 @@ pub enum Action {
     /// `!`: the host is in a state cairn will not overwrite (e.g. a directory where a file
     /// should be). The plan fails for this instance.
     Conflict,
+    /// `?`: a check runs; nothing changes.
+    Check,
 }
 
 impl Action {
@@ -46,12 +51,13 @@ impl Action {
             Action::Delete => "-",
             Action::Restart => "↻",
             Action::Conflict => "!",
+            Action::Check => "?",
         }
     }
 
     /// Whether this action changes the host.
     pub fn is_change(self) -> bool {
-        !matches!(self, Action::NoOp | Action::Conflict)
+        !matches!(self, Action::NoOp | Action::Conflict | Action::Check)
     }
 }
 
@@ -117,6 +123,12 @@ pub enum Desired {
     Dir(dir::DesiredDir),
     /// A file.
     File(file::DesiredFile),
+    /// A systemd unit.
+    Unit(unit::DesiredUnit),
+    /// A user account.
+    User(user::DesiredUser),
+    /// A check command.
+    Check(check::DesiredCheck),
 }
 
 /// A failure while applying one instance.
@@ -139,6 +151,9 @@ impl Desired {
         match body {
             ResourceBody::Dir(d) => dir::DesiredDir::from_spec(d, render).map(Desired::Dir),
             ResourceBody::File(f) => file::DesiredFile::from_spec(f, render).map(Desired::File),
+            ResourceBody::Unit(u) => unit::DesiredUnit::from_spec(u, render).map(Desired::Unit),
+            ResourceBody::User(u) => Ok(Desired::User(user::DesiredUser::from_spec(u))),
+            ResourceBody::Check(c) => check::DesiredCheck::from_spec(c, render).map(Desired::Check),
         }
     }
 
@@ -147,6 +162,9 @@ impl Desired {
         match self {
             Desired::Dir(_) => Kind::Dir,
             Desired::File(_) => Kind::File,
+            Desired::Unit(_) => Kind::Unit,
+            Desired::User(_) => Kind::User,
+            Desired::Check(_) => Kind::Check,
         }
     }
 
@@ -155,6 +173,8 @@ impl Desired {
         match self {
             Desired::Dir(d) => vec![d.path.as_str()],
             Desired::File(f) => vec![f.path.as_str()],
+            Desired::Unit(u) => u.content.as_ref().map(|_| u.path.as_str()).into_iter().collect(),
+            Desired::User(_) | Desired::Check(_) => Vec::new(),
         }
     }
 
@@ -163,12 +183,18 @@ impl Desired {
         match self {
             Desired::Dir(d) => Some(&d.path),
             Desired::File(_) => None,
+            Desired::Unit(_) | Desired::User(_) | Desired::Check(_) => None,
         }
     }
 
     /// A short human summary of the target ("/etc/demo/motd").
     pub fn target(&self) -> String {
-        self.paths().join(", ")
+        match self {
+            Desired::Unit(u) => u.name.clone(),
+            Desired::User(u) => format!("user {}", u.name),
+            Desired::Check(c) => c.target(),
+            _ => self.paths().join(", "),
+        }
     }
 
     /// Whether the content must never be shown.
@@ -176,6 +202,7 @@ impl Desired {
         match self {
             Desired::Dir(_) => false,
             Desired::File(f) => f.sensitive,
+            Desired::Unit(_) | Desired::User(_) | Desired::Check(_) => false,
         }
     }
 
@@ -183,6 +210,7 @@ impl Desired {
     pub fn new_text(&self) -> Option<&[u8]> {
         match self {
             Desired::File(f) if !f.sensitive => Some(&f.content),
+            Desired::Unit(u) => u.content.as_deref(),
             _ => None,
         }
     }
@@ -192,6 +220,17 @@ impl Desired {
         for p in self.paths() {
             probe.paths.insert(p.to_string());
         }
+        match self {
+            Desired::Unit(u) => {
+                probe.units.insert(u.name.clone());
+                probe.paths.extend(u.probe_paths().into_iter().map(str::to_string));
+            }
+            Desired::User(u) => {
+                probe.users.insert(u.name.clone());
+                probe.groups.extend(u.group_names().into_iter().map(str::to_string));
+            }
+            _ => {}
+        }
     }
 
     /// Decides, purely, what to do given what the probe found.
@@ -199,6 +238,9 @@ impl Desired {
         match self {
             Desired::Dir(d) => d.diff(facts.path(&d.path)),
             Desired::File(f) => f.diff(facts.path(&f.path)),
+            Desired::Unit(u) => u.diff(facts),
+            Desired::User(u) => u.diff(facts),
+            Desired::Check(c) => c.diff(),
         }
     }
 
@@ -207,7 +249,60 @@ impl Desired {
         match self {
             Desired::Dir(d) => d.apply(transport, decision).await,
             Desired::File(f) => f.apply(transport, decision).await,
+            Desired::Unit(u) => u.apply(transport, decision).await,
+            Desired::User(u) => u.apply(transport, decision).await,
+            Desired::Check(c) => c.run(transport).await.map(|_| ()),
         }
+    }
+
+    /// Resources whose changes restart this instance (`restart_on` of a unit); they are also
+    /// dependencies.
+    pub fn restart_triggers(&self) -> &[ResourceId] {
+        match self {
+            Desired::Unit(u) => &u.restart_on,
+            _ => &[],
+        }
+    }
+
+    /// Tells an instance the host paths its restart triggers manage on its host (their mtimes
+    /// are compared with the service's start time).
+    pub fn watch_paths(&mut self, paths: Vec<unit::WatchedPath>) {
+        if let Desired::Unit(u) = self {
+            u.watched = paths;
+        }
+    }
+
+    /// Adjusts a decision for dependencies on the same host that changed (at apply time) or are
+    /// planned to change (at plan time, `planned`): a unit restarts for its `restart_on`.
+    pub fn with_changed_deps(&self, decision: Decision, changed: &[ResourceId], planned: bool) -> Decision {
+        match self {
+            Desired::Unit(u) => u.with_changed_deps(decision, changed, planned),
+            _ => decision,
+        }
+    }
+
+    /// User and group names this instance needs to exist (owners of files and directories):
+    /// it is applied after the instance on its host that provides them.
+    pub fn requires_users(&self) -> Vec<&str> {
+        match self {
+            Desired::Dir(d) => d.owner.iter().chain(&d.group).map(String::as_str).collect(),
+            Desired::File(f) => f.owner.iter().chain(&f.group).map(String::as_str).collect(),
+            Desired::User(u) => u.groups.iter().map(String::as_str).filter(|g| *g != u.group).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// User and group names this instance creates.
+    pub fn provides_users(&self) -> Vec<&str> {
+        match self {
+            Desired::User(u) => vec![u.name.as_str(), u.group.as_str()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether the executor must start this resource's instances on all their hosts at once.
+    pub fn start_together(&self) -> bool {
+        matches!(self, Desired::Unit(u) if u.start == StartMode::Together)
     }
 }
 

@@ -12,6 +12,12 @@ use crate::transport::{Stdin, Transport, TransportError, argv};
 pub struct ProbeRequest {
     /// Paths to stat (and hash, when regular files).
     pub paths: BTreeSet<String>,
+    /// systemd units for one `systemctl show`.
+    pub units: BTreeSet<String>,
+    /// User names for `getent passwd`.
+    pub users: BTreeSet<String>,
+    /// Group names for `getent group`.
+    pub groups: BTreeSet<String>,
 }
 
 /// The type of a path on the host.
@@ -63,6 +69,12 @@ pub struct PathFact {
 pub struct HostFacts {
     /// Existing paths.
     pub paths: BTreeMap<String, PathFact>,
+    /// systemd units asked for, by name (every one asked for is here, loaded or not).
+    pub units: BTreeMap<String, super::unit::UnitFact>,
+    /// Existing users asked for.
+    pub users: BTreeMap<String, super::user::UserFact>,
+    /// Existing groups asked for.
+    pub groups: BTreeMap<String, super::user::GroupFact>,
 }
 
 impl HostFacts {
@@ -78,11 +90,15 @@ impl HostFacts {
 /// whole probe forks a handful of processes whatever the number of paths.
 const PROBE_SCRIPT: &str = r#"set -u
 paths=''
+units='' users='' groups=''
 nl='
 '
 while IFS='	' read -r tag value; do
   case $tag in
     P) paths="$paths$value$nl" ;;
+    UNIT) units="$units$value$nl" ;;
+    USER) users="$users$value$nl" ;;
+    GROUP) groups="$groups$value$nl" ;;
   esac
 done
 existing='' files=''
@@ -97,13 +113,29 @@ $paths
 CAIRN_PATHS
 printf '%s' "$existing" | xargs -r -d '\n' stat -c 'S	%F	%a	%U	%G	%s	%Y	%n' --
 printf '%s' "$files" | xargs -r -d '\n' sha256sum -- | sed 's/^/H	/'
+if [ -n "$units" ]; then
+  while IFS= read -r u; do
+    [ -n "$u" ] && printf 'UN\t%s\n' "$u"
+  done <<CAIRN_UNITS
+$units
+CAIRN_UNITS
+  props=$1
+  if show=$(printf '%s' "$units" | xargs -r -d '\n' systemctl show --timestamp=unix -p "$props" -- 2>/dev/null) ||
+    show=$(printf '%s' "$units" | TZ=UTC xargs -r -d '\n' systemctl show -p "$props" -- 2>&1); then
+    printf '%s\n' "$show" | sed 's/^/US\t/'
+  else
+    printf 'UX\t%s\n' "$(printf '%s' "$show" | tr '\n' ' ')"
+  fi
+fi
+if [ -n "$users" ]; then printf '%s' "$users" | xargs -r -d '\n' getent passwd | sed 's/^/PW\t/'; fi
+if [ -n "$groups" ]; then printf '%s' "$groups" | xargs -r -d '\n' getent group | sed 's/^/GR\t/'; fi
 echo 'E	end'
 "#;
 
 impl ProbeRequest {
     /// The probe's argv.
     pub fn argv() -> Vec<String> {
-        argv(&["sh", "-c", PROBE_SCRIPT, "cairn-probe"])
+        argv(&["sh", "-c", PROBE_SCRIPT, "cairn-probe", super::unit::SHOW_PROPERTIES])
     }
 
     /// The probe's stdin.
@@ -113,6 +145,14 @@ impl ProbeRequest {
             out.push_str("P\t");
             out.push_str(p);
             out.push('\n');
+        }
+        for (tag, set) in [("UNIT", &self.units), ("USER", &self.users), ("GROUP", &self.groups)] {
+            for v in set {
+                out.push_str(tag);
+                out.push('\t');
+                out.push_str(v);
+                out.push('\n');
+            }
         }
         out.into_bytes()
     }
@@ -134,6 +174,7 @@ pub fn parse_probe_output(text: &str) -> Result<HostFacts, String> {
     let mut facts = HostFacts::default();
     let mut hashes: BTreeMap<String, String> = BTreeMap::new();
     let mut complete = false;
+    let (mut unit_names, mut unit_lines, mut passwd, mut group) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for line in text.lines() {
         let mut fields = line.splitn(2, '\t');
         let tag = fields.next().unwrap_or_default();
@@ -165,6 +206,11 @@ pub fn parse_probe_output(text: &str) -> Result<HostFacts, String> {
                 let (hash, path) = rest.split_once("  ").ok_or_else(|| format!("unexpected hash line {line:?}"))?;
                 hashes.insert(path.to_string(), hash.to_string());
             }
+            "UN" => unit_names.push(rest.to_string()),
+            "US" => unit_lines.push(rest),
+            "UX" => return Err(format!("systemctl show failed: {}", rest.trim())),
+            "PW" => passwd.push(rest),
+            "GR" => group.push(rest),
             "E" => complete = true,
             _ => return Err(format!("unexpected probe output {line:?}")),
         }
@@ -172,6 +218,9 @@ pub fn parse_probe_output(text: &str) -> Result<HostFacts, String> {
     if !complete {
         return Err("probe output ended early".to_string());
     }
+    facts.units = super::unit::parse_show(&unit_names, &unit_lines)?;
+    facts.users = super::user::parse_passwd(&passwd)?;
+    facts.groups = super::user::parse_group(&group)?;
     for (path, hash) in hashes {
         if let Some(fact) = facts.paths.get_mut(&path) {
             fact.sha256 = Some(hash);

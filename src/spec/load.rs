@@ -10,6 +10,7 @@
 //! merged, and only when no file had TOML syntax errors.
 
 mod reader;
+mod systemd;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
@@ -437,6 +438,17 @@ impl Loader {
                     _ => None,
                 }
             }
+            Kind::Unit => {
+                let unit = systemd::unit(&mut r, &mut self.sources, base, &id, d);
+                // `restart_on` entries are dependencies too.
+                for a in unit.iter().flat_map(|u| &u.restart_on) {
+                    self.pending_after.push(a.clone());
+                    after.push(a.clone());
+                }
+                unit.map(ResourceBody::Unit)
+            }
+            Kind::User => systemd::user(&mut r, &name, d).map(ResourceBody::User),
+            Kind::Check => systemd::check(&mut r, &id, d).map(ResourceBody::Check),
         };
         r.finish(d);
         if let Some(old) = self.resource_keys.get(&id) {
@@ -555,6 +567,7 @@ impl Loader {
             let path = match &res.body {
                 ResourceBody::Dir(dir) => &dir.path,
                 ResourceBody::File(file) => &file.path,
+                ResourceBody::Unit(_) | ResourceBody::User(_) | ResourceBody::Check(_) => continue,
             };
             if is_templated(&path.text) {
                 continue;

@@ -101,17 +101,26 @@ pub enum Kind {
     Dir,
     /// A file with content.
     File,
+    /// A systemd unit.
+    Unit,
+    /// A user account (and its group).
+    User,
+    /// A command that must succeed.
+    Check,
 }
 
 impl Kind {
     /// Every kind, in the order a spec's tables are read.
-    pub const ALL: &'static [Kind] = &[Kind::Dir, Kind::File];
+    pub const ALL: &'static [Kind] = &[Kind::Dir, Kind::File, Kind::Unit, Kind::User, Kind::Check];
 
     /// The table name (`file`, `dir`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Dir => "dir",
             Kind::File => "file",
+            Kind::Unit => "unit",
+            Kind::User => "user",
+            Kind::Check => "check",
         }
     }
 
@@ -264,6 +273,90 @@ pub struct DirSpec {
     pub group: Option<Located<String>>,
 }
 
+/// `state` of a `[unit.NAME]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnitState {
+    /// Active (started, and restarted when its `restart_on` resources change).
+    #[default]
+    Running,
+    /// Inactive.
+    Stopped,
+}
+
+/// `start` of a `[unit.NAME]`: how its instances on several hosts are started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartMode {
+    /// Each host on its own; `systemctl start` waits for the unit to be up.
+    #[default]
+    PerHost,
+    /// All hosts at once (`systemctl start --no-block` everywhere, then wait for all), for
+    /// clusters whose members only become ready when their peers are up.
+    Together,
+}
+
+/// `[unit.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitSpec {
+    /// The unit's name with its suffix (`etcd.service`).
+    pub name: Located<String>,
+    /// The unit file's content, written to `/etc/systemd/system/<name>`; `None`: the unit file
+    /// is not managed (a unit shipped by a package).
+    pub content: Option<ContentSource>,
+    /// Enabled at boot; default true.
+    pub enabled: bool,
+    /// Running or stopped; default running.
+    pub state: UnitState,
+    /// Resources whose changes restart the unit (they are also dependencies).
+    pub restart_on: Vec<Located<ResourceId>>,
+    /// How instances on several hosts are started.
+    pub start: StartMode,
+    /// Seconds to wait for the unit to become active after a non-blocking start; default 90.
+    pub start_timeout_secs: u64,
+}
+
+/// `[user.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSpec {
+    /// Login name; default the resource's name.
+    pub name: Located<String>,
+    /// A system account (`useradd --system`).
+    pub system: bool,
+    /// Primary group; default a group named like the user (created when missing).
+    pub group: Option<Located<String>>,
+    /// Fixed uid.
+    pub uid: Option<u32>,
+    /// Home directory (not created; manage it with a `[dir]`).
+    pub home: Option<Located<String>>,
+    /// Login shell.
+    pub shell: Option<Located<String>>,
+    /// Supplementary groups the user must be in (they must exist; others are left alone).
+    pub groups: Vec<Located<String>>,
+}
+
+/// The command of a `[check.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckCommand {
+    /// `command = ["prog", "arg"]`: run as is, no shell.
+    Argv(Vec<TemplateText>),
+    /// `command = "a | b"`: run by `sh -c`.
+    Shell(TemplateText),
+}
+
+/// `[check.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckSpec {
+    /// What to run.
+    pub command: CheckCommand,
+    /// How the plan names it ("etcd health"); default the resource name with `-` and `_` as spaces.
+    pub description: String,
+    /// Extra attempts after a failure; default 0.
+    pub retries: u32,
+    /// Seconds between attempts; default 2.
+    pub interval_secs: u64,
+    /// Seconds one attempt may take; default 30.
+    pub timeout_secs: u64,
+}
+
 /// The kind-specific part of a resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResourceBody {
@@ -271,6 +364,12 @@ pub enum ResourceBody {
     Dir(DirSpec),
     /// A file.
     File(FileSpec),
+    /// A systemd unit.
+    Unit(UnitSpec),
+    /// A user account.
+    User(UserSpec),
+    /// A check command.
+    Check(CheckSpec),
 }
 
 /// One resource table (`[file.motd]`).

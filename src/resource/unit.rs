@@ -1,0 +1,739 @@
+//! `unit`: a systemd unit. Its unit file (when the spec gives content) is written atomically to
+//! `/etc/systemd/system/<name>`, `daemon-reload` runs only when a unit file changed, the unit is
+//! enabled or disabled, started or stopped, and restarted when a resource in `restart_on` changed
+//! in this apply or when one of their files is newer than the running service
+//! (`ActiveEnterTimestamp`), so a restart lost by an earlier failed run is never forgotten.
+//!
+//! The probe's share is one `systemctl show` for every unit of the host ([`parse_show`] reads its
+//! blank-line-separated blocks) plus the unit file's stat and sha256 through the path probe.
+//! After a start or restart the unit must be active; a failure carries the last journal lines.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::file::sha256_hex;
+use super::{Action, ApplyError, AttrChange, ContentChange, Decision, HostFacts, PathFact, PathKind, attr_changes, fix_attrs};
+use crate::spec::{ContentSource, Diagnostic, ResourceId, StartMode, TemplateText, UnitSpec, UnitState};
+use crate::transport::{Content, FileAttrs, Stdin, Transport, argv, write_file_atomic};
+
+/// Where unit files are written.
+pub const UNIT_DIR: &str = "/etc/systemd/system";
+
+/// Properties the probe asks `systemctl show` for.
+pub const SHOW_PROPERTIES: &str = "Id,LoadState,ActiveState,SubState,UnitFileState,ActiveEnterTimestamp,FragmentPath,NeedDaemonReload";
+
+/// Attribute names a unit decision uses; `apply` acts on them.
+const ATTR_ENABLED: &str = "enabled";
+const ATTR_STATE: &str = "state";
+const ATTR_RELOAD: &str = "daemon-reload";
+
+/// A path of a `restart_on` resource whose changes restart the unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchedPath {
+    /// The resource that manages it.
+    pub by: ResourceId,
+    /// The path on the host.
+    pub path: String,
+}
+
+/// A unit as it should be on one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredUnit {
+    /// Unit name with its type suffix.
+    pub name: String,
+    /// `/etc/systemd/system/<name>`.
+    pub path: String,
+    /// The unit file's bytes, when cairn manages the file.
+    pub content: Option<Vec<u8>>,
+    /// sha256 of `content`.
+    pub sha256: Option<String>,
+    /// Enabled at boot.
+    pub enabled: bool,
+    /// Running or stopped.
+    pub state: UnitState,
+    /// Resources whose changes restart the unit.
+    pub restart_on: Vec<ResourceId>,
+    /// How instances on several hosts start.
+    pub start: StartMode,
+    /// Seconds to wait for a non-blocking start.
+    pub start_timeout_secs: u64,
+    /// Paths of the `restart_on` resources on this host (filled in by the graph).
+    pub watched: Vec<WatchedPath>,
+}
+
+/// What `systemctl show` said about one unit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitFact {
+    /// `loaded`, `not-found`, `masked`, `bad-setting`, `error`.
+    pub load_state: String,
+    /// `active`, `inactive`, `failed`, `activating`, `deactivating`, `reloading`.
+    pub active_state: String,
+    /// e.g. `running`, `dead`, `exited`, `auto-restart`.
+    pub sub_state: String,
+    /// `enabled`, `disabled`, `static`, `masked`, … (empty when there is no unit file).
+    pub unit_file_state: String,
+    /// When the unit last became active, seconds since the epoch; `None` if never.
+    pub active_enter: Option<i64>,
+    /// The unit file systemd loaded.
+    pub fragment_path: String,
+    /// The unit file changed on disk since systemd loaded it.
+    pub need_daemon_reload: bool,
+}
+
+impl UnitFact {
+    fn is_active(&self) -> bool {
+        matches!(self.active_state.as_str(), "active" | "reloading")
+    }
+}
+
+impl DesiredUnit {
+    /// Renders a `[unit.*]` table for one host.
+    pub fn from_spec(
+        spec: &UnitSpec,
+        render: &mut dyn FnMut(&TemplateText) -> Result<String, Diagnostic>,
+    ) -> Result<Self, Vec<Diagnostic>> {
+        let content = match &spec.content {
+            None => None,
+            Some(ContentSource::Template(t)) => Some(render(t).map_err(|d| vec![d])?.into_bytes()),
+            Some(ContentSource::Bytes { bytes, .. }) => Some(bytes.clone()),
+        };
+        Ok(Self {
+            name: spec.name.value.clone(),
+            path: format!("{UNIT_DIR}/{}", spec.name.value),
+            sha256: content.as_deref().map(sha256_hex),
+            content,
+            enabled: spec.enabled,
+            state: spec.state,
+            restart_on: spec.restart_on.iter().map(|r| r.value.clone()).collect(),
+            start: spec.start,
+            start_timeout_secs: spec.start_timeout_secs,
+            watched: Vec::new(),
+        })
+    }
+
+    /// The paths whose mtime the probe must report: the unit file and the watched paths.
+    pub fn probe_paths(&self) -> Vec<&str> {
+        let mut paths: Vec<&str> = self.watched.iter().map(|w| w.path.as_str()).collect();
+        if self.content.is_some() {
+            paths.push(&self.path);
+        }
+        paths
+    }
+
+    /// Decides, purely, what to do given what the probe found.
+    pub fn diff(&self, facts: &HostFacts) -> Decision {
+        let Some(unit) = facts.units.get(&self.name) else {
+            return Decision::new(Action::Conflict, format!("the probe did not report {}", self.name));
+        };
+        let mut reasons: Vec<String> = Vec::new();
+        let mut attrs: Vec<AttrChange> = Vec::new();
+        let mut action = Action::NoOp;
+        let mut content = None;
+        let mut file_written = false;
+
+        if let (Some(bytes), Some(sha)) = (&self.content, &self.sha256) {
+            match facts.path(&self.path) {
+                None => {
+                    action = Action::Create;
+                    reasons.push("unit file missing".into());
+                    content = Some(ContentChange::FromEmpty);
+                    attrs.push(AttrChange::new("size", None, Some(format!("{} bytes", bytes.len()))));
+                    file_written = true;
+                }
+                Some(f) if matches!(f.kind, PathKind::Dir | PathKind::Other) => {
+                    return Decision::new(
+                        Action::Conflict,
+                        format!("{} is {}; cairn will not remove it to write a unit file there", self.path, f.kind.describe()),
+                    );
+                }
+                Some(f) if f.kind == PathKind::Symlink => {
+                    action = Action::Update;
+                    reasons.push("unit file is a symbolic link (masked?); it will be replaced".into());
+                    content = Some(ContentChange::FromEmpty);
+                    file_written = true;
+                }
+                Some(f) => {
+                    if f.sha256.as_deref() != Some(sha.as_str()) {
+                        action = Action::Update;
+                        reasons.push("unit file content differs".into());
+                        content = Some(ContentChange::FetchOld { path: self.path.clone() });
+                        attrs.push(AttrChange::new("sha256", f.sha256.as_deref().map(short), Some(short(sha))));
+                        file_written = true;
+                    } else {
+                        let drift = attr_changes(f, 0o644, Some("root"), Some("root"));
+                        if !drift.is_empty() {
+                            action = Action::Update;
+                            reasons.extend(drift.iter().map(|a| format!("unit file {} differs", a.name)));
+                            attrs.extend(drift);
+                        }
+                    }
+                }
+            }
+        } else if unit.load_state == "not-found" {
+            return Decision::new(
+                Action::Conflict,
+                format!("{} does not exist on the host and the spec gives no content to write its unit file", self.name),
+            );
+        }
+        if !file_written && unit.need_daemon_reload {
+            action = bump(action);
+            reasons.push("unit file changed on disk; daemon-reload pending".into());
+            attrs.push(AttrChange::new(ATTR_RELOAD, Some("pending".into()), Some("done".into())));
+        }
+
+        // Enablement. A new unit file has no state yet: it is enabled after it is written.
+        let ufs = if file_written && action == Action::Create { "" } else { unit.unit_file_state.as_str() };
+        let is_enabled = matches!(ufs, "enabled" | "enabled-runtime" | "alias");
+        let fixed = matches!(ufs, "static" | "generated" | "transient" | "indirect");
+        let shown = |s: &str| if s.is_empty() { None } else { Some(s.to_string()) };
+        if self.enabled && !is_enabled && !fixed {
+            action = bump(action);
+            reasons.push("not enabled".into());
+            attrs.push(AttrChange::new(ATTR_ENABLED, shown(ufs), Some("enabled".into())));
+        } else if !self.enabled && is_enabled {
+            action = bump(action);
+            reasons.push("enabled, wanted disabled".into());
+            attrs.push(AttrChange::new(ATTR_ENABLED, shown(ufs), Some("disabled".into())));
+        }
+
+        // Running state, and restarts of a running unit.
+        let active = unit.is_active();
+        let before_state = Some(unit.active_state.clone());
+        let mut restart_only = false;
+        match self.state {
+            UnitState::Running if !active => {
+                action = bump(action);
+                reasons.push(match unit.active_state.as_str() {
+                    "inactive" => "stopped, wanted running".to_string(),
+                    other => format!("{other}, wanted running"),
+                });
+                attrs.push(AttrChange::new(ATTR_STATE, before_state, Some("running".into())));
+            }
+            UnitState::Running => {
+                let pending = self.restart_pending(facts, unit, file_written);
+                if file_written {
+                    reasons.push("the running unit will be restarted".into());
+                    attrs.push(AttrChange::new(ATTR_STATE, before_state, Some("restarted".into())));
+                } else if !pending.is_empty() {
+                    reasons.extend(pending.iter().map(|p| format!("restart pending: {p} changed after the service started")));
+                    attrs.push(AttrChange::new(ATTR_STATE, before_state, Some("restarted".into())));
+                    restart_only = true;
+                }
+            }
+            UnitState::Stopped if active || unit.active_state == "activating" => {
+                action = bump(action);
+                reasons.push(format!("{}, wanted stopped", if active { "running" } else { "activating" }));
+                attrs.push(AttrChange::new(ATTR_STATE, before_state, Some("stopped".into())));
+            }
+            UnitState::Stopped => {}
+        }
+        if restart_only && action == Action::NoOp {
+            action = Action::Restart;
+        }
+        if action == Action::NoOp {
+            let running = if self.state == UnitState::Running { "running" } else { "stopped" };
+            let enabled = match (self.enabled, fixed) {
+                (_, true) => ufs,
+                (true, false) => "enabled",
+                (false, false) => "disabled",
+            };
+            let file = if self.content.is_some() { ", unit file up to date" } else { "" };
+            return Decision::noop(format!("{running} and {enabled}{file}"));
+        }
+        Decision { action, reason: reasons.join(", "), attrs, content }
+    }
+
+    /// Names of watched paths (and the unit file) modified after the unit became active.
+    fn restart_pending(&self, facts: &HostFacts, unit: &UnitFact, file_written: bool) -> Vec<String> {
+        let Some(since) = unit.active_enter else { return Vec::new() };
+        let newer = |p: &str| facts.path(p).is_some_and(|f: &PathFact| f.mtime > since);
+        let mut names: Vec<String> = Vec::new();
+        let own = (self.content.is_some() && !file_written).then_some(self.path.as_str());
+        for path in self.watched.iter().map(|w| w.path.as_str()).chain(own) {
+            let name = path.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or(path).to_string();
+            if newer(path) && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    /// Adds a restart when resources in `restart_on` changed (at apply time) or will change (at
+    /// plan time), unless the decision already starts, restarts or stops the unit.
+    pub fn with_changed_deps(&self, mut decision: Decision, changed: &[ResourceId], planned: bool) -> Decision {
+        let triggers: Vec<String> = self.restart_on.iter().filter(|r| changed.contains(r)).map(ToString::to_string).collect();
+        if triggers.is_empty() || self.state == UnitState::Stopped || decision.action == Action::Conflict {
+            return decision;
+        }
+        if decision.attrs.iter().any(|a| a.name == ATTR_STATE) {
+            return decision;
+        }
+        let verb = match (planned, triggers.len()) {
+            (true, 1) => "changes",
+            (true, _) => "change",
+            (false, _) => "changed",
+        };
+        let why = format!("restart: {} {verb}", triggers.join(", "));
+        decision.attrs.push(AttrChange::new(ATTR_STATE, Some("active".into()), Some("restarted".into())));
+        if decision.action == Action::NoOp {
+            decision.action = Action::Restart;
+            decision.reason = why;
+        } else {
+            decision.reason = format!("{}, {why}", decision.reason);
+        }
+        decision
+    }
+
+    /// Carries out a decision made by [`DesiredUnit::diff`] (and [`DesiredUnit::with_changed_deps`]).
+    pub async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
+        let wanted = |name: &str| decision.attrs.iter().find(|a| a.name == name).and_then(|a| a.after.clone());
+        let mut reload = wanted(ATTR_RELOAD).is_some();
+        if let (Some(_), Some(bytes)) = (&decision.content, &self.content) {
+            let attrs = FileAttrs { mode: Some(0o644), owner: Some("root".into()), group: Some("root".into()) };
+            write_file_atomic(transport, &self.path, Content::Bytes(bytes), &attrs).await?;
+            reload = true;
+        } else {
+            fix_attrs(transport, &self.path, &decision.attrs).await?;
+        }
+        if reload {
+            self.systemctl(transport, &["daemon-reload"]).await?;
+        }
+        match wanted(ATTR_ENABLED).as_deref() {
+            Some("enabled") => self.systemctl(transport, &["enable", "--", &self.name]).await?,
+            Some("disabled") => self.systemctl(transport, &["disable", "--", &self.name]).await?,
+            _ => {}
+        }
+        match wanted(ATTR_STATE).as_deref() {
+            Some("stopped") => self.systemctl(transport, &["stop", "--", &self.name]).await?,
+            Some("running") => self.start(transport, "start").await?,
+            Some("restarted") => self.start(transport, "restart").await?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn systemctl(&self, transport: &dyn Transport, args: &[&str]) -> Result<(), ApplyError> {
+        let mut cmd = vec!["systemctl"];
+        cmd.extend_from_slice(args);
+        let out = transport.run(&argv(&cmd), Stdin::Null).await?;
+        if out.success() { Ok(()) } else { Err(ApplyError::Failed(format!("`{}` failed: {}", cmd.join(" "), out.error_text()))) }
+    }
+
+    /// Starts or restarts the unit and makes sure it is active. `start = "together"` does not
+    /// block in systemctl: it queues the job and polls, so peers started at the same moment can
+    /// find each other.
+    async fn start(&self, transport: &dyn Transport, verb: &str) -> Result<(), ApplyError> {
+        if self.start == StartMode::Together {
+            return self.start_no_block(transport, verb).await;
+        }
+        let out = transport.run(&argv(&["systemctl", verb, "--", &self.name]), Stdin::Null).await?;
+        if !out.success() {
+            return Err(self.failure(transport, &format!("`systemctl {verb}` failed: {}", out.error_text())).await);
+        }
+        let state = transport.run(&argv(&["systemctl", "is-active", "--", &self.name]), Stdin::Null).await?;
+        let state = String::from_utf8_lossy(&state.stdout).trim().to_string();
+        if state != "active" {
+            return Err(self.failure(transport, &format!("is {state} after `systemctl {verb}`")).await);
+        }
+        Ok(())
+    }
+
+    async fn start_no_block(&self, transport: &dyn Transport, verb: &str) -> Result<(), ApplyError> {
+        let before = self.invocation(transport).await?;
+        let out = transport.run(&argv(&["systemctl", verb, "--no-block", "--", &self.name]), Stdin::Null).await?;
+        if !out.success() {
+            return Err(self.failure(transport, &format!("`systemctl {verb} --no-block` failed: {}", out.error_text())).await);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(self.start_timeout_secs);
+        loop {
+            let now = self.invocation(transport).await?;
+            match now.verdict(&before) {
+                StartVerdict::Active => return Ok(()),
+                StartVerdict::Failed => {
+                    let why = format!("is {} ({}) after `systemctl {verb} --no-block`", now.active_state, now.sub_state);
+                    return Err(self.failure(transport, &why).await);
+                }
+                StartVerdict::Waiting => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let why =
+                    format!("did not become active within {}s (state: {} ({}))", self.start_timeout_secs, now.active_state, now.sub_state);
+                return Err(self.failure(transport, &why).await);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn invocation(&self, transport: &dyn Transport) -> Result<Invocation, ApplyError> {
+        let out =
+            transport.run(&argv(&["systemctl", "show", "-p", "InvocationID,ActiveState,SubState", "--", &self.name]), Stdin::Null).await?;
+        if !out.success() {
+            return Err(ApplyError::Failed(format!("`systemctl show {}` failed: {}", self.name, out.error_text())));
+        }
+        let props = properties(&String::from_utf8_lossy(&out.stdout));
+        let get = |k: &str| props.get(k).cloned().unwrap_or_default();
+        Ok(Invocation { id: get("InvocationID"), active_state: get("ActiveState"), sub_state: get("SubState") })
+    }
+
+    /// An error naming the unit, with the last lines of its journal.
+    async fn failure(&self, transport: &dyn Transport, what: &str) -> ApplyError {
+        let journal = transport.run(&argv(&["journalctl", "-u", &self.name, "-n", "20", "--no-pager"]), Stdin::Null).await;
+        let lines = match journal {
+            Ok(out) if out.success() => String::from_utf8_lossy(&out.stdout).trim_end().to_string(),
+            Ok(out) => format!("(journalctl failed: {})", out.error_text()),
+            Err(e) => format!("(journalctl failed: {e})"),
+        };
+        ApplyError::Failed(format!("{} {what}; last journal lines (journalctl -u {} -n 20):\n{lines}", self.name, self.name))
+    }
+}
+
+/// One look at a unit while waiting for it to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Invocation {
+    id: String,
+    active_state: String,
+    sub_state: String,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum StartVerdict {
+    Active,
+    Failed,
+    Waiting,
+}
+
+impl Invocation {
+    /// Whether a queued start has finished, judged against the state before it was queued: a
+    /// new invocation that is active succeeded; a new one that ended failed; anything else
+    /// (job not run yet, still activating, auto-restarting) is still waiting.
+    fn verdict(&self, before: &Invocation) -> StartVerdict {
+        let new = !self.id.is_empty() && self.id != before.id;
+        match (new, self.active_state.as_str()) {
+            (true, "active") => StartVerdict::Active,
+            (true, "failed" | "inactive") => StartVerdict::Failed,
+            _ => StartVerdict::Waiting,
+        }
+    }
+}
+
+/// An action that changes the unit in place, unless it already creates the unit file.
+fn bump(action: Action) -> Action {
+    if action == Action::Create { action } else { Action::Update }
+}
+
+fn short(h: &str) -> String {
+    h.chars().take(12).collect()
+}
+
+/// `KEY=value` lines into a map (later keys win).
+fn properties(text: &str) -> BTreeMap<String, String> {
+    text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// Pairs the unit names the probe echoed with the blocks of `systemctl show` output (one block
+/// per name, in order, separated by blank lines). Pure; tested on raw output.
+pub fn parse_show(names: &[String], lines: &[&str]) -> Result<BTreeMap<String, UnitFact>, String> {
+    let mut blocks: Vec<BTreeMap<String, String>> = Vec::new();
+    let mut current: BTreeMap<String, String> = BTreeMap::new();
+    for line in lines {
+        if line.trim().is_empty() {
+            if !current.is_empty() {
+                blocks.push(std::mem::take(&mut current));
+            }
+            continue;
+        }
+        let (k, v) = line.split_once('=').ok_or_else(|| format!("unexpected systemctl show line {line:?}"))?;
+        // xargs may split a long list over several systemctl runs without a blank line between.
+        if current.contains_key(k) {
+            blocks.push(std::mem::take(&mut current));
+        }
+        current.insert(k.to_string(), v.to_string());
+    }
+    if !current.is_empty() {
+        blocks.push(current);
+    }
+    if blocks.len() != names.len() {
+        return Err(format!("systemctl show reported {} unit(s) for {} asked", blocks.len(), names.len()));
+    }
+    let mut units = BTreeMap::new();
+    for (name, block) in names.iter().zip(blocks) {
+        let get = |k: &str| block.get(k).cloned().unwrap_or_default();
+        let fact = UnitFact {
+            load_state: get("LoadState"),
+            active_state: get("ActiveState"),
+            sub_state: get("SubState"),
+            unit_file_state: get("UnitFileState"),
+            active_enter: parse_timestamp(&get("ActiveEnterTimestamp")).map_err(|e| format!("{name}: {e}"))?,
+            fragment_path: get("FragmentPath"),
+            need_daemon_reload: get("NeedDaemonReload") == "yes",
+        };
+        units.insert(name.clone(), fact);
+    }
+    Ok(units)
+}
+
+/// Parses `ActiveEnterTimestamp`: `@1700000000` (`--timestamp=unix`, systemd ≥ 251), or the
+/// default `Mon 2026-11-23 19:44:28 UTC` (the probe sets `TZ=UTC` for older systemd), or empty
+/// (never active).
+pub fn parse_timestamp(s: &str) -> Result<Option<i64>, String> {
+    let s = s.trim();
+    if s.is_empty() || s == "n/a" {
+        return Ok(None);
+    }
+    if let Some(secs) = s.strip_prefix('@') {
+        let whole = secs.split('.').next().unwrap_or(secs);
+        return whole.parse().map(Some).map_err(|_| format!("bad timestamp {s:?}"));
+    }
+    let bad = || format!("bad timestamp {s:?}");
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [_, date, time, "UTC"] = parts.as_slice() else { return Err(bad()) };
+    let num = |x: &str| x.parse::<i64>().map_err(|_| bad());
+    let d: Vec<&str> = date.split('-').collect();
+    let t: Vec<&str> = time.split(':').collect();
+    let ([y, m, dd], [hh, mm, ss]) = (d.as_slice(), t.as_slice()) else { return Err(bad()) };
+    let ss = ss.split('.').next().unwrap_or(ss);
+    let days = days_from_civil(num(y)?, num(m)?, num(dd)?);
+    Ok(Some(days * 86_400 + num(hh)? * 3600 + num(mm)? * 60 + num(ss)?))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Kind;
+
+    const SHOW: &str = "Id=etcd.service\nLoadState=loaded\nActiveState=active\nSubState=running\nFragmentPath=/etc/systemd/system/etcd.service\nUnitFileState=enabled\nActiveEnterTimestamp=@1700000100\nNeedDaemonReload=no\n\nId=ghost.service\nLoadState=not-found\nActiveState=inactive\nSubState=dead\nFragmentPath=\nUnitFileState=\nActiveEnterTimestamp=\nNeedDaemonReload=no\n";
+
+    fn unit_file(content: &str, mtime: i64) -> PathFact {
+        PathFact {
+            kind: PathKind::File,
+            mode: 0o644,
+            owner: "root".into(),
+            group: "root".into(),
+            size: content.len() as u64,
+            mtime,
+            sha256: Some(sha256_hex(content.as_bytes())),
+        }
+    }
+
+    fn desired(content: Option<&str>) -> DesiredUnit {
+        DesiredUnit {
+            name: "etcd.service".into(),
+            path: "/etc/systemd/system/etcd.service".into(),
+            content: content.map(|c| c.as_bytes().to_vec()),
+            sha256: content.map(|c| sha256_hex(c.as_bytes())),
+            enabled: true,
+            state: UnitState::Running,
+            restart_on: vec![ResourceId::new(Kind::File, "etcd-config")],
+            start: StartMode::PerHost,
+            start_timeout_secs: 90,
+            watched: vec![WatchedPath { by: ResourceId::new(Kind::File, "etcd-config"), path: "/etc/etcd/etcd.config.yml".into() }],
+        }
+    }
+
+    fn running() -> UnitFact {
+        UnitFact {
+            load_state: "loaded".into(),
+            active_state: "active".into(),
+            sub_state: "running".into(),
+            unit_file_state: "enabled".into(),
+            active_enter: Some(1_700_000_100),
+            fragment_path: "/etc/systemd/system/etcd.service".into(),
+            need_daemon_reload: false,
+        }
+    }
+
+    fn facts(unit: UnitFact, file: Option<PathFact>, config_mtime: Option<i64>) -> HostFacts {
+        let mut f = HostFacts::default();
+        f.units.insert("etcd.service".into(), unit);
+        if let Some(file) = file {
+            f.paths.insert("/etc/systemd/system/etcd.service".into(), file);
+        }
+        if let Some(m) = config_mtime {
+            f.paths.insert("/etc/etcd/etcd.config.yml".into(), unit_file("x", m));
+        }
+        f
+    }
+
+    fn state_attr(d: &Decision) -> Option<(Option<String>, Option<String>)> {
+        d.attrs.iter().find(|a| a.name == "state").map(|a| (a.before.clone(), a.after.clone()))
+    }
+
+    #[test]
+    fn parses_show_blocks_in_order() {
+        let lines: Vec<&str> = SHOW.lines().collect();
+        let units = parse_show(&["etcd.service".into(), "ghost.service".into()], &lines).unwrap();
+        assert_eq!(units["etcd.service"], running());
+        let ghost = &units["ghost.service"];
+        assert_eq!((ghost.load_state.as_str(), ghost.active_enter, ghost.unit_file_state.as_str()), ("not-found", None, ""));
+    }
+
+    #[test]
+    fn show_blocks_without_blank_line_and_count_mismatch() {
+        let lines = ["Id=a.service", "ActiveState=active", "Id=b.service", "ActiveState=inactive"];
+        let units = parse_show(&["a.service".into(), "b.service".into()], &lines).unwrap();
+        assert_eq!(units["b.service"].active_state, "inactive");
+        assert!(parse_show(&["a.service".into()], &lines).is_err());
+        assert!(parse_show(&["a.service".into()], &["garbage"]).is_err());
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(parse_timestamp("@1700000000"), Ok(Some(1_700_000_000)));
+        assert_eq!(parse_timestamp(""), Ok(None));
+        assert_eq!(parse_timestamp("n/a"), Ok(None));
+        assert_eq!(parse_timestamp("Tue 2023-11-14 22:13:20 UTC"), Ok(Some(1_700_000_000)));
+        assert_eq!(parse_timestamp("Thu 1970-01-01 00:00:00 UTC"), Ok(Some(0)));
+        assert_eq!(parse_timestamp("Mon 2024-02-29 12:00:00.123456 UTC"), Ok(Some(1_709_208_000)));
+        assert!(parse_timestamp("Tue 2023-11-14 22:13:20 CET").is_err());
+        assert!(parse_timestamp("@soon").is_err());
+    }
+
+    #[test]
+    fn everything_in_place_is_a_noop() {
+        let d = desired(Some("[Unit]\n")).diff(&facts(running(), Some(unit_file("[Unit]\n", 1_700_000_000)), Some(1_700_000_050)));
+        assert_eq!(d, Decision::noop("running and enabled, unit file up to date"));
+    }
+
+    #[test]
+    fn missing_unit_file_is_created_enabled_and_started() {
+        let mut u = running();
+        u.load_state = "not-found".into();
+        u.active_state = "inactive".into();
+        u.unit_file_state = String::new();
+        u.active_enter = None;
+        let d = desired(Some("[Unit]\n")).diff(&facts(u, None, None));
+        assert_eq!(d.action, Action::Create);
+        assert_eq!(d.reason, "unit file missing, not enabled, stopped, wanted running");
+        assert_eq!(d.content, Some(ContentChange::FromEmpty));
+        assert_eq!(state_attr(&d), Some((Some("inactive".into()), Some("running".into()))));
+    }
+
+    #[test]
+    fn changed_unit_file_is_rewritten_and_the_unit_restarted() {
+        let d = desired(Some("new\n")).diff(&facts(running(), Some(unit_file("old\n", 1)), None));
+        assert_eq!(d.action, Action::Update);
+        assert_eq!(d.reason, "unit file content differs, the running unit will be restarted");
+        assert_eq!(d.content, Some(ContentChange::FetchOld { path: "/etc/systemd/system/etcd.service".into() }));
+        assert_eq!(state_attr(&d), Some((Some("active".into()), Some("restarted".into()))));
+    }
+
+    #[test]
+    fn disabled_and_stopped_unit() {
+        let mut u = running();
+        u.active_state = "inactive".into();
+        u.unit_file_state = "disabled".into();
+        let d = desired(None).diff(&facts(u, None, None));
+        assert_eq!((d.action, d.reason.as_str()), (Action::Update, "not enabled, stopped, wanted running"));
+        let enabled = d.attrs.iter().find(|a| a.name == "enabled").unwrap();
+        assert_eq!((enabled.before.as_deref(), enabled.after.as_deref()), (Some("disabled"), Some("enabled")));
+    }
+
+    #[test]
+    fn failed_unit_is_started() {
+        let mut u = running();
+        u.active_state = "failed".into();
+        let d = desired(None).diff(&facts(u, None, None));
+        assert_eq!((d.action, d.reason.as_str()), (Action::Update, "failed, wanted running"));
+    }
+
+    #[test]
+    fn stopped_wanted_and_disabled_wanted() {
+        let mut want = desired(None);
+        want.state = UnitState::Stopped;
+        want.enabled = false;
+        let d = want.diff(&facts(running(), None, None));
+        assert_eq!((d.action, d.reason.as_str()), (Action::Update, "enabled, wanted disabled, running, wanted stopped"));
+        assert_eq!(state_attr(&d), Some((Some("active".into()), Some("stopped".into()))));
+        let mut u = running();
+        u.active_state = "inactive".into();
+        u.unit_file_state = "disabled".into();
+        assert_eq!(want.diff(&facts(u, None, None)), Decision::noop("stopped and disabled"));
+    }
+
+    #[test]
+    fn dependency_newer_than_the_service_is_a_pending_restart() {
+        let d = desired(None).diff(&facts(running(), None, Some(1_700_000_200)));
+        assert_eq!(d.action, Action::Restart);
+        assert_eq!(d.reason, "restart pending: etcd.config.yml changed after the service started");
+        // Same second as the start: not newer.
+        assert_eq!(desired(None).diff(&facts(running(), None, Some(1_700_000_100))).action, Action::NoOp);
+    }
+
+    #[test]
+    fn own_unit_file_newer_than_the_service_is_a_pending_restart() {
+        let d = desired(Some("x")).diff(&facts(running(), Some(unit_file("x", 1_700_000_101)), None));
+        assert_eq!((d.action, d.reason.as_str()), (Action::Restart, "restart pending: etcd.service changed after the service started"));
+    }
+
+    #[test]
+    fn pending_daemon_reload() {
+        let mut u = running();
+        u.need_daemon_reload = true;
+        let d = desired(Some("x")).diff(&facts(u, Some(unit_file("x", 1)), None));
+        assert_eq!((d.action, d.reason.as_str()), (Action::Update, "unit file changed on disk; daemon-reload pending"));
+    }
+
+    #[test]
+    fn unknown_unit_without_content_is_a_conflict() {
+        let mut u = running();
+        u.load_state = "not-found".into();
+        assert_eq!(desired(None).diff(&facts(u, None, None)).action, Action::Conflict);
+        assert_eq!(desired(None).diff(&HostFacts::default()).action, Action::Conflict);
+    }
+
+    #[test]
+    fn directory_in_place_of_the_unit_file_is_a_conflict() {
+        let mut dir = unit_file("", 0);
+        dir.kind = PathKind::Dir;
+        assert_eq!(desired(Some("x")).diff(&facts(running(), Some(dir), None)).action, Action::Conflict);
+    }
+
+    #[test]
+    fn static_units_need_no_enabling() {
+        let mut u = running();
+        u.unit_file_state = "static".into();
+        assert_eq!(desired(None).diff(&facts(u, None, None)), Decision::noop("running and static"));
+    }
+
+    #[test]
+    fn restart_on_changes_restart_a_running_unit() {
+        let want = desired(None);
+        let cfg = ResourceId::new(Kind::File, "etcd-config");
+        let other = ResourceId::new(Kind::File, "motd");
+        let noop = want.diff(&facts(running(), None, None));
+        let planned = want.with_changed_deps(noop.clone(), std::slice::from_ref(&cfg), true);
+        assert_eq!((planned.action, planned.reason.as_str()), (Action::Restart, "restart: file.etcd-config changes"));
+        let done = want.with_changed_deps(noop.clone(), std::slice::from_ref(&cfg), false);
+        assert_eq!(done.reason, "restart: file.etcd-config changed");
+        assert_eq!(state_attr(&done), Some((Some("active".into()), Some("restarted".into()))));
+        // Not in restart_on: nothing.
+        assert_eq!(want.with_changed_deps(noop, &[other], true).action, Action::NoOp);
+        // Already being started: no extra restart.
+        let mut u = running();
+        u.active_state = "inactive".into();
+        let start = want.diff(&facts(u, None, None));
+        assert_eq!(want.with_changed_deps(start.clone(), &[cfg], true), start);
+    }
+
+    #[test]
+    fn start_verdicts() {
+        let before = Invocation { id: "aaa".into(), active_state: "active".into(), sub_state: "running".into() };
+        let at = |id: &str, state: &str| Invocation { id: id.into(), active_state: state.into(), sub_state: String::new() };
+        assert_eq!(at("aaa", "active").verdict(&before), StartVerdict::Waiting); // restart job not run yet
+        assert_eq!(at("bbb", "activating").verdict(&before), StartVerdict::Waiting);
+        assert_eq!(at("bbb", "active").verdict(&before), StartVerdict::Active);
+        assert_eq!(at("bbb", "failed").verdict(&before), StartVerdict::Failed);
+        assert_eq!(at("", "inactive").verdict(&at("", "inactive")), StartVerdict::Waiting);
+    }
+}
