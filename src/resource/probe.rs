@@ -1,5 +1,6 @@
 //! The host probe: one remote command per host that gathers what every resource on it needs
-//! (for paths: type, mode, owner, group, size, mtime, and sha256 of regular files), however many
+//! (for paths: type, mode, owner, group, size, mtime, and sha256 of regular files; for systemd
+//! units one `systemctl show`; for accounts `getent passwd` and `getent group`), however many
 //! resources there are. The request travels on stdin as `TAG<TAB>value` lines; the script is a
 //! constant, so nothing from the spec is ever pasted into a shell command.
 
@@ -250,6 +251,35 @@ mod tests {
     fn truncated_output_is_an_error() {
         assert!(parse_probe_output("S\tdirectory\t755\troot\troot\t1\t2\t/x\n").is_err());
         assert!(parse_probe_output("garbage\nE\tend\n").is_err());
+    }
+
+    #[test]
+    fn parses_unit_and_account_lines() {
+        let raw = "UN\tetcd.service\nUN\tghost.timer\n\
+                   US\tId=etcd.service\nUS\tActiveState=active\nUS\tActiveEnterTimestamp=@1700000000\nUS\t\n\
+                   US\tId=ghost.timer\nUS\tLoadState=not-found\nUS\tActiveState=inactive\n\
+                   PW\tetcd:x:998:997::/var/lib/etcd:/usr/sbin/nologin\nGR\tetcd:x:997:\nE\tend\n";
+        let facts = parse_probe_output(raw).unwrap();
+        assert_eq!(facts.units["etcd.service"].active_enter, Some(1_700_000_000));
+        assert_eq!(facts.units["ghost.timer"].load_state, "not-found");
+        assert_eq!(facts.users["etcd"].uid, 998);
+        assert_eq!(facts.groups["etcd"].gid, 997);
+        let err = parse_probe_output("UN\tx.service\nUX\tSystem has not been booted with systemd \nE\tend\n").unwrap_err();
+        assert_eq!(err, "systemctl show failed: System has not been booted with systemd");
+    }
+
+    #[tokio::test]
+    async fn probe_reads_accounts_for_real_on_this_machine() {
+        let mut req = ProbeRequest::default();
+        req.users.insert("root".into());
+        req.users.insert("no-such-user-cairn".into());
+        req.groups.insert("root".into());
+        let t = crate::transport::LocalTransport::new("local");
+        let facts = req.run(&t).await.unwrap();
+        assert_eq!(facts.users["root"].uid, 0);
+        assert!(!facts.users.contains_key("no-such-user-cairn"));
+        assert_eq!(facts.groups["root"].gid, 0);
+        assert_eq!(t.stats().commands(), 1);
     }
 
     #[tokio::test]
