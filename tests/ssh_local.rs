@@ -59,7 +59,10 @@ async fn connect_err(cfg: SshConfig, dir: &ControlDir) -> String {
             t.close().await;
             panic!("connect unexpectedly succeeded")
         }
-        Err(e @ TransportError::Connect { .. }) => e.to_string(),
+        Err(e @ TransportError::Connect { .. }) => {
+            eprintln!("connect error: {e}");
+            e.to_string()
+        }
         Err(e) => panic!("wrong error kind: {e:?}"),
     }
 }
@@ -139,9 +142,11 @@ async fn argv_and_stdin_arrive_byte_for_byte() {
     let out = t.run(&argv(&["sha256sum"]), Stdin::File(tmp.path())).await.unwrap();
     let local = std::process::Command::new("sha256sum").arg(tmp.path()).output().unwrap();
     assert_eq!(out.stdout[..64], local.stdout[..64]);
+    let err = t.run(&argv(&["cat"]), Stdin::File(Path::new("/nonexistent/cairn"))).await.unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/cairn"), "{err}");
 
     assert_eq!(t.stats().connections(), 1);
-    assert_eq!(t.stats().commands(), 5);
+    assert_eq!(t.stats().commands(), 6);
     t.close().await;
 }
 
@@ -166,6 +171,28 @@ async fn exit_codes_including_127_and_signals() {
     assert!(out.success());
     assert_eq!(t.stats().connections(), 1);
     t.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_is_an_error_not_a_signal() {
+    let _gate = GATE.read().await;
+    let s = sshd_or_skip!();
+    let dir = ControlDir::new().unwrap();
+    let t = Arc::new(connect(&s, &dir).await);
+    let running = {
+        let t = Arc::clone(&t);
+        tokio::spawn(async move { t.run(&argv(&["sleep", "30"]), Stdin::Null).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.kill_sessions();
+    let err = tokio::time::timeout(Duration::from_secs(10), running).await.unwrap().unwrap().unwrap_err();
+    eprintln!("running command: {err}");
+    assert!(err.to_string().contains("testhost") && err.to_string().contains("lost"), "{err}");
+    let err = t.run(&argv(&["true"]), Stdin::Null).await.unwrap_err();
+    eprintln!("next command: {err}");
+    assert!(err.to_string().contains("testhost") && err.to_string().contains("lost"), "{err}");
+    t.close().await;
+    assert_no_process_mentions(dir.path()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -411,6 +438,16 @@ async fn measure_upload_and_latency() {
         write_file_atomic(&t, dest.to_str().unwrap(), Content::Bytes(&data), &FileAttrs::default()).await.unwrap();
         let from_memory = started.elapsed();
 
+        // The same bytes without the atomic dance (no fsync), like scp.
+        let plain = work.path().join("plain.bin");
+        let started = Instant::now();
+        let out = t
+            .run(&argv(&["sh", "-c", "cat > \"$1\"", "x", plain.to_str().unwrap()]), Stdin::File(&src))
+            .await
+            .unwrap();
+        let plain_cat = started.elapsed();
+        assert!(out.success());
+
         let scp_dest = work.path().join("scp.bin");
         let started = Instant::now();
         let status = std::process::Command::new("scp")
@@ -427,9 +464,11 @@ async fn measure_upload_and_latency() {
         let scp = started.elapsed();
         assert!(status.success());
         eprintln!(
-            "round {round}: 50 MB write_file_atomic(File) {:.3} s, write_file_atomic(Bytes) {:.3} s, scp {:.3} s (scp includes its own connection)",
+            "round {round}: 50 MB write_file_atomic(File) {:.3} s, write_file_atomic(Bytes) {:.3} s, \
+             cat>file with Stdin::File {:.3} s, scp {:.3} s (scp includes its own connection)",
             ours.as_secs_f64(),
             from_memory.as_secs_f64(),
+            plain_cat.as_secs_f64(),
             scp.as_secs_f64()
         );
     }

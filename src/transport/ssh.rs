@@ -251,7 +251,10 @@ impl SshTransport {
                 cmd.stdin(Stdio::from(file.into_std().await));
             }
         }
-        let mut child = cmd.spawn().await.map_err(|e| self.lost_or(argv, "starting the command", &e))?;
+        let mut child = match cmd.spawn().await {
+            Ok(child) => child,
+            Err(e) => return Err(self.lost_or(session, argv, "starting the command", &e).await),
+        };
 
         let feeder = child.stdin().take();
         let feed = async move {
@@ -297,7 +300,7 @@ impl SshTransport {
                     return Err(self.command_error(argv, format!("connection to {} lost", self.cfg.target())));
                 }
             }
-            Err(e) => return Err(self.lost_or(argv, "waiting for the command", &e)),
+            Err(e) => return Err(self.lost_or(session, argv, "waiting for the command", &e).await),
         };
         if let Some(e) = fed_err {
             return Err(self.command_error(argv, format!("feeding stdin: {e}")));
@@ -306,11 +309,14 @@ impl SshTransport {
     }
 
     /// An error for a failed step, saying "connection lost" when the master is gone.
-    fn lost_or(&self, argv: &[String], step: &str, e: &openssh::Error) -> TransportError {
+    async fn lost_or(&self, session: &Session, argv: &[String], step: &str, e: &openssh::Error) -> TransportError {
         let chain = errors::chain(e);
         let detail = match e {
-            openssh::Error::Disconnected => format!("{step}: connection to {} lost: {chain}", self.cfg.target()),
             openssh::Error::InvalidCommand => format!("{step}: an argument contains a NUL byte"),
+            openssh::Error::Disconnected => format!("{step}: connection to {} lost: {chain}", self.cfg.target()),
+            _ if session.check().await.is_err() => {
+                format!("{step}: connection to {} lost: {chain}", self.cfg.target())
+            }
             _ => format!("{step}: {chain}"),
         };
         self.command_error(argv, detail)

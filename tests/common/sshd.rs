@@ -2,6 +2,10 @@
 //! key, client key and known_hosts file, all in a temp dir. Killed (by PID, with the session
 //! processes it forked) when dropped.
 //!
+//! `SetEnv SHLVL=1` keeps bash from sourcing root's `~/.bashrc` for each command (bash does that
+//! for a top-level shell started by sshd), so the tester's dotfiles neither slow nor pollute
+//! the commands.
+//!
 //! Needs Debian's `openssh-server` (`/usr/sbin/sshd`) and `ssh-keygen`. When sshd is missing or
 //! cannot start, [`Sshd::start_or_skip`] returns `None` so the test can skip, unless the
 //! environment variable `CI` is set: then it panics, so CI never skips silently.
@@ -95,7 +99,7 @@ impl Sshd {
                     "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
                      PermitRootLogin yes\nUsePAM no\nStrictModes no\nPidFile {d}/sshd.pid\n\
                      PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
-                     MaxSessions 10\nLogLevel VERBOSE\nSubsystem sftp internal-sftp\n"
+                     MaxSessions 10\nLogLevel VERBOSE\nSubsystem sftp internal-sftp\nSetEnv SHLVL=1\n"
                 ),
             )
             .map_err(|e| e.to_string())?;
@@ -141,11 +145,16 @@ impl Sshd {
         self.child.id()
     }
 
+    /// Kills the per-connection processes sshd forked (by PID): every client connection drops.
+    pub fn kill_sessions(&self) {
+        for pid in descendants(self.child.id()) {
+            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+        }
+    }
+
     /// Kills the per-connection processes sshd forked, then sshd itself, all by PID.
     fn stop(&mut self) {
-        for pid in descendants(self.child.id()) {
-            let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
-        }
+        self.kill_sessions();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

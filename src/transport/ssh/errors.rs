@@ -38,13 +38,14 @@ pub(super) fn classify_connect(chain: &str, cfg: &SshConfig) -> Option<String> {
     let known_hosts =
         cfg.known_hosts_file.as_ref().map_or_else(|| "~/.ssh/known_hosts".to_string(), |p| p.display().to_string());
     let target = format!("{}:{}", cfg.address, cfg.port);
+    // how known_hosts names the host
+    let entry = if cfg.port == 22 { cfg.address.clone() } else { format!("[{}]:{}", cfg.address, cfg.port) };
     let c = chain;
     if c.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || c.contains("has changed and you have requested strict") {
         return Some(format!(
             "host key CHANGED: {target} offered a key different from the one in {known_hosts}; refusing \
              (possible man-in-the-middle). If the host was reinstalled, remove its old entry \
-             (ssh-keygen -R '[{}]:{}' -f {known_hosts}) and connect again",
-            cfg.address, cfg.port
+             (ssh-keygen -R '{entry}' -f {known_hosts}) and connect again"
         ));
     }
     if c.contains("Host key verification failed") || c.contains("host key is known for") {
