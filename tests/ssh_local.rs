@@ -488,3 +488,67 @@ async fn measure_upload_and_latency() {
     );
     t.close().await;
 }
+
+/// The child half of `ctrl_c_closes_masters_and_control_dir`: connects to the sshd described by
+/// the environment, installs the Ctrl-C cleanup, says where its control dir is, and waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn ctrl_c_child() {
+    let Ok(port) = std::env::var("CAIRN_TEST_CTRL_C_PORT") else { return };
+    let cfg = SshConfig {
+        host_name: "testhost".to_string(),
+        address: "127.0.0.1".to_string(),
+        port: port.parse().unwrap(),
+        user: "root".to_string(),
+        identity_file: Some(std::env::var("CAIRN_TEST_CTRL_C_KEY").unwrap().into()),
+        known_hosts_file: Some(std::env::var("CAIRN_TEST_CTRL_C_KNOWN_HOSTS").unwrap().into()),
+        host_key_checking: HostKeyChecking::Strict,
+        r#become: false,
+        connect_timeout: Duration::from_secs(5),
+    };
+    let _cleanup = cairn::transport::ssh::install_ctrl_c_cleanup(|| std::process::exit(130));
+    let dir = ControlDir::new().unwrap();
+    let t = SshTransport::connect(cfg, &dir).await.unwrap();
+    assert!(t.run(&argv(&["true"]), Stdin::Null).await.unwrap().success());
+    println!("CONTROL_DIR={}", dir.path().display());
+    // A command still running when Ctrl-C comes.
+    let _ = t.run(&argv(&["sleep", "60"]), Stdin::Null).await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_closes_masters_and_control_dir() {
+    use std::io::BufRead;
+    let _gate = GATE.read().await;
+    let s = sshd_or_skip!();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "ctrl_c_child", "--ignored", "--nocapture", "--test-threads", "1"])
+        .env("CAIRN_TEST_CTRL_C_PORT", s.port.to_string())
+        .env("CAIRN_TEST_CTRL_C_KEY", &s.client_key)
+        .env("CAIRN_TEST_CTRL_C_KNOWN_HOSTS", &s.known_hosts)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let dir = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.split_once("CONTROL_DIR=").map(|(_, p)| std::path::PathBuf::from(p)))
+    })
+    .await
+    .unwrap();
+    let Some(dir) = dir else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("child never connected; sshd log:\n{}", s.log());
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(processes_mentioning(&dir).len(), 1, "one master expected");
+    let sent = std::process::Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
+    assert!(sent.success());
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_no_process_mentions(&dir).await;
+    assert!(!dir.exists(), "control dir left behind: {}", dir.display());
+}
