@@ -4,7 +4,7 @@
 //!
 //! Without sshd these tests skip, except when `CI` is set: then they fail.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr, clippy::print_stdout)]
 
 #[path = "common/sshd.rs"]
 mod sshd;

@@ -251,9 +251,22 @@ impl SshTransport {
                 cmd.stdin(Stdio::from(file.into_std().await));
             }
         }
-        let mut child = match cmd.spawn().await {
-            Ok(child) => child,
-            Err(e) => return Err(self.lost_or(session, argv, "starting the command", &e).await),
+        // sshd counts a finished command's session until its channel is fully closed, so right
+        // after a burst of commands finish it can briefly refuse new ones (MaxSessions) even
+        // though at most MAX_CHANNELS_PER_HOST run. A refused open never started the command:
+        // retrying is safe.
+        let mut delay = Duration::from_millis(10);
+        let started = std::time::Instant::now();
+        let mut child = loop {
+            match cmd.spawn().await {
+                Ok(child) => break child,
+                Err(e) if session_refused(&e) && started.elapsed() < SESSION_RETRY_FOR => {
+                    tracing::debug!(host = %self.cfg.host_name, "session refused, retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(200));
+                }
+                Err(e) => return Err(self.lost_or(session, argv, "starting the command", &e).await),
+            }
         };
 
         let feeder = child.stdin().take();
@@ -321,6 +334,14 @@ impl SshTransport {
         };
         self.command_error(argv, detail)
     }
+}
+
+/// How long a command keeps retrying when the server refuses to open its session.
+const SESSION_RETRY_FOR: Duration = Duration::from_secs(10);
+
+/// The server refused to open a session channel (typically `MaxSessions` reached for a moment).
+fn session_refused(e: &openssh::Error) -> bool {
+    matches!(e, openssh::Error::SshMux(_)) && errors::chain(e).contains("open refused")
 }
 
 /// Pings the master now and then so that `ControlPersist` only ends abandoned masters.
