@@ -552,3 +552,48 @@ async fn ctrl_c_closes_masters_and_control_dir() {
     assert_no_process_mentions(&dir).await;
     assert!(!dir.exists(), "control dir left behind: {}", dir.display());
 }
+
+/// Slow (40 s): a live transport keeps its master past `MASTER_IDLE_SECS` of silence, and the
+/// master of a `kill -9`ed cairn exits on its own after that long. Run with
+/// `cargo test --test ssh_local -- --ignored idle`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn idle_masters_live_while_cairn_lives_and_die_after_it() {
+    let _gate = GATE.read().await;
+    let s = sshd_or_skip!();
+    let dir = ControlDir::new().unwrap();
+    let t = connect(&s, &dir).await;
+
+    // A cairn that gets SIGKILLed right after connecting.
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "ctrl_c_child", "--ignored", "--nocapture", "--test-threads", "1"])
+        .env("CAIRN_TEST_CTRL_C_PORT", s.port.to_string())
+        .env("CAIRN_TEST_CTRL_C_KEY", &s.client_key)
+        .env("CAIRN_TEST_CTRL_C_KNOWN_HOSTS", &s.known_hosts)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let killed_dir = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.split_once("CONTROL_DIR=").map(|(_, p)| std::path::PathBuf::from(p)))
+    })
+    .await
+    .unwrap()
+    .expect("child connected");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(processes_mentioning(&killed_dir).len(), 1, "the orphaned master runs for now");
+
+    let idle = Duration::from_secs(cairn::transport::ssh::MASTER_IDLE_SECS as u64 + 8);
+    tokio::time::sleep(idle).await;
+    assert!(processes_mentioning(&killed_dir).is_empty(), "orphaned master still running");
+    let _ = std::fs::remove_dir_all(&killed_dir);
+
+    assert!(t.run(&argv(&["true"]), Stdin::Null).await.unwrap().success(), "live master idled out");
+    assert_eq!(t.stats().connections(), 1);
+    t.close().await;
+}
