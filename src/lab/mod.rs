@@ -192,13 +192,15 @@ pub fn check_prerequisites() -> Result<(), LabError> {
     }
     let missing: Vec<&(&str, &str)> = needed.iter().filter(|(program, _)| !cmd::have_program(program)).collect();
     if let Some((program, _)) = missing.first() {
-        let mut packages: Vec<&str> = missing.iter().map(|(_, p)| *p).collect();
-        for always in ["systemd-container", "debootstrap"] {
-            if !packages.contains(&always) && !(always == "debootstrap" && !need_debootstrap) {
-                packages.push(always);
+        let mut packages: Vec<&str> = vec!["systemd-container"];
+        if need_debootstrap {
+            packages.push("debootstrap");
+        }
+        for (_, package) in &missing {
+            if !packages.contains(package) {
+                packages.push(package);
             }
         }
-        packages.dedup();
         return Err(LabError::MissingProgram { program: (*program).to_string(), package: packages.join(" ") });
     }
     Ok(())
@@ -541,6 +543,7 @@ fn set_private(dir: &Path) -> Result<(), LabError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

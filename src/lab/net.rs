@@ -162,6 +162,7 @@ pub(crate) fn delete_veth(name: &str) -> Result<(), LabError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -34,7 +34,7 @@ fn all_pids() -> Vec<u32> {
 pub(crate) fn is_our_nspawn(pid: u32, rootfs: &Path) -> bool {
     let argv = cmdline(pid);
     let want = format!("--directory={}", rootfs.display());
-    argv.first().is_some_and(|a0| a0.rsplit('/').next() == Some("systemd-nspawn")) && argv.iter().any(|a| *a == want) && is_alive(pid)
+    argv.first().is_some_and(|a0| a0.rsplit('/').next() == Some("systemd-nspawn")) && argv.contains(&want) && is_alive(pid)
 }
 
 /// The live `systemd-nspawn` processes running the container in `rootfs`.
