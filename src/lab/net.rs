@@ -112,6 +112,9 @@ pub(crate) fn create_bridge(bridge: &str, subnet: Prefix) -> Result<(), LabError
         delete_bridge(bridge)?;
     }
     cmd::run(&["ip", "link", "add", "name", bridge, "type", "bridge"])?;
+    // IPv4 only: no link-local IPv6 chatter from the host on the lab network. Best effort (the
+    // host may have IPv6 disabled altogether).
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{bridge}/disable_ipv6"), "1\n");
     let addr = format!("{}/{}", host_address(subnet, 1), subnet.len);
     cmd::run(&["ip", "addr", "add", &addr, "dev", bridge])?;
     cmd::run(&["ip", "link", "set", bridge, "up"])?;
