@@ -10,11 +10,7 @@ use super::error::LabError;
 /// Runs `argv` with stdin closed, waits, and returns its stdout when it exits 0.
 pub(crate) fn run<S: AsRef<OsStr>>(argv: &[S]) -> Result<String, LabError> {
     let out = output(argv)?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(failed(argv, &out))
-    }
+    if out.status.success() { Ok(String::from_utf8_lossy(&out.stdout).into_owned()) } else { Err(failed(argv, &out)) }
 }
 
 /// Runs `argv` with stdin closed and returns whatever happened (spawn errors aside).
@@ -38,7 +34,10 @@ pub(crate) fn failed<S: AsRef<OsStr>>(argv: &[S], out: &Output) -> LabError {
         Some(code) => format!("exit status {code}"),
         None => "killed by a signal".to_string(),
     };
-    LabError::Command { command: display(argv), detail: if text.is_empty() { status } else { format!("{status}: {}", last_lines(text, 15)) } }
+    LabError::Command {
+        command: display(argv),
+        detail: if text.is_empty() { status } else { format!("{status}: {}", last_lines(text, 15)) },
+    }
 }
 
 /// The command line as text for messages (quoted so it can be read unambiguously).

@@ -274,8 +274,14 @@ pub fn up(opts: &UpOptions, progress: &mut dyn FnMut(&str)) -> Result<LabInfo, L
     match result {
         Ok(known_hosts_path) => {
             write_hosts_file(&lab, &opts.hosts_file, &key_path, &known_hosts_path)?;
-            progress(&format!("lab `{name}` is up with {} hosts in {:.1} s; hosts file {}", lab.nodes.len(), started.elapsed().as_secs_f64(), opts.hosts_file.display()));
-            info_from_state(&lab, &dir, &opts.hosts_file)
+            let info = info_from_state(&lab, &dir, &opts.hosts_file)?;
+            progress(&format!(
+                "lab `{name}` is up with {} hosts in {:.1} s; hosts file {}",
+                lab.nodes.len(),
+                started.elapsed().as_secs_f64(),
+                info.hosts_file.display()
+            ));
+            Ok(info)
         }
         Err(err) => {
             progress(&format!("lab `{name}` failed to start; stopping what was started"));
@@ -302,7 +308,13 @@ fn allocate_network(name: &str, hosts: u32, hosts_file: &Path, progress: &mut dy
         })
         .collect();
     let hosts_file = absolute(hosts_file)?;
-    let lab = LabState { name: name.to_string(), bridge: bridge_name(name), subnet: format!("{}/{}", subnet.addr, subnet.len), hosts_file: Some(hosts_file), nodes };
+    let lab = LabState {
+        name: name.to_string(),
+        bridge: bridge_name(name),
+        subnet: format!("{}/{}", subnet.addr, subnet.len),
+        hosts_file: Some(hosts_file),
+        nodes,
+    };
     let dir = lab_dir(name);
     lab.save(&dir)?;
     progress(&format!("bridge {} with {} (host {})", lab.bridge, lab.subnet, net::host_address(subnet, 1)));
@@ -324,7 +336,14 @@ fn other_labs_subnets(name: &str) -> Vec<net::Prefix> {
 }
 
 /// Copies, boots and waits for every node; returns the known_hosts path.
-fn boot(lab: &mut LabState, dir: &Path, cache: &Path, public_key: &str, key_path: &Path, progress: &mut dyn FnMut(&str)) -> Result<PathBuf, LabError> {
+fn boot(
+    lab: &mut LabState,
+    dir: &Path,
+    cache: &Path,
+    public_key: &str,
+    key_path: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<PathBuf, LabError> {
     let prefix_len = net::Prefix::parse(&lab.subnet).map_or(24, |p| p.len);
     let mut known_hosts = String::new();
     for node in &lab.nodes {
@@ -416,11 +435,22 @@ pub fn status(name: &str) -> Result<LabStatus, LabError> {
         .iter()
         .map(|n| {
             let paths = NodePaths::new(&dir, &n.name);
-            let pid = n.pid.filter(|&p| process::is_our_nspawn(p, &paths.rootfs)).or_else(|| process::nspawn_pids(&paths.rootfs).first().copied());
+            let pid = n
+                .pid
+                .filter(|&p| process::is_our_nspawn(p, &paths.rootfs))
+                .or_else(|| process::nspawn_pids(&paths.rootfs).first().copied());
             NodeStatus { name: n.name.clone(), address: n.address.clone(), pid, running: pid.is_some() }
         })
         .collect();
-    Ok(LabStatus { name: lab.name.clone(), state_dir: dir, bridge_present: net::link_exists(&lab.bridge), bridge: lab.bridge, subnet: lab.subnet, hosts_file: lab.hosts_file, nodes })
+    Ok(LabStatus {
+        name: lab.name.clone(),
+        state_dir: dir,
+        bridge_present: net::link_exists(&lab.bridge),
+        bridge: lab.bridge,
+        subnet: lab.subnet,
+        hosts_file: lab.hosts_file,
+        nodes,
+    })
 }
 
 /// Stops every container of the lab, removes its veths and bridge, and deletes its state
@@ -459,7 +489,11 @@ pub fn stop_node(name: &str, node: &str) -> Result<(), LabError> {
 pub fn start_node(name: &str, node: &str) -> Result<(), LabError> {
     let (dir, mut lab) = load(name)?;
     if !net::link_exists(&lab.bridge) {
-        return Err(LabError::NodeStart { node: node.to_string(), detail: format!("the lab's bridge {} is gone; run `cairn lab up --name {name}` again", lab.bridge), log: NodePaths::new(&dir, node).log });
+        return Err(LabError::NodeStart {
+            node: node.to_string(),
+            detail: format!("the lab's bridge {} is gone; run `cairn lab up --name {name}` again", lab.bridge),
+            log: NodePaths::new(&dir, node).log,
+        });
     }
     let bridge = lab.bridge.clone();
     let n = lab.node_mut(node)?;
@@ -483,7 +517,20 @@ pub fn regenerate_host_key(name: &str, node: &str) -> Result<String, LabError> {
     };
     let key = node::new_host_key(&paths.rootfs, node)?;
     let target = init.to_string();
-    cmd::run(&["nsenter", "--target", target.as_str(), "--mount", "--uts", "--ipc", "--net", "--pid", "--", "systemctl", "restart", "ssh.service"])?;
+    cmd::run(&[
+        "nsenter",
+        "--target",
+        target.as_str(),
+        "--mount",
+        "--uts",
+        "--ipc",
+        "--net",
+        "--pid",
+        "--",
+        "systemctl",
+        "restart",
+        "ssh.service",
+    ])?;
     Ok(key)
 }
 
@@ -497,7 +544,9 @@ fn load(name: &str) -> Result<(PathBuf, LabState), LabError> {
 
 /// A per-lab lock so `up` and `down` of one lab never run at once.
 fn lab_lock(name: &str, progress: &mut dyn FnMut(&str)) -> Result<lock::Lock, LabError> {
-    lock::Lock::exclusive(&state_root().join(format!(".{name}.lock")), || progress(&format!("waiting for another `cairn lab` command on lab `{name}`")))
+    lock::Lock::exclusive(&state_root().join(format!(".{name}.lock")), || {
+        progress(&format!("waiting for another `cairn lab` command on lab `{name}`"))
+    })
 }
 
 /// Stops every container of the lab and removes its network. Works from `lab.json` and, for

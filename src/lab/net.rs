@@ -39,7 +39,8 @@ impl Prefix {
 }
 
 /// Route types `ip route show table all` may print before the prefix.
-const ROUTE_TYPES: &[&str] = &["unicast", "local", "broadcast", "multicast", "anycast", "unreachable", "blackhole", "prohibit", "throw", "nat"];
+const ROUTE_TYPES: &[&str] =
+    &["unicast", "local", "broadcast", "multicast", "anycast", "unreachable", "blackhole", "prohibit", "throw", "nat"];
 
 /// Prefixes in use on this machine: every address and every non-default route in every table.
 pub(crate) fn used_prefixes() -> Result<Vec<Prefix>, LabError> {

@@ -36,7 +36,14 @@ impl NodePaths {
 
 /// Makes the node's root filesystem from the cached one and writes its identity into it. Returns
 /// the public host key line (`ssh-ed25519 AAAA… root@node`).
-pub(crate) fn prepare(cache: &Path, paths: &NodePaths, node: &NodeState, all: &[NodeState], prefix_len: u8, authorized_key: &str) -> Result<String, LabError> {
+pub(crate) fn prepare(
+    cache: &Path,
+    paths: &NodePaths,
+    node: &NodeState,
+    all: &[NodeState],
+    prefix_len: u8,
+    authorized_key: &str,
+) -> Result<String, LabError> {
     if paths.dir.exists() {
         fs::remove_dir_all(&paths.dir).map_err(LabError::io("remove", &paths.dir))?;
     }
@@ -133,7 +140,11 @@ pub(crate) fn start(paths: &NodePaths, node: &NodeState, bridge: &str) -> Result
         .status()
         .map_err(|e| LabError::Command { command: cmd::display(&argv), detail: format!("cannot start: {e}") })?;
     if !status.success() {
-        return Err(LabError::NodeStart { node: node.name.clone(), detail: format!("setsid exited with {status}"), log: paths.log.clone() });
+        return Err(LabError::NodeStart {
+            node: node.name.clone(),
+            detail: format!("setsid exited with {status}"),
+            log: paths.log.clone(),
+        });
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -141,7 +152,11 @@ pub(crate) fn start(paths: &NodePaths, node: &NodeState, bridge: &str) -> Result
             return Ok(pid);
         }
         if Instant::now() >= deadline {
-            return Err(LabError::NodeStart { node: node.name.clone(), detail: format!("systemd-nspawn exited at once: {}", log_tail(&paths.log)), log: paths.log.clone() });
+            return Err(LabError::NodeStart {
+                node: node.name.clone(),
+                detail: format!("systemd-nspawn exited at once: {}", log_tail(&paths.log)),
+                log: paths.log.clone(),
+            });
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -211,7 +226,13 @@ pub(crate) fn ssh_argv(key: &Path, known_hosts: &Path, address: &str, connect_ti
 }
 
 /// Waits until every node answers `ssh … true`, or the timeout passes.
-pub(crate) fn wait_ssh(nodes: &[(NodePaths, NodeState)], key: &Path, known_hosts: &Path, timeout: Duration, progress: &mut dyn FnMut(&str)) -> Result<(), LabError> {
+pub(crate) fn wait_ssh(
+    nodes: &[(NodePaths, NodeState)],
+    key: &Path,
+    known_hosts: &Path,
+    timeout: Duration,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), LabError> {
     let start = Instant::now();
     let deadline = start + timeout;
     let mut pending: Vec<&(NodePaths, NodeState)> = nodes.iter().collect();
@@ -221,7 +242,11 @@ pub(crate) fn wait_ssh(nodes: &[(NodePaths, NodeState)], key: &Path, known_hosts
         for entry in pending {
             let (paths, node) = entry;
             if !node.pid.is_some_and(|p| process::is_our_nspawn(p, &paths.rootfs)) {
-                return Err(LabError::NodeStart { node: node.name.clone(), detail: format!("its container stopped while booting: {}", log_tail(&paths.log)), log: paths.log.clone() });
+                return Err(LabError::NodeStart {
+                    node: node.name.clone(),
+                    detail: format!("its container stopped while booting: {}", log_tail(&paths.log)),
+                    log: paths.log.clone(),
+                });
             }
             let mut argv = ssh_argv(key, known_hosts, &node.address, 2);
             argv.push("true".to_string());
@@ -240,7 +265,13 @@ pub(crate) fn wait_ssh(nodes: &[(NodePaths, NodeState)], key: &Path, known_hosts
         if Instant::now() >= deadline {
             let (paths, node) = pending[0];
             let detail = if last_error.is_empty() { "no answer".to_string() } else { last_error };
-            return Err(LabError::SshTimeout { node: node.name.clone(), address: node.address.clone(), secs: timeout.as_secs(), detail, log: paths.log.clone() });
+            return Err(LabError::SshTimeout {
+                node: node.name.clone(),
+                address: node.address.clone(),
+                secs: timeout.as_secs(),
+                detail,
+                log: paths.log.clone(),
+            });
         }
         std::thread::sleep(Duration::from_millis(300));
     }

@@ -76,9 +76,5 @@ pub(crate) fn wait_gone(pids: &[u32], timeout: Duration) -> Vec<u32> {
 /// Whether this process runs with effective UID 0 (read from `/proc/self/status`).
 pub(crate) fn is_root() -> bool {
     let Ok(status) = fs::read_to_string("/proc/self/status") else { return false };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1))
-        .is_some_and(|euid| euid == "0")
+    status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|ids| ids.split_whitespace().nth(1)).is_some_and(|euid| euid == "0")
 }

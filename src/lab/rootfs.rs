@@ -17,19 +17,8 @@ pub const SUITE: &str = "bookworm";
 const CACHE_VERSION: u32 = 1;
 
 /// Packages installed on top of minbase.
-pub const PACKAGES: &[&str] = &[
-    "systemd",
-    "systemd-sysv",
-    "dbus",
-    "openssh-server",
-    "nftables",
-    "iproute2",
-    "sudo",
-    "ca-certificates",
-    "procps",
-    "openssl",
-    "curl",
-];
+pub const PACKAGES: &[&str] =
+    &["systemd", "systemd-sysv", "dbus", "openssh-server", "nftables", "iproute2", "sudo", "ca-certificates", "procps", "openssl", "curl"];
 
 /// The sshd settings every node gets.
 const SSHD_CONFIG: &str = "\

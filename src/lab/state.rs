@@ -57,7 +57,11 @@ impl LabState {
     /// Writes `<dir>/lab.json` atomically.
     pub(crate) fn save(&self, dir: &Path) -> Result<(), LabError> {
         let path = dir.join(STATE_FILE);
-        let text = serde_json::to_string_pretty(self).map_err(|e| LabError::BadState { name: self.name.clone(), path: path.clone(), detail: e.to_string() })?;
+        let text = serde_json::to_string_pretty(self).map_err(|e| LabError::BadState {
+            name: self.name.clone(),
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
         write_atomic(&path, text.as_bytes(), 0o644)
     }
 
@@ -76,7 +80,8 @@ pub(crate) fn write_atomic(path: &Path, content: &[u8], mode: u32) -> Result<(),
     let dir = path.parent().unwrap_or(Path::new("."));
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
-    let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).map_err(LabError::io("create", &tmp))?;
+    let mut file =
+        fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).map_err(LabError::io("create", &tmp))?;
     file.write_all(content).and_then(|()| file.sync_all()).map_err(LabError::io("write", &tmp))?;
     drop(file);
     fs::rename(&tmp, path).map_err(LabError::io("rename into place", path))

@@ -116,7 +116,8 @@ impl Drop for Lab {
 /// A lab name unique to this test run: the test's name (shortened) plus a counter and the PID.
 pub fn unique_name(test_name: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let mut base: String = test_name.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).take(16).collect();
+    let mut base: String =
+        test_name.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).take(16).collect();
     base = base.trim_matches('-').to_string();
     if base.is_empty() {
         base.push('t');
@@ -135,7 +136,14 @@ impl BootSlot {
         let dir = std::env::temp_dir().join("cairn-lab-test-slots");
         std::fs::create_dir_all(&dir).expect("slot dir");
         let files: Vec<File> = (0..slots)
-            .map(|i| OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(format!("slot-{i}.lock"))).expect("open slot lock"))
+            .map(|i| {
+                OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(dir.join(format!("slot-{i}.lock")))
+                    .expect("open slot lock")
+            })
             .collect();
         loop {
             for file in &files {
