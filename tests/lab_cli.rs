@@ -124,3 +124,24 @@ fn status_and_down_of_a_missing_lab() {
     let err = cairn::lab::status("Bad/Name").unwrap_err();
     assert!(err.to_string().starts_with("invalid lab name `Bad/Name`"), "{err}");
 }
+
+#[test]
+fn two_labs_run_side_by_side_on_their_own_subnets() {
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| Lab::up("lab-side-a", 1));
+        let b = s.spawn(|| Lab::up("lab-side-b", 1));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_ne!(a.info.bridge, b.info.bridge);
+    assert_ne!(a.info.subnet, b.info.subnet);
+    // Same node names, different hosts.
+    assert_eq!(a.ssh_ok("node1", &["hostname"]), "node1");
+    assert_eq!(b.ssh_ok("node1", &["hostname"]), "node1");
+    assert_ne!(a.ssh_ok("node1", &["cat", "/etc/machine-id"]), b.ssh_ok("node1", &["cat", "/etc/machine-id"]));
+    // Taking one down leaves the other alone.
+    let bridge_a = a.info.bridge.clone();
+    drop(a);
+    assert!(!link_exists(&bridge_a));
+    assert!(link_exists(&b.info.bridge));
+    assert_eq!(b.ssh_ok("node1", &["hostname"]), "node1");
+}
