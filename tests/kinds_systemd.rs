@@ -229,3 +229,235 @@ fn new_host_plan() {
     let plan = plan_of(&g, &[("node1", fresh)]);
     insta::assert_snapshot!(render::text(&plan, &g, TextOptions::default()));
 }
+
+// ---- end to end on lab hosts ----
+
+#[path = "common/lab.rs"]
+mod lab;
+
+use std::process::Command;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn all(&self) -> String {
+        format!("exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+fn cairn(dir: &Path, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The service spec: a system user, a data dir it owns, a config file, and a unit running as the
+/// user that restarts when the config changes.
+fn service_spec(version: u32) -> String {
+    format!(
+        r#"include = ["lab.toml"]
+
+[vars]
+version = {version}
+
+[user.svc]
+system = true
+home = "/var/lib/cairn-demo"
+shell = "/usr/sbin/nologin"
+
+[dir.data]
+path = "/var/lib/cairn-demo"
+mode = "0750"
+owner = "svc"
+group = "svc"
+
+[file.config]
+path = "/etc/cairn-demo.conf"
+content = "version = {{{{ vars.version }}}}\n"
+
+[unit.demo]
+name = "cairn-demo.service"
+content = """
+[Unit]
+Description=cairn demo service
+
+[Service]
+User=svc
+ExecStart=/bin/sleep infinity
+
+[Install]
+WantedBy=multi-user.target
+"""
+restart_on = ["file.config"]
+after = ["dir.data"]
+"#
+    )
+}
+
+fn active_enter(lab: &lab::Lab, node: &str, unit: &str) -> i64 {
+    let out = lab.ssh_ok(node, &["systemctl", "show", "--timestamp=unix", "-p", "ActiveEnterTimestamp", "--value", unit]);
+    out.trim_start_matches('@').parse().unwrap_or_else(|_| panic!("ActiveEnterTimestamp of {unit} on {node}: {out:?}"))
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+#[test]
+fn lab_users_units_restarts_together_starts_and_checks() {
+    let Some(lab) = lab::Lab::up_or_skip("kinds-systemd", 3) else { return };
+    let dir = lab.dir();
+    let nodes = ["node1", "node2", "node3"];
+
+    // 1. User, owned dir, config and unit on 3 hosts.
+    write(dir, "cairn.toml", &service_spec(1));
+    let run = cairn(dir, &["apply", "--auto-approve", "-f", "cairn.toml"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    for node in nodes {
+        assert_eq!(lab.ssh_ok(node, &["systemctl", "is-active", "cairn-demo.service"]), "active");
+        assert_eq!(lab.ssh_ok(node, &["systemctl", "is-enabled", "cairn-demo.service"]), "enabled");
+        assert_eq!(lab.ssh_ok(node, &["stat", "-c", "%U:%G %a", "/var/lib/cairn-demo"]), "svc:svc 750");
+        let passwd = lab.ssh_ok(node, &["getent", "passwd", "svc"]);
+        assert!(passwd.ends_with(":/var/lib/cairn-demo:/usr/sbin/nologin"), "{passwd}");
+        assert_eq!(lab.ssh_ok(node, &["ps", "-o", "user=", "-C", "sleep"]), "svc");
+    }
+    // ... and the plan after apply is empty.
+    let plan = cairn(dir, &["plan", "--detailed-exitcode", "-f", "cairn.toml"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    assert!(plan.stdout.starts_with("No changes."), "{}", plan.all());
+
+    // 2. Stopped by hand: the plan says so, apply starts it.
+    lab.ssh_ok("node2", &["systemctl", "stop", "cairn-demo.service"]);
+    let plan = cairn(dir, &["plan", "--detailed-exitcode", "-f", "cairn.toml"]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    assert!(plan.stdout.contains("~ unit.demo") && plan.stdout.contains("stopped, wanted running"), "{}", plan.all());
+    assert!(!plan.stdout.contains("node1 ("), "only node2 changes:\n{}", plan.all());
+    let run = cairn(dir, &["apply", "--auto-approve", "-f", "cairn.toml"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(lab.ssh_ok("node2", &["systemctl", "is-active", "cairn-demo.service"]), "active");
+
+    // 3. A change in restart_on restarts the unit (ActiveEnterTimestamp moves).
+    let before: Vec<i64> = nodes.iter().map(|n| active_enter(&lab, n, "cairn-demo.service")).collect();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    write(dir, "cairn.toml", &service_spec(2));
+    let plan = cairn(dir, &["plan", "-f", "cairn.toml"]);
+    assert!(plan.stdout.contains("↻ unit.demo") && plan.stdout.contains("restart: file.config changes"), "{}", plan.all());
+    let run = cairn(dir, &["apply", "--auto-approve", "-f", "cairn.toml"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    for (node, before) in nodes.iter().zip(&before) {
+        let after = active_enter(&lab, node, "cairn-demo.service");
+        assert!(after > *before, "{node}: ActiveEnterTimestamp {before} → {after}");
+    }
+    let plan = cairn(dir, &["plan", "--detailed-exitcode", "-f", "cairn.toml"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+
+    // 4. A restart lost by an earlier run: the config is newer than the running service.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    lab.ssh_ok("node3", &["touch", "/etc/cairn-demo.conf"]);
+    let plan = cairn(dir, &["plan", "--detailed-exitcode", "-f", "cairn.toml"]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    assert!(plan.stdout.contains("restart pending: cairn-demo.conf changed after the service started"), "{}", plan.all());
+    let before = active_enter(&lab, "node3", "cairn-demo.service");
+    let run = cairn(dir, &["apply", "--auto-approve", "-f", "cairn.toml"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(active_enter(&lab, "node3", "cairn-demo.service") > before);
+    let plan = cairn(dir, &["plan", "--detailed-exitcode", "-f", "cairn.toml"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+
+    // 5. start = "together": with --parallelism 1 the three hosts still start at once. Each
+    // start takes 3 s (ExecStartPre), so a host-by-host start would spread them 3 s apart.
+    write(
+        dir,
+        "together.toml",
+        r#"include = ["lab.toml"]
+[unit.peer]
+name = "cairn-peer.service"
+start = "together"
+start_timeout = 60
+content = """
+[Service]
+ExecStartPre=/bin/sleep 3
+ExecStart=/bin/sleep infinity
+"""
+"#,
+    );
+    let run = cairn(dir, &["apply", "--auto-approve", "--parallelism", "1", "-f", "together.toml"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let started: Vec<i64> = nodes.iter().map(|n| active_enter(&lab, n, "cairn-peer.service")).collect();
+    let spread = started.iter().max().unwrap() - started.iter().min().unwrap();
+    assert!(spread <= 2, "started together, yet ActiveEnterTimestamps are {started:?}");
+    let plan = cairn(dir, &["plan", "--detailed-exitcode", "-f", "together.toml"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+
+    // 6. A unit that fails reports its journal; a failing check fails the apply with its output
+    // and skips its dependents; a check passing after retries passes.
+    write(
+        dir,
+        "failing.toml",
+        r#"include = ["lab.toml"]
+[unit.broken]
+hosts = ["node1"]
+name = "cairn-broken.service"
+content = """
+[Service]
+Type=notify
+ExecStart=/bin/sh -c 'echo cairn-broken-says-goodbye; exit 3'
+"""
+
+[check.flaky]
+hosts = ["node2"]
+command = "n=$(cat /tmp/cairn-flaky 2>/dev/null || echo 0); echo $((n + 1)) > /tmp/cairn-flaky; [ $n -ge 2 ]"
+retries = 4
+interval = 1
+
+[check.failing]
+hosts = ["node3"]
+command = ["sh", "-c", "echo cairn-check-output; exit 7"]
+retries = 1
+interval = 1
+
+[file.after-check]
+hosts = ["node3"]
+path = "/etc/cairn-after-check"
+content = "x"
+after = ["check.failing"]
+"#,
+    );
+    let plan = cairn(dir, &["plan", "-f", "failing.toml"]);
+    assert!(plan.stdout.contains("? check.flaky") && plan.stdout.contains("will check: flaky"), "{}", plan.all());
+    let run = cairn(dir, &["apply", "--auto-approve", "-f", "failing.toml"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let out = run.all();
+    assert!(out.contains("cairn-broken.service") && out.contains("journalctl -u cairn-broken.service"), "{out}");
+    assert!(out.contains("cairn-broken-says-goodbye"), "the journal lines are in the error:\n{out}");
+    assert!(
+        out.contains("check failed: failing") && out.contains("2 attempts") && out.contains("exit status 7, output:\ncairn-check-output"),
+        "{out}"
+    );
+    assert!(out.contains("skipped: file.after-check on node3: check.failing on node3 did not complete"), "{out}");
+    assert!(out.contains("check passed: flaky (attempt 3 of 5)"), "{out}");
+    assert!(lab.ssh(node3(), &["test", "-e", "/etc/cairn-after-check"]).status.code() == Some(1), "the dependent was not applied");
+
+    // A plan whose only entries are checks has no changes, and --detailed-exitcode says 0.
+    write(dir, "checks.toml", "include = [\"lab.toml\"]\n[check.ok]\ncommand = [\"true\"]\n");
+    let plan = cairn(dir, &["plan", "--detailed-exitcode", "-f", "checks.toml"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    assert!(plan.stdout.starts_with("No changes."), "{}", plan.all());
+}
+
+fn node3() -> &'static str {
+    "node3"
+}
