@@ -1,7 +1,7 @@
 //! The `unit`, `user` and `check` kinds: loading and its errors, the graph edges they imply,
 //! plans rendered from made-up host facts, and (further down) end to end on lab hosts.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -250,6 +250,7 @@ impl Run {
 }
 
 fn cairn(dir: &Path, args: &[&str]) -> Run {
+    let started = std::time::Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
         .args(args)
         .current_dir(dir)
@@ -257,6 +258,7 @@ fn cairn(dir: &Path, args: &[&str]) -> Run {
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
+    eprintln!("cairn {} took {:.1}s", args.join(" "), started.elapsed().as_secs_f64());
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -266,7 +268,7 @@ fn cairn(dir: &Path, args: &[&str]) -> Run {
 
 /// The service spec: a system user, a data dir it owns, a config file, and a unit running as the
 /// user that restarts when the config changes.
-fn service_spec(version: u32) -> String {
+fn service_spec(version: u32, data_mode: &str) -> String {
     format!(
         r#"include = ["lab.toml"]
 
@@ -280,7 +282,7 @@ shell = "/usr/sbin/nologin"
 
 [dir.data]
 path = "/var/lib/cairn-demo"
-mode = "0750"
+mode = "{data_mode}"
 owner = "svc"
 group = "svc"
 
@@ -301,8 +303,7 @@ ExecStart=/bin/sleep infinity
 [Install]
 WantedBy=multi-user.target
 """
-restart_on = ["file.config"]
-after = ["dir.data"]
+restart_on = ["file.config", "dir.data"]
 "#
     )
 }
@@ -323,7 +324,7 @@ fn lab_users_units_restarts_together_starts_and_checks() {
     let nodes = ["node1", "node2", "node3"];
 
     // 1. User, owned dir, config and unit on 3 hosts.
-    write(dir, "cairn.toml", &service_spec(1));
+    write(dir, "cairn.toml", &service_spec(1, "0750"));
     let run = cairn(dir, &["apply", "--auto-approve", "-f", "cairn.toml"]);
     assert_eq!(run.code, 0, "{}", run.all());
     for node in nodes {
@@ -352,7 +353,7 @@ fn lab_users_units_restarts_together_starts_and_checks() {
     // 3. A change in restart_on restarts the unit (ActiveEnterTimestamp moves).
     let before: Vec<i64> = nodes.iter().map(|n| active_enter(&lab, n, "cairn-demo.service")).collect();
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    write(dir, "cairn.toml", &service_spec(2));
+    write(dir, "cairn.toml", &service_spec(2, "0750"));
     let plan = cairn(dir, &["plan", "-f", "cairn.toml"]);
     assert!(plan.stdout.contains("↻ unit.demo") && plan.stdout.contains("restart: file.config changes"), "{}", plan.all());
     let run = cairn(dir, &["apply", "--auto-approve", "-f", "cairn.toml"]);
@@ -361,6 +362,19 @@ fn lab_users_units_restarts_together_starts_and_checks() {
         let after = active_enter(&lab, node, "cairn-demo.service");
         assert!(after > *before, "{node}: ActiveEnterTimestamp {before} → {after}");
     }
+    let plan = cairn(dir, &["plan", "--detailed-exitcode", "-f", "cairn.toml"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+
+    // 3b. A dependency that changes without touching any file's mtime (a chmod of the data
+    // dir) restarts the unit through `restart_on` alone.
+    let before = active_enter(&lab, "node1", "cairn-demo.service");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    write(dir, "cairn.toml", &service_spec(2, "0755"));
+    let plan = cairn(dir, &["plan", "-f", "cairn.toml"]);
+    assert!(plan.stdout.contains("restart: dir.data changes"), "{}", plan.all());
+    let run = cairn(dir, &["apply", "--auto-approve", "-f", "cairn.toml"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(active_enter(&lab, "node1", "cairn-demo.service") > before, "restarted for dir.data");
     let plan = cairn(dir, &["plan", "--detailed-exitcode", "-f", "cairn.toml"]);
     assert_eq!(plan.code, 0, "{}", plan.all());
 
