@@ -117,6 +117,14 @@ state = "runing"
 start = "all"
 restart_on = ["file.nope", "cert"]
 
+[unit.ok]
+name = "ok.service"
+restart_on = ["file.etcd-conf"]
+
+[file.etcd-config]
+path = "/etc/etcd.yml"
+content = "x"
+
 [user.Bad]
 home = "relative"
 groups = ["ok", "No"]

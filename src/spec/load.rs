@@ -152,6 +152,8 @@ struct Loader {
     resource_keys: BTreeMap<ResourceId, Span>,
     /// Written `after` targets, checked once every resource is known.
     pending_after: Vec<Located<ResourceId>>,
+    /// Written `restart_on` targets of units, checked likewise.
+    pending_restart_on: Vec<Located<ResourceId>>,
     /// Written selectors with their resource, checked once every host is known.
     pending_selectors: Vec<(ResourceId, Located<Selector>)>,
 }
@@ -442,7 +444,7 @@ impl Loader {
                 let unit = systemd::unit(&mut r, &mut self.sources, base, &id, d);
                 // `restart_on` entries are dependencies too.
                 for a in unit.iter().flat_map(|u| &u.restart_on) {
-                    self.pending_after.push(a.clone());
+                    self.pending_restart_on.push(a.clone());
                     after.push(a.clone());
                 }
                 unit.map(ResourceBody::Unit)
@@ -470,6 +472,7 @@ impl Loader {
     fn finish(mut self, path: &Path) -> Result<Spec, LoadError> {
         if !self.broken {
             self.check_after();
+            self.check_restart_on();
             self.check_selectors();
             self.check_duplicate_paths();
         }

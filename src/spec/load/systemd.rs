@@ -5,8 +5,10 @@ use std::path::Path;
 
 use toml::de::DeValue;
 
+use super::reader::quote_list;
 use super::reader::{TableReader, type_phrase};
-use super::{bad_after_id, read_content, valid_name};
+use super::{Loader, bad_after_id, read_content, valid_name};
+use crate::spec::diagnostic::did_you_mean;
 use crate::spec::diagnostic::{Diagnostic, Diagnostics, Located, SourceMap};
 use crate::spec::model::{CheckCommand, CheckSpec, ResourceId, StartMode, TemplateText, UnitSpec, UnitState, UserSpec};
 
@@ -175,6 +177,28 @@ pub(super) fn check(r: &mut TableReader<'_, '_>, id: &ResourceId, d: &mut Diagno
     let interval_secs = r.optional_int("interval", 0, 3600, 2, d).map_or(2, |v| v.value.unsigned_abs());
     let timeout_secs = r.optional_int("timeout", 1, 86_400, 30, d).map_or(30, |v| v.value.unsigned_abs());
     Some(CheckSpec { command: command?, description, retries, interval_secs, timeout_secs })
+}
+
+impl Loader {
+    /// Every `restart_on` entry must name a resource of the spec.
+    pub(super) fn check_restart_on(&mut self) {
+        let known: Vec<String> = self.resource_keys.keys().map(ToString::to_string).collect();
+        for a in &self.pending_restart_on {
+            if self.resource_keys.contains_key(&a.value) {
+                continue;
+            }
+            let wanted = a.value.to_string();
+            let diag = Diagnostic::at(&a.span, format!("`restart_on` names `{wanted}`, which is not defined"));
+            let diag = match did_you_mean(&wanted, known.iter().map(String::as_str)) {
+                Some(m) => diag.with_label(format!("did you mean `{m}`?")).with_help(format!("write \"{m}\", or define [{wanted}]")),
+                None => diag.with_label("no such resource").with_help(format!(
+                    "`restart_on` lists resources of the spec whose changes restart the unit; defined: {}",
+                    quote_list(&known.iter().map(String::as_str).collect::<Vec<_>>())
+                )),
+            };
+            self.diags.push(diag);
+        }
+    }
 }
 
 #[cfg(test)]
