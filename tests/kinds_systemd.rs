@@ -466,7 +466,9 @@ after = ["check.failing"]
     assert!(out.contains("cairn-broken.service") && out.contains("journalctl -u cairn-broken.service"), "{out}");
     assert!(out.contains("cairn-broken-says-goodbye"), "the journal lines are in the error:\n{out}");
     assert!(
-        out.contains("check failed: failing") && out.contains("2 attempts") && out.contains("exit status 7, output:\ncairn-check-output"),
+        out.contains("check failed: failing")
+            && out.contains("2 attempts")
+            && out.contains("exit status 7, output:\n    cairn-check-output"),
         "{out}"
     );
     assert!(out.contains("skipped: file.after-check on node3: check.failing on node3 did not complete"), "{out}");

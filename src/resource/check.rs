@@ -104,7 +104,7 @@ impl DesiredCheck {
             }
         }
         let tries = if attempts == 1 { "1 attempt".to_string() } else { format!("{attempts} attempts") };
-        Err(ApplyError::Failed(format!("check failed: {} (`{}`), {tries}; last: {last}", self.description, self.target())))
+        Err(ApplyError::Failed(format!("check failed: {} (`{}`) after {tries}: {last}", self.description, self.target())))
     }
 }
 
@@ -123,7 +123,8 @@ fn output_tail(stdout: &[u8], stderr: &[u8]) -> String {
     }
     let lines: Vec<&str> = text.lines().collect();
     let skip = lines.len().saturating_sub(OUTPUT_TAIL_LINES);
-    format!(", output:\n{}", lines[skip..].join("\n"))
+    let shown: Vec<String> = lines[skip..].iter().map(|l| format!("    {l}")).collect();
+    format!(", output:\n{}", shown.join("\n"))
 }
 
 #[cfg(test)]
@@ -154,8 +155,8 @@ mod tests {
     fn output_tail_keeps_the_last_lines() {
         let many: String = (1..=40).map(|i| format!("line {i}\n")).collect();
         let tail = output_tail(many.as_bytes(), b"oops\n");
-        assert!(tail.starts_with(", output:\nline 12\n"), "{tail}");
-        assert!(tail.ends_with("line 40\noops"), "{tail}");
+        assert!(tail.starts_with(", output:\n    line 12\n"), "{tail}");
+        assert!(tail.ends_with("    line 40\n    oops"), "{tail}");
         assert_eq!(output_tail(b"", b" \n"), ", no output");
     }
 
@@ -164,7 +165,7 @@ mod tests {
         let t = LocalTransport::new("local");
         let err = check(&["sh", "-c", "echo not healthy; echo detail >&2; exit 3"], 1).run(&t).await.unwrap_err().to_string();
         assert!(err.contains("2 attempts"), "{err}");
-        assert!(err.contains("exit status 3, output:\nnot healthy\ndetail"), "{err}");
+        assert!(err.contains("after 2 attempts: exit status 3, output:\n    not healthy\n    detail"), "{err}");
         assert_eq!(t.stats().commands(), 2);
     }
 

@@ -383,7 +383,14 @@ impl DesiredUnit {
             Ok(out) => format!("(journalctl failed: {})", out.error_text()),
             Err(e) => format!("(journalctl failed: {e})"),
         };
-        ApplyError::Failed(format!("{} {what}; last journal lines (journalctl -u {} -n 20):\n{lines}", self.name, self.name))
+        let lines: Vec<String> = lines.lines().map(|l| format!("    {l}")).collect();
+        ApplyError::Failed(format!(
+            "{} {}\n  last journal lines (journalctl -u {} -n 20 --no-pager):\n{}",
+            self.name,
+            what.replace('\n', " "),
+            self.name,
+            lines.join("\n")
+        ))
     }
 }
 
