@@ -243,10 +243,12 @@ impl DesiredUnit {
         Decision { action, reason: reasons.join(", "), attrs, content }
     }
 
-    /// Names of watched paths (and the unit file) modified after the unit became active.
+    /// Names of watched files (and the unit file) modified after the unit became active.
+    /// Directories do not count: their mtime moves whenever anything (the service itself, say)
+    /// adds or removes an entry, and cairn's changes to them (mode, owner) do not move it.
     fn restart_pending(&self, facts: &HostFacts, unit: &UnitFact, file_written: bool) -> Vec<String> {
         let Some(since) = unit.active_enter else { return Vec::new() };
-        let newer = |p: &str| facts.path(p).is_some_and(|f: &PathFact| f.mtime > since);
+        let newer = |p: &str| facts.path(p).is_some_and(|f: &PathFact| f.kind == PathKind::File && f.mtime > since);
         let mut names: Vec<String> = Vec::new();
         let own = (self.content.is_some() && !file_written).then_some(self.path.as_str());
         for path in self.watched.iter().map(|w| w.path.as_str()).chain(own) {
@@ -675,6 +677,15 @@ mod tests {
         assert_eq!(d.reason, "restart pending: etcd.config.yml changed after the service started");
         // Same second as the start: not newer.
         assert_eq!(desired(None).diff(&facts(running(), None, Some(1_700_000_100))).action, Action::NoOp);
+    }
+
+    #[test]
+    fn a_watched_directory_newer_than_the_service_is_not_a_pending_restart() {
+        let mut f = facts(running(), None, None);
+        let mut dir = unit_file("", 1_700_000_500);
+        dir.kind = PathKind::Dir;
+        f.paths.insert("/etc/etcd/etcd.config.yml".into(), dir);
+        assert_eq!(desired(None).diff(&f).action, Action::NoOp);
     }
 
     #[test]
