@@ -348,15 +348,18 @@ fn lab_users_units_restarts_together_starts_and_checks() {
     assert_eq!(plan.code, 0, "{}", plan.all());
     assert!(plan.stdout.starts_with("No changes."), "{}", plan.all());
 
-    // 2. Stopped by hand: the plan says so, apply starts it.
+    // 2. Stopped by hand, and the user's shell changed by hand: the plan says so, apply repairs.
     lab.ssh_ok("node2", &["systemctl", "stop", "cairn-demo.service"]);
+    lab.ssh_ok("node2", &["usermod", "--shell", "/bin/sh", "svc"]);
     let plan = cairn(dir, &["plan", "--detailed-exitcode", "-f", "cairn.toml"]);
     assert_eq!(plan.code, 2, "{}", plan.all());
     assert!(plan.stdout.contains("~ unit.demo") && plan.stdout.contains("stopped, wanted running"), "{}", plan.all());
+    assert!(plan.stdout.contains("~ user.svc") && plan.stdout.contains("shell: /bin/sh → /usr/sbin/nologin"), "{}", plan.all());
     assert!(!plan.stdout.contains("node1 ("), "only node2 changes:\n{}", plan.all());
     let run = cairn(dir, &["apply", "--auto-approve", "-f", "cairn.toml"]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert_eq!(lab.ssh_ok("node2", &["systemctl", "is-active", "cairn-demo.service"]), "active");
+    assert!(lab.ssh_ok("node2", &["getent", "passwd", "svc"]).ends_with(":/usr/sbin/nologin"));
 
     // 3. A change in restart_on restarts the unit (ActiveEnterTimestamp moves).
     let before: Vec<i64> = nodes.iter().map(|n| active_enter(&lab, n, "cairn-demo.service")).collect();
