@@ -146,8 +146,13 @@ fn read_ports(r: &mut TableReader<'_, '_>, d: &mut Diagnostics) -> Option<Locate
     let mut bad = false;
     for (i, p) in items.iter().enumerate() {
         if let Some(earlier) = items[..i].iter().find(|e| e.value.overlaps(&p.value)) {
+            let message = if earlier.value == p.value {
+                format!("port {} is listed twice in {}", p.value, r.what())
+            } else {
+                format!("ports {} and {} overlap in {}", earlier.value, p.value, r.what())
+            };
             d.push(
-                Diagnostic::at(&p.span, format!("port {} is listed twice in {}", p.value, r.what()))
+                Diagnostic::at(&p.span, message)
                     .with_label(format!("overlaps {}", earlier.value))
                     .with_related(&earlier.span, "listed here first")
                     .with_help("list each port once"),
