@@ -370,6 +370,12 @@ rules = [{{ port = 9100, proto = "tcp", action = "reject" }}]
     let bridge = lab.info.nodes[0].address.to_string().rsplit_once('.').map(|(net, _)| format!("{net}.1")).unwrap();
     let why = format!("these rules would drop cairn's own SSH connection from {bridge} to port 22: firewall.ssh rule 2 (drop tcp 22)");
     assert_eq!(shown.matches(&why).count(), 6, "writer and firewall.ssh on each of 3 hosts: {shown}");
+    // Behind `sudo` (become), which drops $SSH_CONNECTION from the environment, the probe still
+    // finds the session's addresses.
+    assert_eq!(lab.ssh_ok("node1", &["sudo", "-n", "--", "sh", "-c", "echo ${SSH_CONNECTION:-unset}"]), "unset");
+    std::fs::write(dir.join("cairn.toml"), format!("{lockout}\n[ssh]\nbecome = true\n")).unwrap();
+    let out = cairn(dir, &["plan"]);
+    assert_eq!(text(&out).matches(&why).count(), 6, "{}", text(&out));
     let out = cairn(dir, &["apply", "--auto-approve"]);
     assert!(!out.status.success(), "{}", text(&out));
     let after: Vec<String> =
