@@ -1,5 +1,7 @@
 //! Fixture tests: rendering, parsing real `nft -j` output (captured from nft 1.0.6, Debian
-//! bookworm, in a scratch network namespace), diffs and the SSH lockout guard.
+//! bookworm, in a scratch network namespace: `nft -f` of `fixtures/*.nft`, then
+//! `nft -j list table inet cairn`; the `-hand-rule`/`-extra` captures after `nft add rule/chain/set`
+//! by hand), diffs and the SSH lockout guard.
 
 use super::*;
 use crate::spec::Kind;
