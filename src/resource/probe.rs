@@ -12,6 +12,8 @@ use crate::transport::{Stdin, Transport, TransportError, argv};
 pub struct ProbeRequest {
     /// Paths to stat (and hash, when regular files).
     pub paths: BTreeSet<String>,
+    /// Read cairn's nftables table and the SSH session's addresses (`FW` request line).
+    pub firewall: bool,
 }
 
 /// The type of a path on the host.
@@ -63,6 +65,8 @@ pub struct PathFact {
 pub struct HostFacts {
     /// Existing paths.
     pub paths: BTreeMap<String, PathFact>,
+    /// cairn's nftables table and SSH session, when asked for.
+    pub firewall: Option<super::firewall::FirewallFacts>,
 }
 
 impl HostFacts {
@@ -77,12 +81,13 @@ impl HostFacts {
 /// output is detected. Missing paths print nothing. `[` and `printf` are shell builtins, so the
 /// whole probe forks a handful of processes whatever the number of paths.
 const PROBE_SCRIPT: &str = r#"set -u
-paths=''
+paths='' fw=''
 nl='
 '
 while IFS='	' read -r tag value; do
   case $tag in
     P) paths="$paths$value$nl" ;;
+    FW) fw=1 ;;
   esac
 done
 existing='' files=''
@@ -97,6 +102,26 @@ $paths
 CAIRN_PATHS
 printf '%s' "$existing" | xargs -r -d '\n' stat -c 'S	%F	%a	%U	%G	%s	%Y	%n' --
 printf '%s' "$files" | xargs -r -d '\n' sha256sum -- | sed 's/^/H	/'
+if [ -n "$fw" ]; then
+  # cairn's SSH session: from the environment, or (behind sudo, which resets it) from the
+  # nearest ancestor process that has it.
+  conn=${SSH_CONNECTION:-} pid=$PPID n=0
+  while [ -z "$conn" ] && [ "$n" -lt 8 ] && [ "$pid" -gt 1 ]; do
+    conn=$(tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | sed -n 's/^SSH_CONNECTION=//p')
+    read -r stat < "/proc/$pid/stat" || break
+    stat=${stat##*) }; set -- $stat; pid=$2 n=$((n + 1))
+  done
+  printf 'FWSSH\t%s\n' "$conn"
+  if command -v nft >/dev/null 2>&1; then
+    if out=$(nft -j list table inet cairn 2>&1); then
+      printf 'FWNFT\tjson\t%s\n' "$(printf '%s' "$out" | tr -d '\n')"
+    else
+      printf 'FWNFT\terror\t%s\n' "$(printf '%s' "$out" | tr '\n' ' ')"
+    fi
+  else
+    printf 'FWNFT\tno-nft\n'
+  fi
+fi
 echo 'E	end'
 "#;
 
@@ -113,6 +138,9 @@ impl ProbeRequest {
             out.push_str("P\t");
             out.push_str(p);
             out.push('\n');
+        }
+        if self.firewall {
+            out.push_str("FW\t1\n");
         }
         out.into_bytes()
     }
@@ -165,6 +193,7 @@ pub fn parse_probe_output(text: &str) -> Result<HostFacts, String> {
                 let (hash, path) = rest.split_once("  ").ok_or_else(|| format!("unexpected hash line {line:?}"))?;
                 hashes.insert(path.to_string(), hash.to_string());
             }
+            "FWSSH" | "FWNFT" => facts.firewall.get_or_insert_with(Default::default).parse_line(tag, rest)?,
             "E" => complete = true,
             _ => return Err(format!("unexpected probe output {line:?}")),
         }

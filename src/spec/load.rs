@@ -9,6 +9,7 @@
 //! that need the whole spec (`after` targets, selectors, duplicate paths) run once everything is
 //! merged, and only when no file had TOML syntax errors.
 
+mod firewall;
 mod reader;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -437,6 +438,7 @@ impl Loader {
                     _ => None,
                 }
             }
+            Kind::Firewall => firewall::read_firewall(&mut r, &id, d).map(ResourceBody::Firewall),
         };
         r.finish(d);
         if let Some(old) = self.resource_keys.get(&id) {
@@ -555,6 +557,7 @@ impl Loader {
             let path = match &res.body {
                 ResourceBody::Dir(dir) => &dir.path,
                 ResourceBody::File(file) => &file.path,
+                ResourceBody::Firewall(_) => continue,
             };
             if is_templated(&path.text) {
                 continue;

@@ -101,17 +101,20 @@ pub enum Kind {
     Dir,
     /// A file with content.
     File,
+    /// Firewall rules in cairn's nftables table.
+    Firewall,
 }
 
 impl Kind {
     /// Every kind, in the order a spec's tables are read.
-    pub const ALL: &'static [Kind] = &[Kind::Dir, Kind::File];
+    pub const ALL: &'static [Kind] = &[Kind::Dir, Kind::File, Kind::Firewall];
 
     /// The table name (`file`, `dir`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Dir => "dir",
             Kind::File => "file",
+            Kind::Firewall => "firewall",
         }
     }
 
@@ -271,6 +274,8 @@ pub enum ResourceBody {
     Dir(DirSpec),
     /// A file.
     File(FileSpec),
+    /// Firewall rules.
+    Firewall(super::firewall::FirewallSpec),
 }
 
 /// One resource table (`[file.motd]`).
