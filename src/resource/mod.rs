@@ -6,13 +6,14 @@
 pub mod check;
 pub mod dir;
 pub mod file;
+pub mod firewall;
 pub mod probe;
 pub mod unit;
 pub mod user;
 
 use serde::Serialize;
 
-use crate::spec::{Diagnostic, Kind, ResourceBody, ResourceId, StartMode, TemplateText};
+use crate::spec::{Diagnostic, Kind, ResourceBody, ResourceId, Spec, StartMode, TemplateText, TransportKind};
 use crate::transport::{Transport, TransportError};
 
 pub use probe::{HostFacts, PathFact, PathKind, ProbeRequest};
@@ -89,6 +90,12 @@ pub enum ContentChange {
     },
     /// The old content is nothing (new file).
     FromEmpty,
+    /// The old content as the kind itself renders it (e.g. a firewall table's canonical rules),
+    /// diffed against [`Desired::new_text`].
+    Text {
+        /// The observed text.
+        old: String,
+    },
 }
 
 /// What `diff` decided for one instance, always with the reason.
@@ -129,6 +136,8 @@ pub enum Desired {
     User(user::DesiredUser),
     /// A check command.
     Check(check::DesiredCheck),
+    /// Firewall rules (cairn's nftables table).
+    Firewall(firewall::DesiredFirewall),
 }
 
 /// A failure while applying one instance.
@@ -154,6 +163,7 @@ impl Desired {
             ResourceBody::Unit(u) => unit::DesiredUnit::from_spec(u, render).map(Desired::Unit),
             ResourceBody::User(u) => Ok(Desired::User(user::DesiredUser::from_spec(u))),
             ResourceBody::Check(c) => check::DesiredCheck::from_spec(c, render).map(Desired::Check),
+            ResourceBody::Firewall(f) => Ok(Desired::Firewall(firewall::DesiredFirewall::from_spec(f))),
         }
     }
 
@@ -165,6 +175,7 @@ impl Desired {
             Desired::Unit(_) => Kind::Unit,
             Desired::User(_) => Kind::User,
             Desired::Check(_) => Kind::Check,
+            Desired::Firewall(_) => Kind::Firewall,
         }
     }
 
@@ -175,6 +186,7 @@ impl Desired {
             Desired::File(f) => vec![f.path.as_str()],
             Desired::Unit(u) => u.content.as_ref().map(|_| u.path.as_str()).into_iter().collect(),
             Desired::User(_) | Desired::Check(_) => Vec::new(),
+            Desired::Firewall(_) => Vec::new(),
         }
     }
 
@@ -182,7 +194,7 @@ impl Desired {
     pub fn managed_dir(&self) -> Option<&str> {
         match self {
             Desired::Dir(d) => Some(&d.path),
-            Desired::File(_) => None,
+            Desired::File(_) | Desired::Firewall(_) => None,
             Desired::Unit(_) | Desired::User(_) | Desired::Check(_) => None,
         }
     }
@@ -193,6 +205,7 @@ impl Desired {
             Desired::Unit(u) => u.name.clone(),
             Desired::User(u) => format!("user {}", u.name),
             Desired::Check(c) => c.target(),
+            Desired::Firewall(f) => f.target(),
             _ => self.paths().join(", "),
         }
     }
@@ -200,7 +213,7 @@ impl Desired {
     /// Whether the content must never be shown.
     pub fn sensitive(&self) -> bool {
         match self {
-            Desired::Dir(_) => false,
+            Desired::Dir(_) | Desired::Firewall(_) => false,
             Desired::File(f) => f.sensitive,
             Desired::Unit(_) | Desired::User(_) | Desired::Check(_) => false,
         }
@@ -211,6 +224,7 @@ impl Desired {
         match self {
             Desired::File(f) if !f.sensitive => Some(&f.content),
             Desired::Unit(u) => u.content.as_deref(),
+            Desired::Firewall(f) => Some(f.text.as_bytes()),
             _ => None,
         }
     }
@@ -229,6 +243,7 @@ impl Desired {
                 probe.users.insert(u.name.clone());
                 probe.groups.extend(u.group_names().into_iter().map(str::to_string));
             }
+            Desired::Firewall(_) => probe.firewall = true,
             _ => {}
         }
     }
@@ -241,6 +256,7 @@ impl Desired {
             Desired::Unit(u) => u.diff(facts),
             Desired::User(u) => u.diff(facts),
             Desired::Check(c) => c.diff(),
+            Desired::Firewall(f) => f.diff(facts.firewall.as_ref()),
         }
     }
 
@@ -252,6 +268,16 @@ impl Desired {
             Desired::Unit(u) => u.apply(transport, decision).await,
             Desired::User(u) => u.apply(transport, decision).await,
             Desired::Check(c) => c.run(transport).await.map(|_| ()),
+            Desired::Firewall(f) => f.apply(transport, decision).await,
+        }
+    }
+
+    /// The instance on the same host whose apply carries this one's state, when it is not this
+    /// one (firewall resources share one table per host). The graph makes this instance wait for it.
+    pub fn written_by(&self) -> Option<&ResourceId> {
+        match self {
+            Desired::Firewall(f) => f.written_by.as_ref(),
+            _ => None,
         }
     }
 
@@ -317,6 +343,22 @@ pub(crate) fn check_rendered_path(path: String, template: &TemplateText) -> Resu
             .with_help("paths may not contain control characters"));
     }
     Ok(path)
+}
+
+/// Lets instances that share a host-wide object see each other; called once by the graph with
+/// every instance as (host, resource, desired), in host then spec order. Today: every firewall
+/// resource on a host renders into one table (see [`firewall`]).
+pub fn link_instances(spec: &Spec, items: Vec<(&str, &ResourceId, &mut Desired)>) {
+    let ssh_port =
+        |host: &str| spec.hosts.get(host).filter(|h| h.transport == TransportKind::Ssh).map(|h| h.port.or(spec.ssh.port).unwrap_or(22));
+    let mut firewalls: Vec<(&str, Option<u16>, &ResourceId, &mut firewall::DesiredFirewall)> = items
+        .into_iter()
+        .filter_map(|(host, id, d)| match d {
+            Desired::Firewall(f) => Some((host, ssh_port(host), id, f)),
+            _ => None,
+        })
+        .collect();
+    firewall::link(&mut firewalls);
 }
 
 /// Parses an owner/mode triple observed on a host into attribute changes against the desired

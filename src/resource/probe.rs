@@ -19,6 +19,8 @@ pub struct ProbeRequest {
     pub users: BTreeSet<String>,
     /// Group names for `getent group`.
     pub groups: BTreeSet<String>,
+    /// Read cairn's nftables table and the SSH session's addresses (`FW` request line).
+    pub firewall: bool,
 }
 
 /// The type of a path on the host.
@@ -76,6 +78,8 @@ pub struct HostFacts {
     pub users: BTreeMap<String, super::user::UserFact>,
     /// Existing groups asked for.
     pub groups: BTreeMap<String, super::user::GroupFact>,
+    /// cairn's nftables table and SSH session, when asked for.
+    pub firewall: Option<super::firewall::FirewallFacts>,
 }
 
 impl HostFacts {
@@ -90,7 +94,8 @@ impl HostFacts {
 /// output is detected. Missing paths print nothing. `[` and `printf` are shell builtins, so the
 /// whole probe forks a handful of processes whatever the number of paths.
 const PROBE_SCRIPT: &str = r#"set -u
-paths=''
+unit_props=$1
+paths='' fw=''
 units='' users='' groups=''
 nl='
 '
@@ -100,6 +105,7 @@ while IFS='	' read -r tag value; do
     UNIT) units="$units$value$nl" ;;
     USER) users="$users$value$nl" ;;
     GROUP) groups="$groups$value$nl" ;;
+    FW) fw=1 ;;
   esac
 done
 existing='' files=''
@@ -120,9 +126,8 @@ if [ -n "$units" ]; then
   done <<CAIRN_UNITS
 $units
 CAIRN_UNITS
-  props=$1
-  if show=$(printf '%s' "$units" | xargs -r -d '\n' systemctl show --timestamp=unix -p "$props" -- 2>/dev/null) ||
-    show=$(printf '%s' "$units" | TZ=UTC xargs -r -d '\n' systemctl show -p "$props" -- 2>&1); then
+  if show=$(printf '%s' "$units" | xargs -r -d '\n' systemctl show --timestamp=unix -p "$unit_props" -- 2>/dev/null) ||
+    show=$(printf '%s' "$units" | TZ=UTC xargs -r -d '\n' systemctl show -p "$unit_props" -- 2>&1); then
     printf '%s\n' "$show" | sed 's/^/US\t/'
   else
     printf 'UX\t%s\n' "$(printf '%s' "$show" | tr '\n' ' ')"
@@ -130,6 +135,26 @@ CAIRN_UNITS
 fi
 if [ -n "$users" ]; then printf '%s' "$users" | xargs -r -d '\n' getent passwd | sed 's/^/PW\t/'; fi
 if [ -n "$groups" ]; then printf '%s' "$groups" | xargs -r -d '\n' getent group | sed 's/^/GR\t/'; fi
+if [ -n "$fw" ]; then
+  # cairn's SSH session: from the environment, or (behind sudo, which resets it) from the
+  # nearest ancestor process that has it.
+  conn=${SSH_CONNECTION:-} pid=$PPID n=0
+  while [ -z "$conn" ] && [ "$n" -lt 8 ] && [ "$pid" -gt 1 ]; do
+    conn=$(tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | sed -n 's/^SSH_CONNECTION=//p')
+    read -r stat < "/proc/$pid/stat" || break
+    stat=${stat##*) }; set -- $stat; pid=$2 n=$((n + 1))
+  done
+  printf 'FWSSH\t%s\n' "$conn"
+  if command -v nft >/dev/null 2>&1; then
+    if out=$(nft -j list table inet cairn 2>&1); then
+      printf 'FWNFT\tjson\t%s\n' "$(printf '%s' "$out" | tr -d '\n')"
+    else
+      printf 'FWNFT\terror\t%s\n' "$(printf '%s' "$out" | tr '\n' ' ')"
+    fi
+  else
+    printf 'FWNFT\tno-nft\n'
+  fi
+fi
 echo 'E	end'
 "#;
 
@@ -154,6 +179,9 @@ impl ProbeRequest {
                 out.push_str(v);
                 out.push('\n');
             }
+        }
+        if self.firewall {
+            out.push_str("FW\t1\n");
         }
         out.into_bytes()
     }
@@ -212,6 +240,7 @@ pub fn parse_probe_output(text: &str) -> Result<HostFacts, String> {
             "UX" => return Err(format!("systemctl show failed: {}", rest.trim())),
             "PW" => passwd.push(rest),
             "GR" => group.push(rest),
+            "FWSSH" | "FWNFT" => facts.firewall.get_or_insert_with(Default::default).parse_line(tag, rest)?,
             "E" => complete = true,
             _ => return Err(format!("unexpected probe output {line:?}")),
         }

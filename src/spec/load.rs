@@ -9,6 +9,7 @@
 //! that need the whole spec (`after` targets, selectors, duplicate paths) run once everything is
 //! merged, and only when no file had TOML syntax errors.
 
+mod firewall;
 mod reader;
 mod systemd;
 
@@ -451,6 +452,7 @@ impl Loader {
             }
             Kind::User => systemd::user(&mut r, &name, d).map(ResourceBody::User),
             Kind::Check => systemd::check(&mut r, &id, d).map(ResourceBody::Check),
+            Kind::Firewall => firewall::read_firewall(&mut r, &id, d).map(ResourceBody::Firewall),
         };
         r.finish(d);
         if let Some(old) = self.resource_keys.get(&id) {
@@ -537,10 +539,10 @@ impl Loader {
             };
             let mut diag =
                 Diagnostic::at(&sel.span, format!("`{written}` in `hosts` of [{id}] matches no host")).with_label("matches no host");
-            if let Selector::Name(n) = &sel.value {
-                if let Some(m) = did_you_mean(n, self.hosts.keys().map(String::as_str)) {
-                    diag = diag.with_label(format!("matches no host; did you mean `{m}`?"));
-                }
+            if let Selector::Name(n) = &sel.value
+                && let Some(m) = did_you_mean(n, self.hosts.keys().map(String::as_str))
+            {
+                diag = diag.with_label(format!("matches no host; did you mean `{m}`?"));
             }
             diag = diag.with_help(self.hosts_help());
             self.diags.push(diag);
@@ -571,6 +573,7 @@ impl Loader {
                 ResourceBody::Dir(dir) => &dir.path,
                 ResourceBody::File(file) => &file.path,
                 ResourceBody::Unit(_) | ResourceBody::User(_) | ResourceBody::Check(_) => continue,
+                ResourceBody::Firewall(_) => continue,
             };
             if is_templated(&path.text) {
                 continue;

@@ -107,11 +107,13 @@ pub enum Kind {
     User,
     /// A command that must succeed.
     Check,
+    /// Firewall rules in cairn's nftables table.
+    Firewall,
 }
 
 impl Kind {
     /// Every kind, in the order a spec's tables are read.
-    pub const ALL: &'static [Kind] = &[Kind::Dir, Kind::File, Kind::Unit, Kind::User, Kind::Check];
+    pub const ALL: &'static [Kind] = &[Kind::Dir, Kind::File, Kind::Unit, Kind::User, Kind::Check, Kind::Firewall];
 
     /// The table name (`file`, `dir`, …).
     pub fn as_str(self) -> &'static str {
@@ -121,6 +123,7 @@ impl Kind {
             Kind::Unit => "unit",
             Kind::User => "user",
             Kind::Check => "check",
+            Kind::Firewall => "firewall",
         }
     }
 
@@ -370,6 +373,8 @@ pub enum ResourceBody {
     User(UserSpec),
     /// A check command.
     Check(CheckSpec),
+    /// Firewall rules.
+    Firewall(super::firewall::FirewallSpec),
 }
 
 /// One resource table (`[file.motd]`).
