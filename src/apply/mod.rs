@@ -1,6 +1,6 @@
 //! Executing a plan: hosts in parallel (at most `parallelism` at once), each host's instances one
 //! at a time in dependency order, except that a `start = "together"` unit is launched on all its
-//! hosts at once (see [`Scheduler`]); a unit learns which of its dependencies changed in this
+//! hosts at once (see `Scheduler`); a unit learns which of its dependencies changed in this
 //! apply (for `restart_on`); every change re-reads its instance's state right before acting
 //! (a plan can be stale); a failure skips everything that depends on it while the rest of the run
 //! goes on. Progress goes to a [`Reporter`]; the result is an [`ApplyReport`], partial or not.
