@@ -72,10 +72,12 @@ pub fn plan_from_facts(graph: &Graph, host: &str, facts: &HostFacts, old: &BTree
     graph.host_order(host).into_iter().map(|i| change_for(graph, i, graph.instances[i].desired.diff(facts), old)).collect()
 }
 
-/// Runs the probe for the given instances.
+/// Runs the probe for the given instances, after getting ready locally what their diff needs
+/// (a binary's archive, fetched once per run however many hosts wait for it).
 pub async fn probe(graph: &Graph, instances: &[usize], transport: &dyn crate::transport::Transport) -> Result<HostFacts, TransportError> {
     let mut request = ProbeRequest::default();
     for &i in instances {
+        graph.instances[i].desired.prepare().await;
         graph.instances[i].desired.add_to_probe(&mut request);
     }
     request.run(transport).await

@@ -3,6 +3,7 @@
 //! and observed state what to do and why (`diff`), and carries out that decision (`apply`).
 //! Knows nothing of rendering plans or of the CLI.
 
+pub mod binary;
 pub mod dir;
 pub mod file;
 pub mod probe;
@@ -117,6 +118,8 @@ pub enum Desired {
     Dir(dir::DesiredDir),
     /// A file.
     File(file::DesiredFile),
+    /// A fetched binary or archive members.
+    Binary(binary::DesiredBinary),
 }
 
 /// A failure while applying one instance.
@@ -139,6 +142,7 @@ impl Desired {
         match body {
             ResourceBody::Dir(d) => dir::DesiredDir::from_spec(d, render).map(Desired::Dir),
             ResourceBody::File(f) => file::DesiredFile::from_spec(f, render).map(Desired::File),
+            ResourceBody::Binary(b) => binary::DesiredBinary::from_spec(b, render).map(Desired::Binary),
         }
     }
 
@@ -147,6 +151,7 @@ impl Desired {
         match self {
             Desired::Dir(_) => Kind::Dir,
             Desired::File(_) => Kind::File,
+            Desired::Binary(_) => Kind::Binary,
         }
     }
 
@@ -155,6 +160,7 @@ impl Desired {
         match self {
             Desired::Dir(d) => vec![d.path.as_str()],
             Desired::File(f) => vec![f.path.as_str()],
+            Desired::Binary(b) => b.targets.iter().map(|t| t.path.as_str()).collect(),
         }
     }
 
@@ -162,7 +168,7 @@ impl Desired {
     pub fn managed_dir(&self) -> Option<&str> {
         match self {
             Desired::Dir(d) => Some(&d.path),
-            Desired::File(_) => None,
+            Desired::File(_) | Desired::Binary(_) => None,
         }
     }
 
@@ -174,7 +180,7 @@ impl Desired {
     /// Whether the content must never be shown.
     pub fn sensitive(&self) -> bool {
         match self {
-            Desired::Dir(_) => false,
+            Desired::Dir(_) | Desired::Binary(_) => false,
             Desired::File(f) => f.sensitive,
         }
     }
@@ -192,6 +198,19 @@ impl Desired {
         for p in self.paths() {
             probe.paths.insert(p.to_string());
         }
+        if let Desired::Binary(b) = self
+            && let Some(cmd) = &b.version_command
+        {
+            probe.versions.insert(cmd.clone());
+        }
+    }
+
+    /// Gets ready locally what `diff` needs before it can decide (a binary's archive, fetched
+    /// into the local cache once per run). Never fails: a failure is kept for `diff` to report.
+    pub async fn prepare(&self) {
+        if let Desired::Binary(b) = self {
+            b.prepare().await;
+        }
     }
 
     /// Decides, purely, what to do given what the probe found.
@@ -199,6 +218,7 @@ impl Desired {
         match self {
             Desired::Dir(d) => d.diff(facts.path(&d.path)),
             Desired::File(f) => f.diff(facts.path(&f.path)),
+            Desired::Binary(b) => b.diff(facts),
         }
     }
 
@@ -207,6 +227,7 @@ impl Desired {
         match self {
             Desired::Dir(d) => d.apply(transport, decision).await,
             Desired::File(f) => f.apply(transport, decision).await,
+            Desired::Binary(b) => b.apply(transport, decision).await,
         }
     }
 }

@@ -9,7 +9,10 @@
 //! that need the whole spec (`after` targets, selectors, duplicate paths) run once everything is
 //! merged, and only when no file had TOML syntax errors.
 
+mod binary;
 mod reader;
+
+pub(crate) use binary::{bad_scheme as binary_bad_scheme, supported_scheme as binary_url_scheme_ok};
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
@@ -437,6 +440,7 @@ impl Loader {
                     _ => None,
                 }
             }
+            Kind::Binary => binary::read(&mut r, &id, d).map(ResourceBody::Binary),
         };
         r.finish(d);
         if let Some(old) = self.resource_keys.get(&id) {
@@ -466,6 +470,11 @@ impl Loader {
         }
         let base_dir = dir_of(path);
         let state_dir = base_dir.join(self.state_dir.map_or_else(|| ".cairn".to_string(), |s| s.value));
+        for res in &mut self.resources {
+            if let ResourceBody::Binary(b) = &mut res.body {
+                b.cache_dir = state_dir.join("cache");
+            }
+        }
         let ssh = SshDefaults {
             user: self.ssh.user.map(|v| v.value),
             port: self.ssh.port.map(|v| v.value),
@@ -555,6 +564,8 @@ impl Loader {
             let path = match &res.body {
                 ResourceBody::Dir(dir) => &dir.path,
                 ResourceBody::File(file) => &file.path,
+                // Several paths each; checked on rendered paths when the graph is built.
+                ResourceBody::Binary(_) => continue,
             };
             if is_templated(&path.text) {
                 continue;
