@@ -317,8 +317,9 @@ pub struct BinarySpec {
     pub owner: Option<Located<String>>,
     /// Group name, when managed.
     pub group: Option<Located<String>>,
-    /// A command run on the host by the probe to show the installed version in plans.
-    pub version_command: Option<Vec<String>>,
+    /// A command (argv, each word a template) run on the host by the probe to show the
+    /// installed version in plans.
+    pub version_command: Option<Vec<TemplateText>>,
     /// Local download cache (`<state_dir>/cache`), set once the spec is loaded.
     pub cache_dir: PathBuf,
 }

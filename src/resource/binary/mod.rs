@@ -80,6 +80,24 @@ impl DesiredBinary {
                 }
             }
         }
+        let mut version_command = None;
+        if let Some(words) = &spec.version_command {
+            let mut argv = Vec::new();
+            for w in words {
+                match render(w) {
+                    Ok(s) if s.is_empty() || s.contains(['\t', '\n', '\r', '\0', '\u{1f}']) => errors.push(
+                        Diagnostic::at(
+                            &w.span,
+                            format!("`version_command` argument {s:?} (after rendering) is empty or has control characters"),
+                        )
+                        .with_help("each argument must be non-empty, without tabs or newlines"),
+                    ),
+                    Ok(s) => argv.push(s),
+                    Err(e) => errors.push(e),
+                }
+            }
+            version_command = Some(argv);
+        }
         let Some(url) = url else { return Err(errors) };
         if !errors.is_empty() {
             return Err(errors);
@@ -92,7 +110,7 @@ impl DesiredBinary {
             mode: spec.mode.map_or(DEFAULT_MODE, |m| m.0),
             owner: spec.owner.as_ref().map(|o| o.value.clone()),
             group: spec.group.as_ref().map(|g| g.value.clone()),
-            version_command: spec.version_command.clone(),
+            version_command,
             artifact: ArtifactSlot::new(&spec.cache_dir, &spec.sha256.value, unpack),
         })
     }
@@ -129,22 +147,26 @@ impl DesiredBinary {
     }
 
     /// The pure decision, given the desired sha256 of every target (or why it is unknown).
-    pub fn decide(&self, wanted: Result<Vec<String>, String>, facts: &HostFacts) -> Decision {
+    pub fn decide<'a>(&'a self, wanted: Result<Vec<String>, String>, facts: &HostFacts) -> Decision {
         let wanted = match wanted {
             Ok(w) => w,
             Err(why) => return Decision::new(Action::Conflict, why),
         };
         let many = self.targets.len() > 1;
-        let on = |path: &str| if many { format!(" on {path}") } else { String::new() };
         let mut attrs = Vec::new();
-        let mut reasons = Vec::new();
+        // (what, paths): "sha256 differs" on these paths, in the order first seen.
+        let mut reasons: Vec<(String, Vec<&str>)> = Vec::new();
+        let mut reason = |what: &str, path: &'a str| match reasons.iter_mut().find(|(w, _)| w == what) {
+            Some((_, paths)) => paths.push(path),
+            None => reasons.push((what.to_string(), vec![path])),
+        };
         let mut conflicts = Vec::new();
         let mut missing = 0;
         for (t, want) in self.targets.iter().zip(&wanted) {
             let name = |attr: &str| self.attr_name(&t.path, attr);
             let Some(observed) = facts.path(&t.path) else {
                 missing += 1;
-                reasons.push(format!("{} does not exist", t.path));
+                reason("no file", &t.path);
                 attrs.push(AttrChange::new(&name("sha256"), None, Some(short_hash(want))));
                 attrs.push(AttrChange::new(&name("mode"), None, Some(format!("{:04o}", self.mode))));
                 continue;
@@ -152,7 +174,7 @@ impl DesiredBinary {
             match observed.kind {
                 PathKind::File => {}
                 PathKind::Symlink => {
-                    reasons.push(format!("{} is a symbolic link; it will be replaced by the file", t.path));
+                    reason("symbolic link in the way", &t.path);
                     attrs.push(AttrChange::new(&name("sha256"), Some("(symbolic link)".into()), Some(short_hash(want))));
                     continue;
                 }
@@ -162,11 +184,11 @@ impl DesiredBinary {
                 }
             }
             if observed.sha256.as_deref() != Some(want.as_str()) {
-                reasons.push(format!("sha256 differs{}", on(&t.path)));
+                reason("sha256 differs", &t.path);
                 attrs.push(AttrChange::new(&name("sha256"), observed.sha256.as_deref().map(short_hash), Some(short_hash(want))));
             }
             for a in attr_changes(observed, self.mode, self.owner.as_deref(), self.group.as_deref()) {
-                reasons.push(format!("{} differs{}", a.name, on(&t.path)));
+                reason(&format!("{} differs", a.name), &t.path);
                 attrs.push(AttrChange { name: name(&a.name), ..a });
             }
         }
@@ -179,7 +201,9 @@ impl DesiredBinary {
         let mut d = if missing == self.targets.len() {
             Decision::new(Action::Create, if many { "files do not exist" } else { "file does not exist" })
         } else {
-            Decision::new(Action::Update, reasons.join(", "))
+            let text: Vec<String> =
+                reasons.iter().map(|(what, paths)| if many { format!("{what} on {}", paths.join(", ")) } else { what.clone() }).collect();
+            Decision::new(Action::Update, text.join("; "))
         };
         if let Some(cmd) = &self.version_command {
             let before = facts.versions.get(cmd).cloned();

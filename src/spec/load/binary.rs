@@ -43,7 +43,7 @@ pub(super) fn read(r: &mut TableReader<'_, '_>, id: &ResourceId, d: &mut Diagnos
     let mode = r.optional_mode("mode", d);
     let owner = r.optional_string("owner", d);
     let group = r.optional_string("group", d);
-    let version_command = read_version_command(r, d);
+    let version_command = read_version_command(r, id, d);
     Some(BinarySpec {
         url: url?,
         sha256: sha256?,
@@ -156,7 +156,7 @@ fn read_extract(r: &mut TableReader<'_, '_>, id: &ResourceId, d: &mut Diagnostic
 }
 
 /// `Err(())` when written but invalid (reported), `Ok(None)` when absent.
-fn read_version_command(r: &mut TableReader<'_, '_>, d: &mut Diagnostics) -> Result<Option<Vec<String>>, ()> {
+fn read_version_command(r: &mut TableReader<'_, '_>, id: &ResourceId, d: &mut Diagnostics) -> Result<Option<Vec<TemplateText>>, ()> {
     let Some(list) = r.string_list("version_command", d) else {
         return if r.get("version_command").is_some() { Err(()) } else { Ok(None) };
     };
@@ -177,5 +177,10 @@ fn read_version_command(r: &mut TableReader<'_, '_>, d: &mut Diagnostics) -> Res
             bad = true;
         }
     }
-    if bad { Err(()) } else { Ok(Some(list.value.into_iter().map(|i| i.value).collect())) }
+    if bad {
+        Err(())
+    } else {
+        let name = format!("{id}.version_command");
+        Ok(Some(list.value.into_iter().map(|i| TemplateText { text: i.value, span: i.span, name: name.clone() }).collect()))
+    }
 }
