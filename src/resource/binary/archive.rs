@@ -243,6 +243,13 @@ fn unpack_tar(reader: impl Read, u: &mut Unpacker<'_>) -> Result<(), String> {
     let entries = archive.entries().map_err(|e| format!("reading the tar archive: {e}"))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| format!("reading the tar archive: {e}"))?;
+        // Metadata records (e.g. git archive's `pax_global_header`) are not members.
+        if matches!(
+            entry.header().entry_type(),
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink
+        ) {
+            continue;
+        }
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let link = || entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
         let kind = match entry.header().entry_type() {

@@ -125,6 +125,15 @@ fn files_at_the_top_level_keep_their_names() {
 }
 
 #[test]
+fn a_pax_global_header_does_not_stop_top_folder_stripping() {
+    let mut t = Vec::new();
+    raw_tar_entry(&mut t, "pax_global_header", tar::EntryType::XGlobalHeader, "", b"52 comment=0123456789abcdef0123456789abcdef01234567\n");
+    raw_tar_entry(&mut t, "tool-1.0/bin/tool", tar::EntryType::Regular, "", b"tool");
+    let (_d, m) = unpack_bytes(&gz(&finish_raw_tar(t)), Format::TarGz).unwrap();
+    assert_eq!(m.lookup("bin/tool").unwrap().sha256, sha256_hex(b"tool"));
+}
+
+#[test]
 fn traversal_is_refused() {
     let mut t = Vec::new();
     raw_tar_entry(&mut t, "top/ok", tar::EntryType::Regular, "", b"fine");
