@@ -2,7 +2,10 @@
 //! `transport = "local"` hosts with the archive served by a local HTTP server on 127.0.0.1
 //! (downloaded once, cached, pushed only where needed), and on lab hosts.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr, missing_docs)]
+
+#[path = "common/lab.rs"]
+mod lab;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -269,4 +272,136 @@ fn sha_mismatch_fails_the_plan_naming_both_sums() {
     );
     assert!(!dir.path().join(".cairn/cache/sha256").join(&wrong).exists());
     assert!(!dir.path().join(".cairn/cache/sha256").join(&actual).exists());
+}
+
+// ---------- lab hosts ----------
+
+/// Shell-script "binaries" padded with random bytes after `exit 0`, so uploads are real work.
+fn padded_script(first_line: &str, pad: usize) -> Vec<u8> {
+    let mut v = format!("#!/bin/sh\necho '{first_line}'\nexit 0\n").into_bytes();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ pad as u64;
+    for _ in 0..pad {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.push((x & 0xff) as u8);
+    }
+    v
+}
+
+fn lab_spec(url: &str, sha: &str) -> String {
+    format!(
+        r#"include = ["lab.toml"]
+
+[binary.etcd]
+url = "{url}"
+sha256 = "{sha}"
+extract = {{ "etcd" = "/usr/local/bin/etcd", "etcdctl" = "/usr/local/bin/etcdctl" }}
+mode = "0755"
+version_command = ["/usr/local/bin/etcd", "--version"]
+"#
+    )
+}
+
+/// "N remote command(s)" for `host` from `--verbose` stats.
+fn commands(stderr: &str, host: &str) -> u64 {
+    let line = stderr.lines().find(|l| l.starts_with(&format!("{host}: "))).unwrap_or_else(|| panic!("no stats for {host}:\n{stderr}"));
+    let n = line.split(", ").nth(1).and_then(|s| s.split(' ').next()).and_then(|s| s.parse().ok());
+    n.unwrap_or_else(|| panic!("unreadable stats line {line:?}"))
+}
+
+#[test]
+fn lab_push_two_members_to_three_hosts_then_repair_one() {
+    let lab = lab::Lab::up("kinds_binary", 3);
+    let dir = lab.dir();
+    let etcd = padded_script("etcd Version: 3.5.22", 4 << 20);
+    let etcdctl = padded_script("etcdctl version: 3.5.22", 3 << 20);
+    let archive = tar_gz(&[("etcd-v3.5.22-linux-amd64/etcd", &etcd), ("etcd-v3.5.22-linux-amd64/etcdctl", &etcdctl)]);
+    std::fs::write(dir.join("etcd-v3.5.22-linux-amd64.tar.gz"), &archive).unwrap();
+    let url = format!("file://{}/etcd-v3.5.22-linux-amd64.tar.gz", dir.display());
+    std::fs::write(dir.join("cairn.toml"), lab_spec(&url, &sha256_hex(&archive))).unwrap();
+
+    let apply = cairn(dir, &["apply", "--auto-approve", "--verbose"]);
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    assert!(apply.stdout.contains("Apply complete: 3 changed"), "{}", apply.stdout);
+    let want = format!("{}  /usr/local/bin/etcd\n{}  /usr/local/bin/etcdctl", sha256_hex(&etcd), sha256_hex(&etcdctl));
+    for node in ["node1", "node2", "node3"] {
+        assert_eq!(lab.ssh_ok(node, &["sha256sum", "/usr/local/bin/etcd", "/usr/local/bin/etcdctl"]), want);
+        assert_eq!(lab.ssh_ok(node, &["stat", "-c", "%a %U", "/usr/local/bin/etcd", "/usr/local/bin/etcdctl"]), "755 root\n755 root");
+        assert_eq!(lab.ssh_ok(node, &["/usr/local/bin/etcd", "--version"]), "etcd Version: 3.5.22");
+    }
+
+    let again = cairn(dir, &["plan", "--detailed-exitcode", "--verbose"]);
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    assert!(again.stdout.contains("No changes. 3 resource instances on 3 hosts match the spec."), "{}", again.stdout);
+    for node in ["node1", "node2", "node3"] {
+        assert_eq!(commands(&again.stderr, node), 1, "a no-change plan is one command per host:\n{}", again.stderr);
+    }
+
+    // Drift by hand on node2 only.
+    lab.ssh_ok("node2", &["sh", "-c", "echo tampered >> /usr/local/bin/etcdctl"]);
+    let drift = cairn(dir, &["plan", "--detailed-exitcode"]);
+    assert_eq!(drift.code, 2, "{}{}", drift.stdout, drift.stderr);
+    assert!(drift.stdout.contains("~ binary.etcd"), "{}", drift.stdout);
+    assert!(drift.stdout.contains("sha256 differs on /usr/local/bin/etcdctl"), "{}", drift.stdout);
+    assert!(drift.stdout.contains("version: etcd Version: 3.5.22 → from etcd-v3.5.22-linux-amd64.tar.gz"), "{}", drift.stdout);
+    assert!(drift.stdout.contains("node2 (") && !drift.stdout.contains("node1 (") && !drift.stdout.contains("node3 ("), "{}", drift.stdout);
+    assert!(drift.stdout.contains("Plan: 0 to create, 1 to change, 0 to delete."), "{}", drift.stdout);
+
+    let repair = cairn(dir, &["apply", "--auto-approve", "--verbose"]);
+    assert_eq!(repair.code, 0, "{}{}", repair.stdout, repair.stderr);
+    assert!(repair.stdout.contains("Apply complete: 1 changed, 2 unchanged"), "{}", repair.stdout);
+    // node1/node3: the plan's probe only. node2: probe, re-probe, one upload (etcdctl only).
+    assert_eq!((commands(&repair.stderr, "node1"), commands(&repair.stderr, "node3")), (1, 1), "{}", repair.stderr);
+    assert_eq!(commands(&repair.stderr, "node2"), 3, "{}", repair.stderr);
+    assert_eq!(lab.ssh_ok("node2", &["sha256sum", "/usr/local/bin/etcd", "/usr/local/bin/etcdctl"]), want);
+    let last = cairn(dir, &["plan", "--detailed-exitcode"]);
+    assert_eq!(last.code, 0, "{}{}", last.stdout, last.stderr);
+}
+
+/// Pushing a ~50 MB file to 3 lab hosts with cairn, against `scp` of it to one host. Prints both.
+#[test]
+fn lab_measure_50_mb_to_three_hosts_against_scp_to_one() {
+    let lab = lab::Lab::up("kinds_binary_50mb", 3);
+    let dir = lab.dir();
+    let big = padded_script("big 1.0", 50 << 20);
+    std::fs::write(dir.join("big.bin"), &big).unwrap();
+    let url = format!("file://{}/big.bin", dir.display());
+    let spec = format!(
+        "include = [\"lab.toml\"]\n\n[binary.big]\nurl = \"{url}\"\nsha256 = \"{}\"\npath = \"/usr/local/bin/big\"\n",
+        sha256_hex(&big)
+    );
+    std::fs::write(dir.join("cairn.toml"), spec).unwrap();
+
+    let t = std::time::Instant::now();
+    let apply = cairn(dir, &["apply", "--auto-approve"]);
+    let cairn_secs = t.elapsed().as_secs_f64();
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    for node in ["node1", "node2", "node3"] {
+        assert_eq!(lab.ssh_ok(node, &["sha256sum", "/usr/local/bin/big"]), format!("{}  /usr/local/bin/big", sha256_hex(&big)));
+    }
+    let t = std::time::Instant::now();
+    let noop = cairn(dir, &["apply", "--auto-approve"]);
+    let noop_secs = t.elapsed().as_secs_f64();
+    assert_eq!(noop.code, 0);
+
+    let info = &lab.info;
+    let node1 = info.nodes[0].address.to_string();
+    let t = std::time::Instant::now();
+    let scp = Command::new("scp")
+        .args(["-q", "-i"])
+        .arg(&info.key_path)
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", info.known_hosts_path.display()))
+        .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
+        .arg(dir.join("big.bin"))
+        .arg(format!("root@{node1}:/tmp/big.scp"))
+        .status()
+        .unwrap();
+    let scp_secs = t.elapsed().as_secs_f64();
+    assert!(scp.success());
+    eprintln!(
+        "MEASURE {} MB: cairn apply to 3 hosts {cairn_secs:.2} s (then a no-change apply {noop_secs:.2} s); scp to 1 host {scp_secs:.2} s",
+        big.len() >> 20
+    );
 }

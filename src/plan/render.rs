@@ -59,7 +59,8 @@ pub fn text(plan: &Plan, graph: &Graph, opts: TextOptions) -> String {
         out.push('\n');
     }
     for e in &plan.errors {
-        let _ = writeln!(out, "{} {}: {}", paint.action(Action::Conflict, "error:"), e.host, e.error);
+        // Transport errors already name the host.
+        let _ = writeln!(out, "{} {}", paint.action(Action::Conflict, "error:"), e.error);
     }
     if !plan.errors.is_empty() {
         out.push('\n');

@@ -6,11 +6,12 @@
 pub mod binary;
 pub mod dir;
 pub mod file;
+pub mod firewall;
 pub mod probe;
 
 use serde::Serialize;
 
-use crate::spec::{Diagnostic, Kind, ResourceBody, TemplateText};
+use crate::spec::{Diagnostic, Kind, ResourceBody, ResourceId, Spec, TemplateText, TransportKind};
 use crate::transport::{Transport, TransportError};
 
 pub use probe::{HostFacts, PathFact, PathKind, ProbeRequest};
@@ -84,6 +85,12 @@ pub enum ContentChange {
     },
     /// The old content is nothing (new file).
     FromEmpty,
+    /// The old content as the kind itself renders it (e.g. a firewall table's canonical rules),
+    /// diffed against [`Desired::new_text`].
+    Text {
+        /// The observed text.
+        old: String,
+    },
 }
 
 /// What `diff` decided for one instance, always with the reason.
@@ -120,6 +127,8 @@ pub enum Desired {
     File(file::DesiredFile),
     /// A fetched binary or archive members.
     Binary(binary::DesiredBinary),
+    /// Firewall rules (cairn's nftables table).
+    Firewall(firewall::DesiredFirewall),
 }
 
 /// A failure while applying one instance.
@@ -143,6 +152,7 @@ impl Desired {
             ResourceBody::Dir(d) => dir::DesiredDir::from_spec(d, render).map(Desired::Dir),
             ResourceBody::File(f) => file::DesiredFile::from_spec(f, render).map(Desired::File),
             ResourceBody::Binary(b) => binary::DesiredBinary::from_spec(b, render).map(Desired::Binary),
+            ResourceBody::Firewall(f) => Ok(Desired::Firewall(firewall::DesiredFirewall::from_spec(f))),
         }
     }
 
@@ -152,6 +162,7 @@ impl Desired {
             Desired::Dir(_) => Kind::Dir,
             Desired::File(_) => Kind::File,
             Desired::Binary(_) => Kind::Binary,
+            Desired::Firewall(_) => Kind::Firewall,
         }
     }
 
@@ -161,6 +172,7 @@ impl Desired {
             Desired::Dir(d) => vec![d.path.as_str()],
             Desired::File(f) => vec![f.path.as_str()],
             Desired::Binary(b) => b.targets.iter().map(|t| t.path.as_str()).collect(),
+            Desired::Firewall(_) => Vec::new(),
         }
     }
 
@@ -168,19 +180,22 @@ impl Desired {
     pub fn managed_dir(&self) -> Option<&str> {
         match self {
             Desired::Dir(d) => Some(&d.path),
-            Desired::File(_) | Desired::Binary(_) => None,
+            Desired::File(_) | Desired::Binary(_) | Desired::Firewall(_) => None,
         }
     }
 
     /// A short human summary of the target ("/etc/demo/motd").
     pub fn target(&self) -> String {
+        if let Desired::Firewall(f) = self {
+            return f.target();
+        }
         self.paths().join(", ")
     }
 
     /// Whether the content must never be shown.
     pub fn sensitive(&self) -> bool {
         match self {
-            Desired::Dir(_) | Desired::Binary(_) => false,
+            Desired::Dir(_) | Desired::Binary(_) | Desired::Firewall(_) => false,
             Desired::File(f) => f.sensitive,
         }
     }
@@ -189,6 +204,7 @@ impl Desired {
     pub fn new_text(&self) -> Option<&[u8]> {
         match self {
             Desired::File(f) if !f.sensitive => Some(&f.content),
+            Desired::Firewall(f) => Some(f.text.as_bytes()),
             _ => None,
         }
     }
@@ -202,6 +218,9 @@ impl Desired {
             && let Some(cmd) = &b.version_command
         {
             probe.versions.insert(cmd.clone());
+        }
+        if let Desired::Firewall(_) = self {
+            probe.firewall = true;
         }
     }
 
@@ -219,6 +238,7 @@ impl Desired {
             Desired::Dir(d) => d.diff(facts.path(&d.path)),
             Desired::File(f) => f.diff(facts.path(&f.path)),
             Desired::Binary(b) => b.diff(facts),
+            Desired::Firewall(f) => f.diff(facts.firewall.as_ref()),
         }
     }
 
@@ -228,6 +248,16 @@ impl Desired {
             Desired::Dir(d) => d.apply(transport, decision).await,
             Desired::File(f) => f.apply(transport, decision).await,
             Desired::Binary(b) => b.apply(transport, decision).await,
+            Desired::Firewall(f) => f.apply(transport, decision).await,
+        }
+    }
+
+    /// The instance on the same host whose apply carries this one's state, when it is not this
+    /// one (firewall resources share one table per host). The graph makes this instance wait for it.
+    pub fn written_by(&self) -> Option<&ResourceId> {
+        match self {
+            Desired::Firewall(f) => f.written_by.as_ref(),
+            _ => None,
         }
     }
 }
@@ -243,6 +273,22 @@ pub(crate) fn check_rendered_path(path: String, template: &TemplateText) -> Resu
             .with_help("paths may not contain control characters"));
     }
     Ok(path)
+}
+
+/// Lets instances that share a host-wide object see each other; called once by the graph with
+/// every instance as (host, resource, desired), in host then spec order. Today: every firewall
+/// resource on a host renders into one table (see [`firewall`]).
+pub fn link_instances(spec: &Spec, items: Vec<(&str, &ResourceId, &mut Desired)>) {
+    let ssh_port =
+        |host: &str| spec.hosts.get(host).filter(|h| h.transport == TransportKind::Ssh).map(|h| h.port.or(spec.ssh.port).unwrap_or(22));
+    let mut firewalls: Vec<(&str, Option<u16>, &ResourceId, &mut firewall::DesiredFirewall)> = items
+        .into_iter()
+        .filter_map(|(host, id, d)| match d {
+            Desired::Firewall(f) => Some((host, ssh_port(host), id, f)),
+            _ => None,
+        })
+        .collect();
+    firewall::link(&mut firewalls);
 }
 
 /// Parses an owner/mode triple observed on a host into attribute changes against the desired

@@ -15,6 +15,8 @@ pub struct ProbeRequest {
     /// Commands (argv) whose first line of output is an installed version (`binary`'s
     /// `version_command`). Each costs a few forks; they are optional and few.
     pub versions: BTreeSet<Vec<String>>,
+    /// Read cairn's nftables table and the SSH session's addresses (`FW` request line).
+    pub firewall: bool,
 }
 
 /// The type of a path on the host.
@@ -68,6 +70,8 @@ pub struct HostFacts {
     pub paths: BTreeMap<String, PathFact>,
     /// First line printed by each version command that ran successfully.
     pub versions: BTreeMap<Vec<String>, String>,
+    /// cairn's nftables table and SSH session, when asked for.
+    pub firewall: Option<super::firewall::FirewallFacts>,
 }
 
 impl HostFacts {
@@ -85,13 +89,14 @@ impl HostFacts {
 /// off, never evaluated) runs under `timeout 10` and prints `V<TAB>argv<TAB>first line` when it
 /// succeeds: a few forks per version command, none when no binary asks for one.
 const PROBE_SCRIPT: &str = r#"set -u
-paths='' versions=''
+paths='' fw='' versions=''
 nl='
 '
 while IFS='	' read -r tag value; do
   case $tag in
     P) paths="$paths$value$nl" ;;
     V) versions="$versions$value$nl" ;;
+    FW) fw=1 ;;
   esac
 done
 existing='' files=''
@@ -115,6 +120,26 @@ while IFS= read -r v; do
 done <<CAIRN_VERSIONS
 $versions
 CAIRN_VERSIONS
+if [ -n "$fw" ]; then
+  # cairn's SSH session: from the environment, or (behind sudo, which resets it) from the
+  # nearest ancestor process that has it.
+  conn=${SSH_CONNECTION:-} pid=$PPID n=0
+  while [ -z "$conn" ] && [ "$n" -lt 8 ] && [ "$pid" -gt 1 ]; do
+    conn=$(tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | sed -n 's/^SSH_CONNECTION=//p')
+    read -r stat < "/proc/$pid/stat" || break
+    stat=${stat##*) }; set -- $stat; pid=$2 n=$((n + 1))
+  done
+  printf 'FWSSH\t%s\n' "$conn"
+  if command -v nft >/dev/null 2>&1; then
+    if out=$(nft -j list table inet cairn 2>&1); then
+      printf 'FWNFT\tjson\t%s\n' "$(printf '%s' "$out" | tr -d '\n')"
+    else
+      printf 'FWNFT\terror\t%s\n' "$(printf '%s' "$out" | tr '\n' ' ')"
+    fi
+  else
+    printf 'FWNFT\tno-nft\n'
+  fi
+fi
 echo 'E	end'
 "#;
 
@@ -137,6 +162,9 @@ impl ProbeRequest {
             out.push_str("V\t");
             out.push_str(&v.join("\u{1f}"));
             out.push('\n');
+        }
+        if self.firewall {
+            out.push_str("FW\t1\n");
         }
         out.into_bytes()
     }
@@ -196,6 +224,7 @@ pub fn parse_probe_output(text: &str) -> Result<HostFacts, String> {
                     facts.versions.insert(argv.split('\u{1f}').map(str::to_string).collect(), first.to_string());
                 }
             }
+            "FWSSH" | "FWNFT" => facts.firewall.get_or_insert_with(Default::default).parse_line(tag, rest)?,
             "E" => complete = true,
             _ => return Err(format!("unexpected probe output {line:?}")),
         }

@@ -10,6 +10,7 @@
 //! merged, and only when no file had TOML syntax errors.
 
 mod binary;
+mod firewall;
 mod reader;
 
 pub(crate) use binary::{bad_scheme as binary_bad_scheme, supported_scheme as binary_url_scheme_ok};
@@ -441,6 +442,7 @@ impl Loader {
                 }
             }
             Kind::Binary => binary::read(&mut r, &id, d).map(ResourceBody::Binary),
+            Kind::Firewall => firewall::read_firewall(&mut r, &id, d).map(ResourceBody::Firewall),
         };
         r.finish(d);
         if let Some(old) = self.resource_keys.get(&id) {
@@ -566,6 +568,7 @@ impl Loader {
                 ResourceBody::File(file) => &file.path,
                 // Several paths each; checked on rendered paths when the graph is built.
                 ResourceBody::Binary(_) => continue,
+                ResourceBody::Firewall(_) => continue,
             };
             if is_templated(&path.text) {
                 continue;

@@ -103,11 +103,13 @@ pub enum Kind {
     File,
     /// A release file or archive fetched by url, verified by sha256, pushed to hosts.
     Binary,
+    /// Firewall rules in cairn's nftables table.
+    Firewall,
 }
 
 impl Kind {
     /// Every kind, in the order a spec's tables are read.
-    pub const ALL: &'static [Kind] = &[Kind::Dir, Kind::File, Kind::Binary];
+    pub const ALL: &'static [Kind] = &[Kind::Dir, Kind::File, Kind::Firewall, Kind::Binary];
 
     /// The table name (`file`, `dir`, …).
     pub fn as_str(self) -> &'static str {
@@ -115,6 +117,7 @@ impl Kind {
             Kind::Dir => "dir",
             Kind::File => "file",
             Kind::Binary => "binary",
+            Kind::Firewall => "firewall",
         }
     }
 
@@ -276,6 +279,8 @@ pub enum ResourceBody {
     File(FileSpec),
     /// A downloaded binary or archive.
     Binary(BinarySpec),
+    /// Firewall rules.
+    Firewall(super::firewall::FirewallSpec),
 }
 
 /// One resource table (`[file.motd]`).
