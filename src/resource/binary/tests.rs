@@ -398,3 +398,22 @@ fn url_file_names() {
     assert_eq!(url_file_name("https://h/a/b/etcd.tar.gz?x=1"), "etcd.tar.gz");
     assert_eq!(url_file_name("file:///srv/tool"), "tool");
 }
+
+#[tokio::test]
+async fn https_sets_up_tls_and_reports_a_failed_handshake_with_its_cause() {
+    // A plain-HTTP server spoken to over https: the TLS stack (rustls, aws-lc-rs, the platform
+    // verifier) is built and the handshake fails with an error, not a panic.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let _ = sock.write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n").await;
+            let _ = sock.shutdown().await;
+        }
+    });
+    let url = format!("https://{addr}/tool");
+    let cache = tempfile::tempdir().unwrap();
+    let err = fetch(cache.path(), &url, &"0".repeat(64), false).await.unwrap_err();
+    assert!(err.starts_with(&format!("GET {url}: ")), "{err}");
+}
