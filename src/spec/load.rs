@@ -533,10 +533,10 @@ impl Loader {
             };
             let mut diag =
                 Diagnostic::at(&sel.span, format!("`{written}` in `hosts` of [{id}] matches no host")).with_label("matches no host");
-            if let Selector::Name(n) = &sel.value {
-                if let Some(m) = did_you_mean(n, self.hosts.keys().map(String::as_str)) {
-                    diag = diag.with_label(format!("matches no host; did you mean `{m}`?"));
-                }
+            if let Selector::Name(n) = &sel.value
+                && let Some(m) = did_you_mean(n, self.hosts.keys().map(String::as_str))
+            {
+                diag = diag.with_label(format!("matches no host; did you mean `{m}`?"));
             }
             diag = diag.with_help(self.hosts_help());
             self.diags.push(diag);
