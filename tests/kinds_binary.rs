@@ -102,6 +102,17 @@ fn every_destination_is_a_managed_path() {
     assert!(err.contains("file.x and binary.etcd both manage /usr/local/bin/etcdctl on node1"), "{err}");
 }
 
+#[test]
+fn two_members_at_one_destination_are_refused() {
+    let text = format!(
+        "{HOSTS}\n[binary.etcd]\nurl = \"https://example.com/etcd.tar.gz\"\nsha256 = \"{SUM}\"\n\
+         extract = {{ \"etcd\" = \"/usr/local/bin/etcd\", \"bin/etcd\" = \"/usr/local/bin/etcd\" }}\n"
+    );
+    let spec = load_str(Path::new("cairn.toml"), &text).unwrap_or_else(|e| panic!("{}", e.render()));
+    let err = cairn::graph::Graph::build(&spec).map(|_| ()).unwrap_err().render(&spec.sources);
+    assert!(err.contains("two members of `extract` are installed at /usr/local/bin/etcd"), "{err}");
+}
+
 // ---------- the real binary against local hosts ----------
 
 /// Serves `body` for any GET on 127.0.0.1 (never anywhere else), counting requests.

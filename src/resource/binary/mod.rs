@@ -74,6 +74,10 @@ impl DesiredBinary {
             BinaryFiles::Extract(list) => {
                 for (member, dest) in list {
                     match render(dest).and_then(|r| check_rendered_path(r, dest)) {
+                        Ok(path) if targets.iter().any(|t: &Target| t.path == path) => errors.push(
+                            Diagnostic::at(&dest.span, format!("two members of `extract` are installed at {path}"))
+                                .with_help("give every member its own destination"),
+                        ),
                         Ok(path) => targets.push(Target { member: Some(member.value.clone()), path }),
                         Err(e) => errors.push(e),
                     }
