@@ -3,6 +3,7 @@
 //! and observed state what to do and why (`diff`), and carries out that decision (`apply`).
 //! Knows nothing of rendering plans or of the CLI.
 
+pub mod binary;
 pub mod check;
 pub mod dir;
 pub mod file;
@@ -136,6 +137,8 @@ pub enum Desired {
     User(user::DesiredUser),
     /// A check command.
     Check(check::DesiredCheck),
+    /// A fetched binary or archive members.
+    Binary(binary::DesiredBinary),
     /// Firewall rules (cairn's nftables table).
     Firewall(firewall::DesiredFirewall),
 }
@@ -163,6 +166,7 @@ impl Desired {
             ResourceBody::Unit(u) => unit::DesiredUnit::from_spec(u, render).map(Desired::Unit),
             ResourceBody::User(u) => Ok(Desired::User(user::DesiredUser::from_spec(u))),
             ResourceBody::Check(c) => check::DesiredCheck::from_spec(c, render).map(Desired::Check),
+            ResourceBody::Binary(b) => binary::DesiredBinary::from_spec(b, render).map(Desired::Binary),
             ResourceBody::Firewall(f) => Ok(Desired::Firewall(firewall::DesiredFirewall::from_spec(f))),
         }
     }
@@ -175,6 +179,7 @@ impl Desired {
             Desired::Unit(_) => Kind::Unit,
             Desired::User(_) => Kind::User,
             Desired::Check(_) => Kind::Check,
+            Desired::Binary(_) => Kind::Binary,
             Desired::Firewall(_) => Kind::Firewall,
         }
     }
@@ -186,6 +191,7 @@ impl Desired {
             Desired::File(f) => vec![f.path.as_str()],
             Desired::Unit(u) => u.content.as_ref().map(|_| u.path.as_str()).into_iter().collect(),
             Desired::User(_) | Desired::Check(_) => Vec::new(),
+            Desired::Binary(b) => b.targets.iter().map(|t| t.path.as_str()).collect(),
             Desired::Firewall(_) => Vec::new(),
         }
     }
@@ -194,7 +200,7 @@ impl Desired {
     pub fn managed_dir(&self) -> Option<&str> {
         match self {
             Desired::Dir(d) => Some(&d.path),
-            Desired::File(_) | Desired::Firewall(_) => None,
+            Desired::File(_) | Desired::Binary(_) | Desired::Firewall(_) => None,
             Desired::Unit(_) | Desired::User(_) | Desired::Check(_) => None,
         }
     }
@@ -213,7 +219,7 @@ impl Desired {
     /// Whether the content must never be shown.
     pub fn sensitive(&self) -> bool {
         match self {
-            Desired::Dir(_) | Desired::Firewall(_) => false,
+            Desired::Dir(_) | Desired::Binary(_) | Desired::Firewall(_) => false,
             Desired::File(f) => f.sensitive,
             Desired::Unit(_) | Desired::User(_) | Desired::Check(_) => false,
         }
@@ -243,8 +249,21 @@ impl Desired {
                 probe.users.insert(u.name.clone());
                 probe.groups.extend(u.group_names().into_iter().map(str::to_string));
             }
+            Desired::Binary(b) => {
+                if let Some(cmd) = &b.version_command {
+                    probe.versions.insert(cmd.clone());
+                }
+            }
             Desired::Firewall(_) => probe.firewall = true,
             _ => {}
+        }
+    }
+
+    /// Gets ready locally what `diff` needs before it can decide (a binary's archive, fetched
+    /// into the local cache once per run). Never fails: a failure is kept for `diff` to report.
+    pub async fn prepare(&self) {
+        if let Desired::Binary(b) = self {
+            b.prepare().await;
         }
     }
 
@@ -256,6 +275,7 @@ impl Desired {
             Desired::Unit(u) => u.diff(facts),
             Desired::User(u) => u.diff(facts),
             Desired::Check(c) => c.diff(),
+            Desired::Binary(b) => b.diff(facts),
             Desired::Firewall(f) => f.diff(facts.firewall.as_ref()),
         }
     }
@@ -268,6 +288,7 @@ impl Desired {
             Desired::Unit(u) => u.apply(transport, decision).await,
             Desired::User(u) => u.apply(transport, decision).await,
             Desired::Check(c) => c.run(transport).await.map(|_| ()),
+            Desired::Binary(b) => b.apply(transport, decision).await,
             Desired::Firewall(f) => f.apply(transport, decision).await,
         }
     }

@@ -9,9 +9,12 @@
 //! that need the whole spec (`after` targets, selectors, duplicate paths) run once everything is
 //! merged, and only when no file had TOML syntax errors.
 
+mod binary;
 mod firewall;
 mod reader;
 mod systemd;
+
+pub(crate) use binary::{bad_scheme as binary_bad_scheme, supported_scheme as binary_url_scheme_ok};
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
@@ -452,6 +455,7 @@ impl Loader {
             }
             Kind::User => systemd::user(&mut r, &name, d).map(ResourceBody::User),
             Kind::Check => systemd::check(&mut r, &id, d).map(ResourceBody::Check),
+            Kind::Binary => binary::read(&mut r, &id, d).map(ResourceBody::Binary),
             Kind::Firewall => firewall::read_firewall(&mut r, &id, d).map(ResourceBody::Firewall),
         };
         r.finish(d);
@@ -483,6 +487,11 @@ impl Loader {
         }
         let base_dir = dir_of(path);
         let state_dir = base_dir.join(self.state_dir.map_or_else(|| ".cairn".to_string(), |s| s.value));
+        for res in &mut self.resources {
+            if let ResourceBody::Binary(b) = &mut res.body {
+                b.cache_dir = state_dir.join("cache");
+            }
+        }
         let ssh = SshDefaults {
             user: self.ssh.user.map(|v| v.value),
             port: self.ssh.port.map(|v| v.value),
@@ -573,6 +582,8 @@ impl Loader {
                 ResourceBody::Dir(dir) => &dir.path,
                 ResourceBody::File(file) => &file.path,
                 ResourceBody::Unit(_) | ResourceBody::User(_) | ResourceBody::Check(_) => continue,
+                // Several paths each; checked on rendered paths when the graph is built.
+                ResourceBody::Binary(_) => continue,
                 ResourceBody::Firewall(_) => continue,
             };
             if is_templated(&path.text) {

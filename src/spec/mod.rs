@@ -9,4 +9,5 @@ pub mod model;
 pub use diagnostic::{Diagnostic, Diagnostics, FileId, Located, SourceMap, Span};
 pub use firewall::FirewallSpec;
 pub use load::{LoadError, load, load_str};
+pub(crate) use load::{binary_bad_scheme, binary_url_scheme_ok};
 pub use model::*;
