@@ -3,6 +3,8 @@
 //! and observed state what to do and why (`diff`), and carries out that decision (`apply`).
 //! Knows nothing of rendering plans or of the CLI.
 
+pub mod ca;
+pub mod cert;
 pub mod dir;
 pub mod file;
 pub mod probe;
@@ -12,7 +14,7 @@ use serde::Serialize;
 use crate::spec::{Diagnostic, Kind, ResourceBody, TemplateText};
 use crate::transport::{Transport, TransportError};
 
-pub use probe::{HostFacts, PathFact, PathKind, ProbeRequest};
+pub use probe::{HostFacts, KeyFact, PathFact, PathKind, ProbeRequest};
 
 /// What a change does to an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
@@ -117,6 +119,8 @@ pub enum Desired {
     Dir(dir::DesiredDir),
     /// A file.
     File(file::DesiredFile),
+    /// A certificate with its key.
+    Cert(Box<cert::DesiredCert>),
 }
 
 /// A failure while applying one instance.
@@ -139,6 +143,7 @@ impl Desired {
         match body {
             ResourceBody::Dir(d) => dir::DesiredDir::from_spec(d, render).map(Desired::Dir),
             ResourceBody::File(f) => file::DesiredFile::from_spec(f, render).map(Desired::File),
+            ResourceBody::Cert(c) => cert::DesiredCert::from_spec(c, render).map(|c| Desired::Cert(Box::new(c))),
         }
     }
 
@@ -147,6 +152,7 @@ impl Desired {
         match self {
             Desired::Dir(_) => Kind::Dir,
             Desired::File(_) => Kind::File,
+            Desired::Cert(_) => Kind::Cert,
         }
     }
 
@@ -155,6 +161,7 @@ impl Desired {
         match self {
             Desired::Dir(d) => vec![d.path.as_str()],
             Desired::File(f) => vec![f.path.as_str()],
+            Desired::Cert(c) => c.paths(),
         }
     }
 
@@ -162,7 +169,7 @@ impl Desired {
     pub fn managed_dir(&self) -> Option<&str> {
         match self {
             Desired::Dir(d) => Some(&d.path),
-            Desired::File(_) => None,
+            Desired::File(_) | Desired::Cert(_) => None,
         }
     }
 
@@ -176,6 +183,7 @@ impl Desired {
         match self {
             Desired::Dir(_) => false,
             Desired::File(f) => f.sensitive,
+            Desired::Cert(_) => true,
         }
     }
 
@@ -189,6 +197,9 @@ impl Desired {
 
     /// Adds what this instance needs to the host's probe.
     pub fn add_to_probe(&self, probe: &mut ProbeRequest) {
+        if let Desired::Cert(c) = self {
+            return c.add_to_probe(probe);
+        }
         for p in self.paths() {
             probe.paths.insert(p.to_string());
         }
@@ -199,6 +210,7 @@ impl Desired {
         match self {
             Desired::Dir(d) => d.diff(facts.path(&d.path)),
             Desired::File(f) => f.diff(facts.path(&f.path)),
+            Desired::Cert(c) => c.diff(facts),
         }
     }
 
@@ -207,6 +219,7 @@ impl Desired {
         match self {
             Desired::Dir(d) => d.apply(transport, decision).await,
             Desired::File(f) => f.apply(transport, decision).await,
+            Desired::Cert(c) => c.apply(transport, decision).await,
         }
     }
 }

@@ -12,6 +12,11 @@ use crate::transport::{Stdin, Transport, TransportError, argv};
 pub struct ProbeRequest {
     /// Paths to stat (and hash, when regular files).
     pub paths: BTreeSet<String>,
+    /// Certificate files whose (public) PEM text is returned (tag `C`).
+    pub certs: BTreeSet<String>,
+    /// Private key files: stat'ed but never hashed nor read; only the public key derived on the
+    /// host (`openssl pkey -pubout`) is returned (tag `K`).
+    pub keys: BTreeSet<String>,
 }
 
 /// The type of a path on the host.
@@ -63,6 +68,21 @@ pub struct PathFact {
 pub struct HostFacts {
     /// Existing paths.
     pub paths: BTreeMap<String, PathFact>,
+    /// Text of requested certificate files that are readable regular files.
+    pub certs: BTreeMap<String, String>,
+    /// What the host said about each requested key file that exists.
+    pub keys: BTreeMap<String, KeyFact>,
+}
+
+/// The public side of a private key file, as derived on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyFact {
+    /// `openssl pkey -pubout` printed this PEM public key.
+    PublicKey(String),
+    /// The file is not a readable unencrypted private key.
+    Unreadable,
+    /// The host has no `openssl`: whether the key matches cannot be checked.
+    NoOpenssl,
 }
 
 impl HostFacts {
@@ -77,12 +97,14 @@ impl HostFacts {
 /// output is detected. Missing paths print nothing. `[` and `printf` are shell builtins, so the
 /// whole probe forks a handful of processes whatever the number of paths.
 const PROBE_SCRIPT: &str = r#"set -u
-paths=''
+paths='' certs='' keys=''
 nl='
 '
 while IFS='	' read -r tag value; do
   case $tag in
     P) paths="$paths$value$nl" ;;
+    C) certs="$certs$value$nl" ;;
+    K) keys="$keys$value$nl" ;;
   esac
 done
 existing='' files=''
@@ -95,6 +117,35 @@ while IFS= read -r p; do
 done <<CAIRN_PATHS
 $paths
 CAIRN_PATHS
+while IFS= read -r p; do
+  [ -z "$p" ] && continue
+  if [ -f "$p" ] && [ -r "$p" ]; then
+    n=0
+    while IFS= read -r l || [ -n "$l" ]; do
+      n=$((n + 1)); [ "$n" -gt 500 ] && break
+      printf 'C\t%s\t%s\n' "$l" "$p"
+    done < "$p"
+  fi
+done <<CAIRN_CERTS
+$certs
+CAIRN_CERTS
+if command -v openssl >/dev/null 2>&1; then have_openssl=1; else have_openssl=''; fi
+while IFS= read -r p; do
+  [ -z "$p" ] && continue
+  if [ -e "$p" ] || [ -L "$p" ]; then
+    existing="$existing$p$nl"
+    if [ -z "$have_openssl" ]; then printf 'K\t!noopenssl\t%s\n' "$p"; continue; fi
+    if pub=$(openssl pkey -in "$p" -passin pass: -pubout 2>/dev/null); then
+      while IFS= read -r l; do printf 'K\t%s\t%s\n' "$l" "$p"; done <<CAIRN_PUB
+$pub
+CAIRN_PUB
+    else
+      printf 'K\t!unreadable\t%s\n' "$p"
+    fi
+  fi
+done <<CAIRN_KEYS
+$keys
+CAIRN_KEYS
 printf '%s' "$existing" | xargs -r -d '\n' stat -c 'S	%F	%a	%U	%G	%s	%Y	%n' --
 printf '%s' "$files" | xargs -r -d '\n' sha256sum -- | sed 's/^/H	/'
 echo 'E	end'
@@ -109,10 +160,13 @@ impl ProbeRequest {
     /// The probe's stdin.
     pub fn stdin(&self) -> Vec<u8> {
         let mut out = String::new();
-        for p in &self.paths {
-            out.push_str("P\t");
-            out.push_str(p);
-            out.push('\n');
+        for (tag, set) in [("P", &self.paths), ("C", &self.certs), ("K", &self.keys)] {
+            for p in set {
+                out.push_str(tag);
+                out.push('\t');
+                out.push_str(p);
+                out.push('\n');
+            }
         }
         out.into_bytes()
     }
@@ -164,6 +218,28 @@ pub fn parse_probe_output(text: &str) -> Result<HostFacts, String> {
             "H" => {
                 let (hash, path) = rest.split_once("  ").ok_or_else(|| format!("unexpected hash line {line:?}"))?;
                 hashes.insert(path.to_string(), hash.to_string());
+            }
+            "C" => {
+                let (text, path) = rest.split_once('\t').ok_or_else(|| format!("unexpected certificate line {line:?}"))?;
+                let cert = facts.certs.entry(path.to_string()).or_default();
+                cert.push_str(text);
+                cert.push('\n');
+            }
+            "K" => {
+                let (text, path) = rest.split_once('\t').ok_or_else(|| format!("unexpected key line {line:?}"))?;
+                let fact = match text {
+                    "!noopenssl" => KeyFact::NoOpenssl,
+                    "!unreadable" => KeyFact::Unreadable,
+                    _ => {
+                        let entry = facts.keys.entry(path.to_string()).or_insert_with(|| KeyFact::PublicKey(String::new()));
+                        if let KeyFact::PublicKey(pem) = entry {
+                            pem.push_str(text);
+                            pem.push('\n');
+                        }
+                        continue;
+                    }
+                };
+                facts.keys.insert(path.to_string(), fact);
             }
             "E" => complete = true,
             _ => return Err(format!("unexpected probe output {line:?}")),

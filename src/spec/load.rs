@@ -9,6 +9,7 @@
 //! that need the whole spec (`after` targets, selectors, duplicate paths) run once everything is
 //! merged, and only when no file had TOML syntax errors.
 
+mod pki;
 mod reader;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -153,6 +154,8 @@ struct Loader {
     pending_after: Vec<Located<ResourceId>>,
     /// Written selectors with their resource, checked once every host is known.
     pending_selectors: Vec<(ResourceId, Located<Selector>)>,
+    /// `[ca.*]` tables by name (not resources: a CA has no hosts).
+    cas: BTreeMap<String, pki::PendingCa>,
 }
 
 impl Loader {
@@ -373,6 +376,9 @@ impl Loader {
 
     /// `[KIND.NAME]`.
     fn resource(&mut self, file: FileId, base: &Path, kind: Kind, name: Located<String>, value: &Value<'_>) {
+        if kind == Kind::Ca {
+            return self.ca_table(file, base, name, value);
+        }
         let d = &mut self.diags;
         let id = ResourceId::new(kind, name.value.clone());
         let DeValue::Table(table) = value.get_ref() else {
@@ -437,6 +443,8 @@ impl Loader {
                     _ => None,
                 }
             }
+            Kind::Cert => pki::cert_body(&mut r, &id, d),
+            Kind::Ca => None,
         };
         r.finish(d);
         if let Some(old) = self.resource_keys.get(&id) {
@@ -460,6 +468,7 @@ impl Loader {
             self.check_after();
             self.check_selectors();
             self.check_duplicate_paths();
+            self.resolve_cas(&dir_of(path).join(self.state_dir.as_ref().map_or(".cairn", |s| s.value.as_str())));
         }
         if !self.diags.is_empty() {
             return Err(LoadError { sources: self.sources, diagnostics: self.diags });
@@ -555,6 +564,7 @@ impl Loader {
             let path = match &res.body {
                 ResourceBody::Dir(dir) => &dir.path,
                 ResourceBody::File(file) => &file.path,
+                ResourceBody::Cert(cert) => &cert.cert_path,
             };
             if is_templated(&path.text) {
                 continue;

@@ -4,7 +4,9 @@
 pub mod diagnostic;
 mod load;
 pub mod model;
+pub mod pki;
 
 pub use diagnostic::{Diagnostic, Diagnostics, FileId, Located, SourceMap, Span};
 pub use load::{LoadError, load, load_str};
 pub use model::*;
+pub use pki::*;

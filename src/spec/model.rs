@@ -101,17 +101,23 @@ pub enum Kind {
     Dir,
     /// A file with content.
     File,
+    /// A certificate authority on the machine running cairn (no hosts, no instances).
+    Ca,
+    /// A certificate and private key issued by a `ca`.
+    Cert,
 }
 
 impl Kind {
     /// Every kind, in the order a spec's tables are read.
-    pub const ALL: &'static [Kind] = &[Kind::Dir, Kind::File];
+    pub const ALL: &'static [Kind] = &[Kind::Dir, Kind::File, Kind::Ca, Kind::Cert];
 
     /// The table name (`file`, `dir`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Dir => "dir",
             Kind::File => "file",
+            Kind::Ca => "ca",
+            Kind::Cert => "cert",
         }
     }
 
@@ -271,6 +277,8 @@ pub enum ResourceBody {
     Dir(DirSpec),
     /// A file.
     File(FileSpec),
+    /// A certificate (`[cert.*]`; `[ca.*]` tables are not resources).
+    Cert(Box<super::pki::CertSpec>),
 }
 
 /// One resource table (`[file.motd]`).
