@@ -4,18 +4,33 @@ use std::sync::Arc;
 
 use crate::graph::Graph;
 use crate::plan::planner::Connections;
-use crate::spec::{HostKeyChecking, HostSpec, Spec, TransportKind};
+use crate::spec::{HostKeyChecking, HostSpec, Spec, SshDefaults, TransportKind};
+use crate::transport::ssh::{ControlDir, SshConfig, SshTransport};
 use crate::transport::{LocalTransport, SharedTransport};
 
 /// Connects to every host of `graph` at once. A failed host keeps its error (with the cause
-/// chain) so the rest of the run can go on without it.
-pub async fn connect_all(spec: &Spec, graph: &Graph) -> Connections {
+/// chain) so the rest of the run can go on without it. The control directory holds the ssh
+/// master sockets and is removed when the returned handle is dropped.
+pub async fn connect_all(spec: &Spec, graph: &Graph) -> (Connections, Option<Arc<ControlDir>>) {
+    let needs_ssh = graph.hosts.values().any(|h| h.transport == TransportKind::Ssh);
+    let control_dir = if needs_ssh {
+        match ControlDir::new() {
+            Ok(d) => Some(Arc::new(d)),
+            Err(e) => {
+                let err = format!("cannot create a private directory for ssh control sockets: {e}");
+                return (graph.hosts.keys().map(|h| (h.clone(), Err(err.clone()))).collect(), None);
+            }
+        }
+    } else {
+        None
+    };
     let mut tasks = tokio::task::JoinSet::new();
     for host in graph.hosts.values() {
         let host = host.clone();
         let defaults = spec.ssh.clone();
+        let control_dir = control_dir.clone();
         tasks.spawn(async move {
-            let conn = connect(&defaults, &host).await;
+            let conn = connect(&defaults, &host, control_dir.as_deref()).await;
             (host.name, conn)
         });
     }
@@ -25,16 +40,20 @@ pub async fn connect_all(spec: &Spec, graph: &Graph) -> Connections {
             conns.insert(name, conn);
         }
     }
-    conns
+    (conns, control_dir)
 }
 
-async fn connect(defaults: &crate::spec::SshDefaults, host: &HostSpec) -> Result<SharedTransport, String> {
-    match host.transport {
-        TransportKind::Local => Ok(Arc::new(LocalTransport::new(host.name.clone()))),
-        TransportKind::Ssh => {
-            let _ = defaults;
-            Err(format!("{}: the ssh transport is not available in this build", host.name))
+async fn connect(defaults: &SshDefaults, host: &HostSpec, control_dir: Option<&ControlDir>) -> Result<SharedTransport, String> {
+    match (host.transport, control_dir) {
+        (TransportKind::Local, _) => Ok(Arc::new(LocalTransport::new(host.name.clone()))),
+        (TransportKind::Ssh, Some(dir)) => {
+            let config = SshConfig::from_spec(defaults, host);
+            match SshTransport::connect(config, dir).await {
+                Ok(t) => Ok(Arc::new(t)),
+                Err(e) => Err(e.to_string()),
+            }
         }
+        (TransportKind::Ssh, None) => Err(format!("{}: no control directory for ssh", host.name)),
     }
 }
 

@@ -261,11 +261,12 @@ where
     for warning in connect::warnings(spec, graph) {
         ui.error(&warning);
     }
-    let conns = connect::connect_all(spec, graph).await;
+    let (conns, _control_dir) = connect::connect_all(spec, graph).await;
     let status = tokio::select! {
         status = body(conns.clone()) => status,
         _ = tokio::signal::ctrl_c() => {
             eprintln!("\nInterrupted; closing connections.");
+            crate::transport::ssh::close_all_masters().await;
             ExitStatus::Interrupted
         }
     };

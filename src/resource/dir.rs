@@ -23,7 +23,7 @@ pub struct DesiredDir {
 impl DesiredDir {
     /// Renders a `[dir.*]` table for one host.
     pub fn from_spec(spec: &DirSpec, render: &mut dyn FnMut(&TemplateText) -> Result<String, Diagnostic>) -> Result<Self, Vec<Diagnostic>> {
-        let path = render(&spec.path).map_err(|d| vec![d])?;
+        let path = render(&spec.path).and_then(|p| super::check_rendered_path(p, &spec.path)).map_err(|d| vec![d])?;
         Ok(Self {
             path,
             mode: spec.mode.map_or(DEFAULT_MODE, |m| m.0),

@@ -35,7 +35,7 @@ impl DesiredFile {
         spec: &FileSpec,
         render: &mut dyn FnMut(&TemplateText) -> Result<String, Diagnostic>,
     ) -> Result<Self, Vec<Diagnostic>> {
-        let path = render(&spec.path);
+        let path = render(&spec.path).and_then(|p| super::check_rendered_path(p, &spec.path));
         let content = match &spec.content {
             ContentSource::Template(t) => render(t).map(String::into_bytes),
             ContentSource::Bytes { bytes, .. } => Ok(bytes.clone()),

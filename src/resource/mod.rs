@@ -224,6 +224,19 @@ impl Desired {
     }
 }
 
+/// Checks that a rendered path is absolute and has no characters the probe cannot carry.
+pub(crate) fn check_rendered_path(path: String, template: &TemplateText) -> Result<String, Diagnostic> {
+    if !path.starts_with('/') {
+        return Err(Diagnostic::at(&template.span, format!("path `{path}` (after rendering) is not absolute"))
+            .with_help("the rendered path must start with `/`"));
+    }
+    if path.contains(['\n', '\t', '\0']) {
+        return Err(Diagnostic::at(&template.span, format!("path {path:?} (after rendering) contains a newline, tab or NUL"))
+            .with_help("paths may not contain control characters"));
+    }
+    Ok(path)
+}
+
 /// Parses an owner/mode triple observed on a host into attribute changes against the desired
 /// values; attributes the spec leaves unset are not managed and never reported.
 pub(crate) fn attr_changes(observed: &PathFact, mode: u32, owner: Option<&str>, group: Option<&str>) -> Vec<AttrChange> {

@@ -1,0 +1,90 @@
+//! Every example under `examples/` is a valid spec. Examples meant for `cairn lab` include a
+//! `lab.toml` that `cairn lab up` writes; here a stand-in with three hosts takes its place.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const STAND_IN_LAB: &str = r#"
+[ssh]
+user = "root"
+identity_file = "/nonexistent/lab/id_ed25519"
+known_hosts_file = "/nonexistent/lab/known_hosts"
+host_key_checking = "strict"
+
+[hosts.node1]
+address = "192.0.2.11"
+labels = { lab = "example" }
+
+[hosts.node2]
+address = "192.0.2.12"
+labels = { lab = "example" }
+
+[hosts.node3]
+address = "192.0.2.13"
+labels = { lab = "example" }
+"#;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn example_specs() -> Vec<PathBuf> {
+    let mut specs: Vec<PathBuf> = std::fs::read_dir("examples")
+        .unwrap()
+        .map(|e| e.unwrap().path().join("cairn.toml"))
+        .filter(|p| p.exists())
+        .collect();
+    specs.sort();
+    specs
+}
+
+#[test]
+fn every_example_validates() {
+    let specs = example_specs();
+    assert!(specs.len() >= 2, "examples missing: {specs:?}");
+    for spec in specs {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(spec.parent().unwrap(), dir.path());
+        let text = std::fs::read_to_string(&spec).unwrap();
+        if text.contains("\"lab.toml\"") && !dir.path().join("lab.toml").exists() {
+            std::fs::write(dir.path().join("lab.toml"), STAND_IN_LAB).unwrap();
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_cairn")).args(["validate", "-f", "cairn.toml"]).current_dir(dir.path()).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{} does not validate:\n{}{}",
+            spec.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn readme_commands_exist() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let ci = std::fs::read_to_string(".ci/run").unwrap();
+    let test_command = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("## Test it"))
+        .find(|l| l.starts_with("cargo ") || l.starts_with("sudo "))
+        .expect("README has a test command under '## Test it'");
+    assert!(ci.contains(test_command.trim()), ".ci/run must run the README's test command `{test_command}`");
+}
+
+#[test]
+fn changelog_has_an_unreleased_section() {
+    let changelog = std::fs::read_to_string("CHANGELOG.md").unwrap();
+    assert!(changelog.contains("## Unreleased"));
+}
