@@ -154,8 +154,8 @@ struct Loader {
     pending_after: Vec<Located<ResourceId>>,
     /// Written selectors with their resource, checked once every host is known.
     pending_selectors: Vec<(ResourceId, Located<Selector>)>,
-    /// `[ca.*]` tables by name (not resources: a CA has no hosts).
-    cas: BTreeMap<String, pki::PendingCa>,
+    /// `[ca.*]` tables (not resources: a CA has no hosts) and the `ca` references of certificates.
+    pki: pki::PkiParts,
 }
 
 impl Loader {
@@ -443,7 +443,7 @@ impl Loader {
                     _ => None,
                 }
             }
-            Kind::Cert => pki::cert_body(&mut r, &id, d),
+            Kind::Cert => pki::cert_body(&mut r, &id, &mut self.pki, d),
             Kind::Ca => None,
         };
         r.finish(d);

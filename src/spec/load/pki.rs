@@ -20,6 +20,15 @@ pub const DEFAULT_CERT_VALIDITY: &str = "1y";
 /// Default renewal margin.
 pub const DEFAULT_RENEW_BEFORE: &str = "30d";
 
+/// What the loader gathers for the PKI kinds.
+#[derive(Debug, Default)]
+pub(super) struct PkiParts {
+    /// `[ca.*]` tables by name.
+    pub(super) cas: BTreeMap<String, PendingCa>,
+    /// Every `ca = "ca.NAME"` written in a certificate, checked once every CA is known.
+    pub(super) refs: Vec<(ResourceId, Located<String>)>,
+}
+
 /// A `[ca.*]` read from a file, before the state directory is known.
 #[derive(Debug, Clone)]
 pub(super) struct PendingCa {
@@ -103,7 +112,10 @@ impl Loader {
             return;
         }
         self.resource_keys.insert(id, name.span.clone());
-        if let (Some(common_name), Some(source), Some(validity)) = (common_name, source, validity) {
+        // A CA with a bad `validity` is still registered (the spec fails anyway), so certificates
+        // naming it get no second, misleading "not defined" error.
+        if let (Some(common_name), Some(source)) = (common_name, source) {
+            let validity = validity.unwrap_or(Duration { secs: 1 });
             let explicit_dir = dir.is_some();
             let spec = CaSpec {
                 name: name.value.clone(),
@@ -114,7 +126,7 @@ impl Loader {
                 source,
                 span,
             };
-            self.cas.insert(name.value, PendingCa { spec, explicit_dir });
+            self.pki.cas.insert(name.value, PendingCa { spec, explicit_dir });
         }
     }
 
@@ -122,7 +134,7 @@ impl Loader {
     /// directory). Reports `ca` values naming no `[ca.*]`.
     pub(super) fn resolve_cas(&mut self, state_dir: &Path) {
         let mut cas: BTreeMap<String, CaSpec> = BTreeMap::new();
-        for (name, pending) in &self.cas {
+        for (name, pending) in &self.pki.cas {
             let mut spec = pending.spec.clone();
             if let CaSource::Store { dir } = &mut spec.source
                 && !pending.explicit_dir
@@ -131,18 +143,17 @@ impl Loader {
             }
             cas.insert(name.clone(), spec);
         }
-        let names: Vec<String> = cas.keys().map(|n| format!("ca.{n}")).collect();
-        for res in &mut self.resources {
-            let ResourceBody::Cert(cert) = &mut res.body else { continue };
-            let wanted = cert.ca.value.strip_prefix("ca.").unwrap_or(&cert.ca.value);
-            if let Some(ca) = cas.get(wanted) {
-                cert.issuer = Some(Box::new(ca.clone()));
+        let names: Vec<String> = self.pki.cas.keys().map(|n| format!("ca.{n}")).collect();
+        let known = |r: &str| r.strip_prefix("ca.").is_some_and(|n| self.pki.cas.contains_key(n));
+        for (id, r) in &self.pki.refs {
+            if known(&r.value) {
                 continue;
             }
-            let mut diag = Diagnostic::at(&cert.ca.span, format!("`ca` of [{}] names `{}`, which is not defined", res.id, cert.ca.value));
-            diag = match did_you_mean(&cert.ca.value, names.iter().map(String::as_str)) {
+            let wanted = r.value.strip_prefix("ca.").unwrap_or(&r.value);
+            let mut diag = Diagnostic::at(&r.span, format!("`ca` of [{id}] names `{}`, which is not defined", r.value));
+            diag = match did_you_mean(&r.value, names.iter().map(String::as_str)) {
                 Some(m) => {
-                    diag.with_label(format!("did you mean `{m}`?")).with_help(format!("write ca = \"{m}\", or define [{}]", cert.ca.value))
+                    diag.with_label(format!("did you mean `{m}`?")).with_help(format!("write ca = \"{m}\", or define [{}]", r.value))
                 }
                 None if names.is_empty() => diag
                     .with_label("no such CA")
@@ -154,22 +165,29 @@ impl Loader {
             };
             self.diags.push(diag);
         }
+        for res in &mut self.resources {
+            if let ResourceBody::Cert(cert) = &mut res.body {
+                cert.issuer = cert.ca.value.strip_prefix("ca.").and_then(|n| cas.get(n)).map(|ca| Box::new(ca.clone()));
+            }
+        }
     }
 }
 
 const KEY_CHOICES: [&str; 4] = ["rsa-2048", "rsa-4096", "ecdsa-p256", "ed25519"];
 
 /// The body of `[cert.NAME]`.
-pub(super) fn cert_body(r: &mut TableReader<'_, '_>, id: &ResourceId, d: &mut Diagnostics) -> Option<ResourceBody> {
+pub(super) fn cert_body(r: &mut TableReader<'_, '_>, id: &ResourceId, pki: &mut PkiParts, d: &mut Diagnostics) -> Option<ResourceBody> {
     let ca = r.required_string("ca", "\"ca.etcd\"", d);
-    if let Some(ca) = &ca
-        && !ca.value.starts_with("ca.")
-    {
-        d.push(
-            Diagnostic::at(&ca.span, format!("`ca` of [{id}] must name a CA as `ca.NAME`"))
-                .with_label(format!("`{}` is not `ca.NAME`", ca.value))
-                .with_help(format!("write ca = \"ca.{}\"", ca.value)),
-        );
+    if let Some(ca) = &ca {
+        if ca.value.starts_with("ca.") {
+            pki.refs.push((id.clone(), ca.clone()));
+        } else {
+            d.push(
+                Diagnostic::at(&ca.span, format!("`ca` of [{id}] must name a CA as `ca.NAME`"))
+                    .with_label(format!("`{}` is not `ca.NAME`", ca.value))
+                    .with_help(format!("write ca = \"ca.{}\"", ca.value)),
+            );
+        }
     }
     let common_name = r.required_string("common_name", "\"{{ host.name }}\"", d).map(|c| TemplateText {
         text: c.value,
