@@ -280,7 +280,7 @@ fn lab_hosts_get_a_pki_that_openssl_accepts() {
             "TLS Web Server Authentication, TLS Web Client Authentication",
             "Subject Key Identifier",
             "Authority Key Identifier",
-            "Issuer: C=CN, ST=Beijing, L=Beijing, O=etcd, OU=Etcd Security, CN=etcd",
+            "Issuer: C = CN, ST = Beijing, L = Beijing, O = etcd, OU = Etcd Security, CN = etcd",
         ] {
             assert!(text.contains(wanted), "{wanted} missing in\n{text}");
         }
