@@ -92,10 +92,15 @@ impl HostFacts {
     }
 }
 
-/// Reads the request from stdin, then prints `S` lines from one `stat` over every existing path
-/// and `H` lines from one `sha256sum` over the regular files among them, then `E end` so a cut-off
-/// output is detected. Missing paths print nothing. `[` and `printf` are shell builtins, so the
-/// whole probe forks a handful of processes whatever the number of paths.
+/// Reads the request from stdin, then prints `C` lines with the text of each requested
+/// certificate (read with shell builtins, at most 500 lines each), `K` lines with the public key
+/// of each requested private key file (`openssl pkey -pubout`: one openssl per key, the only
+/// per-resource fork, as openssl derives one key per process; the private key itself never
+/// leaves the host and key files are stat'ed but never hashed), `S` lines from one `stat` over
+/// every existing path and `H` lines from one `sha256sum` over the regular files among them,
+/// then `E end` so a cut-off output is detected. Missing paths print nothing. `[`, `read` and
+/// `printf` are shell builtins, so apart from the key check the whole probe forks a handful of
+/// processes whatever the number of paths.
 const PROBE_SCRIPT: &str = r#"set -u
 paths='' certs='' keys=''
 nl='
@@ -271,6 +276,54 @@ mod tests {
         let dir = facts.path("/etc/demo").unwrap();
         assert_eq!((dir.kind, dir.group.as_str(), dir.sha256.as_deref()), (PathKind::Dir, "adm", None));
         assert!(facts.path("/missing").is_none());
+    }
+
+    #[test]
+    fn parses_certificate_and_key_lines() {
+        let raw = "C\t-----BEGIN CERTIFICATE-----\t/etc/pki/a b.pem\n\
+                   C\tMIIB\t/etc/pki/a b.pem\n\
+                   C\t-----END CERTIFICATE-----\t/etc/pki/a b.pem\n\
+                   K\t-----BEGIN PUBLIC KEY-----\t/etc/pki/key.pem\n\
+                   K\tMFkw\t/etc/pki/key.pem\n\
+                   K\t-----END PUBLIC KEY-----\t/etc/pki/key.pem\n\
+                   K\t!unreadable\t/etc/pki/bad.pem\n\
+                   K\t!noopenssl\t/etc/pki/other.pem\n\
+                   S\tregular file\t600\troot\troot\t6\t1\t/etc/pki/key.pem\nE\tend\n";
+        let facts = parse_probe_output(raw).unwrap();
+        assert_eq!(facts.certs["/etc/pki/a b.pem"], "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+        assert_eq!(
+            facts.keys["/etc/pki/key.pem"],
+            KeyFact::PublicKey("-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n".into())
+        );
+        assert_eq!(facts.keys["/etc/pki/bad.pem"], KeyFact::Unreadable);
+        assert_eq!(facts.keys["/etc/pki/other.pem"], KeyFact::NoOpenssl);
+        // The key was stat'ed but never hashed.
+        assert_eq!(facts.path("/etc/pki/key.pem").unwrap().sha256, None);
+    }
+
+    #[tokio::test]
+    async fn probe_returns_a_public_key_never_the_private_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let key_path = dir.path().join("key.pem");
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        let cert_path = dir.path().join("cert.pem");
+        std::fs::write(&cert_path, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----").unwrap();
+        let mut req = ProbeRequest::default();
+        req.keys.insert(key_path.display().to_string());
+        req.keys.insert(dir.path().join("missing.pem").display().to_string());
+        req.certs.insert(cert_path.display().to_string());
+        let t = crate::transport::LocalTransport::new("local");
+        let out = t.run(&ProbeRequest::argv(), Stdin::Bytes(&req.stdin())).await.unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!text.contains("PRIVATE KEY"), "{text}");
+        let facts = parse_probe_output(&text).unwrap();
+        let Some(KeyFact::PublicKey(pem)) = facts.keys.get(&key_path.display().to_string()) else { panic!("{facts:?}") };
+        assert_eq!(pem.trim(), key.public_key_pem().trim());
+        assert_eq!(facts.path(&key_path.display().to_string()).unwrap().sha256, None);
+        assert_eq!(facts.certs[&cert_path.display().to_string()], "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+        assert_eq!(facts.keys.len(), 1);
+        assert_eq!(t.stats().commands(), 1);
     }
 
     #[test]
