@@ -105,12 +105,19 @@ impl DesiredCert {
                 None
             }
         };
-        let paths_ok = [&cert_path, &key_path].iter().all(|p| p.as_deref().is_some_and(|p| p.starts_with('/')));
-        if !paths_ok && errors.is_empty() {
-            errors.push(
-                Diagnostic::at(&spec.cert_path.span, "`cert_path` and `key_path` must render to absolute paths")
-                    .with_help("start the paths with `/`"),
-            );
+        for (t, rendered) in [
+            (Some(&spec.cert_path), cert_path.as_ref()),
+            (Some(&spec.key_path), key_path.as_ref()),
+            (spec.ca_path.as_ref(), ca_path.as_ref().and_then(Option::as_ref)),
+        ] {
+            if let (Some(t), Some(p)) = (t, rendered)
+                && !p.starts_with('/')
+            {
+                errors.push(
+                    Diagnostic::at(&t.span, format!("{} rendered to `{p}`, which is not an absolute path", t.name))
+                        .with_help("paths on hosts must start with `/`"),
+                );
+            }
         }
         match (common_name, cert_path, key_path, ca_path) {
             (Some(common_name), Some(cert_path), Some(key_path), ca_path) if errors.is_empty() => Ok(Self {

@@ -278,3 +278,31 @@ pub fn check_san(s: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(Duration::parse("100y").map(|d| d.days()), Some(36_500));
+        assert_eq!(Duration::parse("30d").map(|d| d.secs), Some(30 * 86_400));
+        assert_eq!(Duration::parse("12h").map(|d| d.secs), Some(43_200));
+        assert_eq!(Duration::parse("1y30d").map(|d| d.days()), Some(395));
+        for bad in ["", "10", "y", "10 y", "30days", "1.5y", "0d", "-1d", "99999999999999999999y"] {
+            assert_eq!(Duration::parse(bad), None, "{bad}");
+        }
+        assert_eq!(Duration::parse("10y").unwrap().to_string(), "10y");
+        assert_eq!(Duration::parse("36h").unwrap().to_string(), "1d12h");
+    }
+
+    #[test]
+    fn sans() {
+        for good in ["127.0.0.1", "::1", "fe80::1", "localhost", "etcd-1.example.org", "*.example.org", "node1."] {
+            assert_eq!(check_san(good), Ok(()), "{good}");
+        }
+        for bad in ["", "not a name", "-x.org", "a..b", "10.0.0.256", "x_y.org", "*.*.org", "https://x"] {
+            assert!(check_san(bad).is_err(), "{bad}");
+        }
+    }
+}
