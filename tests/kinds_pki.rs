@@ -27,9 +27,15 @@ impl Run {
 }
 
 fn cairn(dir: &Path, args: &[&str]) -> Run {
+    cairn_env(dir, args, &[])
+}
+
+/// Runs cairn with extra environment; fails the test if any output holds a private key.
+fn cairn_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let out: Output = Command::new(env!("CARGO_BIN_EXE_cairn"))
         .args(args)
         .current_dir(dir)
+        .envs(env.iter().copied())
         .env("NO_COLOR", "1")
         .stdin(std::process::Stdio::null())
         .output()
@@ -171,7 +177,8 @@ fn local_hosts_get_verified_certificates_and_no_churn() {
     assert!(plan.stdout.contains("CA etcd will be created; the certificate will be issued by the new CA etcd"), "{}", plan.stdout);
     assert!(!dir.path().join(".cairn").exists(), "plan must not create the CA");
 
-    let apply = cairn(dir.path(), &["apply", "--auto-approve"]);
+    // Debug logs and the verbose view, too, never show a key (checked by `cairn_env`).
+    let apply = cairn_env(dir.path(), &["-v", "apply", "--auto-approve"], &[("CAIRN_LOG", "debug")]);
     assert_eq!(apply.code, 0, "{}", apply.all());
     let store = dir.path().join(".cairn/pki/etcd");
     assert_eq!(mode(&store), 0o700);
@@ -194,6 +201,8 @@ fn local_hosts_get_verified_certificates_and_no_churn() {
         assert_eq!(again.code, 0, "{}", again.all());
         assert_eq!(again.stdout, "No changes. 2 resource instances on 2 hosts match the spec.\n");
     }
+    let verbose = cairn_env(dir.path(), &["-v", "plan"], &[("CAIRN_LOG", "debug")]);
+    assert!(verbose.stdout.contains("issued by CA etcd, matching its key, SANs and usages"), "{}", verbose.stdout);
 
     // A new SAN: both certificates say why they are reissued; nothing else changes.
     let before = std::fs::read(root.join("alpha/pki/server.pem")).unwrap();
@@ -324,4 +333,67 @@ fn lab_hosts_get_a_pki_that_openssl_accepts() {
         "/etc/etcd/pki/server.pem: OK"
     );
     assert_eq!(cairn(dir, &["plan", "--detailed-exitcode"]).code, 0);
+}
+
+#[test]
+fn a_ca_made_by_openssl_can_be_imported() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ca, key) = (d.join("ca.pem"), d.join("ca-key.pem"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "30",
+        "-subj",
+        "/O=ext/CN=ext-ca",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        ca.to_str().unwrap(),
+    ]);
+    let root = d.join("host");
+    let spec = format!(
+        r#"
+[hosts.alpha]
+transport = "local"
+
+[ca.ext]
+common_name = "ignored for an imported CA"
+cert_file = "ca.pem"
+key_file = "ca-key.pem"
+
+[cert.client]
+ca = "ca.ext"
+common_name = "client"
+usages = ["client"]
+validity = "20d"
+renew_before = "2d"
+cert_path = "{root}/client.pem"
+key_path = "{root}/client-key.pem"
+"#,
+        root = root.display()
+    );
+    std::fs::write(d.join("cairn.toml"), spec).unwrap();
+    let apply = cairn(d, &["apply", "--auto-approve"]);
+    assert_eq!(apply.code, 0, "{}", apply.all());
+    let ok = openssl(&["verify", "-CAfile", ca.to_str().unwrap(), "-purpose", "sslclient", root.join("client.pem").to_str().unwrap()]);
+    assert!(ok.trim_end().ends_with(": OK"), "{ok}");
+    assert!(!d.join(".cairn").exists(), "an imported CA is used where it is");
+    assert_eq!(cairn(d, &["plan", "--detailed-exitcode"]).code, 0);
+
+    // Another key beside the certificate is refused before any host is touched.
+    openssl(&["genpkey", "-algorithm", "ed25519", "-out", key.to_str().unwrap()]);
+    let plan = cairn(d, &["plan"]);
+    assert_eq!(plan.code, 1, "{}", plan.all());
+    assert!(plan.stderr.contains("CA ext cannot be used: the CA key does not belong to the CA certificate"), "{}", plan.stderr);
 }

@@ -421,6 +421,11 @@ pub fn read_ca_cert(ca: &CaSpec) -> Result<Option<CaCert>, String> {
     if !info.is_ca {
         return Err("its certificate is not a CA certificate (no basicConstraints CA:TRUE)".into());
     }
+    if let CaSource::Imported { .. } = &ca.source {
+        // An imported pair is the user's own files: check now that the key fits, rather than at
+        // the first apply. (A generated CA's key is only read to sign.)
+        ensure_ca(ca).map_err(|e| e.trim_start_matches(&format!("CA {}: ", ca.name)).to_string())?;
+    }
     Ok(Some(CaCert { pem, der: info.der }))
 }
 
@@ -693,11 +698,15 @@ mod tests {
         spec.source = CaSource::Imported { cert_file: tmp.path().join("ca.pem"), key_file: tmp.path().join("ca-key.pem") };
         assert_eq!(read_ca_cert(&spec).unwrap().unwrap().pem, made.cert_pem);
         assert_eq!(ensure_ca(&spec).unwrap().cert_pem, made.cert_pem);
+        // An imported CA is never written.
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 2);
         // A key that is not the certificate's is refused, without printing it.
         let other = generate_ca(&ca_spec("x", KeyType::EcdsaP256), now()).unwrap();
         std::fs::write(tmp.path().join("ca-key.pem"), other.key_pem.expose_bytes()).unwrap();
         let err = ensure_ca(&spec).unwrap_err();
         assert_eq!(err, "CA ext: the CA key does not belong to the CA certificate");
+        // Reported when planning already.
+        assert_eq!(read_ca_cert(&spec).unwrap_err(), "the CA key does not belong to the CA certificate");
     }
 
     #[test]
