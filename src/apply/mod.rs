@@ -13,6 +13,9 @@ use crate::plan::planner::{Connections, probe};
 use crate::plan::{Action, Plan};
 use crate::transport::SharedTransport;
 
+/// How a failure because the host could not be read at plan time begins.
+pub const HOST_UNREADABLE: &str = "host could not be read";
+
 /// Knobs for a run.
 #[derive(Debug, Clone, Copy)]
 pub struct ApplyOptions {
@@ -128,7 +131,7 @@ pub async fn apply(
                     continue;
                 }
                 if let Some(err) = host_errors.get(inst.id.host.as_str()) {
-                    let why = format!("host could not be read: {err}");
+                    let why = format!("{HOST_UNREADABLE}: {err}");
                     finish(&mut state, &mut outcomes, &*reporter, graph, i, Outcome::Failed(why), false);
                     progressed = true;
                     continue;

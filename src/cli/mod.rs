@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod connect;
+pub mod lab;
 mod progress;
 
 use std::io::{IsTerminal, Write as _};
@@ -107,6 +108,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
     },
+    /// Local Debian test hosts (systemd-nspawn containers with sshd on a private bridge).
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
 }
 
 /// `graph --format`.
@@ -146,6 +150,9 @@ impl From<ExitStatus> for ExitCode {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    if let Command::Lab(cmd) = cli.command {
+        return lab::run(cmd);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -159,7 +166,8 @@ pub fn main() -> ExitCode {
 fn init_logging(verbose: bool) {
     let default = if verbose { "cairn=debug" } else { "cairn=warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).with_ansi(ansi).try_init();
 }
 
 struct Ui {
@@ -192,6 +200,7 @@ async fn run(cli: Cli) -> ExitStatus {
     match cli.command {
         Command::Validate { spec } => validate(&ui, &spec.file),
         Command::Graph { spec, format } => graph(&ui, &spec.file, format),
+        Command::Lab(_) => ExitStatus::Error, // handled before the runtime starts
         Command::Plan { spec, json, detailed_exitcode, hosts, targets } => {
             let Some((spec, graph)) = load_graph(&ui, &spec.file, &hosts, &targets) else { return ExitStatus::Error };
             let (ui, graph) = (&ui, &graph);

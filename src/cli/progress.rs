@@ -6,7 +6,9 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::apply::{ApplyReport, Outcome, Reporter};
+use std::collections::BTreeMap;
+
+use crate::apply::{ApplyReport, HOST_UNREADABLE, Outcome, Reporter};
 use crate::graph::{Graph, InstanceId};
 use crate::plan::{Action, Plan};
 
@@ -66,11 +68,23 @@ impl Reporter for Progress {
     }
 }
 
-/// The final report: failures and skips in full, then counts.
+/// The final report: failures and skips in full (a host that could not be reached is one line,
+/// not one per resource), then counts.
 pub fn report_text(report: &ApplyReport, color: bool) -> String {
     let mut out = String::from("\n");
     let red = |s: &str| if color { format!("\x1b[31m{s}\x1b[0m") } else { s.to_string() };
+    let mut unreachable: BTreeMap<&str, (&str, usize)> = BTreeMap::new();
     for r in &report.results {
+        if let Outcome::Failed(why) = &r.outcome
+            && why.starts_with(HOST_UNREADABLE)
+        {
+            unreachable.entry(r.id.host.as_str()).or_insert((why.as_str(), 0)).1 += 1;
+        }
+    }
+    for r in &report.results {
+        if unreachable.contains_key(r.id.host.as_str()) {
+            continue;
+        }
         match &r.outcome {
             Outcome::Failed(why) => {
                 let _ = writeln!(out, "{} {}: {why}", red("failed: "), r.id);
@@ -80,6 +94,10 @@ pub fn report_text(report: &ApplyReport, color: bool) -> String {
             }
             _ => {}
         }
+    }
+    for (host, (why, _)) in &unreachable {
+        let total = report.results.iter().filter(|r| r.id.host == *host).count();
+        let _ = writeln!(out, "{} {host} (none of its {total} resources applied): {why}", red("failed: "));
     }
     let done = report.count(super::is_done);
     let failed = report.count(|o| matches!(o, Outcome::Failed(_)));

@@ -109,6 +109,10 @@ impl Graph {
         graph.deps = vec![BTreeSet::new(); n];
         graph.dependents = vec![BTreeSet::new(); n];
 
+        crate::resource::link_instances(
+            spec,
+            graph.instances.iter_mut().map(|i| (i.id.host.as_str(), &i.id.resource, &mut i.desired)).collect(),
+        );
         graph.check_duplicate_paths(&mut diags);
 
         // Explicit `after` edges: same host when the target is there, else every instance of it.
@@ -153,13 +157,19 @@ impl Graph {
             for path in inst.desired.paths() {
                 let mut parent = std::path::Path::new(path).parent();
                 while let Some(p) = parent {
-                    if let Some(&j) = p.to_str().and_then(|s| dirs.get(&(inst.id.host.as_str(), s))) {
-                        if j != i {
-                            edges.push((i, j, "its path is inside that directory".to_string()));
-                        }
+                    if let Some(&j) = p.to_str().and_then(|s| dirs.get(&(inst.id.host.as_str(), s)))
+                        && j != i
+                    {
+                        edges.push((i, j, "its path is inside that directory".to_string()));
                     }
                     parent = p.parent();
                 }
+            }
+        }
+        for (i, inst) in self.instances.iter().enumerate() {
+            let Some(writer) = inst.desired.written_by() else { continue };
+            if let Some(j) = self.instances.iter().position(|o| o.id.host == inst.id.host && &o.id.resource == writer) {
+                edges.push((i, j, "it writes the host's firewall table, which holds these rules".to_string()));
             }
         }
         for (i, j, why) in edges {

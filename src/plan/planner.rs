@@ -88,6 +88,9 @@ fn change_for(graph: &Graph, i: usize, d: Decision, old: &BTreeMap<String, Vec<u
         (_, None) => None,
         (Some(ContentChange::FromEmpty), Some(new)) => Some(textdiff::unified(&inst.desired.target(), &inst.id.host, b"", new)),
         (Some(ContentChange::FetchOld { path }), Some(new)) => old.get(path).map(|o| textdiff::unified(path, &inst.id.host, o, new)),
+        (Some(ContentChange::Text { old }), Some(new)) => {
+            Some(textdiff::unified(&inst.desired.target(), &inst.id.host, old.as_bytes(), new))
+        }
         (None, _) => None,
     };
     Change {

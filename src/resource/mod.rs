@@ -7,11 +7,12 @@ pub mod ca;
 pub mod cert;
 pub mod dir;
 pub mod file;
+pub mod firewall;
 pub mod probe;
 
 use serde::Serialize;
 
-use crate::spec::{Diagnostic, Kind, ResourceBody, TemplateText};
+use crate::spec::{Diagnostic, Kind, ResourceBody, ResourceId, Spec, TemplateText, TransportKind};
 use crate::transport::{Transport, TransportError};
 
 pub use probe::{HostFacts, KeyFact, PathFact, PathKind, ProbeRequest};
@@ -85,6 +86,12 @@ pub enum ContentChange {
     },
     /// The old content is nothing (new file).
     FromEmpty,
+    /// The old content as the kind itself renders it (e.g. a firewall table's canonical rules),
+    /// diffed against [`Desired::new_text`].
+    Text {
+        /// The observed text.
+        old: String,
+    },
 }
 
 /// What `diff` decided for one instance, always with the reason.
@@ -121,6 +128,8 @@ pub enum Desired {
     File(file::DesiredFile),
     /// A certificate with its key.
     Cert(Box<cert::DesiredCert>),
+    /// Firewall rules (cairn's nftables table).
+    Firewall(firewall::DesiredFirewall),
 }
 
 /// A failure while applying one instance.
@@ -144,6 +153,7 @@ impl Desired {
             ResourceBody::Dir(d) => dir::DesiredDir::from_spec(d, render).map(Desired::Dir),
             ResourceBody::File(f) => file::DesiredFile::from_spec(f, render).map(Desired::File),
             ResourceBody::Cert(c) => cert::DesiredCert::from_spec(c, render).map(|c| Desired::Cert(Box::new(c))),
+            ResourceBody::Firewall(f) => Ok(Desired::Firewall(firewall::DesiredFirewall::from_spec(f))),
         }
     }
 
@@ -153,6 +163,7 @@ impl Desired {
             Desired::Dir(_) => Kind::Dir,
             Desired::File(_) => Kind::File,
             Desired::Cert(_) => Kind::Cert,
+            Desired::Firewall(_) => Kind::Firewall,
         }
     }
 
@@ -162,6 +173,7 @@ impl Desired {
             Desired::Dir(d) => vec![d.path.as_str()],
             Desired::File(f) => vec![f.path.as_str()],
             Desired::Cert(c) => c.paths(),
+            Desired::Firewall(_) => Vec::new(),
         }
     }
 
@@ -169,19 +181,22 @@ impl Desired {
     pub fn managed_dir(&self) -> Option<&str> {
         match self {
             Desired::Dir(d) => Some(&d.path),
-            Desired::File(_) | Desired::Cert(_) => None,
+            Desired::File(_) | Desired::Cert(_) | Desired::Firewall(_) => None,
         }
     }
 
     /// A short human summary of the target ("/etc/demo/motd").
     pub fn target(&self) -> String {
+        if let Desired::Firewall(f) = self {
+            return f.target();
+        }
         self.paths().join(", ")
     }
 
     /// Whether the content must never be shown.
     pub fn sensitive(&self) -> bool {
         match self {
-            Desired::Dir(_) => false,
+            Desired::Dir(_) | Desired::Firewall(_) => false,
             Desired::File(f) => f.sensitive,
             Desired::Cert(_) => true,
         }
@@ -191,6 +206,7 @@ impl Desired {
     pub fn new_text(&self) -> Option<&[u8]> {
         match self {
             Desired::File(f) if !f.sensitive => Some(&f.content),
+            Desired::Firewall(f) => Some(f.text.as_bytes()),
             _ => None,
         }
     }
@@ -203,6 +219,9 @@ impl Desired {
         for p in self.paths() {
             probe.paths.insert(p.to_string());
         }
+        if let Desired::Firewall(_) = self {
+            probe.firewall = true;
+        }
     }
 
     /// Decides, purely, what to do given what the probe found.
@@ -211,6 +230,7 @@ impl Desired {
             Desired::Dir(d) => d.diff(facts.path(&d.path)),
             Desired::File(f) => f.diff(facts.path(&f.path)),
             Desired::Cert(c) => c.diff(facts),
+            Desired::Firewall(f) => f.diff(facts.firewall.as_ref()),
         }
     }
 
@@ -220,6 +240,16 @@ impl Desired {
             Desired::Dir(d) => d.apply(transport, decision).await,
             Desired::File(f) => f.apply(transport, decision).await,
             Desired::Cert(c) => c.apply(transport, decision).await,
+            Desired::Firewall(f) => f.apply(transport, decision).await,
+        }
+    }
+
+    /// The instance on the same host whose apply carries this one's state, when it is not this
+    /// one (firewall resources share one table per host). The graph makes this instance wait for it.
+    pub fn written_by(&self) -> Option<&ResourceId> {
+        match self {
+            Desired::Firewall(f) => f.written_by.as_ref(),
+            _ => None,
         }
     }
 }
@@ -235,6 +265,22 @@ pub(crate) fn check_rendered_path(path: String, template: &TemplateText) -> Resu
             .with_help("paths may not contain control characters"));
     }
     Ok(path)
+}
+
+/// Lets instances that share a host-wide object see each other; called once by the graph with
+/// every instance as (host, resource, desired), in host then spec order. Today: every firewall
+/// resource on a host renders into one table (see [`firewall`]).
+pub fn link_instances(spec: &Spec, items: Vec<(&str, &ResourceId, &mut Desired)>) {
+    let ssh_port =
+        |host: &str| spec.hosts.get(host).filter(|h| h.transport == TransportKind::Ssh).map(|h| h.port.or(spec.ssh.port).unwrap_or(22));
+    let mut firewalls: Vec<(&str, Option<u16>, &ResourceId, &mut firewall::DesiredFirewall)> = items
+        .into_iter()
+        .filter_map(|(host, id, d)| match d {
+            Desired::Firewall(f) => Some((host, ssh_port(host), id, f)),
+            _ => None,
+        })
+        .collect();
+    firewall::link(&mut firewalls);
 }
 
 /// Parses an owner/mode triple observed on a host into attribute changes against the desired

@@ -17,6 +17,8 @@ pub struct ProbeRequest {
     /// Private key files: stat'ed but never hashed nor read; only the public key derived on the
     /// host (`openssl pkey -pubout`) is returned (tag `K`).
     pub keys: BTreeSet<String>,
+    /// Read cairn's nftables table and the SSH session's addresses (`FW` request line).
+    pub firewall: bool,
 }
 
 /// The type of a path on the host.
@@ -68,6 +70,8 @@ pub struct PathFact {
 pub struct HostFacts {
     /// Existing paths.
     pub paths: BTreeMap<String, PathFact>,
+    /// cairn's nftables table and SSH session, when asked for.
+    pub firewall: Option<super::firewall::FirewallFacts>,
     /// Text of requested certificate files that are readable regular files.
     pub certs: BTreeMap<String, String>,
     /// What the host said about each requested key file that exists.
@@ -102,7 +106,7 @@ impl HostFacts {
 /// `printf` are shell builtins, so apart from the key check the whole probe forks a handful of
 /// processes whatever the number of paths.
 const PROBE_SCRIPT: &str = r#"set -u
-paths='' certs='' keys=''
+paths='' certs='' keys='' fw=''
 nl='
 '
 while IFS='	' read -r tag value; do
@@ -110,6 +114,7 @@ while IFS='	' read -r tag value; do
     P) paths="$paths$value$nl" ;;
     C) certs="$certs$value$nl" ;;
     K) keys="$keys$value$nl" ;;
+    FW) fw=1 ;;
   esac
 done
 existing='' files=''
@@ -153,6 +158,26 @@ $keys
 CAIRN_KEYS
 printf '%s' "$existing" | xargs -r -d '\n' stat -c 'S	%F	%a	%U	%G	%s	%Y	%n' --
 printf '%s' "$files" | xargs -r -d '\n' sha256sum -- | sed 's/^/H	/'
+if [ -n "$fw" ]; then
+  # cairn's SSH session: from the environment, or (behind sudo, which resets it) from the
+  # nearest ancestor process that has it.
+  conn=${SSH_CONNECTION:-} pid=$PPID n=0
+  while [ -z "$conn" ] && [ "$n" -lt 8 ] && [ "$pid" -gt 1 ]; do
+    conn=$(tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | sed -n 's/^SSH_CONNECTION=//p')
+    read -r stat < "/proc/$pid/stat" || break
+    stat=${stat##*) }; set -- $stat; pid=$2 n=$((n + 1))
+  done
+  printf 'FWSSH\t%s\n' "$conn"
+  if command -v nft >/dev/null 2>&1; then
+    if out=$(nft -j list table inet cairn 2>&1); then
+      printf 'FWNFT\tjson\t%s\n' "$(printf '%s' "$out" | tr -d '\n')"
+    else
+      printf 'FWNFT\terror\t%s\n' "$(printf '%s' "$out" | tr '\n' ' ')"
+    fi
+  else
+    printf 'FWNFT\tno-nft\n'
+  fi
+fi
 echo 'E	end'
 "#;
 
@@ -172,6 +197,9 @@ impl ProbeRequest {
                 out.push_str(p);
                 out.push('\n');
             }
+        }
+        if self.firewall {
+            out.push_str("FW\t1\n");
         }
         out.into_bytes()
     }
@@ -246,6 +274,7 @@ pub fn parse_probe_output(text: &str) -> Result<HostFacts, String> {
                 };
                 facts.keys.insert(path.to_string(), fact);
             }
+            "FWSSH" | "FWNFT" => facts.firewall.get_or_insert_with(Default::default).parse_line(tag, rest)?,
             "E" => complete = true,
             _ => return Err(format!("unexpected probe output {line:?}")),
         }

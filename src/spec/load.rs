@@ -9,6 +9,7 @@
 //! that need the whole spec (`after` targets, selectors, duplicate paths) run once everything is
 //! merged, and only when no file had TOML syntax errors.
 
+mod firewall;
 mod pki;
 mod reader;
 
@@ -445,6 +446,7 @@ impl Loader {
             }
             Kind::Cert => pki::cert_body(&mut r, &id, &mut self.pki, d),
             Kind::Ca => None,
+            Kind::Firewall => firewall::read_firewall(&mut r, &id, d).map(ResourceBody::Firewall),
         };
         r.finish(d);
         if let Some(old) = self.resource_keys.get(&id) {
@@ -531,10 +533,10 @@ impl Loader {
             };
             let mut diag =
                 Diagnostic::at(&sel.span, format!("`{written}` in `hosts` of [{id}] matches no host")).with_label("matches no host");
-            if let Selector::Name(n) = &sel.value {
-                if let Some(m) = did_you_mean(n, self.hosts.keys().map(String::as_str)) {
-                    diag = diag.with_label(format!("matches no host; did you mean `{m}`?"));
-                }
+            if let Selector::Name(n) = &sel.value
+                && let Some(m) = did_you_mean(n, self.hosts.keys().map(String::as_str))
+            {
+                diag = diag.with_label(format!("matches no host; did you mean `{m}`?"));
             }
             diag = diag.with_help(self.hosts_help());
             self.diags.push(diag);
@@ -565,6 +567,7 @@ impl Loader {
                 ResourceBody::Dir(dir) => &dir.path,
                 ResourceBody::File(file) => &file.path,
                 ResourceBody::Cert(cert) => &cert.cert_path,
+                ResourceBody::Firewall(_) => continue,
             };
             if is_templated(&path.text) {
                 continue;

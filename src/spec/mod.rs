@@ -2,11 +2,13 @@
 //! reporting every problem at once with file:line:col. Knows nothing of hosts or SSH.
 
 pub mod diagnostic;
+pub mod firewall;
 mod load;
 pub mod model;
 pub mod pki;
 
 pub use diagnostic::{Diagnostic, Diagnostics, FileId, Located, SourceMap, Span};
+pub use firewall::FirewallSpec;
 pub use load::{LoadError, load, load_str};
 pub use model::*;
 pub use pki::*;

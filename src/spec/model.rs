@@ -105,11 +105,13 @@ pub enum Kind {
     Ca,
     /// A certificate and private key issued by a `ca`.
     Cert,
+    /// Firewall rules in cairn's nftables table.
+    Firewall,
 }
 
 impl Kind {
     /// Every kind, in the order a spec's tables are read.
-    pub const ALL: &'static [Kind] = &[Kind::Dir, Kind::File, Kind::Ca, Kind::Cert];
+    pub const ALL: &'static [Kind] = &[Kind::Dir, Kind::File, Kind::Firewall, Kind::Ca, Kind::Cert];
 
     /// The table name (`file`, `dir`, …).
     pub fn as_str(self) -> &'static str {
@@ -118,6 +120,7 @@ impl Kind {
             Kind::File => "file",
             Kind::Ca => "ca",
             Kind::Cert => "cert",
+            Kind::Firewall => "firewall",
         }
     }
 
@@ -279,6 +282,8 @@ pub enum ResourceBody {
     File(FileSpec),
     /// A certificate (`[cert.*]`; `[ca.*]` tables are not resources).
     Cert(Box<super::pki::CertSpec>),
+    /// Firewall rules.
+    Firewall(super::firewall::FirewallSpec),
 }
 
 /// One resource table (`[file.motd]`).
