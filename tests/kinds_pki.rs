@@ -308,6 +308,11 @@ fn lab_hosts_get_a_pki_that_openssl_accepts() {
         assert_eq!(again.code, 0, "{}", again.all());
         assert_eq!(again.stdout, "No changes. 3 resource instances on 3 hosts match the spec.\n");
     }
+    // A no-change plan costs one remote command per host, the probe (which checked the keys).
+    let verbose = cairn(dir, &["-v", "plan"]);
+    for node in ["node1", "node2", "node3"] {
+        assert!(verbose.stderr.contains(&format!("{node}: 1 connection(s), 1 remote command(s)")), "{}", verbose.stderr);
+    }
 
     // node2 gets one more SAN: only its certificate is reissued, and the plan says why.
     let serial = |n: &str| lab.ssh_ok(n, &["openssl", "x509", "-noout", "-serial", "-in", "/etc/etcd/pki/server.pem"]);

@@ -353,7 +353,11 @@ impl DesiredCert {
                 .collect();
             if mine.iter().any(|a| a.name == "content") {
                 if ca_pem.is_none() {
-                    ca_pem = Some(self.load_ca().await?.cert_pem.clone());
+                    // The certificate the diff compared with; the CA key is not needed for this.
+                    ca_pem = match &self.ca_cert {
+                        Some(c) => Some(c.pem.clone()),
+                        None => Some(self.load_ca().await?.cert_pem.clone()),
+                    };
                 }
                 let pem = ca_pem.as_deref().unwrap_or_default();
                 write_file_atomic(transport, path, Content::Bytes(pem.as_bytes()), &self.attrs(CERT_MODE)).await?;
