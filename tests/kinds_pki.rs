@@ -226,6 +226,15 @@ fn local_hosts_get_verified_certificates_and_no_churn() {
     assert_eq!(cairn(dir.path(), &["apply", "--auto-approve"]).code, 0);
     assert_eq!(mode(&root.join("beta/pki/server-key.pem")), 0o600);
     assert_eq!(std::fs::read(root.join("beta/pki/server.pem")).unwrap(), cert);
+
+    // A CA file edited by hand is rewritten, again without reissuing.
+    std::fs::write(root.join("beta/pki/ca.pem"), "edited\n").unwrap();
+    let plan = cairn(dir.path(), &["plan"]);
+    assert!(plan.stdout.contains("CA certificate file differs"), "{}", plan.stdout);
+    assert_eq!(cairn(dir.path(), &["apply", "--auto-approve"]).code, 0);
+    assert_eq!(std::fs::read(root.join("beta/pki/ca.pem")).unwrap(), std::fs::read(store.join("ca.pem")).unwrap());
+    assert_eq!(std::fs::read(root.join("beta/pki/server.pem")).unwrap(), cert);
+    assert_eq!(cairn(dir.path(), &["plan", "--detailed-exitcode"]).code, 0);
 }
 
 // ---- lab hosts ----
