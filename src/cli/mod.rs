@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod connect;
+mod download;
 pub mod lab;
 mod progress;
 
@@ -197,6 +198,7 @@ impl Ui {
 
 async fn run(cli: Cli) -> ExitStatus {
     let ui = Ui::new(&cli);
+    download::install();
     match cli.command {
         Command::Validate { spec } => validate(&ui, &spec.file),
         Command::Graph { spec, format } => graph(&ui, &spec.file, format),

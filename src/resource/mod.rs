@@ -3,6 +3,7 @@
 //! and observed state what to do and why (`diff`), and carries out that decision (`apply`).
 //! Knows nothing of rendering plans or of the CLI.
 
+pub mod binary;
 pub mod ca;
 pub mod cert;
 pub mod dir;
@@ -128,6 +129,8 @@ pub enum Desired {
     File(file::DesiredFile),
     /// A certificate with its key.
     Cert(Box<cert::DesiredCert>),
+    /// A fetched binary or archive members.
+    Binary(binary::DesiredBinary),
     /// Firewall rules (cairn's nftables table).
     Firewall(firewall::DesiredFirewall),
 }
@@ -153,6 +156,7 @@ impl Desired {
             ResourceBody::Dir(d) => dir::DesiredDir::from_spec(d, render).map(Desired::Dir),
             ResourceBody::File(f) => file::DesiredFile::from_spec(f, render).map(Desired::File),
             ResourceBody::Cert(c) => cert::DesiredCert::from_spec(c, render).map(|c| Desired::Cert(Box::new(c))),
+            ResourceBody::Binary(b) => binary::DesiredBinary::from_spec(b, render).map(Desired::Binary),
             ResourceBody::Firewall(f) => Ok(Desired::Firewall(firewall::DesiredFirewall::from_spec(f))),
         }
     }
@@ -163,6 +167,7 @@ impl Desired {
             Desired::Dir(_) => Kind::Dir,
             Desired::File(_) => Kind::File,
             Desired::Cert(_) => Kind::Cert,
+            Desired::Binary(_) => Kind::Binary,
             Desired::Firewall(_) => Kind::Firewall,
         }
     }
@@ -173,6 +178,7 @@ impl Desired {
             Desired::Dir(d) => vec![d.path.as_str()],
             Desired::File(f) => vec![f.path.as_str()],
             Desired::Cert(c) => c.paths(),
+            Desired::Binary(b) => b.targets.iter().map(|t| t.path.as_str()).collect(),
             Desired::Firewall(_) => Vec::new(),
         }
     }
@@ -181,7 +187,7 @@ impl Desired {
     pub fn managed_dir(&self) -> Option<&str> {
         match self {
             Desired::Dir(d) => Some(&d.path),
-            Desired::File(_) | Desired::Cert(_) | Desired::Firewall(_) => None,
+            Desired::File(_) | Desired::Cert(_) | Desired::Binary(_) | Desired::Firewall(_) => None,
         }
     }
 
@@ -196,7 +202,7 @@ impl Desired {
     /// Whether the content must never be shown.
     pub fn sensitive(&self) -> bool {
         match self {
-            Desired::Dir(_) | Desired::Firewall(_) => false,
+            Desired::Dir(_) | Desired::Binary(_) | Desired::Firewall(_) => false,
             Desired::File(f) => f.sensitive,
             Desired::Cert(_) => true,
         }
@@ -219,8 +225,21 @@ impl Desired {
         for p in self.paths() {
             probe.paths.insert(p.to_string());
         }
+        if let Desired::Binary(b) = self
+            && let Some(cmd) = &b.version_command
+        {
+            probe.versions.insert(cmd.clone());
+        }
         if let Desired::Firewall(_) = self {
             probe.firewall = true;
+        }
+    }
+
+    /// Gets ready locally what `diff` needs before it can decide (a binary's archive, fetched
+    /// into the local cache once per run). Never fails: a failure is kept for `diff` to report.
+    pub async fn prepare(&self) {
+        if let Desired::Binary(b) = self {
+            b.prepare().await;
         }
     }
 
@@ -230,6 +249,7 @@ impl Desired {
             Desired::Dir(d) => d.diff(facts.path(&d.path)),
             Desired::File(f) => f.diff(facts.path(&f.path)),
             Desired::Cert(c) => c.diff(facts),
+            Desired::Binary(b) => b.diff(facts),
             Desired::Firewall(f) => f.diff(facts.firewall.as_ref()),
         }
     }
@@ -240,6 +260,7 @@ impl Desired {
             Desired::Dir(d) => d.apply(transport, decision).await,
             Desired::File(f) => f.apply(transport, decision).await,
             Desired::Cert(c) => c.apply(transport, decision).await,
+            Desired::Binary(b) => b.apply(transport, decision).await,
             Desired::Firewall(f) => f.apply(transport, decision).await,
         }
     }

@@ -17,6 +17,9 @@ pub struct ProbeRequest {
     /// Private key files: stat'ed but never hashed nor read; only the public key derived on the
     /// host (`openssl pkey -pubout`) is returned (tag `K`).
     pub keys: BTreeSet<String>,
+    /// Commands (argv) whose first line of output is an installed version (`binary`'s
+    /// `version_command`). Each costs a few forks; they are optional and few.
+    pub versions: BTreeSet<Vec<String>>,
     /// Read cairn's nftables table and the SSH session's addresses (`FW` request line).
     pub firewall: bool,
 }
@@ -70,6 +73,8 @@ pub struct PathFact {
 pub struct HostFacts {
     /// Existing paths.
     pub paths: BTreeMap<String, PathFact>,
+    /// First line printed by each version command that ran successfully.
+    pub versions: BTreeMap<Vec<String>, String>,
     /// cairn's nftables table and SSH session, when asked for.
     pub firewall: Option<super::firewall::FirewallFacts>,
     /// Text of requested certificate files that are readable regular files.
@@ -98,15 +103,18 @@ impl HostFacts {
 
 /// Reads the request from stdin, then prints `C` lines with the text of each requested
 /// certificate (read with shell builtins, at most 500 lines each), `K` lines with the public key
-/// of each requested private key file (`openssl pkey -pubout`: one openssl per key, the only
-/// per-resource fork, as openssl derives one key per process; the private key itself never
-/// leaves the host and key files are stat'ed but never hashed), `S` lines from one `stat` over
-/// every existing path and `H` lines from one `sha256sum` over the regular files among them,
-/// then `E end` so a cut-off output is detected. Missing paths print nothing. `[`, `read` and
-/// `printf` are shell builtins, so apart from the key check the whole probe forks a handful of
-/// processes whatever the number of paths.
+/// of each requested private key file (`openssl pkey -pubout`: one openssl per key, as openssl
+/// derives one key per process; the private key itself never leaves the host and key files are
+/// stat'ed but never hashed), `S` lines from one `stat` over every existing path and `H` lines
+/// from one `sha256sum` over the regular files among them, then `E end` so a cut-off output is
+/// detected. Missing paths print nothing. `[`, `read` and `printf` are shell builtins, so apart
+/// from key checks and version commands the whole probe forks a handful of processes whatever the
+/// number of paths. Each requested version command (`V` lines: an argv joined by the unit
+/// separator, split back into words with globbing off, never evaluated) runs under `timeout 10`
+/// and prints `V<TAB>argv<TAB>first line` when it succeeds: a few forks per version command, none
+/// when no binary asks for one.
 const PROBE_SCRIPT: &str = r#"set -u
-paths='' certs='' keys='' fw=''
+paths='' certs='' keys='' fw='' versions=''
 nl='
 '
 while IFS='	' read -r tag value; do
@@ -114,6 +122,7 @@ while IFS='	' read -r tag value; do
     P) paths="$paths$value$nl" ;;
     C) certs="$certs$value$nl" ;;
     K) keys="$keys$value$nl" ;;
+    V) versions="$versions$value$nl" ;;
     FW) fw=1 ;;
   esac
 done
@@ -158,6 +167,15 @@ $keys
 CAIRN_KEYS
 printf '%s' "$existing" | xargs -r -d '\n' stat -c 'S	%F	%a	%U	%G	%s	%Y	%n' --
 printf '%s' "$files" | xargs -r -d '\n' sha256sum -- | sed 's/^/H	/'
+us=$(printf '\037')
+while IFS= read -r v; do
+  [ -z "$v" ] && continue
+  if out=$(IFS=$us; set -f; set -- $v; timeout 10 "$@" </dev/null 2>&1); then
+    printf 'V\t%s\t%s\n' "$v" "${out%%"$nl"*}"
+  fi
+done <<CAIRN_VERSIONS
+$versions
+CAIRN_VERSIONS
 if [ -n "$fw" ]; then
   # cairn's SSH session: from the environment, or (behind sudo, which resets it) from the
   # nearest ancestor process that has it.
@@ -197,6 +215,12 @@ impl ProbeRequest {
                 out.push_str(p);
                 out.push('\n');
             }
+        }
+        // Version commands: the argv joined by the unit separator (spec values carry none).
+        for v in &self.versions {
+            out.push_str("V\t");
+            out.push_str(&v.join("\u{1f}"));
+            out.push('\n');
         }
         if self.firewall {
             out.push_str("FW\t1\n");
@@ -273,6 +297,13 @@ pub fn parse_probe_output(text: &str) -> Result<HostFacts, String> {
                     }
                 };
                 facts.keys.insert(path.to_string(), fact);
+            }
+            "V" => {
+                let (argv, first) = rest.split_once('\t').ok_or_else(|| format!("unexpected version line {line:?}"))?;
+                let first = first.trim();
+                if !first.is_empty() {
+                    facts.versions.insert(argv.split('\u{1f}').map(str::to_string).collect(), first.to_string());
+                }
             }
             "FWSSH" | "FWNFT" => facts.firewall.get_or_insert_with(Default::default).parse_line(tag, rest)?,
             "E" => complete = true,
@@ -376,6 +407,29 @@ mod tests {
         assert_eq!(f.sha256.as_deref(), Some("5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"));
         assert_eq!(facts.path(&dir.path().display().to_string()).unwrap().kind, PathKind::Dir);
         assert_eq!(facts.paths.len(), 2);
+        assert_eq!(t.stats().commands(), 1);
+    }
+
+    #[test]
+    fn parses_version_lines() {
+        let raw = "V\t/usr/local/bin/etcd\u{1f}--version\tetcd Version: 3.5.21\nV\t/x\t\nE\tend\n";
+        let facts = parse_probe_output(raw).unwrap();
+        let key = vec!["/usr/local/bin/etcd".to_string(), "--version".to_string()];
+        assert_eq!(facts.versions.get(&key).map(String::as_str), Some("etcd Version: 3.5.21"));
+        assert_eq!(facts.versions.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn version_commands_run_in_the_same_single_probe() {
+        let mut req = ProbeRequest::default();
+        // Words are passed as they are: no globbing, no evaluation of `$`.
+        req.versions.insert(argv(&["printf", "%s|%s\\nsecond line\\n", "v 1.2", "*$HOME"]));
+        req.versions.insert(argv(&["/nonexistent/tool", "--version"]));
+        req.versions.insert(argv(&["false"]));
+        let t = crate::transport::LocalTransport::new("local");
+        let facts = req.run(&t).await.unwrap();
+        assert_eq!(facts.versions.len(), 1, "{:?}", facts.versions);
+        assert_eq!(facts.versions.values().next().map(String::as_str), Some("v 1.2|*$HOME"));
         assert_eq!(t.stats().commands(), 1);
     }
 }

@@ -9,9 +9,12 @@
 //! that need the whole spec (`after` targets, selectors, duplicate paths) run once everything is
 //! merged, and only when no file had TOML syntax errors.
 
+mod binary;
 mod firewall;
 mod pki;
 mod reader;
+
+pub(crate) use binary::{bad_scheme as binary_bad_scheme, supported_scheme as binary_url_scheme_ok};
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
@@ -446,6 +449,7 @@ impl Loader {
             }
             Kind::Cert => pki::cert_body(&mut r, &id, &mut self.pki, d),
             Kind::Ca => None,
+            Kind::Binary => binary::read(&mut r, &id, d).map(ResourceBody::Binary),
             Kind::Firewall => firewall::read_firewall(&mut r, &id, d).map(ResourceBody::Firewall),
         };
         r.finish(d);
@@ -477,6 +481,11 @@ impl Loader {
         }
         let base_dir = dir_of(path);
         let state_dir = base_dir.join(self.state_dir.map_or_else(|| ".cairn".to_string(), |s| s.value));
+        for res in &mut self.resources {
+            if let ResourceBody::Binary(b) = &mut res.body {
+                b.cache_dir = state_dir.join("cache");
+            }
+        }
         let ssh = SshDefaults {
             user: self.ssh.user.map(|v| v.value),
             port: self.ssh.port.map(|v| v.value),
@@ -567,6 +576,8 @@ impl Loader {
                 ResourceBody::Dir(dir) => &dir.path,
                 ResourceBody::File(file) => &file.path,
                 ResourceBody::Cert(cert) => &cert.cert_path,
+                // Several paths each; checked on rendered paths when the graph is built.
+                ResourceBody::Binary(_) => continue,
                 ResourceBody::Firewall(_) => continue,
             };
             if is_templated(&path.text) {

@@ -105,13 +105,15 @@ pub enum Kind {
     Ca,
     /// A certificate and private key issued by a `ca`.
     Cert,
+    /// A release file or archive fetched by url, verified by sha256, pushed to hosts.
+    Binary,
     /// Firewall rules in cairn's nftables table.
     Firewall,
 }
 
 impl Kind {
     /// Every kind, in the order a spec's tables are read.
-    pub const ALL: &'static [Kind] = &[Kind::Dir, Kind::File, Kind::Firewall, Kind::Ca, Kind::Cert];
+    pub const ALL: &'static [Kind] = &[Kind::Dir, Kind::File, Kind::Firewall, Kind::Binary, Kind::Ca, Kind::Cert];
 
     /// The table name (`file`, `dir`, …).
     pub fn as_str(self) -> &'static str {
@@ -120,6 +122,7 @@ impl Kind {
             Kind::File => "file",
             Kind::Ca => "ca",
             Kind::Cert => "cert",
+            Kind::Binary => "binary",
             Kind::Firewall => "firewall",
         }
     }
@@ -282,6 +285,8 @@ pub enum ResourceBody {
     File(FileSpec),
     /// A certificate (`[cert.*]`; `[ca.*]` tables are not resources).
     Cert(Box<super::pki::CertSpec>),
+    /// A downloaded binary or archive.
+    Binary(BinarySpec),
     /// Firewall rules.
     Firewall(super::firewall::FirewallSpec),
 }
@@ -299,4 +304,35 @@ pub struct ResourceSpec {
     pub after: Vec<Located<ResourceId>>,
     /// Kind-specific fields.
     pub body: ResourceBody,
+}
+
+/// What a `[binary.*]` installs: members of an archive, or the downloaded file itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BinaryFiles {
+    /// `extract = { "member" = "/dest" }`: archive members (top folder stripped) → host paths.
+    Extract(Vec<(Located<String>, TemplateText)>),
+    /// `path = "/dest"`: the downloaded file as it is.
+    Path(TemplateText),
+}
+
+/// `[binary.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinarySpec {
+    /// `https://`, `http://` or `file://` url (may be templated).
+    pub url: TemplateText,
+    /// Expected sha256 of what the url serves, lower-case hex.
+    pub sha256: Located<String>,
+    /// What to install where.
+    pub files: BinaryFiles,
+    /// Mode of every installed file; default 0755.
+    pub mode: Option<Mode>,
+    /// Owner user name, when managed.
+    pub owner: Option<Located<String>>,
+    /// Group name, when managed.
+    pub group: Option<Located<String>>,
+    /// A command (argv, each word a template) run on the host by the probe to show the
+    /// installed version in plans.
+    pub version_command: Option<Vec<TemplateText>>,
+    /// Local download cache (`<state_dir>/cache`), set once the spec is loaded.
+    pub cache_dir: PathBuf,
 }
