@@ -4,6 +4,8 @@
 //! Knows nothing of rendering plans or of the CLI.
 
 pub mod binary;
+pub mod ca;
+pub mod cert;
 pub mod check;
 pub mod dir;
 pub mod file;
@@ -17,7 +19,7 @@ use serde::Serialize;
 use crate::spec::{Diagnostic, Kind, ResourceBody, ResourceId, Spec, StartMode, TemplateText, TransportKind};
 use crate::transport::{Transport, TransportError};
 
-pub use probe::{HostFacts, PathFact, PathKind, ProbeRequest};
+pub use probe::{HostFacts, KeyFact, PathFact, PathKind, ProbeRequest};
 
 /// What a change does to an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
@@ -137,6 +139,8 @@ pub enum Desired {
     User(user::DesiredUser),
     /// A check command.
     Check(check::DesiredCheck),
+    /// A certificate with its key.
+    Cert(Box<cert::DesiredCert>),
     /// A fetched binary or archive members.
     Binary(binary::DesiredBinary),
     /// Firewall rules (cairn's nftables table).
@@ -166,6 +170,7 @@ impl Desired {
             ResourceBody::Unit(u) => unit::DesiredUnit::from_spec(u, render).map(Desired::Unit),
             ResourceBody::User(u) => Ok(Desired::User(user::DesiredUser::from_spec(u))),
             ResourceBody::Check(c) => check::DesiredCheck::from_spec(c, render).map(Desired::Check),
+            ResourceBody::Cert(c) => cert::DesiredCert::from_spec(c, render).map(|c| Desired::Cert(Box::new(c))),
             ResourceBody::Binary(b) => binary::DesiredBinary::from_spec(b, render).map(Desired::Binary),
             ResourceBody::Firewall(f) => Ok(Desired::Firewall(firewall::DesiredFirewall::from_spec(f))),
         }
@@ -179,6 +184,7 @@ impl Desired {
             Desired::Unit(_) => Kind::Unit,
             Desired::User(_) => Kind::User,
             Desired::Check(_) => Kind::Check,
+            Desired::Cert(_) => Kind::Cert,
             Desired::Binary(_) => Kind::Binary,
             Desired::Firewall(_) => Kind::Firewall,
         }
@@ -191,6 +197,7 @@ impl Desired {
             Desired::File(f) => vec![f.path.as_str()],
             Desired::Unit(u) => u.content.as_ref().map(|_| u.path.as_str()).into_iter().collect(),
             Desired::User(_) | Desired::Check(_) => Vec::new(),
+            Desired::Cert(c) => c.paths(),
             Desired::Binary(b) => b.targets.iter().map(|t| t.path.as_str()).collect(),
             Desired::Firewall(_) => Vec::new(),
         }
@@ -200,7 +207,7 @@ impl Desired {
     pub fn managed_dir(&self) -> Option<&str> {
         match self {
             Desired::Dir(d) => Some(&d.path),
-            Desired::File(_) | Desired::Binary(_) | Desired::Firewall(_) => None,
+            Desired::File(_) | Desired::Cert(_) | Desired::Binary(_) | Desired::Firewall(_) => None,
             Desired::Unit(_) | Desired::User(_) | Desired::Check(_) => None,
         }
     }
@@ -222,6 +229,7 @@ impl Desired {
             Desired::Dir(_) | Desired::Binary(_) | Desired::Firewall(_) => false,
             Desired::File(f) => f.sensitive,
             Desired::Unit(_) | Desired::User(_) | Desired::Check(_) => false,
+            Desired::Cert(_) => true,
         }
     }
 
@@ -237,6 +245,9 @@ impl Desired {
 
     /// Adds what this instance needs to the host's probe.
     pub fn add_to_probe(&self, probe: &mut ProbeRequest) {
+        if let Desired::Cert(c) = self {
+            return c.add_to_probe(probe);
+        }
         for p in self.paths() {
             probe.paths.insert(p.to_string());
         }
@@ -275,6 +286,7 @@ impl Desired {
             Desired::Unit(u) => u.diff(facts),
             Desired::User(u) => u.diff(facts),
             Desired::Check(c) => c.diff(),
+            Desired::Cert(c) => c.diff(facts),
             Desired::Binary(b) => b.diff(facts),
             Desired::Firewall(f) => f.diff(facts.firewall.as_ref()),
         }
@@ -288,6 +300,7 @@ impl Desired {
             Desired::Unit(u) => u.apply(transport, decision).await,
             Desired::User(u) => u.apply(transport, decision).await,
             Desired::Check(c) => c.run(transport).await.map(|_| ()),
+            Desired::Cert(c) => c.apply(transport, decision).await,
             Desired::Binary(b) => b.apply(transport, decision).await,
             Desired::Firewall(f) => f.apply(transport, decision).await,
         }

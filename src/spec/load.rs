@@ -11,6 +11,7 @@
 
 mod binary;
 mod firewall;
+mod pki;
 mod reader;
 mod systemd;
 
@@ -160,6 +161,8 @@ struct Loader {
     pending_restart_on: Vec<Located<ResourceId>>,
     /// Written selectors with their resource, checked once every host is known.
     pending_selectors: Vec<(ResourceId, Located<Selector>)>,
+    /// `[ca.*]` tables (not resources: a CA has no hosts) and the `ca` references of certificates.
+    pki: pki::PkiParts,
 }
 
 impl Loader {
@@ -380,6 +383,9 @@ impl Loader {
 
     /// `[KIND.NAME]`.
     fn resource(&mut self, file: FileId, base: &Path, kind: Kind, name: Located<String>, value: &Value<'_>) {
+        if kind == Kind::Ca {
+            return self.ca_table(file, base, name, value);
+        }
         let d = &mut self.diags;
         let id = ResourceId::new(kind, name.value.clone());
         let DeValue::Table(table) = value.get_ref() else {
@@ -455,6 +461,8 @@ impl Loader {
             }
             Kind::User => systemd::user(&mut r, &name, d).map(ResourceBody::User),
             Kind::Check => systemd::check(&mut r, &id, d).map(ResourceBody::Check),
+            Kind::Cert => pki::cert_body(&mut r, &id, &mut self.pki, d),
+            Kind::Ca => None,
             Kind::Binary => binary::read(&mut r, &id, d).map(ResourceBody::Binary),
             Kind::Firewall => firewall::read_firewall(&mut r, &id, d).map(ResourceBody::Firewall),
         };
@@ -481,6 +489,7 @@ impl Loader {
             self.check_restart_on();
             self.check_selectors();
             self.check_duplicate_paths();
+            self.resolve_cas(&dir_of(path).join(self.state_dir.as_ref().map_or(".cairn", |s| s.value.as_str())));
         }
         if !self.diags.is_empty() {
             return Err(LoadError { sources: self.sources, diagnostics: self.diags });
@@ -582,6 +591,7 @@ impl Loader {
                 ResourceBody::Dir(dir) => &dir.path,
                 ResourceBody::File(file) => &file.path,
                 ResourceBody::Unit(_) | ResourceBody::User(_) | ResourceBody::Check(_) => continue,
+                ResourceBody::Cert(cert) => &cert.cert_path,
                 // Several paths each; checked on rendered paths when the graph is built.
                 ResourceBody::Binary(_) => continue,
                 ResourceBody::Firewall(_) => continue,

@@ -5,9 +5,11 @@ pub mod diagnostic;
 pub mod firewall;
 mod load;
 pub mod model;
+pub mod pki;
 
 pub use diagnostic::{Diagnostic, Diagnostics, FileId, Located, SourceMap, Span};
 pub use firewall::FirewallSpec;
 pub use load::{LoadError, load, load_str};
 pub(crate) use load::{binary_bad_scheme, binary_url_scheme_ok};
 pub use model::*;
+pub use pki::*;

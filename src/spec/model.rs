@@ -107,6 +107,10 @@ pub enum Kind {
     User,
     /// A command that must succeed.
     Check,
+    /// A certificate authority on the machine running cairn (no hosts, no instances).
+    Ca,
+    /// A certificate and private key issued by a `ca`.
+    Cert,
     /// A release file or archive fetched by url, verified by sha256, pushed to hosts.
     Binary,
     /// Firewall rules in cairn's nftables table.
@@ -115,7 +119,8 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order a spec's tables are read.
-    pub const ALL: &'static [Kind] = &[Kind::Dir, Kind::File, Kind::Unit, Kind::User, Kind::Check, Kind::Firewall, Kind::Binary];
+    pub const ALL: &'static [Kind] =
+        &[Kind::Dir, Kind::File, Kind::Unit, Kind::User, Kind::Check, Kind::Firewall, Kind::Binary, Kind::Ca, Kind::Cert];
 
     /// The table name (`file`, `dir`, …).
     pub fn as_str(self) -> &'static str {
@@ -125,6 +130,8 @@ impl Kind {
             Kind::Unit => "unit",
             Kind::User => "user",
             Kind::Check => "check",
+            Kind::Ca => "ca",
+            Kind::Cert => "cert",
             Kind::Binary => "binary",
             Kind::Firewall => "firewall",
         }
@@ -376,6 +383,8 @@ pub enum ResourceBody {
     User(UserSpec),
     /// A check command.
     Check(CheckSpec),
+    /// A certificate (`[cert.*]`; `[ca.*]` tables are not resources).
+    Cert(Box<super::pki::CertSpec>),
     /// A downloaded binary or archive.
     Binary(BinarySpec),
     /// Firewall rules.
