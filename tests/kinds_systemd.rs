@@ -488,3 +488,27 @@ after = ["check.failing"]
 fn node3() -> &'static str {
     "node3"
 }
+
+#[test]
+fn cert_files_owned_by_a_user_wait_for_it() {
+    let g = graph(&format!(
+        r#"{HOSTS}
+[user.etcd]
+system = true
+
+[ca.etcd]
+common_name = "etcd"
+
+[cert.server]
+hosts = ["role=etcd"]
+ca = "ca.etcd"
+common_name = "{{{{ host.name }}}}"
+cert_path = "/etc/etcd/pki/server.pem"
+key_path = "/etc/etcd/pki/server-key.pem"
+owner = "etcd"
+"#
+    ));
+    let cert = index(&g, "cert.server", "node1");
+    let user = index(&g, "user.etcd", "node1");
+    assert_eq!(g.instances[cert].dep_reasons.get(&user).map(String::as_str), Some("`etcd` is created by user.etcd"));
+}

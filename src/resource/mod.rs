@@ -347,6 +347,7 @@ impl Desired {
         match self {
             Desired::Dir(d) => d.owner.iter().chain(&d.group).map(String::as_str).collect(),
             Desired::File(f) => f.owner.iter().chain(&f.group).map(String::as_str).collect(),
+            Desired::Cert(c) => c.owner.iter().chain(&c.group).map(String::as_str).collect(),
             Desired::User(u) => u.groups.iter().map(String::as_str).filter(|g| *g != u.group).collect(),
             _ => Vec::new(),
         }
