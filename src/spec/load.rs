@@ -10,14 +10,17 @@
 //! merged, and only when no file had TOML syntax errors.
 
 mod firewall;
+mod module;
 mod reader;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use toml::de::{DeTable, DeValue};
 
+pub use self::module::{load_module, module_roots};
 use self::reader::{TableReader, Value, quote_list, to_json, type_phrase};
 use super::diagnostic::{Diagnostic, Diagnostics, FileId, Located, SourceMap, Span, did_you_mean};
 use super::model::{
@@ -154,6 +157,14 @@ struct Loader {
     pending_after: Vec<Located<ResourceId>>,
     /// Written selectors with their resource, checked once every host is known.
     pending_selectors: Vec<(ResourceId, Located<Selector>)>,
+    /// The module instance whose resources are being read, if any.
+    module_ctx: Option<module::ModuleCtx>,
+    /// Where each module instance name was written (for duplicates).
+    module_keys: BTreeMap<String, Span>,
+    /// Module instances read so far.
+    modules: Vec<Arc<super::module::ModuleScope>>,
+    /// Module checks, evaluated once every host is known.
+    pending_asserts: Vec<module::PendingAssert>,
 }
 
 impl Loader {
@@ -223,6 +234,11 @@ impl Loader {
                 for (name, value) in kind_table.rest() {
                     self.resource(file, &base, kind, name, value);
                 }
+            }
+        }
+        if let Some(mut modules) = root.table("module", "[module]".into(), &mut self.diags) {
+            for (name, value) in modules.rest() {
+                self.module_instance(file, &base, name, value);
             }
         }
         root.finish(&mut self.diags);
@@ -375,7 +391,9 @@ impl Loader {
     /// `[KIND.NAME]`.
     fn resource(&mut self, file: FileId, base: &Path, kind: Kind, name: Located<String>, value: &Value<'_>) {
         let d = &mut self.diags;
-        let id = ResourceId::new(kind, name.value.clone());
+        // Inside a module, ids carry the instance name and `after` names the module's own resources.
+        let scope = self.module_ctx.as_ref().map(|m| m.scope.clone());
+        let id = ResourceId { module: scope.as_ref().map(|m| m.name.clone()), kind, name: name.value.clone() };
         let DeValue::Table(table) = value.get_ref() else {
             d.push(
                 Diagnostic::at(&Span::new(file, value.span()), format!("`{id}` must be a table, found {}", type_phrase(value.get_ref())))
@@ -405,12 +423,18 @@ impl Loader {
                 self.pending_selectors.extend(selectors.iter().map(|s| (id.clone(), s.clone())));
                 selectors
             }
-            None => vec![Located::new(Selector::All, span.clone())],
+            None => match &scope {
+                Some(m) if !m.hosts.is_empty() => m.hosts.clone(),
+                _ => vec![Located::new(Selector::All, span.clone())],
+            },
         };
         let mut after = Vec::new();
         for a in r.string_list("after", d).map(|l| l.value).unwrap_or_default() {
             match ResourceId::parse(&a.value) {
-                Some(target) if valid_name(&target.name) => {
+                Some(mut target) if valid_name(&target.name) => {
+                    if target.module.is_none() {
+                        target.module = scope.as_ref().map(|m| m.name.clone());
+                    }
                     let loc = Located::new(target, a.span);
                     self.pending_after.push(loc.clone());
                     after.push(loc);
@@ -441,6 +465,9 @@ impl Loader {
             Kind::Firewall => firewall::read_firewall(&mut r, &id, d).map(ResourceBody::Firewall),
         };
         r.finish(d);
+        if let Some(m) = &self.module_ctx {
+            after.extend(m.after.iter().cloned());
+        }
         if let Some(old) = self.resource_keys.get(&id) {
             d.push(
                 Diagnostic::at(&name.span, format!("resource `{id}` is defined twice"))
@@ -452,7 +479,7 @@ impl Loader {
         }
         self.resource_keys.insert(id.clone(), name.span);
         if let Some(body) = body {
-            self.resources.push(ResourceSpec { id, span, hosts, after, body });
+            self.resources.push(ResourceSpec { id, span, hosts, after, body, scope });
         }
     }
 
@@ -461,6 +488,7 @@ impl Loader {
         if !self.broken {
             self.check_after();
             self.check_selectors();
+            self.check_modules();
             self.check_duplicate_paths();
         }
         if !self.diags.is_empty() {
@@ -486,6 +514,7 @@ impl Loader {
             ssh,
             hosts: self.hosts,
             resources: self.resources,
+            modules: self.modules,
         })
     }
 

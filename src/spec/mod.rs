@@ -5,8 +5,10 @@ pub mod diagnostic;
 pub mod firewall;
 mod load;
 pub mod model;
+pub mod module;
 
 pub use diagnostic::{Diagnostic, Diagnostics, FileId, Located, SourceMap, Span};
 pub use firewall::FirewallSpec;
-pub use load::{LoadError, load, load_str};
+pub use load::{LoadError, load, load_module, load_str, module_roots};
 pub use model::*;
+pub use module::{InputDecl, InputType, ModuleDef, ModuleScope};
