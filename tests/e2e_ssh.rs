@@ -117,7 +117,11 @@ fn apply_plan_drift_repair_on_three_hosts() {
     // No ssh process of this run outlives it.
     let leftovers = Command::new("pgrep").args(["-f", "ssh.*cairn-"]).output().unwrap();
     let pids = String::from_utf8_lossy(&leftovers.stdout).trim().to_string();
-    assert!(pids.is_empty() || !pids.lines().any(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default().contains(&lab.info.name)), "{pids}");
+    assert!(
+        pids.is_empty()
+            || !pids.lines().any(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default().contains(&lab.info.name)),
+        "{pids}"
+    );
 }
 
 #[test]
@@ -133,7 +137,11 @@ fn a_down_host_fails_alone_and_a_changed_host_key_is_refused() {
     let apply = cairn(dir, &["apply", "--auto-approve"]);
     assert_eq!(apply.code, 1);
     assert!(apply.stdout.contains("error: node3: cannot connect: "), "{}", apply.stdout);
-    assert!(apply.stdout.contains("failed:  node3 (none of its 26 resources applied): host could not be read: node3: cannot connect"), "{}", apply.stdout);
+    assert!(
+        apply.stdout.contains("failed:  node3 (none of its 26 resources applied): host could not be read: node3: cannot connect"),
+        "{}",
+        apply.stdout
+    );
     assert!(apply.stdout.contains("Apply failed: 2 changed, 50 unchanged, 6 failed, 20 skipped."), "{}", apply.stdout);
     for node in ["node1", "node2"] {
         assert_eq!(lab.ssh_ok(node, &["cat", "/srv/e2e/added"]), "new");

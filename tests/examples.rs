@@ -40,11 +40,8 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn example_specs() -> Vec<PathBuf> {
-    let mut specs: Vec<PathBuf> = std::fs::read_dir("examples")
-        .unwrap()
-        .map(|e| e.unwrap().path().join("cairn.toml"))
-        .filter(|p| p.exists())
-        .collect();
+    let mut specs: Vec<PathBuf> =
+        std::fs::read_dir("examples").unwrap().map(|e| e.unwrap().path().join("cairn.toml")).filter(|p| p.exists()).collect();
     specs.sort();
     specs
 }
@@ -60,7 +57,8 @@ fn every_example_validates() {
         if text.contains("\"lab.toml\"") && !dir.path().join("lab.toml").exists() {
             std::fs::write(dir.path().join("lab.toml"), STAND_IN_LAB).unwrap();
         }
-        let out = Command::new(env!("CARGO_BIN_EXE_cairn")).args(["validate", "-f", "cairn.toml"]).current_dir(dir.path()).output().unwrap();
+        let out =
+            Command::new(env!("CARGO_BIN_EXE_cairn")).args(["validate", "-f", "cairn.toml"]).current_dir(dir.path()).output().unwrap();
         assert!(
             out.status.success(),
             "{} does not validate:\n{}{}",

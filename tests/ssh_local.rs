@@ -130,10 +130,7 @@ async fn argv_and_stdin_arrive_byte_for_byte() {
     assert!(out.stdout == big, "1 MB came back different");
 
     // stdout and stderr kept apart; a command that ignores stdin is fine.
-    let out = t
-        .run(&argv(&["sh", "-c", "printf out; printf err >&2; exit 3"]), Stdin::Bytes(&big))
-        .await
-        .unwrap();
+    let out = t.run(&argv(&["sh", "-c", "printf out; printf err >&2; exit 3"]), Stdin::Bytes(&big)).await.unwrap();
     assert_eq!((out.status, out.stdout.as_slice(), out.stderr.as_slice()), (Some(3), &b"out"[..], &b"err"[..]));
 
     // A file as stdin.
@@ -267,13 +264,8 @@ async fn accept_new_adds_an_unknown_host_then_strict_accepts_it() {
     cfg.host_key_checking = HostKeyChecking::AcceptNew;
     let t = SshTransport::connect(cfg.clone(), &dir).await.unwrap();
     t.close().await;
-    let found = std::process::Command::new("ssh-keygen")
-        .arg("-F")
-        .arg(format!("[127.0.0.1]:{}", s.port))
-        .arg("-f")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let found =
+        std::process::Command::new("ssh-keygen").arg("-F").arg(format!("[127.0.0.1]:{}", s.port)).arg("-f").arg(&file).output().unwrap();
     assert!(found.status.success(), "key not added: {:?}", std::fs::read_to_string(&file));
 
     cfg.host_key_checking = HostKeyChecking::Strict;
@@ -441,10 +433,7 @@ async fn measure_upload_and_latency() {
         // The same bytes without the atomic dance (no fsync), like scp.
         let plain = work.path().join("plain.bin");
         let started = Instant::now();
-        let out = t
-            .run(&argv(&["sh", "-c", "cat > \"$1\"", "x", plain.to_str().unwrap()]), Stdin::File(&src))
-            .await
-            .unwrap();
+        let out = t.run(&argv(&["sh", "-c", "cat > \"$1\"", "x", plain.to_str().unwrap()]), Stdin::File(&src)).await.unwrap();
         let plain_cat = started.elapsed();
         assert!(out.success());
 

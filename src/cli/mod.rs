@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod connect;
+mod download;
 pub mod lab;
 pub mod module;
 mod progress;
@@ -204,6 +205,7 @@ impl Ui {
 
 async fn run(cli: Cli) -> ExitStatus {
     let ui = Ui::new(&cli);
+    download::install();
     match cli.command {
         Command::Validate { spec } => validate(&ui, &spec.file),
         Command::Graph { spec, format } => graph(&ui, &spec.file, format),

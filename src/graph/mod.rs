@@ -158,10 +158,10 @@ impl Graph {
             for path in inst.desired.paths() {
                 let mut parent = std::path::Path::new(path).parent();
                 while let Some(p) = parent {
-                    if let Some(&j) = p.to_str().and_then(|s| dirs.get(&(inst.id.host.as_str(), s))) {
-                        if j != i {
-                            edges.push((i, j, "its path is inside that directory".to_string()));
-                        }
+                    if let Some(&j) = p.to_str().and_then(|s| dirs.get(&(inst.id.host.as_str(), s)))
+                        && j != i
+                    {
+                        edges.push((i, j, "its path is inside that directory".to_string()));
                     }
                     parent = p.parent();
                 }

@@ -72,13 +72,21 @@ pub fn plan_from_facts(graph: &Graph, host: &str, facts: &HostFacts, old: &BTree
     graph.host_order(host).into_iter().map(|i| change_for(graph, i, graph.instances[i].desired.diff(facts), old)).collect()
 }
 
-/// Runs the probe for the given instances.
+/// Runs the probe for the given instances and, meanwhile, gets ready locally what their diff
+/// needs (a binary's archive, fetched once per run however many hosts wait for it).
 pub async fn probe(graph: &Graph, instances: &[usize], transport: &dyn crate::transport::Transport) -> Result<HostFacts, TransportError> {
     let mut request = ProbeRequest::default();
     for &i in instances {
         graph.instances[i].desired.add_to_probe(&mut request);
     }
-    request.run(transport).await
+    // The host is read while the local artifacts are fetched.
+    let prepare = async {
+        for &i in instances {
+            graph.instances[i].desired.prepare().await;
+        }
+    };
+    let (facts, ()) = tokio::join!(request.run(transport), prepare);
+    facts
 }
 
 fn change_for(graph: &Graph, i: usize, d: Decision, old: &BTreeMap<String, Vec<u8>>) -> Change {

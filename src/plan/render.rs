@@ -106,12 +106,12 @@ fn render_change(out: &mut String, c: &Change, graph: &Graph, opts: TextOptions,
     let head = format!("{symbol} {}", c.id.resource);
     let _ = writeln!(out, "  {}  {}", paint.action(c.action, &head), paint.dim(&c.target));
     let _ = writeln!(out, "      {}", c.reason);
-    if opts.verbose {
-        if let Some(inst) = graph.instances.get(c.instance) {
-            for (dep, why) in &inst.dep_reasons {
-                if let Some(d) = graph.instances.get(*dep) {
-                    let _ = writeln!(out, "      {}", paint.dim(&format!("waits for {}: {why}", d.id)));
-                }
+    if opts.verbose
+        && let Some(inst) = graph.instances.get(c.instance)
+    {
+        for (dep, why) in &inst.dep_reasons {
+            if let Some(d) = graph.instances.get(*dep) {
+                let _ = writeln!(out, "      {}", paint.dim(&format!("waits for {}: {why}", d.id)));
             }
         }
     }

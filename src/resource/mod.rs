@@ -3,6 +3,7 @@
 //! and observed state what to do and why (`diff`), and carries out that decision (`apply`).
 //! Knows nothing of rendering plans or of the CLI.
 
+pub mod binary;
 pub mod dir;
 pub mod file;
 pub mod firewall;
@@ -124,6 +125,8 @@ pub enum Desired {
     Dir(dir::DesiredDir),
     /// A file.
     File(file::DesiredFile),
+    /// A fetched binary or archive members.
+    Binary(binary::DesiredBinary),
     /// Firewall rules (cairn's nftables table).
     Firewall(firewall::DesiredFirewall),
 }
@@ -148,6 +151,7 @@ impl Desired {
         match body {
             ResourceBody::Dir(d) => dir::DesiredDir::from_spec(d, render).map(Desired::Dir),
             ResourceBody::File(f) => file::DesiredFile::from_spec(f, render).map(Desired::File),
+            ResourceBody::Binary(b) => binary::DesiredBinary::from_spec(b, render).map(Desired::Binary),
             ResourceBody::Firewall(f) => Ok(Desired::Firewall(firewall::DesiredFirewall::from_spec(f))),
         }
     }
@@ -157,6 +161,7 @@ impl Desired {
         match self {
             Desired::Dir(_) => Kind::Dir,
             Desired::File(_) => Kind::File,
+            Desired::Binary(_) => Kind::Binary,
             Desired::Firewall(_) => Kind::Firewall,
         }
     }
@@ -166,6 +171,7 @@ impl Desired {
         match self {
             Desired::Dir(d) => vec![d.path.as_str()],
             Desired::File(f) => vec![f.path.as_str()],
+            Desired::Binary(b) => b.targets.iter().map(|t| t.path.as_str()).collect(),
             Desired::Firewall(_) => Vec::new(),
         }
     }
@@ -174,7 +180,7 @@ impl Desired {
     pub fn managed_dir(&self) -> Option<&str> {
         match self {
             Desired::Dir(d) => Some(&d.path),
-            Desired::File(_) | Desired::Firewall(_) => None,
+            Desired::File(_) | Desired::Binary(_) | Desired::Firewall(_) => None,
         }
     }
 
@@ -189,7 +195,7 @@ impl Desired {
     /// Whether the content must never be shown.
     pub fn sensitive(&self) -> bool {
         match self {
-            Desired::Dir(_) | Desired::Firewall(_) => false,
+            Desired::Dir(_) | Desired::Binary(_) | Desired::Firewall(_) => false,
             Desired::File(f) => f.sensitive,
         }
     }
@@ -208,8 +214,21 @@ impl Desired {
         for p in self.paths() {
             probe.paths.insert(p.to_string());
         }
+        if let Desired::Binary(b) = self
+            && let Some(cmd) = &b.version_command
+        {
+            probe.versions.insert(cmd.clone());
+        }
         if let Desired::Firewall(_) = self {
             probe.firewall = true;
+        }
+    }
+
+    /// Gets ready locally what `diff` needs before it can decide (a binary's archive, fetched
+    /// into the local cache once per run). Never fails: a failure is kept for `diff` to report.
+    pub async fn prepare(&self) {
+        if let Desired::Binary(b) = self {
+            b.prepare().await;
         }
     }
 
@@ -218,6 +237,7 @@ impl Desired {
         match self {
             Desired::Dir(d) => d.diff(facts.path(&d.path)),
             Desired::File(f) => f.diff(facts.path(&f.path)),
+            Desired::Binary(b) => b.diff(facts),
             Desired::Firewall(f) => f.diff(facts.firewall.as_ref()),
         }
     }
@@ -227,6 +247,7 @@ impl Desired {
         match self {
             Desired::Dir(d) => d.apply(transport, decision).await,
             Desired::File(f) => f.apply(transport, decision).await,
+            Desired::Binary(b) => b.apply(transport, decision).await,
             Desired::Firewall(f) => f.apply(transport, decision).await,
         }
     }

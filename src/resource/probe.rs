@@ -12,6 +12,9 @@ use crate::transport::{Stdin, Transport, TransportError, argv};
 pub struct ProbeRequest {
     /// Paths to stat (and hash, when regular files).
     pub paths: BTreeSet<String>,
+    /// Commands (argv) whose first line of output is an installed version (`binary`'s
+    /// `version_command`). Each costs a few forks; they are optional and few.
+    pub versions: BTreeSet<Vec<String>>,
     /// Read cairn's nftables table and the SSH session's addresses (`FW` request line).
     pub firewall: bool,
 }
@@ -65,6 +68,8 @@ pub struct PathFact {
 pub struct HostFacts {
     /// Existing paths.
     pub paths: BTreeMap<String, PathFact>,
+    /// First line printed by each version command that ran successfully.
+    pub versions: BTreeMap<Vec<String>, String>,
     /// cairn's nftables table and SSH session, when asked for.
     pub firewall: Option<super::firewall::FirewallFacts>,
 }
@@ -79,14 +84,18 @@ impl HostFacts {
 /// Reads the request from stdin, then prints `S` lines from one `stat` over every existing path
 /// and `H` lines from one `sha256sum` over the regular files among them, then `E end` so a cut-off
 /// output is detected. Missing paths print nothing. `[` and `printf` are shell builtins, so the
-/// whole probe forks a handful of processes whatever the number of paths.
+/// whole probe forks a handful of processes whatever the number of paths. Each requested version
+/// command (`V` lines: an argv joined by the unit separator, split back into words with globbing
+/// off, never evaluated) runs under `timeout 10` and prints `V<TAB>argv<TAB>first line` when it
+/// succeeds: a few forks per version command, none when no binary asks for one.
 const PROBE_SCRIPT: &str = r#"set -u
-paths='' fw=''
+paths='' fw='' versions=''
 nl='
 '
 while IFS='	' read -r tag value; do
   case $tag in
     P) paths="$paths$value$nl" ;;
+    V) versions="$versions$value$nl" ;;
     FW) fw=1 ;;
   esac
 done
@@ -102,6 +111,15 @@ $paths
 CAIRN_PATHS
 printf '%s' "$existing" | xargs -r -d '\n' stat -c 'S	%F	%a	%U	%G	%s	%Y	%n' --
 printf '%s' "$files" | xargs -r -d '\n' sha256sum -- | sed 's/^/H	/'
+us=$(printf '\037')
+while IFS= read -r v; do
+  [ -z "$v" ] && continue
+  if out=$(IFS=$us; set -f; set -- $v; timeout 10 "$@" </dev/null 2>&1); then
+    printf 'V\t%s\t%s\n' "$v" "${out%%"$nl"*}"
+  fi
+done <<CAIRN_VERSIONS
+$versions
+CAIRN_VERSIONS
 if [ -n "$fw" ]; then
   # cairn's SSH session: from the environment, or (behind sudo, which resets it) from the
   # nearest ancestor process that has it.
@@ -137,6 +155,12 @@ impl ProbeRequest {
         for p in &self.paths {
             out.push_str("P\t");
             out.push_str(p);
+            out.push('\n');
+        }
+        // Version commands: the argv joined by the unit separator (spec values carry none).
+        for v in &self.versions {
+            out.push_str("V\t");
+            out.push_str(&v.join("\u{1f}"));
             out.push('\n');
         }
         if self.firewall {
@@ -193,6 +217,13 @@ pub fn parse_probe_output(text: &str) -> Result<HostFacts, String> {
                 let (hash, path) = rest.split_once("  ").ok_or_else(|| format!("unexpected hash line {line:?}"))?;
                 hashes.insert(path.to_string(), hash.to_string());
             }
+            "V" => {
+                let (argv, first) = rest.split_once('\t').ok_or_else(|| format!("unexpected version line {line:?}"))?;
+                let first = first.trim();
+                if !first.is_empty() {
+                    facts.versions.insert(argv.split('\u{1f}').map(str::to_string).collect(), first.to_string());
+                }
+            }
             "FWSSH" | "FWNFT" => facts.firewall.get_or_insert_with(Default::default).parse_line(tag, rest)?,
             "E" => complete = true,
             _ => return Err(format!("unexpected probe output {line:?}")),
@@ -247,6 +278,29 @@ mod tests {
         assert_eq!(f.sha256.as_deref(), Some("5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"));
         assert_eq!(facts.path(&dir.path().display().to_string()).unwrap().kind, PathKind::Dir);
         assert_eq!(facts.paths.len(), 2);
+        assert_eq!(t.stats().commands(), 1);
+    }
+
+    #[test]
+    fn parses_version_lines() {
+        let raw = "V\t/usr/local/bin/etcd\u{1f}--version\tetcd Version: 3.5.21\nV\t/x\t\nE\tend\n";
+        let facts = parse_probe_output(raw).unwrap();
+        let key = vec!["/usr/local/bin/etcd".to_string(), "--version".to_string()];
+        assert_eq!(facts.versions.get(&key).map(String::as_str), Some("etcd Version: 3.5.21"));
+        assert_eq!(facts.versions.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn version_commands_run_in_the_same_single_probe() {
+        let mut req = ProbeRequest::default();
+        // Words are passed as they are: no globbing, no evaluation of `$`.
+        req.versions.insert(argv(&["printf", "%s|%s\\nsecond line\\n", "v 1.2", "*$HOME"]));
+        req.versions.insert(argv(&["/nonexistent/tool", "--version"]));
+        req.versions.insert(argv(&["false"]));
+        let t = crate::transport::LocalTransport::new("local");
+        let facts = req.run(&t).await.unwrap();
+        assert_eq!(facts.versions.len(), 1, "{:?}", facts.versions);
+        assert_eq!(facts.versions.values().next().map(String::as_str), Some("v 1.2|*$HOME"));
         assert_eq!(t.stats().commands(), 1);
     }
 }

@@ -9,9 +9,12 @@
 //! that need the whole spec (`after` targets, selectors, duplicate paths) run once everything is
 //! merged, and only when no file had TOML syntax errors.
 
+mod binary;
 mod firewall;
 mod module;
 mod reader;
+
+pub(crate) use binary::{bad_scheme as binary_bad_scheme, supported_scheme as binary_url_scheme_ok};
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
@@ -462,6 +465,7 @@ impl Loader {
                     _ => None,
                 }
             }
+            Kind::Binary => binary::read(&mut r, &id, d).map(ResourceBody::Binary),
             Kind::Firewall => firewall::read_firewall(&mut r, &id, d).map(ResourceBody::Firewall),
         };
         r.finish(d);
@@ -496,6 +500,11 @@ impl Loader {
         }
         let base_dir = dir_of(path);
         let state_dir = base_dir.join(self.state_dir.map_or_else(|| ".cairn".to_string(), |s| s.value));
+        for res in &mut self.resources {
+            if let ResourceBody::Binary(b) = &mut res.body {
+                b.cache_dir = state_dir.join("cache");
+            }
+        }
         let ssh = SshDefaults {
             user: self.ssh.user.map(|v| v.value),
             port: self.ssh.port.map(|v| v.value),
@@ -553,10 +562,10 @@ impl Loader {
             };
             let mut diag =
                 Diagnostic::at(&sel.span, format!("`{written}` in `hosts` of [{id}] matches no host")).with_label("matches no host");
-            if let Selector::Name(n) = &sel.value {
-                if let Some(m) = did_you_mean(n, self.hosts.keys().map(String::as_str)) {
-                    diag = diag.with_label(format!("matches no host; did you mean `{m}`?"));
-                }
+            if let Selector::Name(n) = &sel.value
+                && let Some(m) = did_you_mean(n, self.hosts.keys().map(String::as_str))
+            {
+                diag = diag.with_label(format!("matches no host; did you mean `{m}`?"));
             }
             diag = diag.with_help(self.hosts_help());
             self.diags.push(diag);
@@ -586,6 +595,8 @@ impl Loader {
             let path = match &res.body {
                 ResourceBody::Dir(dir) => &dir.path,
                 ResourceBody::File(file) => &file.path,
+                // Several paths each; checked on rendered paths when the graph is built.
+                ResourceBody::Binary(_) => continue,
                 ResourceBody::Firewall(_) => continue,
             };
             if is_templated(&path.text) {

@@ -10,5 +10,6 @@ pub mod module;
 pub use diagnostic::{Diagnostic, Diagnostics, FileId, Located, SourceMap, Span};
 pub use firewall::FirewallSpec;
 pub use load::{LoadError, load, load_module, load_str, module_roots};
+pub(crate) use load::{binary_bad_scheme, binary_url_scheme_ok};
 pub use model::*;
 pub use module::{InputDecl, InputType, ModuleDef, ModuleScope};

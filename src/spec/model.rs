@@ -104,19 +104,22 @@ pub enum Kind {
     Dir,
     /// A file with content.
     File,
+    /// A release file or archive fetched by url, verified by sha256, pushed to hosts.
+    Binary,
     /// Firewall rules in cairn's nftables table.
     Firewall,
 }
 
 impl Kind {
     /// Every kind, in the order a spec's tables are read.
-    pub const ALL: &'static [Kind] = &[Kind::Dir, Kind::File, Kind::Firewall];
+    pub const ALL: &'static [Kind] = &[Kind::Dir, Kind::File, Kind::Firewall, Kind::Binary];
 
     /// The table name (`file`, `dir`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Dir => "dir",
             Kind::File => "file",
+            Kind::Binary => "binary",
             Kind::Firewall => "firewall",
         }
     }
@@ -277,6 +280,8 @@ pub enum ResourceBody {
     Dir(DirSpec),
     /// A file.
     File(FileSpec),
+    /// A downloaded binary or archive.
+    Binary(BinarySpec),
     /// Firewall rules.
     Firewall(super::firewall::FirewallSpec),
 }
@@ -296,4 +301,35 @@ pub struct ResourceSpec {
     pub body: ResourceBody,
     /// The module instance this resource comes from (extra template context: `inputs`, `module`).
     pub scope: Option<Arc<super::module::ModuleScope>>,
+}
+
+/// What a `[binary.*]` installs: members of an archive, or the downloaded file itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BinaryFiles {
+    /// `extract = { "member" = "/dest" }`: archive members (top folder stripped) → host paths.
+    Extract(Vec<(Located<String>, TemplateText)>),
+    /// `path = "/dest"`: the downloaded file as it is.
+    Path(TemplateText),
+}
+
+/// `[binary.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinarySpec {
+    /// `https://`, `http://` or `file://` url (may be templated).
+    pub url: TemplateText,
+    /// Expected sha256 of what the url serves, lower-case hex.
+    pub sha256: Located<String>,
+    /// What to install where.
+    pub files: BinaryFiles,
+    /// Mode of every installed file; default 0755.
+    pub mode: Option<Mode>,
+    /// Owner user name, when managed.
+    pub owner: Option<Located<String>>,
+    /// Group name, when managed.
+    pub group: Option<Located<String>>,
+    /// A command (argv, each word a template) run on the host by the probe to show the
+    /// installed version in plans.
+    pub version_command: Option<Vec<TemplateText>>,
+    /// Local download cache (`<state_dir>/cache`), set once the spec is loaded.
+    pub cache_dir: PathBuf,
 }

@@ -215,11 +215,7 @@ impl SshTransport {
     }
 
     fn command_error(&self, argv: &[String], detail: String) -> TransportError {
-        TransportError::Command {
-            host: self.cfg.host_name.clone(),
-            command: argv.first().cloned().unwrap_or_default(),
-            detail,
-        }
+        TransportError::Command { host: self.cfg.host_name.clone(), command: argv.first().cloned().unwrap_or_default(), detail }
     }
 
     fn stop_keeper(&self) {
@@ -372,11 +368,7 @@ impl Transport for SshTransport {
         let Some(session) = guard.as_ref() else {
             return Err(self.command_error(argv, "the connection is closed".to_string()));
         };
-        let _permit = self
-            .channels
-            .acquire()
-            .await
-            .map_err(|_| self.command_error(argv, "the connection is closed".to_string()))?;
+        let _permit = self.channels.acquire().await.map_err(|_| self.command_error(argv, "the connection is closed".to_string()))?;
         self.run_on(session, argv, stdin).await
     }
 

@@ -35,8 +35,7 @@ fn clean(text: &str) -> String {
 /// The likely cause of a failed connection, from ssh's words, phrased for the person at the
 /// keyboard; `None` when nothing known matches.
 pub(super) fn classify_connect(chain: &str, cfg: &SshConfig) -> Option<String> {
-    let known_hosts =
-        cfg.known_hosts_file.as_ref().map_or_else(|| "~/.ssh/known_hosts".to_string(), |p| p.display().to_string());
+    let known_hosts = cfg.known_hosts_file.as_ref().map_or_else(|| "~/.ssh/known_hosts".to_string(), |p| p.display().to_string());
     let target = format!("{}:{}", cfg.address, cfg.port);
     // how known_hosts names the host
     let entry = if cfg.port == 22 { cfg.address.clone() } else { format!("[{}]:{}", cfg.address, cfg.port) };
@@ -56,10 +55,7 @@ pub(super) fn classify_connect(chain: &str, cfg: &SshConfig) -> Option<String> {
         return Some(format!("host key unknown: {target} is not in {known_hosts} (strict host key checking){hint}"));
     }
     if c.contains("Permission denied (") || c.contains("Too many authentication failures") {
-        let key = cfg
-            .identity_file
-            .as_ref()
-            .map_or_else(|| "the agent's or default keys".to_string(), |p| p.display().to_string());
+        let key = cfg.identity_file.as_ref().map_or_else(|| "the agent's or default keys".to_string(), |p| p.display().to_string());
         return Some(format!("authentication refused for user {:?} with {key}", cfg.user));
     }
     if c.contains("Connection refused") {
