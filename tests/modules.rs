@@ -174,6 +174,11 @@ fn instance_hosts_that_match_nothing() {
     insta::assert_snapshot!(errors(&etcd("").replace("role=etcd", "role=etc")));
 }
 
+#[test]
+fn after_inside_a_module_is_reported_in_the_module_s_own_names() {
+    insta::assert_snapshot!(errors(&format!("{HOSTS}\n[module.t]\nsource = \"typo\"\n")));
+}
+
 // ---- the binary ----
 
 fn cairn(dir: &Path, args: &[&str]) -> (i32, String, String) {
@@ -207,6 +212,23 @@ fn module_show_reports_a_broken_module() {
     let (code, _, err) = cairn(&repo(), &["module", "show", "./tests/fixtures/modules/modules/broken"]);
     assert_eq!(code, 1);
     insta::assert_snapshot!(mask(&err));
+}
+
+#[test]
+fn module_names_are_also_looked_up_in_cairn_module_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("{HOSTS}\n[module.etcd]\nsource = \"etcd-cluster\"\nhosts = [\"n1\"]\nversion = \"3.5.22\"\n");
+    std::fs::write(dir.path().join("cairn.toml"), spec).unwrap();
+    let (code, _, err) = cairn(dir.path(), &["validate"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("module `etcd-cluster` not found"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["validate"])
+        .current_dir(dir.path())
+        .env("CAIRN_MODULE_PATH", format!("/nonexistent:{}", repo().join("tests/fixtures/modules/modules").display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn repo_modules() -> Vec<PathBuf> {

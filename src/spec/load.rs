@@ -168,6 +168,8 @@ struct Loader {
     modules: Vec<Arc<super::module::ModuleScope>>,
     /// Module checks, evaluated once every host is known.
     pending_asserts: Vec<module::PendingAssert>,
+    /// Files that are a module's `module.toml` (ids there are written without the instance name).
+    module_files: BTreeSet<FileId>,
 }
 
 impl Loader {
@@ -533,7 +535,14 @@ impl Loader {
             if self.resource_keys.contains_key(&a.value) {
                 continue;
             }
-            let wanted = a.value.to_string();
+            let mut wanted = a.value.to_string();
+            let mut known = known.clone();
+            // Inside a module, speak of ids as written there: without the instance name.
+            if let Some(m) = a.value.module.as_ref().filter(|_| self.module_files.contains(&a.span.file)) {
+                let prefix = format!("{m}.");
+                wanted = wanted.strip_prefix(&prefix).unwrap_or(&wanted).to_string();
+                known = known.iter().filter_map(|k| k.strip_prefix(&prefix)).map(str::to_string).collect();
+            }
             let mut diag = Diagnostic::at(&a.span, format!("`after` names `{wanted}`, which is not defined"));
             diag = match did_you_mean(&wanted, known.iter().map(String::as_str)) {
                 Some(m) => diag.with_label(format!("did you mean `{m}`?")).with_help(format!("write \"{m}\", or define [{wanted}]")),

@@ -171,6 +171,7 @@ impl Loader {
             }
         };
         let file = self.sources.add(&path, text.clone());
+        self.module_files.insert(file);
         let (doc, errors) = DeTable::parse_recoverable(&text);
         if !errors.is_empty() {
             self.broken = true;
