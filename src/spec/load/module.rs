@@ -345,7 +345,9 @@ impl Loader {
             }
         }
         let unmatched: Vec<String> = unmatched.into_iter().map(str::to_string).collect();
-        let env = minijinja::Environment::new();
+        let mut env = minijinja::Environment::new();
+        // As in resource templates: an undefined value can be tested, but printing one is an error.
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::SemiStrict);
         let vars: BTreeMap<&String, &serde_json::Value> = self.vars.iter().map(|(k, (v, _))| (k, v)).collect();
         for pending in std::mem::take(&mut self.pending_asserts) {
             let scope = &pending.scope;
