@@ -4,6 +4,8 @@
 //! Knows nothing of rendering plans or of the CLI.
 
 pub mod binary;
+pub mod ca;
+pub mod cert;
 pub mod dir;
 pub mod file;
 pub mod firewall;
@@ -14,7 +16,7 @@ use serde::Serialize;
 use crate::spec::{Diagnostic, Kind, ResourceBody, ResourceId, Spec, TemplateText, TransportKind};
 use crate::transport::{Transport, TransportError};
 
-pub use probe::{HostFacts, PathFact, PathKind, ProbeRequest};
+pub use probe::{HostFacts, KeyFact, PathFact, PathKind, ProbeRequest};
 
 /// What a change does to an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
@@ -125,6 +127,8 @@ pub enum Desired {
     Dir(dir::DesiredDir),
     /// A file.
     File(file::DesiredFile),
+    /// A certificate with its key.
+    Cert(Box<cert::DesiredCert>),
     /// A fetched binary or archive members.
     Binary(binary::DesiredBinary),
     /// Firewall rules (cairn's nftables table).
@@ -151,6 +155,7 @@ impl Desired {
         match body {
             ResourceBody::Dir(d) => dir::DesiredDir::from_spec(d, render).map(Desired::Dir),
             ResourceBody::File(f) => file::DesiredFile::from_spec(f, render).map(Desired::File),
+            ResourceBody::Cert(c) => cert::DesiredCert::from_spec(c, render).map(|c| Desired::Cert(Box::new(c))),
             ResourceBody::Binary(b) => binary::DesiredBinary::from_spec(b, render).map(Desired::Binary),
             ResourceBody::Firewall(f) => Ok(Desired::Firewall(firewall::DesiredFirewall::from_spec(f))),
         }
@@ -161,6 +166,7 @@ impl Desired {
         match self {
             Desired::Dir(_) => Kind::Dir,
             Desired::File(_) => Kind::File,
+            Desired::Cert(_) => Kind::Cert,
             Desired::Binary(_) => Kind::Binary,
             Desired::Firewall(_) => Kind::Firewall,
         }
@@ -171,6 +177,7 @@ impl Desired {
         match self {
             Desired::Dir(d) => vec![d.path.as_str()],
             Desired::File(f) => vec![f.path.as_str()],
+            Desired::Cert(c) => c.paths(),
             Desired::Binary(b) => b.targets.iter().map(|t| t.path.as_str()).collect(),
             Desired::Firewall(_) => Vec::new(),
         }
@@ -180,7 +187,7 @@ impl Desired {
     pub fn managed_dir(&self) -> Option<&str> {
         match self {
             Desired::Dir(d) => Some(&d.path),
-            Desired::File(_) | Desired::Binary(_) | Desired::Firewall(_) => None,
+            Desired::File(_) | Desired::Cert(_) | Desired::Binary(_) | Desired::Firewall(_) => None,
         }
     }
 
@@ -197,6 +204,7 @@ impl Desired {
         match self {
             Desired::Dir(_) | Desired::Binary(_) | Desired::Firewall(_) => false,
             Desired::File(f) => f.sensitive,
+            Desired::Cert(_) => true,
         }
     }
 
@@ -211,6 +219,9 @@ impl Desired {
 
     /// Adds what this instance needs to the host's probe.
     pub fn add_to_probe(&self, probe: &mut ProbeRequest) {
+        if let Desired::Cert(c) = self {
+            return c.add_to_probe(probe);
+        }
         for p in self.paths() {
             probe.paths.insert(p.to_string());
         }
@@ -237,6 +248,7 @@ impl Desired {
         match self {
             Desired::Dir(d) => d.diff(facts.path(&d.path)),
             Desired::File(f) => f.diff(facts.path(&f.path)),
+            Desired::Cert(c) => c.diff(facts),
             Desired::Binary(b) => b.diff(facts),
             Desired::Firewall(f) => f.diff(facts.firewall.as_ref()),
         }
@@ -247,6 +259,7 @@ impl Desired {
         match self {
             Desired::Dir(d) => d.apply(transport, decision).await,
             Desired::File(f) => f.apply(transport, decision).await,
+            Desired::Cert(c) => c.apply(transport, decision).await,
             Desired::Binary(b) => b.apply(transport, decision).await,
             Desired::Firewall(f) => f.apply(transport, decision).await,
         }

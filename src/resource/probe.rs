@@ -12,6 +12,11 @@ use crate::transport::{Stdin, Transport, TransportError, argv};
 pub struct ProbeRequest {
     /// Paths to stat (and hash, when regular files).
     pub paths: BTreeSet<String>,
+    /// Certificate files whose (public) PEM text is returned (tag `C`).
+    pub certs: BTreeSet<String>,
+    /// Private key files: stat'ed but never hashed nor read; only the public key derived on the
+    /// host (`openssl pkey -pubout`) is returned (tag `K`).
+    pub keys: BTreeSet<String>,
     /// Commands (argv) whose first line of output is an installed version (`binary`'s
     /// `version_command`). Each costs a few forks; they are optional and few.
     pub versions: BTreeSet<Vec<String>>,
@@ -72,6 +77,21 @@ pub struct HostFacts {
     pub versions: BTreeMap<Vec<String>, String>,
     /// cairn's nftables table and SSH session, when asked for.
     pub firewall: Option<super::firewall::FirewallFacts>,
+    /// Text of requested certificate files that are readable regular files.
+    pub certs: BTreeMap<String, String>,
+    /// What the host said about each requested key file that exists.
+    pub keys: BTreeMap<String, KeyFact>,
+}
+
+/// The public side of a private key file, as derived on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyFact {
+    /// `openssl pkey -pubout` printed this PEM public key.
+    PublicKey(String),
+    /// The file is not a readable unencrypted private key.
+    Unreadable,
+    /// The host has no `openssl`: whether the key matches cannot be checked.
+    NoOpenssl,
 }
 
 impl HostFacts {
@@ -81,20 +101,27 @@ impl HostFacts {
     }
 }
 
-/// Reads the request from stdin, then prints `S` lines from one `stat` over every existing path
-/// and `H` lines from one `sha256sum` over the regular files among them, then `E end` so a cut-off
-/// output is detected. Missing paths print nothing. `[` and `printf` are shell builtins, so the
-/// whole probe forks a handful of processes whatever the number of paths. Each requested version
-/// command (`V` lines: an argv joined by the unit separator, split back into words with globbing
-/// off, never evaluated) runs under `timeout 10` and prints `V<TAB>argv<TAB>first line` when it
-/// succeeds: a few forks per version command, none when no binary asks for one.
+/// Reads the request from stdin, then prints `C` lines with the text of each requested
+/// certificate (read with shell builtins, at most 500 lines each), `K` lines with the public key
+/// of each requested private key file (`openssl pkey -pubout`: one openssl per key, as openssl
+/// derives one key per process; the private key itself never leaves the host and key files are
+/// stat'ed but never hashed), `S` lines from one `stat` over every existing path and `H` lines
+/// from one `sha256sum` over the regular files among them, then `E end` so a cut-off output is
+/// detected. Missing paths print nothing. `[`, `read` and `printf` are shell builtins, so apart
+/// from key checks and version commands the whole probe forks a handful of processes whatever the
+/// number of paths. Each requested version command (`V` lines: an argv joined by the unit
+/// separator, split back into words with globbing off, never evaluated) runs under `timeout 10`
+/// and prints `V<TAB>argv<TAB>first line` when it succeeds: a few forks per version command, none
+/// when no binary asks for one.
 const PROBE_SCRIPT: &str = r#"set -u
-paths='' fw='' versions=''
+paths='' certs='' keys='' fw='' versions=''
 nl='
 '
 while IFS='	' read -r tag value; do
   case $tag in
     P) paths="$paths$value$nl" ;;
+    C) certs="$certs$value$nl" ;;
+    K) keys="$keys$value$nl" ;;
     V) versions="$versions$value$nl" ;;
     FW) fw=1 ;;
   esac
@@ -109,6 +136,35 @@ while IFS= read -r p; do
 done <<CAIRN_PATHS
 $paths
 CAIRN_PATHS
+while IFS= read -r p; do
+  [ -z "$p" ] && continue
+  if [ -f "$p" ] && [ -r "$p" ]; then
+    n=0
+    while IFS= read -r l || [ -n "$l" ]; do
+      n=$((n + 1)); [ "$n" -gt 500 ] && break
+      printf 'C\t%s\t%s\n' "$l" "$p"
+    done < "$p"
+  fi
+done <<CAIRN_CERTS
+$certs
+CAIRN_CERTS
+if command -v openssl >/dev/null 2>&1; then have_openssl=1; else have_openssl=''; fi
+while IFS= read -r p; do
+  [ -z "$p" ] && continue
+  if [ -e "$p" ] || [ -L "$p" ]; then
+    existing="$existing$p$nl"
+    if [ -z "$have_openssl" ]; then printf 'K\t!noopenssl\t%s\n' "$p"; continue; fi
+    if pub=$(openssl pkey -in "$p" -passin pass: -pubout 2>/dev/null); then
+      while IFS= read -r l; do printf 'K\t%s\t%s\n' "$l" "$p"; done <<CAIRN_PUB
+$pub
+CAIRN_PUB
+    else
+      printf 'K\t!unreadable\t%s\n' "$p"
+    fi
+  fi
+done <<CAIRN_KEYS
+$keys
+CAIRN_KEYS
 printf '%s' "$existing" | xargs -r -d '\n' stat -c 'S	%F	%a	%U	%G	%s	%Y	%n' --
 printf '%s' "$files" | xargs -r -d '\n' sha256sum -- | sed 's/^/H	/'
 us=$(printf '\037')
@@ -152,10 +208,13 @@ impl ProbeRequest {
     /// The probe's stdin.
     pub fn stdin(&self) -> Vec<u8> {
         let mut out = String::new();
-        for p in &self.paths {
-            out.push_str("P\t");
-            out.push_str(p);
-            out.push('\n');
+        for (tag, set) in [("P", &self.paths), ("C", &self.certs), ("K", &self.keys)] {
+            for p in set {
+                out.push_str(tag);
+                out.push('\t');
+                out.push_str(p);
+                out.push('\n');
+            }
         }
         // Version commands: the argv joined by the unit separator (spec values carry none).
         for v in &self.versions {
@@ -217,6 +276,28 @@ pub fn parse_probe_output(text: &str) -> Result<HostFacts, String> {
                 let (hash, path) = rest.split_once("  ").ok_or_else(|| format!("unexpected hash line {line:?}"))?;
                 hashes.insert(path.to_string(), hash.to_string());
             }
+            "C" => {
+                let (text, path) = rest.split_once('\t').ok_or_else(|| format!("unexpected certificate line {line:?}"))?;
+                let cert = facts.certs.entry(path.to_string()).or_default();
+                cert.push_str(text);
+                cert.push('\n');
+            }
+            "K" => {
+                let (text, path) = rest.split_once('\t').ok_or_else(|| format!("unexpected key line {line:?}"))?;
+                let fact = match text {
+                    "!noopenssl" => KeyFact::NoOpenssl,
+                    "!unreadable" => KeyFact::Unreadable,
+                    _ => {
+                        let entry = facts.keys.entry(path.to_string()).or_insert_with(|| KeyFact::PublicKey(String::new()));
+                        if let KeyFact::PublicKey(pem) = entry {
+                            pem.push_str(text);
+                            pem.push('\n');
+                        }
+                        continue;
+                    }
+                };
+                facts.keys.insert(path.to_string(), fact);
+            }
             "V" => {
                 let (argv, first) = rest.split_once('\t').ok_or_else(|| format!("unexpected version line {line:?}"))?;
                 let first = first.trim();
@@ -255,6 +336,54 @@ mod tests {
         let dir = facts.path("/etc/demo").unwrap();
         assert_eq!((dir.kind, dir.group.as_str(), dir.sha256.as_deref()), (PathKind::Dir, "adm", None));
         assert!(facts.path("/missing").is_none());
+    }
+
+    #[test]
+    fn parses_certificate_and_key_lines() {
+        let raw = "C\t-----BEGIN CERTIFICATE-----\t/etc/pki/a b.pem\n\
+                   C\tMIIB\t/etc/pki/a b.pem\n\
+                   C\t-----END CERTIFICATE-----\t/etc/pki/a b.pem\n\
+                   K\t-----BEGIN PUBLIC KEY-----\t/etc/pki/key.pem\n\
+                   K\tMFkw\t/etc/pki/key.pem\n\
+                   K\t-----END PUBLIC KEY-----\t/etc/pki/key.pem\n\
+                   K\t!unreadable\t/etc/pki/bad.pem\n\
+                   K\t!noopenssl\t/etc/pki/other.pem\n\
+                   S\tregular file\t600\troot\troot\t6\t1\t/etc/pki/key.pem\nE\tend\n";
+        let facts = parse_probe_output(raw).unwrap();
+        assert_eq!(facts.certs["/etc/pki/a b.pem"], "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+        assert_eq!(
+            facts.keys["/etc/pki/key.pem"],
+            KeyFact::PublicKey("-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n".into())
+        );
+        assert_eq!(facts.keys["/etc/pki/bad.pem"], KeyFact::Unreadable);
+        assert_eq!(facts.keys["/etc/pki/other.pem"], KeyFact::NoOpenssl);
+        // The key was stat'ed but never hashed.
+        assert_eq!(facts.path("/etc/pki/key.pem").unwrap().sha256, None);
+    }
+
+    #[tokio::test]
+    async fn probe_returns_a_public_key_never_the_private_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let key_path = dir.path().join("key.pem");
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        let cert_path = dir.path().join("cert.pem");
+        std::fs::write(&cert_path, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----").unwrap();
+        let mut req = ProbeRequest::default();
+        req.keys.insert(key_path.display().to_string());
+        req.keys.insert(dir.path().join("missing.pem").display().to_string());
+        req.certs.insert(cert_path.display().to_string());
+        let t = crate::transport::LocalTransport::new("local");
+        let out = t.run(&ProbeRequest::argv(), Stdin::Bytes(&req.stdin())).await.unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!text.contains("PRIVATE KEY"), "{text}");
+        let facts = parse_probe_output(&text).unwrap();
+        let Some(KeyFact::PublicKey(pem)) = facts.keys.get(&key_path.display().to_string()) else { panic!("{facts:?}") };
+        assert_eq!(pem.trim(), key.public_key_pem().trim());
+        assert_eq!(facts.path(&key_path.display().to_string()).unwrap().sha256, None);
+        assert_eq!(facts.certs[&cert_path.display().to_string()], "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+        assert_eq!(facts.keys.len(), 1);
+        assert_eq!(t.stats().commands(), 1);
     }
 
     #[test]

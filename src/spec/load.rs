@@ -12,6 +12,7 @@
 mod binary;
 mod firewall;
 mod module;
+mod pki;
 mod reader;
 
 pub(crate) use binary::{bad_scheme as binary_bad_scheme, supported_scheme as binary_url_scheme_ok};
@@ -170,6 +171,8 @@ struct Loader {
     pending_asserts: Vec<module::PendingAssert>,
     /// Files that are a module's `module.toml` (ids there are written without the instance name).
     module_files: BTreeSet<FileId>,
+    /// `[ca.*]` tables (not resources: a CA has no hosts) and the `ca` references of certificates.
+    pki: pki::PkiParts,
 }
 
 impl Loader {
@@ -395,6 +398,9 @@ impl Loader {
 
     /// `[KIND.NAME]`.
     fn resource(&mut self, file: FileId, base: &Path, kind: Kind, name: Located<String>, value: &Value<'_>) {
+        if kind == Kind::Ca {
+            return self.ca_table(file, base, name, value);
+        }
         let d = &mut self.diags;
         // Inside a module, ids carry the instance name and `after` names the module's own resources.
         let scope = self.module_ctx.as_ref().map(|m| m.scope.clone());
@@ -467,6 +473,8 @@ impl Loader {
                     _ => None,
                 }
             }
+            Kind::Cert => pki::cert_body(&mut r, &id, &mut self.pki, d),
+            Kind::Ca => None,
             Kind::Binary => binary::read(&mut r, &id, d).map(ResourceBody::Binary),
             Kind::Firewall => firewall::read_firewall(&mut r, &id, d).map(ResourceBody::Firewall),
         };
@@ -496,6 +504,7 @@ impl Loader {
             self.check_selectors();
             self.check_modules();
             self.check_duplicate_paths();
+            self.resolve_cas(&dir_of(path).join(self.state_dir.as_ref().map_or(".cairn", |s| s.value.as_str())));
         }
         if !self.diags.is_empty() {
             return Err(LoadError { sources: self.sources, diagnostics: self.diags });
@@ -604,6 +613,7 @@ impl Loader {
             let path = match &res.body {
                 ResourceBody::Dir(dir) => &dir.path,
                 ResourceBody::File(file) => &file.path,
+                ResourceBody::Cert(cert) => &cert.cert_path,
                 // Several paths each; checked on rendered paths when the graph is built.
                 ResourceBody::Binary(_) => continue,
                 ResourceBody::Firewall(_) => continue,

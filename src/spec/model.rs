@@ -104,6 +104,10 @@ pub enum Kind {
     Dir,
     /// A file with content.
     File,
+    /// A certificate authority on the machine running cairn (no hosts, no instances).
+    Ca,
+    /// A certificate and private key issued by a `ca`.
+    Cert,
     /// A release file or archive fetched by url, verified by sha256, pushed to hosts.
     Binary,
     /// Firewall rules in cairn's nftables table.
@@ -112,13 +116,15 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order a spec's tables are read.
-    pub const ALL: &'static [Kind] = &[Kind::Dir, Kind::File, Kind::Firewall, Kind::Binary];
+    pub const ALL: &'static [Kind] = &[Kind::Dir, Kind::File, Kind::Firewall, Kind::Binary, Kind::Ca, Kind::Cert];
 
     /// The table name (`file`, `dir`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Dir => "dir",
             Kind::File => "file",
+            Kind::Ca => "ca",
+            Kind::Cert => "cert",
             Kind::Binary => "binary",
             Kind::Firewall => "firewall",
         }
@@ -280,6 +286,8 @@ pub enum ResourceBody {
     Dir(DirSpec),
     /// A file.
     File(FileSpec),
+    /// A certificate (`[cert.*]`; `[ca.*]` tables are not resources).
+    Cert(Box<super::pki::CertSpec>),
     /// A downloaded binary or archive.
     Binary(BinarySpec),
     /// Firewall rules.

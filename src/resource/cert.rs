@@ -1,0 +1,727 @@
+//! `cert`: a certificate, its private key and (optionally) the CA certificate on a host, issued
+//! by a `ca` kept on the machine running cairn.
+//!
+//! A certificate is kept while it is signed by the current CA, has exactly the wanted SANs,
+//! usages, subject and key type, matches its private key and does not expire within
+//! `renew_before`; otherwise it is reissued with a new key, and the plan says why. The key check
+//! never moves the key: the probe derives the public key on the host (`openssl pkey -pubout`)
+//! and it is compared here with the certificate's.
+//!
+//! Keys are generated here, on the machine running cairn (rcgen), signed with the CA and written
+//! to the host over the transport's stdin into a 0600 temp file chowned before the rename. That
+//! needs nothing on the host (no openssl to apply), keeps one code path for every key type, and
+//! the key only ever travels inside the SSH channel; it never appears in plans, errors or logs.
+//! The CA is read at plan time (certificate only) and created, when missing, by the first apply
+//! that needs it (see [`crate::state::pki`]).
+
+use std::collections::BTreeSet;
+
+use time::OffsetDateTime;
+
+use super::ca::{Issued, LeafRequest, LoadedCa, San, SecretPem, inspect, issue, issued_by, same_public_key, spki_of_public_key_pem};
+use super::file::sha256_hex;
+use super::{Action, ApplyError, AttrChange, Decision, HostFacts, KeyFact, PathFact, PathKind, ProbeRequest, fix_attrs, run_checked};
+use crate::spec::{CaSource, CaSpec, CertSpec, Diagnostic, Duration, TemplateText, Usage, check_san, san_error};
+use crate::state::pki::{CaFiles, CaStore};
+use crate::transport::{Content, FileAttrs, Transport, argv, write_file_atomic};
+
+/// Mode of the private key file.
+pub const KEY_MODE: u32 = 0o600;
+/// Mode of the certificate and CA certificate files.
+pub const CERT_MODE: u32 = 0o644;
+
+/// The CA certificate as found at plan time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaCert {
+    /// PEM text, as stored (and as written to `ca_path`).
+    pub pem: String,
+    /// DER, for signature checks.
+    pub der: Vec<u8>,
+}
+
+/// A certificate as it should be on one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredCert {
+    /// The issuing CA's spec.
+    pub ca: Box<CaSpec>,
+    /// The CA's certificate when the plan was made; `None`: the CA does not exist yet.
+    pub ca_cert: Option<CaCert>,
+    /// What the certificate must say.
+    pub leaf: LeafRequest,
+    /// Reissue when expiring sooner than this.
+    pub renew_before: Duration,
+    /// Certificate path.
+    pub cert_path: String,
+    /// Key path.
+    pub key_path: String,
+    /// CA certificate path.
+    pub ca_path: Option<String>,
+    /// Owner of the files.
+    pub owner: Option<String>,
+    /// Group of the files.
+    pub group: Option<String>,
+}
+
+impl DesiredCert {
+    /// Renders a `[cert.*]` table for one host and reads its CA's certificate (never its key).
+    pub fn from_spec(
+        spec: &CertSpec,
+        render: &mut dyn FnMut(&TemplateText) -> Result<String, Diagnostic>,
+    ) -> Result<Self, Vec<Diagnostic>> {
+        let mut errors = Vec::new();
+        let mut one = |t: &TemplateText, errors: &mut Vec<Diagnostic>| render(t).map_err(|e| errors.push(e)).ok();
+        let common_name = one(&spec.common_name, &mut errors);
+        let cert_path = one(&spec.cert_path, &mut errors);
+        let key_path = one(&spec.key_path, &mut errors);
+        let ca_path = spec.ca_path.as_ref().map(|p| one(p, &mut errors));
+        let mut sans = Vec::new();
+        for t in &spec.sans {
+            let Some(value) = one(t, &mut errors) else { continue };
+            match check_san(&value) {
+                Ok(()) => {
+                    let san = San::parse(&value);
+                    if !sans.contains(&san) {
+                        sans.push(san);
+                    }
+                }
+                Err(why) => errors.push(san_error(&t.span, &value, &format!("rendered from `{}`: {why}", t.text), None)),
+            }
+        }
+        sans.sort();
+        let Some(ca) = spec.issuer.clone() else {
+            errors.push(
+                Diagnostic::at(&spec.ca.span, format!("`{}` is not a defined CA", spec.ca.value))
+                    .with_help("define it in a [ca.NAME] table"),
+            );
+            return Err(errors);
+        };
+        let ca_cert = match read_ca_cert(&ca) {
+            Ok(c) => c,
+            Err(why) => {
+                errors.push(
+                    Diagnostic::at(&ca.span, format!("CA {} cannot be used: {why}", ca.name))
+                        .with_help("fix or remove the CA's files; a generated CA is re-created when its directory is absent"),
+                );
+                None
+            }
+        };
+        for (t, rendered) in [
+            (Some(&spec.cert_path), cert_path.as_ref()),
+            (Some(&spec.key_path), key_path.as_ref()),
+            (spec.ca_path.as_ref(), ca_path.as_ref().and_then(Option::as_ref)),
+        ] {
+            if let (Some(t), Some(p)) = (t, rendered)
+                && !p.starts_with('/')
+            {
+                errors.push(
+                    Diagnostic::at(&t.span, format!("{} rendered to `{p}`, which is not an absolute path", t.name))
+                        .with_help("paths on hosts must start with `/`"),
+                );
+            }
+        }
+        match (common_name, cert_path, key_path, ca_path) {
+            (Some(common_name), Some(cert_path), Some(key_path), ca_path) if errors.is_empty() => Ok(Self {
+                leaf: LeafRequest {
+                    common_name,
+                    subject: spec.subject.clone(),
+                    sans,
+                    usages: spec.usages.clone(),
+                    validity: spec.validity,
+                    key: spec.key.unwrap_or(ca.key),
+                },
+                ca,
+                ca_cert,
+                renew_before: spec.renew_before,
+                cert_path,
+                key_path,
+                ca_path: ca_path.flatten(),
+                owner: spec.owner.as_ref().map(|o| o.value.clone()),
+                group: spec.group.as_ref().map(|g| g.value.clone()),
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    /// The host paths this instance owns (the CA certificate file may be shared by the
+    /// certificates of one CA, so it is not claimed).
+    pub fn paths(&self) -> Vec<&str> {
+        vec![self.cert_path.as_str(), self.key_path.as_str()]
+    }
+
+    /// What the probe must gather: stat + text of the certificate, stat + derived public key of
+    /// the key (never its content or hash), stat + hash of the CA file.
+    pub fn add_to_probe(&self, probe: &mut ProbeRequest) {
+        probe.paths.insert(self.cert_path.clone());
+        probe.certs.insert(self.cert_path.clone());
+        probe.keys.insert(self.key_path.clone());
+        if let Some(p) = &self.ca_path {
+            probe.paths.insert(p.clone());
+        }
+    }
+
+    /// Decides what to do now.
+    pub fn diff(&self, facts: &HostFacts) -> Decision {
+        self.diff_at(facts, OffsetDateTime::now_utc().unix_timestamp())
+    }
+
+    /// Decides what to do at time `now` (seconds since the epoch). Pure.
+    pub fn diff_at(&self, facts: &HostFacts, now: i64) -> Decision {
+        let name = &self.ca.name;
+        let cert_fact = facts.path(&self.cert_path);
+        let key_fact = facts.path(&self.key_path);
+        let ca_fact = self.ca_path.as_deref().and_then(|p| facts.path(p));
+        for (what, path, fact) in [
+            ("cert_path", Some(&self.cert_path), cert_fact),
+            ("key_path", Some(&self.key_path), key_fact),
+            ("ca_path", self.ca_path.as_ref(), ca_fact),
+        ] {
+            if let (Some(path), Some(f)) = (path, fact)
+                && matches!(f.kind, PathKind::Dir | PathKind::Other)
+            {
+                return Decision::new(Action::Conflict, format!("{what} {path} is {}; cairn will not remove it", f.kind.describe()));
+            }
+        }
+        let Some(ca) = &self.ca_cert else {
+            let action = if cert_fact.is_none() { Action::Create } else { Action::Replace };
+            return self.issue_decision(
+                action,
+                format!("CA {name} will be created; the certificate will be issued by the new CA {name}"),
+                None,
+            );
+        };
+        let Some(cert_fact) = cert_fact else {
+            return self.issue_decision(Action::Create, "certificate does not exist".to_string(), None);
+        };
+        let mut reasons: Vec<String> = Vec::new();
+        if cert_fact.kind == PathKind::Symlink {
+            reasons.push("certificate is a symbolic link".into());
+        }
+        let info = match facts.certs.get(&self.cert_path).map(|text| inspect(text)) {
+            Some(Ok(info)) => Some(info),
+            Some(Err(why)) => {
+                reasons.push(format!("certificate {why}"));
+                None
+            }
+            None => {
+                reasons.push("certificate cannot be read".into());
+                None
+            }
+        };
+        let Some(info) = info else {
+            return self.issue_decision(Action::Replace, reasons.join(", "), None);
+        };
+        if !issued_by(&info.der, &ca.der) {
+            reasons.push("signed by another CA".into());
+        }
+        let mut key_unchecked = false;
+        match (key_fact, facts.keys.get(&self.key_path)) {
+            (None, _) => reasons.push("key file is missing".into()),
+            (Some(k), _) if k.kind == PathKind::Symlink => reasons.push("key is a symbolic link".into()),
+            (Some(_), Some(KeyFact::PublicKey(pem))) => {
+                if !spki_of_public_key_pem(pem).is_some_and(|spki| same_public_key(&spki, &info.spki)) {
+                    reasons.push("key does not match".into());
+                }
+            }
+            (Some(_), Some(KeyFact::NoOpenssl)) => key_unchecked = true,
+            (Some(_), Some(KeyFact::Unreadable) | None) => reasons.push("key cannot be read".into()),
+        }
+        let wanted_sans: BTreeSet<San> = self.leaf.sans.iter().cloned().collect();
+        for san in wanted_sans.difference(&info.sans) {
+            reasons.push(format!("SAN {san} missing"));
+        }
+        for san in info.sans.difference(&wanted_sans) {
+            reasons.push(format!("SAN {san} not wanted"));
+        }
+        let wanted_usages: BTreeSet<Usage> = self.leaf.usages.iter().copied().collect();
+        for u in wanted_usages.difference(&info.usages) {
+            reasons.push(format!("usage {u} missing"));
+        }
+        for u in info.usages.difference(&wanted_usages) {
+            reasons.push(format!("usage {u} not wanted"));
+        }
+        if info.common_name.as_deref() != Some(self.leaf.common_name.as_str()) {
+            reasons.push(format!("common name is {}, not {}", info.common_name.as_deref().unwrap_or("(none)"), self.leaf.common_name));
+        }
+        let wanted_subject: Vec<(String, String)> =
+            self.leaf.subject.fields().into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        if info.subject != wanted_subject {
+            reasons.push("subject differs".into());
+        }
+        if info.key != Some(self.leaf.key) {
+            reasons.push(format!("key type is {}, not {}", info.key.map_or("another", |k| k.as_str()), self.leaf.key));
+        }
+        let left = info.not_after - now;
+        if left < self.renew_before.secs {
+            reasons.push(if left <= 0 { format!("expired {} ago", span_words(-left)) } else { format!("expires in {}", span_words(left)) });
+        }
+        if !reasons.is_empty() {
+            let mut d = self.issue_decision(Action::Replace, reasons.join(", "), Some(&info.sans));
+            if info.usages != wanted_usages {
+                d.attrs.push(AttrChange::new("usages", Some(join(&info.usages)), Some(join(&wanted_usages))));
+            }
+            return d;
+        }
+        // A good certificate: only the files' attributes and the CA file can need work.
+        let mut attrs = Vec::new();
+        self.file_attrs("key", KEY_MODE, key_fact, &mut attrs);
+        self.file_attrs("cert", CERT_MODE, Some(cert_fact), &mut attrs);
+        if let Some(ca_path) = &self.ca_path {
+            match ca_fact {
+                None => attrs.push(AttrChange::new("ca content", None, Some(format!("CA {name} certificate")))),
+                Some(f) => {
+                    if f.kind == PathKind::Symlink || f.sha256.as_deref() != Some(sha256_hex(ca.pem.as_bytes()).as_str()) {
+                        attrs.push(AttrChange::new(
+                            "ca content",
+                            Some(format!("{ca_path} differs")),
+                            Some(format!("CA {name} certificate")),
+                        ));
+                    } else {
+                        self.file_attrs("ca", CERT_MODE, Some(f), &mut attrs);
+                    }
+                }
+            }
+        }
+        if !attrs.is_empty() {
+            let reason = attrs
+                .iter()
+                .map(|a| match a.name.as_str() {
+                    "ca content" if a.before.is_none() => "CA certificate file is missing".to_string(),
+                    "ca content" => "CA certificate file differs".to_string(),
+                    other => format!("{other} differs"),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut d = Decision::new(Action::Update, reason);
+            d.attrs = attrs;
+            return d;
+        }
+        let until = OffsetDateTime::from_unix_timestamp(info.not_after).map(|t| t.date().to_string()).unwrap_or_default();
+        let mut reason = format!("certificate valid until {until}, issued by CA {name}, matching its key, SANs and usages");
+        if key_unchecked {
+            reason = format!(
+                "certificate valid until {until}, issued by CA {name}, SANs and usages match (key not checked: no openssl on the host)"
+            );
+        }
+        Decision::noop(reason)
+    }
+
+    fn issue_decision(&self, action: Action, reason: String, before_sans: Option<&BTreeSet<San>>) -> Decision {
+        let mut d = Decision::new(action, reason);
+        let wanted: BTreeSet<San> = self.leaf.sans.iter().cloned().collect();
+        if before_sans != Some(&wanted) {
+            d.attrs.push(AttrChange::new("sans", before_sans.map(join), Some(join(&wanted))));
+        }
+        if action == Action::Create {
+            d.attrs.push(AttrChange::new("key", None, Some(format!("{} (new, mode {KEY_MODE:04o})", self.leaf.key))));
+            d.attrs.push(AttrChange::new("validity", None, Some(self.leaf.validity.to_string())));
+        } else {
+            d.attrs.push(AttrChange::new("key", Some("(replaced)".into()), Some(format!("{} (new)", self.leaf.key))));
+        }
+        d
+    }
+
+    fn file_attrs(&self, file: &str, mode: u32, fact: Option<&PathFact>, out: &mut Vec<AttrChange>) {
+        let Some(fact) = fact else { return };
+        for a in super::attr_changes(fact, mode, self.owner.as_deref(), self.group.as_deref()) {
+            out.push(AttrChange { name: format!("{file} {}", a.name), ..a });
+        }
+    }
+
+    fn file_path(&self, file: &str) -> Option<&str> {
+        match file {
+            "key" => Some(&self.key_path),
+            "cert" => Some(&self.cert_path),
+            "ca" => self.ca_path.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Carries out a decision made by [`DesiredCert::diff`].
+    pub async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
+        if matches!(decision.action, Action::Create | Action::Replace) {
+            return self.issue_and_write(transport).await;
+        }
+        let mut ca_pem: Option<String> = None;
+        for file in ["key", "cert", "ca"] {
+            let Some(path) = self.file_path(file) else { continue };
+            let mine: Vec<AttrChange> = decision
+                .attrs
+                .iter()
+                .filter_map(|a| {
+                    a.name.strip_prefix(file).and_then(|n| n.strip_prefix(' ')).map(|n| AttrChange { name: n.to_string(), ..a.clone() })
+                })
+                .collect();
+            if mine.iter().any(|a| a.name == "content") {
+                if ca_pem.is_none() {
+                    // The certificate the diff compared with; the CA key is not needed for this.
+                    ca_pem = match &self.ca_cert {
+                        Some(c) => Some(c.pem.clone()),
+                        None => Some(self.load_ca().await?.cert_pem.clone()),
+                    };
+                }
+                let pem = ca_pem.as_deref().unwrap_or_default();
+                write_file_atomic(transport, path, Content::Bytes(pem.as_bytes()), &self.attrs(CERT_MODE)).await?;
+            } else if !mine.is_empty() {
+                fix_attrs(transport, path, &mine).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn attrs(&self, mode: u32) -> FileAttrs {
+        FileAttrs { mode: Some(mode), owner: self.owner.clone(), group: self.group.clone() }
+    }
+
+    /// The CA, created first when it does not exist (generated CAs only).
+    async fn load_ca(&self) -> Result<LoadedCa, ApplyError> {
+        let ca = self.ca.clone();
+        let joined = tokio::task::spawn_blocking(move || ensure_ca(&ca)).await;
+        joined.map_err(|e| ApplyError::Failed(format!("CA task failed: {e}")))?.map_err(ApplyError::Failed)
+    }
+
+    async fn issue_and_write(&self, transport: &dyn Transport) -> Result<(), ApplyError> {
+        let ca = self.load_ca().await?;
+        let req = self.leaf.clone();
+        let ca_pem = ca.cert_pem.clone();
+        let issued: Issued = tokio::task::spawn_blocking(move || issue(&ca, &req, OffsetDateTime::now_utc()))
+            .await
+            .map_err(|e| ApplyError::Failed(format!("signing task failed: {e}")))?
+            .map_err(|e| ApplyError::Failed(format!("issuing the certificate: {e}")))?;
+        let mut dirs: Vec<String> = [Some(&self.cert_path), Some(&self.key_path), self.ca_path.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|p| std::path::Path::new(p).parent().map(|d| d.display().to_string()))
+            .filter(|d| d != "/")
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        if !dirs.is_empty() {
+            let mut cmd = argv(&["mkdir", "-p", "--"]);
+            cmd.extend(dirs);
+            run_checked(transport, &cmd).await?;
+        }
+        // The key first: its temp file is 0600 and chowned before the rename, so its content is
+        // never visible to anyone else, and a half-done apply is seen next time as a mismatch.
+        write_file_atomic(transport, &self.key_path, Content::Bytes(issued.key_pem.expose_bytes()), &self.attrs(KEY_MODE)).await?;
+        write_file_atomic(transport, &self.cert_path, Content::Bytes(issued.cert_pem.as_bytes()), &self.attrs(CERT_MODE)).await?;
+        if let Some(ca_path) = &self.ca_path {
+            write_file_atomic(transport, ca_path, Content::Bytes(ca_pem.as_bytes()), &self.attrs(CERT_MODE)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads the CA certificate (never the key) for planning: `None` when a generated CA does not
+/// exist yet.
+pub fn read_ca_cert(ca: &CaSpec) -> Result<Option<CaCert>, String> {
+    let pem = match &ca.source {
+        CaSource::Store { dir } => CaStore::new(dir).read_cert().map_err(|e| e.to_string())?,
+        CaSource::Imported { cert_file, .. } => {
+            Some(std::fs::read_to_string(cert_file).map_err(|e| format!("cannot read {}: {e}", cert_file.display()))?)
+        }
+    };
+    let Some(pem) = pem else { return Ok(None) };
+    let info = inspect(&pem).map_err(|e| format!("its certificate {e}"))?;
+    if !info.is_ca {
+        return Err("its certificate is not a CA certificate (no basicConstraints CA:TRUE)".into());
+    }
+    if let CaSource::Imported { .. } = &ca.source {
+        // An imported pair is the user's own files: check now that the key fits, rather than at
+        // the first apply. (A generated CA's key is only read to sign.)
+        ensure_ca(ca).map_err(|e| e.trim_start_matches(&format!("CA {}: ", ca.name)).to_string())?;
+    }
+    Ok(Some(CaCert { pem, der: info.der }))
+}
+
+/// The CA ready to sign, generating and storing it first when it is a generated CA that does
+/// not exist yet. Blocking (key generation, files).
+pub fn ensure_ca(ca: &CaSpec) -> Result<LoadedCa, String> {
+    let files = match &ca.source {
+        CaSource::Store { dir } => {
+            let store = CaStore::new(dir);
+            let generate = || {
+                let made = super::ca::generate_ca(ca, OffsetDateTime::now_utc()).map_err(|e| format!("generating CA {}: {e}", ca.name))?;
+                Ok(CaFiles { cert_pem: made.cert_pem, key_pem: made.key_pem.expose_str().to_string() })
+            };
+            store.ensure(generate).map_err(|e| format!("CA {}: {e}", ca.name))?.0
+        }
+        CaSource::Imported { cert_file, key_file } => {
+            let read =
+                |p: &std::path::Path| std::fs::read_to_string(p).map_err(|e| format!("CA {}: cannot read {}: {e}", ca.name, p.display()));
+            CaFiles { cert_pem: read(cert_file)?, key_pem: read(key_file)? }
+        }
+    };
+    LoadedCa::new(files.cert_pem, &SecretPem::new(files.key_pem)).map_err(|e| format!("CA {}: {e}", ca.name))
+}
+
+fn join<T: std::fmt::Display>(items: &BTreeSet<T>) -> String {
+    items.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// "12 days", "5 hours", "1 day".
+fn span_words(secs: i64) -> String {
+    let (n, unit) = if secs >= 86_400 { (secs / 86_400, "day") } else { ((secs / 3_600).max(1), "hour") };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ca::tests::{ca_spec, leaf, loaded};
+    use super::super::ca::{Issued, generate_ca, issue};
+    use super::*;
+    use crate::spec::{KeyType, Subject};
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(NOW).unwrap()
+    }
+
+    struct Fixture {
+        ca: Issued,
+        desired: DesiredCert,
+    }
+
+    fn fixture() -> Fixture {
+        let ca = generate_ca(&ca_spec("etcd", KeyType::EcdsaP256), now()).unwrap();
+        let der = inspect(&ca.cert_pem).unwrap().der;
+        let desired = DesiredCert {
+            ca: Box::new(ca_spec("etcd", KeyType::EcdsaP256)),
+            ca_cert: Some(CaCert { pem: ca.cert_pem.clone(), der }),
+            leaf: leaf(&["10.0.0.241", "127.0.0.1", "localhost"], &[Usage::Client, Usage::Server]),
+            renew_before: Duration::parse("30d").unwrap(),
+            cert_path: "/etc/etcd/pki/server.pem".into(),
+            key_path: "/etc/etcd/pki/server-key.pem".into(),
+            ca_path: Some("/etc/etcd/pki/ca.pem".into()),
+            owner: Some("etcd".into()),
+            group: None,
+        };
+        Fixture { ca, desired }
+    }
+
+    fn fact(mode: u32, sha: Option<String>) -> PathFact {
+        PathFact { kind: PathKind::File, mode, owner: "etcd".into(), group: "etcd".into(), size: 1, mtime: 0, sha256: sha }
+    }
+
+    /// What a host holding `issued` (issued for `d`) would report.
+    fn facts_for(d: &DesiredCert, issued: &Issued, ca_pem: &str) -> HostFacts {
+        let mut f = HostFacts::default();
+        f.paths.insert(d.cert_path.clone(), fact(0o644, None));
+        f.paths.insert(d.key_path.clone(), fact(0o600, None));
+        f.paths.insert("/etc/etcd/pki/ca.pem".into(), fact(0o644, Some(sha256_hex(ca_pem.as_bytes()))));
+        f.certs.insert(d.cert_path.clone(), issued.cert_pem.clone());
+        let pair = rcgen::KeyPair::from_pem(issued.key_pem.expose_str()).unwrap();
+        f.keys.insert(d.key_path.clone(), KeyFact::PublicKey(pair.public_key_pem()));
+        f
+    }
+
+    fn issue_for(fx: &Fixture, req: &LeafRequest, at: OffsetDateTime) -> Issued {
+        issue(&loaded(&fx.ca), req, at).unwrap()
+    }
+
+    fn good(fx: &Fixture) -> (Issued, HostFacts) {
+        let issued = issue_for(fx, &fx.desired.leaf, now());
+        let facts = facts_for(&fx.desired, &issued, &fx.ca.cert_pem);
+        (issued, facts)
+    }
+
+    #[test]
+    fn a_good_certificate_is_kept() {
+        let fx = fixture();
+        let (_, facts) = good(&fx);
+        let d = fx.desired.diff_at(&facts, NOW + 86_400);
+        assert_eq!(d.action, Action::NoOp, "{}", d.reason);
+        assert!(d.reason.starts_with("certificate valid until 2037-"), "{}", d.reason);
+        assert!(d.reason.contains("issued by CA etcd"));
+    }
+
+    #[test]
+    fn a_missing_san_is_named() {
+        let mut fx = fixture();
+        let (_, facts) = good(&fx);
+        fx.desired.leaf.sans.push(San::parse("10.0.0.244"));
+        let d = fx.desired.diff_at(&facts, NOW);
+        assert_eq!((d.action, d.reason.as_str()), (Action::Replace, "SAN 10.0.0.244 missing"));
+        assert_eq!(d.attrs[0].name, "sans");
+        assert_eq!(d.attrs[0].after.as_deref(), Some("10.0.0.241, 10.0.0.244, 127.0.0.1, localhost"));
+    }
+
+    #[test]
+    fn an_extra_san_is_named() {
+        let mut fx = fixture();
+        let (_, facts) = good(&fx);
+        fx.desired.leaf.sans.retain(|s| s.to_string() != "localhost");
+        let d = fx.desired.diff_at(&facts, NOW);
+        assert_eq!((d.action, d.reason.as_str()), (Action::Replace, "SAN localhost not wanted"));
+    }
+
+    #[test]
+    fn a_usage_change_is_named() {
+        let mut fx = fixture();
+        let (_, facts) = good(&fx);
+        fx.desired.leaf.usages = vec![Usage::Server];
+        let d = fx.desired.diff_at(&facts, NOW);
+        assert_eq!((d.action, d.reason.as_str()), (Action::Replace, "usage client not wanted"));
+        let mut fx2 = fixture();
+        fx2.desired.leaf.usages = vec![Usage::Server];
+        let (_, facts) = good(&fx2);
+        fx2.desired.leaf.usages = vec![Usage::Client, Usage::Server];
+        assert_eq!(fx2.desired.diff_at(&facts, NOW).reason, "usage client missing");
+    }
+
+    #[test]
+    fn expiring_within_renew_before_is_reissued() {
+        let fx = fixture();
+        let mut req = fx.desired.leaf.clone();
+        req.validity = Duration::parse("40d").unwrap();
+        let issued = issue_for(&fx, &req, now());
+        let facts = facts_for(&fx.desired, &issued, &fx.ca.cert_pem);
+        // Not yet due: 40 days left, renew_before 30 days.
+        assert_eq!(fx.desired.diff_at(&facts, NOW).action, Action::NoOp);
+        // 28 days later: 12 days left.
+        let d = fx.desired.diff_at(&facts, NOW + 28 * 86_400);
+        assert_eq!((d.action, d.reason.as_str()), (Action::Replace, "expires in 12 days"));
+        let d = fx.desired.diff_at(&facts, NOW + 43 * 86_400);
+        assert_eq!(d.reason, "expired 3 days ago");
+    }
+
+    #[test]
+    fn a_certificate_of_another_ca_is_reissued() {
+        let fx = fixture();
+        let other = generate_ca(&ca_spec("etcd", KeyType::EcdsaP256), now()).unwrap();
+        let issued = issue(&loaded(&other), &fx.desired.leaf, now()).unwrap();
+        let facts = facts_for(&fx.desired, &issued, &fx.ca.cert_pem);
+        let d = fx.desired.diff_at(&facts, NOW);
+        assert_eq!((d.action, d.reason.as_str()), (Action::Replace, "signed by another CA"));
+    }
+
+    #[test]
+    fn a_key_that_does_not_match_is_reissued() {
+        let fx = fixture();
+        let (_, mut facts) = good(&fx);
+        let stranger = rcgen::KeyPair::generate().unwrap();
+        facts.keys.insert(fx.desired.key_path.clone(), KeyFact::PublicKey(stranger.public_key_pem()));
+        let d = fx.desired.diff_at(&facts, NOW);
+        assert_eq!((d.action, d.reason.as_str()), (Action::Replace, "key does not match"));
+        facts.keys.insert(fx.desired.key_path.clone(), KeyFact::Unreadable);
+        assert_eq!(fx.desired.diff_at(&facts, NOW).reason, "key cannot be read");
+        // No openssl on the host: the key cannot be checked, which is said, and not a reason to churn.
+        facts.keys.insert(fx.desired.key_path.clone(), KeyFact::NoOpenssl);
+        let d = fx.desired.diff_at(&facts, NOW);
+        assert_eq!(d.action, Action::NoOp);
+        assert!(d.reason.contains("key not checked"));
+    }
+
+    #[test]
+    fn missing_files_are_named() {
+        let fx = fixture();
+        let d = fx.desired.diff_at(&HostFacts::default(), NOW);
+        assert_eq!((d.action, d.reason.as_str()), (Action::Create, "certificate does not exist"));
+        let (_, mut facts) = good(&fx);
+        facts.paths.remove(&fx.desired.key_path);
+        facts.keys.remove(&fx.desired.key_path);
+        assert_eq!(fx.desired.diff_at(&facts, NOW).reason, "key file is missing");
+        let (_, mut facts) = good(&fx);
+        facts.paths.remove("/etc/etcd/pki/ca.pem");
+        let d = fx.desired.diff_at(&facts, NOW);
+        assert_eq!((d.action, d.reason.as_str()), (Action::Update, "CA certificate file is missing"));
+    }
+
+    #[test]
+    fn garbage_at_the_certificate_path_is_reissued() {
+        let fx = fixture();
+        let (_, mut facts) = good(&fx);
+        facts.certs.insert(fx.desired.cert_path.clone(), "hello\n".into());
+        assert_eq!(fx.desired.diff_at(&facts, NOW).reason, "certificate contains no CERTIFICATE block");
+    }
+
+    #[test]
+    fn a_missing_ca_will_be_created() {
+        let mut fx = fixture();
+        fx.desired.ca_cert = None;
+        let d = fx.desired.diff_at(&HostFacts::default(), NOW);
+        assert_eq!(
+            (d.action, d.reason.as_str()),
+            (Action::Create, "CA etcd will be created; the certificate will be issued by the new CA etcd")
+        );
+        let (_, facts) = good(&fx);
+        assert_eq!(fx.desired.diff_at(&facts, NOW).action, Action::Replace);
+    }
+
+    #[test]
+    fn drifted_modes_are_fixed_without_reissuing() {
+        let fx = fixture();
+        let (_, mut facts) = good(&fx);
+        facts.paths.insert(fx.desired.key_path.clone(), PathFact { owner: "root".into(), ..fact(0o644, None) });
+        let d = fx.desired.diff_at(&facts, NOW);
+        assert_eq!((d.action, d.reason.as_str()), (Action::Update, "key mode differs, key owner differs"));
+        facts.paths.insert("/etc/etcd/pki/ca.pem".into(), fact(0o644, Some("0".repeat(64))));
+        facts.paths.insert(fx.desired.key_path.clone(), fact(0o600, None));
+        assert_eq!(fx.desired.diff_at(&facts, NOW).reason, "CA certificate file differs");
+    }
+
+    #[test]
+    fn subject_common_name_and_key_type_changes_are_named() {
+        let mut fx = fixture();
+        let (_, facts) = good(&fx);
+        fx.desired.leaf.common_name = "etcd-2".into();
+        fx.desired.leaf.subject = Subject { organization: Some("etcd".into()), ..Subject::default() };
+        fx.desired.leaf.key = KeyType::Ed25519;
+        assert_eq!(
+            fx.desired.diff_at(&facts, NOW).reason,
+            "common name is etcd-1, not etcd-2, subject differs, key type is ecdsa-p256, not ed25519"
+        );
+    }
+
+    #[test]
+    fn a_directory_in_the_way_is_a_conflict() {
+        let fx = fixture();
+        let mut facts = HostFacts::default();
+        facts.paths.insert(fx.desired.cert_path.clone(), PathFact { kind: PathKind::Dir, ..fact(0o755, None) });
+        assert_eq!(fx.desired.diff_at(&facts, NOW).action, Action::Conflict);
+    }
+
+    #[test]
+    fn decisions_never_carry_key_material() {
+        let fx = fixture();
+        let (issued, facts) = good(&fx);
+        let mut d = fx.desired.clone();
+        d.leaf.sans.push(San::parse("10.0.0.9"));
+        let decision = d.diff_at(&facts, NOW);
+        let shown = format!("{decision:?} {:?} {issued:?}", d);
+        assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+    }
+
+    #[test]
+    fn an_imported_ca_is_loaded_and_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let made = generate_ca(&ca_spec("ext", KeyType::Rsa2048), now()).unwrap();
+        std::fs::write(tmp.path().join("ca.pem"), &made.cert_pem).unwrap();
+        std::fs::write(tmp.path().join("ca-key.pem"), made.key_pem.expose_bytes()).unwrap();
+        let mut spec = ca_spec("ext", KeyType::Rsa2048);
+        spec.source = CaSource::Imported { cert_file: tmp.path().join("ca.pem"), key_file: tmp.path().join("ca-key.pem") };
+        assert_eq!(read_ca_cert(&spec).unwrap().unwrap().pem, made.cert_pem);
+        assert_eq!(ensure_ca(&spec).unwrap().cert_pem, made.cert_pem);
+        // An imported CA is never written.
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 2);
+        // A key that is not the certificate's is refused, without printing it.
+        let other = generate_ca(&ca_spec("x", KeyType::EcdsaP256), now()).unwrap();
+        std::fs::write(tmp.path().join("ca-key.pem"), other.key_pem.expose_bytes()).unwrap();
+        let err = ensure_ca(&spec).unwrap_err();
+        assert_eq!(err, "CA ext: the CA key does not belong to the CA certificate");
+        // Reported when planning already.
+        assert_eq!(read_ca_cert(&spec).unwrap_err(), "the CA key does not belong to the CA certificate");
+    }
+
+    #[test]
+    fn a_generated_ca_is_created_in_its_store_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut spec = ca_spec("etcd", KeyType::EcdsaP256);
+        spec.source = CaSource::Store { dir: tmp.path().join("pki/etcd") };
+        assert_eq!(read_ca_cert(&spec).unwrap(), None);
+        let first = ensure_ca(&spec).unwrap();
+        let second = ensure_ca(&spec).unwrap();
+        assert_eq!(first.cert_pem, second.cert_pem);
+        assert_eq!(read_ca_cert(&spec).unwrap().unwrap().pem, first.cert_pem);
+    }
+}

@@ -1,0 +1,254 @@
+//! The local CA store: `<state_dir>/pki/<ca>/ca.pem` and `ca-key.pem` on the machine running
+//! cairn (directory 0700, key 0600). Reading the certificate never touches the key. A missing CA
+//! is created at most once, even by concurrent appliers: it is written into a private temporary
+//! directory beside the store and renamed into place, and a loser of that race uses the winner's.
+//! Knows nothing of cryptography: the caller supplies the generator.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The CA certificate's file name in a store.
+pub const CERT_FILE: &str = "ca.pem";
+/// The CA key's file name in a store.
+pub const KEY_FILE: &str = "ca-key.pem";
+
+/// A failure of the local store. Messages name paths, never key content.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file or directory could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The store is there but unusable (half-written, wrong permissions).
+    #[error("{0}")]
+    Broken(String),
+    /// The generator failed.
+    #[error("{0}")]
+    Generate(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.to_path_buf(), source }
+}
+
+/// One CA's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaStore {
+    dir: PathBuf,
+}
+
+/// A CA's certificate (PEM) and key (PEM) as read from or written to a store. `Debug` redacts
+/// the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaFiles {
+    /// Certificate PEM.
+    pub cert_pem: String,
+    /// Key PEM; never print it.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for CaFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaFiles").field("cert_pem", &self.cert_pem).field("key_pem", &"[redacted]").finish()
+    }
+}
+
+/// Serialises CA creation inside this process (the rename makes it safe across processes; the
+/// lock only avoids generating keys that would be thrown away).
+static CREATE: Mutex<()> = Mutex::new(());
+
+impl CaStore {
+    /// The store in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of the certificate.
+    pub fn cert_path(&self) -> PathBuf {
+        self.dir.join(CERT_FILE)
+    }
+
+    /// Path of the key.
+    pub fn key_path(&self) -> PathBuf {
+        self.dir.join(KEY_FILE)
+    }
+
+    /// The CA certificate, or `None` when the CA does not exist yet. Never reads the key.
+    pub fn read_cert(&self) -> Result<Option<String>, StoreError> {
+        let path = self.cert_path();
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if self.key_path().exists() {
+                    return Err(StoreError::Broken(format!(
+                        "{} exists without {}: move the directory away to start a new CA",
+                        self.key_path().display(),
+                        path.display()
+                    )));
+                }
+                Ok(None)
+            }
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// Certificate and key, or `None` when the CA does not exist. Refuses a key readable by
+    /// others than the owner.
+    pub fn read(&self) -> Result<Option<CaFiles>, StoreError> {
+        let Some(cert_pem) = self.read_cert()? else { return Ok(None) };
+        let key_path = self.key_path();
+        let meta = fs::metadata(&key_path).map_err(io(&key_path))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(StoreError::Broken(format!(
+                "{} is readable by others (mode {:04o}); run `chmod 600` on it",
+                key_path.display(),
+                meta.permissions().mode() & 0o7777
+            )));
+        }
+        let key_pem = fs::read_to_string(&key_path).map_err(io(&key_path))?;
+        Ok(Some(CaFiles { cert_pem, key_pem }))
+    }
+
+    /// The CA, created with `generate` first if it does not exist. Returns the CA and whether it
+    /// was created by this call.
+    pub fn ensure(&self, generate: impl FnOnce() -> Result<CaFiles, String>) -> Result<(CaFiles, bool), StoreError> {
+        let _guard = CREATE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(ca) = self.read()? {
+            return Ok((ca, false));
+        }
+        let files = generate().map_err(StoreError::Generate)?;
+        match self.install(&files) {
+            Ok(()) => Ok((files, true)),
+            // Someone else created it meanwhile: theirs wins.
+            Err(_) if self.cert_path().exists() => {
+                self.read()?.map(|ca| (ca, false)).ok_or_else(|| StoreError::Broken("the CA vanished".into()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes `files` into a new temporary directory (0700; key 0600, created with that mode)
+    /// beside the store, then renames it into place. Fails if the store exists with content.
+    fn install(&self, files: &CaFiles) -> Result<(), StoreError> {
+        let parent = self.dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(parent).map_err(io(parent))?;
+        let name = self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "ca".into());
+        let mut suffix = [0u8; 6];
+        getrandom::fill(&mut suffix).map_err(|e| StoreError::Broken(format!("no randomness: {e}")))?;
+        let tmp = parent.join(format!(".{name}.tmp-{}", hex::encode(suffix)));
+        fs::DirBuilder::new().mode(0o700).create(&tmp).map_err(io(&tmp))?;
+        let result = (|| {
+            // mode() only applies under the umask; set the directory's mode exactly.
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(0o700)).map_err(io(&tmp))?;
+            write_new(&tmp.join(KEY_FILE), files.key_pem.as_bytes(), 0o600)?;
+            write_new(&tmp.join(CERT_FILE), files.cert_pem.as_bytes(), 0o644)?;
+            // An existing empty directory (made by hand) is replaced; one with content is not.
+            fs::rename(&tmp, &self.dir).map_err(io(&self.dir))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        result
+    }
+}
+
+/// Creates a new file with `mode` from the start (so a key is never readable by others), writes
+/// and syncs it.
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(path).map_err(io(path))?;
+    f.set_permissions(fs::Permissions::from_mode(mode)).map_err(io(path))?;
+    f.write_all(bytes).map_err(io(path))?;
+    f.sync_all().map_err(io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(n: u8) -> CaFiles {
+        CaFiles { cert_pem: format!("cert {n}\n"), key_pem: format!("-----BEGIN PRIVATE KEY-----\nkey {n}\n") }
+    }
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn creates_once_with_private_modes_then_reloads() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = CaStore::new(tmp.path().join(".cairn/pki/etcd"));
+        assert_eq!(store.read_cert().unwrap(), None);
+        let (ca, created) = store.ensure(|| Ok(files(1))).unwrap();
+        assert!(created);
+        assert_eq!(ca, files(1));
+        assert_eq!(mode(store.dir()), 0o700);
+        assert_eq!(mode(&store.key_path()), 0o600);
+        assert_eq!(mode(&store.cert_path()), 0o644);
+        // Reloaded, not regenerated.
+        let (again, created) = store.ensure(|| Err("must not generate".into())).unwrap();
+        assert!(!created);
+        assert_eq!(again, files(1));
+        assert_eq!(store.read_cert().unwrap().as_deref(), Some("cert 1\n"));
+        // No temporary directories left behind.
+        assert_eq!(fs::read_dir(tmp.path().join(".cairn/pki")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn debug_redacts_the_key() {
+        assert!(!format!("{:?}", files(1)).contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn concurrent_creators_agree_on_one_ca() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("pki/etcd");
+        let handles: Vec<_> = (0..4u8)
+            .map(|i| {
+                let dir = dir.clone();
+                std::thread::spawn(move || CaStore::new(dir).ensure(|| Ok(files(i))).unwrap().0)
+            })
+            .collect();
+        let got: Vec<CaFiles> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert!(got.windows(2).all(|w| w[0] == w[1]));
+    }
+
+    #[test]
+    fn a_loose_key_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = CaStore::new(tmp.path().join("etcd"));
+        store.ensure(|| Ok(files(1))).unwrap();
+        fs::set_permissions(store.key_path(), fs::Permissions::from_mode(0o644)).unwrap();
+        let err = store.read().unwrap_err().to_string();
+        assert!(err.contains("readable by others"), "{err}");
+        assert!(!err.contains("key 1"));
+    }
+
+    #[test]
+    fn a_key_without_certificate_is_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = CaStore::new(tmp.path().join("etcd"));
+        fs::create_dir_all(store.dir()).unwrap();
+        fs::write(store.key_path(), "k").unwrap();
+        assert!(matches!(store.read_cert(), Err(StoreError::Broken(_))));
+    }
+
+    #[test]
+    fn generator_failure_leaves_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = CaStore::new(tmp.path().join("etcd"));
+        assert!(store.ensure(|| Err("no".into())).is_err());
+        assert!(!store.dir().exists());
+    }
+}
