@@ -300,7 +300,7 @@ impl Graph {
     pub fn to_mermaid(&self) -> String {
         let mut out = String::from("flowchart LR\n");
         for host in self.hosts.keys() {
-            out.push_str(&format!("  subgraph {}\n", mermaid_id(host)));
+            out.push_str(&format!("  subgraph host_{}[\"{host}\"]\n", mermaid_id(host)));
             for (i, inst) in self.instances.iter().enumerate().filter(|(_, x)| &x.id.host == host) {
                 out.push_str(&format!("    n{i}[\"{}\"]\n", inst.id.resource));
             }
