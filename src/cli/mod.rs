@@ -6,6 +6,7 @@
 mod connect;
 mod download;
 pub mod lab;
+pub mod module;
 mod progress;
 
 use std::io::{IsTerminal, Write as _};
@@ -112,6 +113,9 @@ pub enum Command {
     /// Local Debian test hosts (systemd-nspawn containers with sshd on a private bridge).
     #[command(subcommand)]
     Lab(lab::LabCommand),
+    /// Reusable modules (`modules/<name>/module.toml`).
+    #[command(subcommand)]
+    Module(module::ModuleCommand),
 }
 
 /// `graph --format`.
@@ -153,6 +157,9 @@ pub fn main() -> ExitCode {
     init_logging(cli.verbose);
     if let Command::Lab(cmd) = cli.command {
         return lab::run(cmd);
+    }
+    if let Command::Module(cmd) = cli.command {
+        return module::run(cmd);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -202,7 +209,7 @@ async fn run(cli: Cli) -> ExitStatus {
     match cli.command {
         Command::Validate { spec } => validate(&ui, &spec.file),
         Command::Graph { spec, format } => graph(&ui, &spec.file, format),
-        Command::Lab(_) => ExitStatus::Error, // handled before the runtime starts
+        Command::Lab(_) | Command::Module(_) => ExitStatus::Error, // handled before the runtime starts
         Command::Plan { spec, json, detailed_exitcode, hosts, targets } => {
             let Some((spec, graph)) = load_graph(&ui, &spec.file, &hosts, &targets) else { return ExitStatus::Error };
             let (ui, graph) = (&ui, &graph);

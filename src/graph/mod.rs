@@ -10,7 +10,7 @@ use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::Serialize;
 
-use crate::module::{Templater, host_context};
+use crate::module::{Templater, host_context, module_context};
 use crate::resource::Desired;
 use crate::spec::{Diagnostic, Diagnostics, HostSpec, Located, ResourceId, Span, Spec};
 
@@ -69,7 +69,8 @@ impl Graph {
         let mut by_resource: BTreeMap<&ResourceId, Vec<usize>> = BTreeMap::new();
         for (ri, resource) in spec.resources.iter().enumerate() {
             for host in spec.hosts.values().filter(|h| selects(&resource.hosts, h)) {
-                let ctx = &contexts[host.name.as_str()];
+                let scoped = resource.scope.as_ref().map(|scope| module_context(spec, host, scope));
+                let ctx = scoped.as_ref().unwrap_or(&contexts[host.name.as_str()]);
                 let mut render = |t: &crate::spec::TemplateText| templater.render(t, ctx, &spec.sources);
                 match Desired::from_spec(&resource.body, &mut render) {
                     Ok(desired) => {
@@ -351,7 +352,7 @@ impl Graph {
     pub fn to_mermaid(&self) -> String {
         let mut out = String::from("flowchart LR\n");
         for host in self.hosts.keys() {
-            out.push_str(&format!("  subgraph {}\n", mermaid_id(host)));
+            out.push_str(&format!("  subgraph host_{}[\"{host}\"]\n", mermaid_id(host)));
             for (i, inst) in self.instances.iter().enumerate().filter(|(_, x)| &x.id.host == host) {
                 out.push_str(&format!("    n{i}[\"{}\"]\n", inst.id.resource));
             }

@@ -1,14 +1,20 @@
-//! Templating: renders [`TemplateText`] with minijinja for one host, with the context every
-//! template sees (`vars`, `host`, `hosts`), and turns template errors into diagnostics that point
-//! at the template's file and line. (Module folders, `modules/<name>/module.toml`, will live here
-//! too.) Knows nothing of hosts' state or SSH.
+//! Templating and modules. Renders [`TemplateText`] with minijinja for one host, with the context
+//! every template sees (`vars`, `host`, `hosts`, and in a module's resources `inputs` and
+//! `module`), and turns template errors into diagnostics that point at the template's file and
+//! line. Module folders (`modules/<name>/module.toml`) are read by the spec loader, which reuses
+//! its resource reader for them (see `docs/spec.md`, "Modules"); [`show`] describes a module for
+//! `cairn module show` and its README. Knows nothing of hosts' state or SSH.
 
-use minijinja::{Environment, UndefinedBehavior, Value, syntax::SyntaxConfig};
+pub mod show;
 
-use crate::spec::{Diagnostic, HostSpec, SourceMap, Span, Spec, TemplateText};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value, syntax::SyntaxConfig};
+
+use crate::spec::{Diagnostic, HostSpec, ModuleScope, SourceMap, Span, Spec, TemplateText};
 
 /// Renders templates with cairn's settings: undefined values are errors when printed (but can be
-/// tested with `if`/`default`), and a template's final newline is kept (config files need it).
+/// tested with `if`/`default`), a template's final newline is kept (config files need it), and
+/// nothing is auto-escaped (minijinja would otherwise JSON-quote every value printed by a template
+/// named `*.yml.j2` or `*.json.j2`, and HTML-escape `*.html.j2`).
 pub struct Templater {
     env: Environment<'static>,
 }
@@ -24,6 +30,7 @@ impl Templater {
     pub fn new() -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+        env.set_auto_escape_callback(|_| AutoEscape::None);
         if let Ok(syntax) = SyntaxConfig::builder().keep_trailing_newline(true).build() {
             env.set_syntax(syntax);
         }
@@ -77,6 +84,17 @@ pub fn host_context(spec: &Spec, host: &HostSpec) -> Value {
     }
 }
 
+/// The context for a module resource on `host`: [`host_context`] plus `inputs` (the instance's
+/// input values, defaults applied) and `module` (`name`, and `hosts`: the hosts it selects).
+pub fn module_context(spec: &Spec, host: &HostSpec, scope: &ModuleScope) -> Value {
+    let module_hosts: Vec<Value> = spec.hosts.values().filter(|h| scope.selects(h)).map(host_value).collect();
+    minijinja::context! {
+        inputs => Value::from(minijinja::value::Serde(&scope.inputs)),
+        module => minijinja::context! { name => scope.name.clone(), hosts => module_hosts },
+        ..host_context(spec, host)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +122,16 @@ mod tests {
         assert!(err.message.contains("undefined"), "{}", err.message);
         let (t, sources) = inline("{% if vars.missing is defined %}x{% endif %}{{ vars.missing | default('d') }}");
         assert_eq!(Templater::new().render(&t, &ctx, &sources).unwrap(), "d");
+    }
+
+    #[test]
+    fn yaml_and_json_templates_are_not_escaped() {
+        for name in ["etcd.config.yml.j2", "x.json.j2", "x.html.j2"] {
+            let (mut t, sources) = inline("a: {{ v }}");
+            t.name = name.into();
+            let ctx = minijinja::context! { v => "b<c>" };
+            assert_eq!(Templater::new().render(&t, &ctx, &sources).unwrap(), "a: b<c>", "{name}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 mod binary;
 mod firewall;
+mod module;
 mod pki;
 mod reader;
 mod systemd;
@@ -20,9 +21,11 @@ pub(crate) use binary::{bad_scheme as binary_bad_scheme, supported_scheme as bin
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use toml::de::{DeTable, DeValue};
 
+pub use self::module::{load_module, module_roots};
 use self::reader::{TableReader, Value, quote_list, to_json, type_phrase};
 use super::diagnostic::{Diagnostic, Diagnostics, FileId, Located, SourceMap, Span, did_you_mean};
 use super::model::{
@@ -161,6 +164,16 @@ struct Loader {
     pending_restart_on: Vec<Located<ResourceId>>,
     /// Written selectors with their resource, checked once every host is known.
     pending_selectors: Vec<(ResourceId, Located<Selector>)>,
+    /// The module instance whose resources are being read, if any.
+    module_ctx: Option<module::ModuleCtx>,
+    /// Where each module instance name was written (for duplicates).
+    module_keys: BTreeMap<String, Span>,
+    /// Module instances read so far.
+    modules: Vec<Arc<super::module::ModuleScope>>,
+    /// Module checks, evaluated once every host is known.
+    pending_asserts: Vec<module::PendingAssert>,
+    /// Files that are a module's `module.toml` (ids there are written without the instance name).
+    module_files: BTreeSet<FileId>,
     /// `[ca.*]` tables (not resources: a CA has no hosts) and the `ca` references of certificates.
     pki: pki::PkiParts,
 }
@@ -232,6 +245,11 @@ impl Loader {
                 for (name, value) in kind_table.rest() {
                     self.resource(file, &base, kind, name, value);
                 }
+            }
+        }
+        if let Some(mut modules) = root.table("module", "[module]".into(), &mut self.diags) {
+            for (name, value) in modules.rest() {
+                self.module_instance(file, &base, name, value);
             }
         }
         root.finish(&mut self.diags);
@@ -387,7 +405,9 @@ impl Loader {
             return self.ca_table(file, base, name, value);
         }
         let d = &mut self.diags;
-        let id = ResourceId::new(kind, name.value.clone());
+        // Inside a module, ids carry the instance name and `after` names the module's own resources.
+        let scope = self.module_ctx.as_ref().map(|m| m.scope.clone());
+        let id = ResourceId { module: scope.as_ref().map(|m| m.name.clone()), kind, name: name.value.clone() };
         let DeValue::Table(table) = value.get_ref() else {
             d.push(
                 Diagnostic::at(&Span::new(file, value.span()), format!("`{id}` must be a table, found {}", type_phrase(value.get_ref())))
@@ -417,12 +437,18 @@ impl Loader {
                 self.pending_selectors.extend(selectors.iter().map(|s| (id.clone(), s.clone())));
                 selectors
             }
-            None => vec![Located::new(Selector::All, span.clone())],
+            None => match &scope {
+                Some(m) if !m.hosts.is_empty() => m.hosts.clone(),
+                _ => vec![Located::new(Selector::All, span.clone())],
+            },
         };
         let mut after = Vec::new();
         for a in r.string_list("after", d).map(|l| l.value).unwrap_or_default() {
             match ResourceId::parse(&a.value) {
-                Some(target) if valid_name(&target.name) => {
+                Some(mut target) if valid_name(&target.name) => {
+                    if target.module.is_none() {
+                        target.module = scope.as_ref().map(|m| m.name.clone());
+                    }
                     let loc = Located::new(target, a.span);
                     self.pending_after.push(loc.clone());
                     after.push(loc);
@@ -467,6 +493,9 @@ impl Loader {
             Kind::Firewall => firewall::read_firewall(&mut r, &id, d).map(ResourceBody::Firewall),
         };
         r.finish(d);
+        if let Some(m) = &self.module_ctx {
+            after.extend(m.after.iter().cloned());
+        }
         if let Some(old) = self.resource_keys.get(&id) {
             d.push(
                 Diagnostic::at(&name.span, format!("resource `{id}` is defined twice"))
@@ -478,7 +507,7 @@ impl Loader {
         }
         self.resource_keys.insert(id.clone(), name.span);
         if let Some(body) = body {
-            self.resources.push(ResourceSpec { id, span, hosts, after, body });
+            self.resources.push(ResourceSpec { id, span, hosts, after, body, scope });
         }
     }
 
@@ -488,6 +517,7 @@ impl Loader {
             self.check_after();
             self.check_restart_on();
             self.check_selectors();
+            self.check_modules();
             self.check_duplicate_paths();
             self.resolve_cas(&dir_of(path).join(self.state_dir.as_ref().map_or(".cairn", |s| s.value.as_str())));
         }
@@ -519,6 +549,7 @@ impl Loader {
             ssh,
             hosts: self.hosts,
             resources: self.resources,
+            modules: self.modules,
         })
     }
 
@@ -528,7 +559,14 @@ impl Loader {
             if self.resource_keys.contains_key(&a.value) {
                 continue;
             }
-            let wanted = a.value.to_string();
+            let mut wanted = a.value.to_string();
+            let mut known = known.clone();
+            // Inside a module, speak of ids as written there: without the instance name.
+            if let Some(m) = a.value.module.as_ref().filter(|_| self.module_files.contains(&a.span.file)) {
+                let prefix = format!("{m}.");
+                wanted = wanted.strip_prefix(&prefix).unwrap_or(&wanted).to_string();
+                known = known.iter().filter_map(|k| k.strip_prefix(&prefix)).map(str::to_string).collect();
+            }
             let mut diag = Diagnostic::at(&a.span, format!("`after` names `{wanted}`, which is not defined"));
             diag = match did_you_mean(&wanted, known.iter().map(String::as_str)) {
                 Some(m) => diag.with_label(format!("did you mean `{m}`?")).with_help(format!("write \"{m}\", or define [{wanted}]")),

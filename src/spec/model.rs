@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::diagnostic::{Located, SourceMap, Span};
 
@@ -25,8 +26,10 @@ pub struct Spec {
     pub ssh: SshDefaults,
     /// Hosts by name (`[hosts.NAME]`).
     pub hosts: BTreeMap<String, HostSpec>,
-    /// Resources in the order they were written.
+    /// Resources in the order they were written (module resources where the module is used).
     pub resources: Vec<ResourceSpec>,
+    /// Module instances (`[module.NAME]`), in the order they were written.
+    pub modules: Vec<Arc<super::module::ModuleScope>>,
 }
 
 /// How strictly an SSH server's host key is checked.
@@ -404,6 +407,8 @@ pub struct ResourceSpec {
     pub after: Vec<Located<ResourceId>>,
     /// Kind-specific fields.
     pub body: ResourceBody,
+    /// The module instance this resource comes from (extra template context: `inputs`, `module`).
+    pub scope: Option<Arc<super::module::ModuleScope>>,
 }
 
 /// What a `[binary.*]` installs: members of an archive, or the downloaded file itself.
