@@ -8,37 +8,16 @@
 //! cannot start fails these tests; they never skip there.
 #![allow(clippy::panic, clippy::print_stderr, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "common/run.rs"]
+mod run;
+use run::cairn;
+
 #[path = "common/lab.rs"]
 mod lab;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use lab::Lab;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn cairn(dir: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env_remove("CAIRN_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    eprintln!("$ cairn {}\n-> exit {}\n{}{}", args.join(" "), run.code, run.stdout, run.stderr);
-    run
-}
 
 /// Bytes that break naive quoting: quotes, command substitution, newlines, invalid UTF-8, NUL.
 const NASTY: &[u8] = b"it's \"quoted\" $(touch /tmp/pwned) `id` $HOME \\ back\nnew line\r\n\xff\xfe\x00\x01 end";

@@ -4,6 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr, missing_docs)]
 
+#[path = "common/run.rs"]
+mod run;
+use run::cairn;
+
 #[path = "common/lab.rs"]
 mod lab;
 
@@ -11,7 +15,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -154,31 +158,6 @@ fn tar_gz(entries: &[(&str, &[u8])]) -> Vec<u8> {
 
 const ETCD: &[u8] = b"#!/bin/sh\necho 'etcd Version: 3.5.22'\necho 'Git SHA: abc'\n";
 const ETCDCTL: &[u8] = b"#!/bin/sh\necho 'etcdctl version: 3.5.22'\n";
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn cairn(dir: &Path, args: &[&str]) -> Run {
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env_remove("http_proxy")
-        .env_remove("HTTP_PROXY")
-        .env_remove("all_proxy")
-        .env_remove("ALL_PROXY")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 fn local_spec(root: &Path, url: &str, sha: &str) -> String {
     format!(

@@ -5,49 +5,18 @@
 //! contains a private key.
 #![allow(clippy::panic, clippy::print_stderr, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "common/run.rs"]
+mod run;
+use run::{cairn, cairn_env};
+
 #[path = "common/lab.rs"]
 mod lab;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use cairn::spec::load_str;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn all(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
-}
-
-fn cairn(dir: &Path, args: &[&str]) -> Run {
-    cairn_env(dir, args, &[])
-}
-
-/// Runs cairn with extra environment; fails the test if any output holds a private key.
-fn cairn_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(args)
-        .current_dir(dir)
-        .envs(env.iter().copied())
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert!(!run.all().contains("PRIVATE KEY"), "a private key reached cairn's output:\n{}", run.all());
-    run
-}
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o7777

@@ -3,6 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
 
+#[path = "common/run.rs"]
+mod run;
+use run::cairn;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -242,37 +246,6 @@ fn new_host_plan() {
 
 #[path = "common/lab.rs"]
 mod lab;
-
-use std::process::Command;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn all(&self) -> String {
-        format!("exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
-    }
-}
-
-fn cairn(dir: &Path, args: &[&str]) -> Run {
-    let started = std::time::Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    eprintln!("cairn {} took {:.1}s", args.join(" "), started.elapsed().as_secs_f64());
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 /// The service spec: a system user, a data dir it owns, a config file, and a unit running as the
 /// user that restarts when the config changes.

@@ -1,0 +1,55 @@
+//! Running the real `cairn` binary from integration tests: no colour, no proxies, stdin closed,
+//! and a safety net every test gets for free: no output may ever contain a private key.
+#![allow(dead_code, clippy::unwrap_used, clippy::print_stderr)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// What one run of cairn printed and returned.
+pub struct Run {
+    /// Exit status (-1 when killed by a signal).
+    pub code: i32,
+    /// Everything on stdout.
+    pub stdout: String,
+    /// Everything on stderr.
+    pub stderr: String,
+}
+
+impl Run {
+    /// Exit status and both streams, for assertion messages.
+    pub fn all(&self) -> String {
+        format!("exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+/// Runs `cairn ARGS` in `dir`.
+pub fn cairn(dir: &Path, args: &[&str]) -> Run {
+    cairn_env(dir, args, &[])
+}
+
+/// Runs `cairn ARGS` in `dir` with extra environment variables.
+pub fn cairn_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CAIRN_LOG")
+        .env_remove("http_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("all_proxy")
+        .env_remove("ALL_PROXY")
+        .envs(env.iter().copied())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    eprintln!("$ cairn {} ({:.1}s)\n{}", args.join(" "), started.elapsed().as_secs_f64(), run.all());
+    assert!(!run.all().contains("PRIVATE KEY"), "a private key reached cairn's output:\n{}", run.all());
+    run
+}
