@@ -117,6 +117,8 @@ enum State {
 /// "together"` units) is launched as one group, on all its hosts at the same moment, once every
 /// pending member is ready and every member's host is idle; while it waits for busy hosts,
 /// nothing else is started on its hosts, and the group itself ignores the parallelism bound.
+/// Rolling gates (see [`rolling_gates`]) are extra dependencies decided from the plan; an
+/// instance held by them is not part of a start-together group.
 struct Scheduler<'g> {
     graph: &'g Graph,
     state: Vec<State>,
@@ -124,21 +126,41 @@ struct Scheduler<'g> {
     parallelism: usize,
     /// Members of each start-together resource.
     groups: BTreeMap<ResourceId, Vec<usize>>,
+    /// `grouped[i]`: instance `i` starts with its group.
+    grouped: Vec<bool>,
+    /// Extra dependencies of a rolling restart: earlier batches and their checks.
+    gates: Vec<BTreeSet<usize>>,
 }
 
 impl<'g> Scheduler<'g> {
-    fn new(graph: &'g Graph, parallelism: usize) -> Self {
+    fn new(graph: &'g Graph, parallelism: usize, gates: Vec<BTreeSet<usize>>, rolling: &BTreeSet<usize>) -> Self {
         let mut groups: BTreeMap<ResourceId, Vec<usize>> = BTreeMap::new();
+        let mut grouped = vec![false; graph.instances.len()];
         for (i, inst) in graph.instances.iter().enumerate() {
-            if inst.desired.start_together() {
+            if inst.desired.start_together() && !rolling.contains(&i) {
                 groups.entry(inst.id.resource.clone()).or_default().push(i);
+                grouped[i] = true;
             }
         }
-        Self { graph, state: vec![State::Pending; graph.instances.len()], busy: BTreeSet::new(), parallelism: parallelism.max(1), groups }
+        let gates = if gates.len() == graph.instances.len() { gates } else { vec![BTreeSet::new(); graph.instances.len()] };
+        Self {
+            graph,
+            state: vec![State::Pending; graph.instances.len()],
+            busy: BTreeSet::new(),
+            parallelism: parallelism.max(1),
+            groups,
+            grouped,
+            gates,
+        }
+    }
+
+    /// Everything `i` waits for: its graph dependencies and its rolling gates.
+    fn waits_for(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+        self.graph.deps[i].iter().chain(self.gates[i].iter()).copied()
     }
 
     fn ready(&self, i: usize) -> bool {
-        self.state[i] == State::Pending && self.graph.deps[i].iter().all(|&d| self.state[d] == State::Ok)
+        self.state[i] == State::Pending && self.waits_for(i).all(|d| self.state[d] == State::Ok)
     }
 
     fn host(&self, i: usize) -> &'g str {
@@ -173,7 +195,7 @@ impl<'g> Scheduler<'g> {
             if self.busy.len() >= self.parallelism {
                 break;
             }
-            if !self.ready(i) || self.graph.instances[i].desired.start_together() {
+            if !self.ready(i) || self.grouped[i] {
                 continue;
             }
             let host = self.host(i);
@@ -202,7 +224,9 @@ pub async fn apply(
     let n = graph.instances.len();
     let planned: BTreeMap<usize, (Action, String)> = plan.changes().map(|c| (c.instance, (c.action, c.reason.clone()))).collect();
     let host_errors: BTreeMap<&str, &str> = plan.errors.iter().map(|e| (e.host.as_str(), e.error.as_str())).collect();
-    let mut sched = Scheduler::new(graph, options.parallelism);
+    let rolling: BTreeSet<usize> =
+        plan.changes().filter(|c| c.disruptive && graph.instances[c.instance].desired.rolling().is_some()).map(|c| c.instance).collect();
+    let mut sched = Scheduler::new(graph, options.parallelism, rolling_gates(graph, &rolling), &rolling);
     let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
     let mut tasks: tokio::task::JoinSet<(usize, Outcome)> = tokio::task::JoinSet::new();
 
@@ -218,6 +242,12 @@ pub async fn apply(
                 let inst = &graph.instances[i];
                 if let Some(failed_dep) = graph.deps[i].iter().find(|&&d| sched.state[d] == State::NotOk) {
                     let why = format!("{} did not complete", graph.instances[*failed_dep].id);
+                    finish(&mut sched.state, &mut outcomes, &*reporter, graph, i, Outcome::Skipped(why), false);
+                    progressed = true;
+                    continue;
+                }
+                if let Some(failed_gate) = sched.gates[i].iter().find(|&&d| sched.state[d] == State::NotOk) {
+                    let why = format!("rolling restart stopped: {} did not complete", graph.instances[*failed_gate].id);
                     finish(&mut sched.state, &mut outcomes, &*reporter, graph, i, Outcome::Skipped(why), false);
                     progressed = true;
                     continue;
@@ -306,6 +336,32 @@ pub async fn apply(
     ApplyReport { results }
 }
 
+/// Rolling restarts as extra dependencies. For each `rolling` unit, the instances whose planned
+/// change interrupts the running service (`rolling`, in host order) go in batches of the unit's
+/// size: an instance of batch k waits for every instance of the earlier batches and for the
+/// `wait_for` check on each of their hosts. A check that waits for the unit on its own host
+/// thus runs between the batches; units that are stopped, and so interrupt nothing, are started
+/// as usual (together, when asked).
+fn rolling_gates(graph: &Graph, rolling: &BTreeSet<usize>) -> Vec<BTreeSet<usize>> {
+    let mut gates = vec![BTreeSet::new(); graph.instances.len()];
+    let mut by_resource: BTreeMap<&ResourceId, Vec<usize>> = BTreeMap::new();
+    for &i in rolling {
+        by_resource.entry(&graph.instances[i].id.resource).or_default().push(i);
+    }
+    for members in by_resource.values() {
+        let Some((batch, check)) = members.first().and_then(|&i| graph.instances[i].desired.rolling()) else { continue };
+        for (rank, &i) in members.iter().enumerate() {
+            for &earlier in &members[..(rank / batch) * batch] {
+                gates[i].insert(earlier);
+                let host = &graph.instances[earlier].id.host;
+                let gate = graph.instances.iter().position(|x| Some(&x.id.resource) == check && &x.id.host == host);
+                gates[i].extend(gate);
+            }
+        }
+    }
+    gates
+}
+
 fn finish(
     state: &mut [State],
     outcomes: &mut [Option<Outcome>],
@@ -382,7 +438,7 @@ restart_on = ["file.cfg"]
     #[test]
     fn together_group_starts_on_every_host_at_once_past_the_parallelism_bound() {
         let g = graph(TOGETHER);
-        let mut s = Scheduler::new(&g, 1);
+        let mut s = Scheduler::new(&g, 1, Vec::new(), &BTreeSet::new());
         // Parallelism 1: the files go one host at a time.
         for host in ["h1", "h2", "h3"] {
             let picked = s.pick();
@@ -399,7 +455,7 @@ restart_on = ["file.cfg"]
     #[test]
     fn together_group_waits_until_every_member_is_ready_and_reserves_busy_hosts() {
         let g = graph(&format!("{TOGETHER}\n[file.other]\nhosts = [\"h3\"]\npath = \"/etc/other\"\ncontent = \"y\"\n"));
-        let mut s = Scheduler::new(&g, 10);
+        let mut s = Scheduler::new(&g, 10, Vec::new(), &BTreeSet::new());
         let first = s.pick();
         assert_eq!(names(&g, &first), vec!["file.cfg on h1", "file.cfg on h2", "file.cfg on h3"]);
         // h1 and h2 done, h3 still busy: no member starts alone.
@@ -438,7 +494,7 @@ path = "/etc/later"
 content = "y"
 "#,
         );
-        let mut s = Scheduler::new(&g, 10);
+        let mut s = Scheduler::new(&g, 10, Vec::new(), &BTreeSet::new());
         let picked = s.pick();
         assert_eq!(names(&g, &picked), vec!["file.first on h1", "file.slow on h2"]);
         let (first, slow) = (picked[0], picked[1]);
@@ -456,8 +512,81 @@ content = "y"
     #[test]
     fn per_host_units_follow_the_parallelism_bound() {
         let g = graph("[unit.demo]\nname = \"demo.service\"\n");
-        let mut s = Scheduler::new(&g, 2);
+        let mut s = Scheduler::new(&g, 2, Vec::new(), &BTreeSet::new());
         assert_eq!(s.pick().len(), 2);
         assert!(s.pick().is_empty());
+    }
+
+    const ROLLING: &str = r#"
+[file.cfg]
+path = "/etc/demo.conf"
+content = "x"
+[unit.demo]
+name = "demo.service"
+start = "together"
+restart_on = ["file.cfg"]
+rolling = { batch = 1, wait_for = "check.healthy" }
+[check.healthy]
+command = "true"
+after = ["unit.demo"]
+"#;
+
+    fn unit_instances(g: &Graph) -> BTreeSet<usize> {
+        (0..g.instances.len()).filter(|&i| g.instances[i].id.resource.to_string() == "unit.demo").collect()
+    }
+
+    #[test]
+    fn rolling_restart_goes_one_host_at_a_time_with_the_check_in_between() {
+        let g = graph(ROLLING);
+        let rolling = unit_instances(&g);
+        let mut s = Scheduler::new(&g, 10, rolling_gates(&g, &rolling), &rolling);
+        let files = s.pick();
+        assert_eq!(names(&g, &files), vec!["file.cfg on h1", "file.cfg on h2", "file.cfg on h3"]);
+        finish_all(&mut s, &files);
+        let mut order = Vec::new();
+        loop {
+            let picked = s.pick();
+            if picked.is_empty() {
+                break;
+            }
+            order.extend(names(&g, &picked));
+            finish_all(&mut s, &picked);
+        }
+        assert_eq!(
+            order,
+            vec![
+                "unit.demo on h1",
+                "check.healthy on h1",
+                "unit.demo on h2",
+                "check.healthy on h2",
+                "unit.demo on h3",
+                "check.healthy on h3"
+            ]
+        );
+    }
+
+    #[test]
+    fn rolling_batches_of_two_gate_the_third_host_on_both_checks() {
+        let g = graph(&ROLLING.replace("batch = 1", "batch = 2"));
+        let rolling = unit_instances(&g);
+        let gates = rolling_gates(&g, &rolling);
+        let id = |s: &str| g.instances.iter().position(|x| x.id.to_string() == s).unwrap();
+        assert!(gates[id("unit.demo on h1")].is_empty());
+        assert!(gates[id("unit.demo on h2")].is_empty(), "h1 and h2 form the first batch");
+        let third: BTreeSet<usize> =
+            ["unit.demo on h1", "check.healthy on h1", "unit.demo on h2", "check.healthy on h2"].iter().map(|s| id(s)).collect();
+        assert_eq!(gates[id("unit.demo on h3")], third);
+    }
+
+    #[test]
+    fn stopped_units_are_not_held_back_and_still_start_together() {
+        // Nothing interrupts a running service (first bring-up): no gates, the group starts as one.
+        let g = graph(ROLLING);
+        let gates = rolling_gates(&g, &BTreeSet::new());
+        assert!(gates.iter().all(BTreeSet::is_empty));
+        let mut s = Scheduler::new(&g, 10, gates, &BTreeSet::new());
+        let files = s.pick();
+        finish_all(&mut s, &files);
+        assert_eq!(names(&g, &s.pick()), vec!["unit.demo on h1", "unit.demo on h2", "unit.demo on h3"]);
     }
 }

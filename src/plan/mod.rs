@@ -36,6 +36,8 @@ pub struct Change {
     pub diff: Option<String>,
     /// Content is sensitive: shown as `(sensitive)`.
     pub sensitive: bool,
+    /// Carrying it out interrupts a running service; `rolling` units space such changes out.
+    pub disruptive: bool,
 }
 
 /// A host that could not be read; its instances cannot be planned.

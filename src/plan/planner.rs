@@ -69,7 +69,15 @@ pub async fn plan_host(graph: &Graph, host: &str, transport: &dyn crate::transpo
 /// Plans one host's instances from what its probe found and the old contents of changed files.
 /// Pure: the plan-rendering snapshot tests feed it made-up facts.
 pub fn plan_from_facts(graph: &Graph, host: &str, facts: &HostFacts, old: &BTreeMap<String, Vec<u8>>) -> Vec<Change> {
-    graph.host_order(host).into_iter().map(|i| change_for(graph, i, decide(graph, i, facts), old)).collect()
+    graph
+        .host_order(host)
+        .into_iter()
+        .map(|i| {
+            let decision = decide(graph, i, facts);
+            let disruptive = graph.instances[i].desired.disrupts(facts, &decision);
+            Change { disruptive, ..change_for(graph, i, decision, old) }
+        })
+        .collect()
 }
 
 /// An instance's decision, adjusted for dependencies on its host that will change (a unit whose
@@ -127,5 +135,6 @@ fn change_for(graph: &Graph, i: usize, d: Decision, old: &BTreeMap<String, Vec<u
         attrs: d.attrs,
         diff,
         sensitive,
+        disruptive: false,
     }
 }

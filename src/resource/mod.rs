@@ -365,6 +365,22 @@ impl Desired {
     pub fn start_together(&self) -> bool {
         matches!(self, Desired::Unit(u) if u.start == StartMode::Together)
     }
+
+    /// `rolling`: how many hosts may be disrupted at once, and the check gating each batch.
+    pub fn rolling(&self) -> Option<(usize, Option<&crate::spec::ResourceId>)> {
+        match self {
+            Desired::Unit(u) => u.rolling.as_ref().map(|(batch, check)| (*batch, check.as_ref())),
+            _ => None,
+        }
+    }
+
+    /// Whether carrying out `decision` interrupts a running service (see `rolling`).
+    pub fn disrupts(&self, facts: &HostFacts, decision: &Decision) -> bool {
+        match self {
+            Desired::Unit(u) => u.disrupts(facts, decision),
+            _ => false,
+        }
+    }
 }
 
 /// Checks that a rendered path is absolute and has no characters the probe cannot carry.

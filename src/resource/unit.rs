@@ -59,6 +59,8 @@ pub struct DesiredUnit {
     pub start_timeout_secs: u64,
     /// Paths of the `restart_on` resources on this host (filled in by the graph).
     pub watched: Vec<WatchedPath>,
+    /// Restart a running unit in batches gated on a check: (batch size, the check).
+    pub rolling: Option<(usize, Option<ResourceId>)>,
 }
 
 /// What `systemctl show` said about one unit.
@@ -108,7 +110,16 @@ impl DesiredUnit {
             start: spec.start,
             start_timeout_secs: spec.start_timeout_secs,
             watched: Vec::new(),
+            rolling: spec.rolling.as_ref().map(|r| (r.batch.max(1) as usize, r.wait_for.as_ref().map(|w| w.value.clone()))),
         })
+    }
+
+    /// Whether carrying out `decision` interrupts the running service (a restart, or a new unit
+    /// file for an active unit): such changes are what `rolling` spaces out. Starting a stopped
+    /// unit interrupts nothing.
+    pub fn disrupts(&self, facts: &HostFacts, decision: &Decision) -> bool {
+        let active = facts.units.get(&self.name).is_some_and(UnitFact::is_active);
+        active && self.state == UnitState::Running && matches!(decision.action, Action::Restart | Action::Update | Action::Replace)
     }
 
     /// The paths whose mtime the probe must report: the unit file and the watched paths.
@@ -546,6 +557,7 @@ mod tests {
             restart_on: vec![ResourceId::new(Kind::File, "etcd-config")],
             start: StartMode::PerHost,
             start_timeout_secs: 90,
+            rolling: None,
             watched: vec![WatchedPath { by: ResourceId::new(Kind::File, "etcd-config"), path: "/etc/etcd/etcd.config.yml".into() }],
         }
     }

@@ -162,6 +162,8 @@ struct Loader {
     pending_after: Vec<Located<ResourceId>>,
     /// Written `restart_on` targets of units, checked likewise.
     pending_restart_on: Vec<Located<ResourceId>>,
+    /// Written `rolling.wait_for` checks of units, checked likewise.
+    pending_wait_for: Vec<Located<ResourceId>>,
     /// Written selectors with their resource, checked once every host is known.
     pending_selectors: Vec<(ResourceId, Located<Selector>)>,
     /// The module instance whose resources are being read, if any.
@@ -477,11 +479,22 @@ impl Loader {
                 }
             }
             Kind::Unit => {
-                let unit = systemd::unit(&mut r, &mut self.sources, base, &id, d);
-                // `restart_on` entries are dependencies too.
-                for a in unit.iter().flat_map(|u| &u.restart_on) {
-                    self.pending_restart_on.push(a.clone());
-                    after.push(a.clone());
+                let mut unit = systemd::unit(&mut r, &mut self.sources, base, &id, d);
+                if let Some(u) = &mut unit {
+                    // Inside a module, short ids name the module's own resources, as in `after`.
+                    let module = scope.as_ref().map(|m| m.name.clone());
+                    let targets = u.restart_on.iter_mut().chain(u.rolling.as_mut().and_then(|r| r.wait_for.as_mut()));
+                    for target in targets {
+                        if target.value.module.is_none() {
+                            target.value.module.clone_from(&module);
+                        }
+                    }
+                    // `restart_on` entries are dependencies too.
+                    for a in &u.restart_on {
+                        self.pending_restart_on.push(a.clone());
+                        after.push(a.clone());
+                    }
+                    self.pending_wait_for.extend(u.rolling.as_ref().and_then(|r| r.wait_for.clone()));
                 }
                 unit.map(ResourceBody::Unit)
             }
@@ -516,6 +529,7 @@ impl Loader {
         if !self.broken {
             self.check_after();
             self.check_restart_on();
+            self.check_wait_for();
             self.check_selectors();
             self.check_modules();
             self.check_duplicate_paths();

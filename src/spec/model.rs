@@ -328,6 +328,19 @@ pub struct UnitSpec {
     pub start: StartMode,
     /// Seconds to wait for the unit to become active after a non-blocking start; default 90.
     pub start_timeout_secs: u64,
+    /// Restart a running unit a few hosts at a time, each batch gated on a check.
+    pub rolling: Option<RollingSpec>,
+}
+
+/// `rolling = { batch = 1, wait_for = "check.health" }` on a unit: when the unit is running and a
+/// change restarts it, at most `batch` hosts restart at once, and the next batch starts only after
+/// `wait_for` passed on every host of the previous one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollingSpec {
+    /// Hosts restarted at the same time (at least 1).
+    pub batch: u32,
+    /// The check that must pass on a restarted host before the next batch.
+    pub wait_for: Option<Located<ResourceId>>,
 }
 
 /// `[user.NAME]`.

@@ -10,7 +10,7 @@ use super::reader::{TableReader, type_phrase};
 use super::{Loader, bad_after_id, read_content, valid_name};
 use crate::spec::diagnostic::did_you_mean;
 use crate::spec::diagnostic::{Diagnostic, Diagnostics, Located, SourceMap};
-use crate::spec::model::{CheckCommand, CheckSpec, ResourceId, StartMode, TemplateText, UnitSpec, UnitState, UserSpec};
+use crate::spec::model::{CheckCommand, CheckSpec, Kind, ResourceId, RollingSpec, StartMode, TemplateText, UnitSpec, UnitState, UserSpec};
 
 /// Unit types whose files cairn writes and whose state it manages.
 const UNIT_SUFFIXES: &[&str] = &["service", "socket", "timer", "target", "path", "mount", "automount", "swap", "slice"];
@@ -84,11 +84,27 @@ pub(super) fn unit(
             _ => d.push(bad_after_id(&a)),
         }
     }
+    let rolling = r.table("rolling", format!("`rolling` of [{id}]"), d).map(|mut t| {
+        let batch = t.optional_int("batch", 1, 1000, 1, d).map_or(1, |b| u32::try_from(b.value).unwrap_or(1));
+        let wait_for = t.optional_string("wait_for", d).and_then(|w| match ResourceId::parse(&w.value) {
+            Some(target) if target.kind == Kind::Check && valid_name(&target.name) => Some(Located::new(target, w.span)),
+            _ => {
+                d.push(
+                    Diagnostic::at(&w.span, format!("`wait_for` of [{id}] must name a check, found `{}`", w.value))
+                        .with_label("expected check.NAME")
+                        .with_help("name the [check.*] that must pass on a restarted host before the next batch, e.g. \"check.health\""),
+                );
+                None
+            }
+        });
+        t.finish(d);
+        RollingSpec { batch, wait_for }
+    });
     if has_content && content.is_none() {
         return None;
     }
     let name = name.filter(|n| valid_unit_name(&n.value))?;
-    Some(UnitSpec { name, content, enabled, state, restart_on, start, start_timeout_secs })
+    Some(UnitSpec { name, content, enabled, state, restart_on, start, start_timeout_secs, rolling })
 }
 
 /// An absolute path without characters `/etc/passwd` cannot hold.
@@ -180,6 +196,26 @@ pub(super) fn check(r: &mut TableReader<'_, '_>, id: &ResourceId, d: &mut Diagno
 }
 
 impl Loader {
+    /// Every `rolling.wait_for` must name a check of the spec.
+    pub(super) fn check_wait_for(&mut self) {
+        let checks: Vec<String> = self.resource_keys.keys().filter(|k| k.kind == Kind::Check).map(ToString::to_string).collect();
+        for w in &self.pending_wait_for {
+            if self.resource_keys.contains_key(&w.value) {
+                continue;
+            }
+            let wanted = w.value.to_string();
+            let diag = Diagnostic::at(&w.span, format!("`wait_for` names `{wanted}`, which is not defined"));
+            let diag = match did_you_mean(&wanted, checks.iter().map(String::as_str)) {
+                Some(m) => diag.with_label(format!("did you mean `{m}`?")).with_help(format!("write \"{m}\", or define [{wanted}]")),
+                None => diag.with_label("no such check").with_help(format!(
+                    "define the check that gates each batch of restarts; checks defined: {}",
+                    if checks.is_empty() { "none".to_string() } else { quote_list(&checks.iter().map(String::as_str).collect::<Vec<_>>()) }
+                )),
+            };
+            self.diags.push(diag);
+        }
+    }
+
     /// Every `restart_on` entry must name a resource of the spec.
     pub(super) fn check_restart_on(&mut self) {
         let known: Vec<String> = self.resource_keys.keys().map(ToString::to_string).collect();
