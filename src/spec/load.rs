@@ -477,7 +477,13 @@ impl Loader {
                 }
             }
             Kind::Unit => {
-                let unit = systemd::unit(&mut r, &mut self.sources, base, &id, d);
+                let mut unit = systemd::unit(&mut r, &mut self.sources, base, &id, d);
+                // Inside a module, `restart_on` names the module's own resources, as `after` does.
+                for a in unit.iter_mut().flat_map(|u| &mut u.restart_on) {
+                    if a.value.module.is_none() {
+                        a.value.module = scope.as_ref().map(|m| m.name.clone());
+                    }
+                }
                 // `restart_on` entries are dependencies too.
                 for a in unit.iter().flat_map(|u| &u.restart_on) {
                     self.pending_restart_on.push(a.clone());
