@@ -87,6 +87,49 @@ fn leader(lab: &lab::Lab) -> String {
     hosts.iter().find(|(_, h)| h["address"].as_str() == Some(addr.as_str())).map(|(n, _)| n.clone()).expect("leader is a lab host")
 }
 
+/// The article's topology, rendered without hosts: per-node config and certificates follow the
+/// host list, the firewall's sources are the members, and an even member count is refused.
+#[test]
+fn etcd_ha_example_renders_from_the_host_list() {
+    let path = repo().join("examples/etcd-ha/cairn.toml");
+    let spec = cairn::spec::load(&path).unwrap_or_else(|e| panic!("{}", e.render()));
+    let graph = cairn::graph::Graph::build(&spec).unwrap_or_else(|d| panic!("{}", d.render(&spec.sources)));
+    let find = |id: &str, host: &str| {
+        graph.instances.iter().find(|i| i.id.resource.to_string() == id && i.id.host == host).unwrap_or_else(|| panic!("{id} on {host}"))
+    };
+    let config = String::from_utf8(find("etcd.file.config", "k8s-cluster242").desired.new_text().unwrap().to_vec()).unwrap();
+    for want in [
+        "name: k8s-cluster242\n",
+        "data-dir: /var/lib/etcd\nwal-dir: /var/lib/etcd/wal\n",
+        "listen-client-urls: https://10.0.0.242:2379,https://127.0.0.1:2379\n",
+        "initial-cluster: k8s-cluster241=https://10.0.0.241:2380,k8s-cluster242=https://10.0.0.242:2380,k8s-cluster243=https://10.0.0.243:2380\n",
+        "initial-cluster-token: etcd-k8s-cluster\n",
+        "heartbeat-interval: 150\n",
+        "  cert-file: /etc/etcd/pki/peer.pem\n",
+        "  auto-tls: false\n",
+    ] {
+        assert!(config.contains(want), "{want:?} missing in:\n{config}");
+    }
+    assert!(!config.contains("http://"), "no unauthenticated listener:\n{config}");
+    let unit = String::from_utf8(find("etcd.unit.etcd", "k8s-cluster241").desired.new_text().unwrap().to_vec()).unwrap();
+    assert!(unit.contains("ReadWritePaths=/var/lib/etcd\n") && unit.contains("ProtectSystem=strict\n"), "{unit}");
+    let cairn::resource::Desired::Firewall(fw) = &find("etcd.firewall.etcd", "k8s-cluster243").desired else { panic!("not a firewall") };
+    assert!(
+        fw.text.contains("ip saddr { 10.0.0.241, 10.0.0.242/31 } tcp dport 2380 accept") && !fw.text.contains("dport 22"),
+        "{}",
+        fw.text
+    );
+    let cairn::resource::Desired::Cert(peer) = &find("etcd.cert.peer", "k8s-cluster241").desired else { panic!("not a cert") };
+    let sans: Vec<String> = peer.leaf.sans.iter().map(ToString::to_string).collect();
+    assert_eq!(sans.len(), 4, "{sans:?}");
+
+    // The same with a fourth member: refused at load.
+    let text =
+        std::fs::read_to_string(&path).unwrap() + "\n[hosts.k8s-cluster244]\naddress = \"10.0.0.244\"\nlabels = { role = \"etcd\" }\n";
+    let err = cairn::spec::load_str(&path, &text).map(|_| ()).unwrap_err().render();
+    assert!(err.contains("an etcd cluster needs an odd number of members (1, 3, 5 or 7) to keep a quorum; 4 hosts are selected"), "{err}");
+}
+
 #[test]
 fn etcd_cluster_on_three_lab_hosts() {
     // The local mirror (Debian's etcd-server/etcd-client repacked; reproducible).
