@@ -295,3 +295,21 @@ fn templated_from_is_rendered_per_host_split_on_commas_and_checked() {
     let errs = DesiredFirewall::from_spec(&spec, &mut |_| Ok(" ".to_string())).unwrap_err();
     assert!(errs[0].message.contains("renders to no address"), "{}", errs[0].message);
 }
+
+#[test]
+fn templated_from_entries_load_and_literal_ones_are_still_checked_at_load() {
+    let spec = |from: &str| {
+        format!(
+            "[hosts.n1]\naddress = \"10.0.0.1\"\n[hosts.n2]\naddress = \"10.0.0.2\"\n[firewall.peers]\nrules = [{{ port = 2380, proto = \"tcp\", from = [{from}], action = \"accept\" }}]\n"
+        )
+    };
+    let ok =
+        crate::spec::load_str(std::path::Path::new("cairn.toml"), &spec("\"{{ hosts | map(attribute='address') | join(',') }}\"")).unwrap();
+    let crate::spec::ResourceBody::Firewall(fw) = &ok.resources[0].body else { panic!("not a firewall") };
+    assert_eq!((fw.rules[0].from.len(), fw.rules[0].from_templates.len()), (0, 1));
+    let err = crate::spec::load_str(std::path::Path::new("cairn.toml"), &spec("\"{{ vars.x }}\", \"10.0.0.1/24\""))
+        .map(|_| ())
+        .unwrap_err()
+        .render();
+    assert!(err.contains("`10.0.0.1/24` is not a valid address or network"), "{err}");
+}
