@@ -26,6 +26,14 @@ address = "192.0.2.13"
 labels = { lab = "example" }
 "#;
 
+/// Stands in for the `mirror.toml` that `examples/etcd-lab/make-mirror.sh` writes.
+const STAND_IN_MIRROR: &str = r#"
+[vars]
+etcd_version = "3.4.23"
+etcd_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+etcd_mirror = "file:///nonexistent/mirror"
+"#;
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
@@ -57,8 +65,16 @@ fn every_example_validates() {
         if text.contains("\"lab.toml\"") && !dir.path().join("lab.toml").exists() {
             std::fs::write(dir.path().join("lab.toml"), STAND_IN_LAB).unwrap();
         }
-        let out =
-            Command::new(env!("CARGO_BIN_EXE_cairn")).args(["validate", "-f", "cairn.toml"]).current_dir(dir.path()).output().unwrap();
+        if text.contains("\"mirror.toml\"") && !dir.path().join("mirror.toml").exists() {
+            std::fs::write(dir.path().join("mirror.toml"), STAND_IN_MIRROR).unwrap();
+        }
+        // Copied away from the repository, examples find its modules through CAIRN_MODULE_PATH.
+        let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["validate", "-f", "cairn.toml"])
+            .current_dir(dir.path())
+            .env("CAIRN_MODULE_PATH", std::fs::canonicalize("modules").unwrap())
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "{} does not validate:\n{}{}",

@@ -88,8 +88,24 @@ pub fn host_context(spec: &Spec, host: &HostSpec) -> Value {
 /// input values, defaults applied) and `module` (`name`, and `hosts`: the hosts it selects).
 pub fn module_context(spec: &Spec, host: &HostSpec, scope: &ModuleScope) -> Value {
     let module_hosts: Vec<Value> = spec.hosts.values().filter(|h| scope.selects(h)).map(host_value).collect();
+    // A string input given as a template (`version = "{{ vars.etcd_version }}"`) is rendered for
+    // the host with `vars`, `host` and `hosts`; one that does not render stays as written, so the
+    // value it was meant for reports it.
+    let base = host_context(spec, host);
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    let inputs: std::collections::BTreeMap<&String, serde_json::Value> = scope
+        .inputs
+        .iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) if s.contains("{{") || s.contains("{%") => {
+                (k, serde_json::Value::String(env.render_str(s, base.clone()).unwrap_or_else(|_| s.clone())))
+            }
+            _ => (k, v.clone()),
+        })
+        .collect();
     minijinja::context! {
-        inputs => Value::from(minijinja::value::Serde(&scope.inputs)),
+        inputs => Value::from(minijinja::value::Serde(&inputs)),
         module => minijinja::context! { name => scope.name.clone(), hosts => module_hosts },
         ..host_context(spec, host)
     }

@@ -76,15 +76,22 @@ impl DesiredCert {
         let ca_path = spec.ca_path.as_ref().map(|p| one(p, &mut errors));
         let mut sans = Vec::new();
         for t in &spec.sans {
-            let Some(value) = one(t, &mut errors) else { continue };
-            match check_san(&value) {
-                Ok(()) => {
-                    let san = San::parse(&value);
-                    if !sans.contains(&san) {
-                        sans.push(san);
+            let Some(rendered) = one(t, &mut errors) else { continue };
+            // A template may render to several names separated by commas (a list input joined),
+            // or to nothing; a literal is one name.
+            let templated = t.text.contains("{{") || t.text.contains("{%");
+            let values: Vec<&str> =
+                if templated { rendered.split(',').map(str::trim).filter(|v| !v.is_empty()).collect() } else { vec![rendered.as_str()] };
+            for value in values {
+                match check_san(value) {
+                    Ok(()) => {
+                        let san = San::parse(value);
+                        if !sans.contains(&san) {
+                            sans.push(san);
+                        }
                     }
+                    Err(why) => errors.push(san_error(&t.span, value, &format!("rendered from `{}`: {why}", t.text), None)),
                 }
-                Err(why) => errors.push(san_error(&t.span, &value, &format!("rendered from `{}`: {why}", t.text), None)),
             }
         }
         sans.sort();

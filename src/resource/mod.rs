@@ -172,7 +172,7 @@ impl Desired {
             ResourceBody::Check(c) => check::DesiredCheck::from_spec(c, render).map(Desired::Check),
             ResourceBody::Cert(c) => cert::DesiredCert::from_spec(c, render).map(|c| Desired::Cert(Box::new(c))),
             ResourceBody::Binary(b) => binary::DesiredBinary::from_spec(b, render).map(Desired::Binary),
-            ResourceBody::Firewall(f) => Ok(Desired::Firewall(firewall::DesiredFirewall::from_spec(f))),
+            ResourceBody::Firewall(f) => firewall::DesiredFirewall::from_spec(f, render).map(Desired::Firewall),
         }
     }
 

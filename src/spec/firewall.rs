@@ -24,8 +24,11 @@ pub struct FirewallRule {
     pub proto: Option<Proto>,
     /// Destination ports (only with tcp/udp); empty matches every port.
     pub ports: Vec<PortRange>,
-    /// Source networks; empty matches every source.
+    /// Source networks; empty (with no `from_templates`) matches every source.
     pub from: Vec<Cidr>,
+    /// `from` entries written as templates, rendered per host into comma-separated addresses or
+    /// networks and validated then (added to `from`).
+    pub from_templates: Vec<super::model::TemplateText>,
     /// What to do with a matching packet.
     pub action: FirewallAction,
 }

@@ -20,7 +20,7 @@ pub mod fetch;
 use std::path::Path;
 
 use super::{Action, ApplyError, AttrChange, Decision, HostFacts, PathKind, attr_changes, check_rendered_path, fix_attrs};
-use crate::spec::{BinaryFiles, BinarySpec, Diagnostic, TemplateText};
+use crate::spec::{BinaryFiles, BinarySpec, Diagnostic, Located, TemplateText};
 use crate::transport::{Content, FileAttrs, Transport, write_file_atomic};
 use fetch::ArtifactSlot;
 
@@ -55,6 +55,24 @@ pub struct DesiredBinary {
     pub version_command: Option<Vec<String>>,
     /// The fetch-once handle shared by every instance with this sha256.
     pub artifact: ArtifactSlot,
+}
+
+/// The spec's sha256, rendered when it is a template (e.g. a module input) and checked then:
+/// 64 hex digits, upper case and a `sha256:` prefix accepted.
+fn render_sha256(sum: &Located<String>, render: &mut dyn FnMut(&TemplateText) -> Result<String, Diagnostic>) -> Result<String, Diagnostic> {
+    if !(sum.value.contains("{{") || sum.value.contains("{%")) {
+        return Ok(sum.value.clone());
+    }
+    let text = TemplateText { text: sum.value.clone(), span: sum.span.clone(), name: "sha256".to_string() };
+    let rendered = render(&text)?;
+    let hex = rendered.trim().to_ascii_lowercase();
+    let hex = hex.strip_prefix("sha256:").unwrap_or(&hex).to_string();
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(hex)
+    } else {
+        Err(Diagnostic::at(&sum.span, format!("`sha256` rendered from `{}` is {rendered:?}, not 64 hex digits", sum.value))
+            .with_help("copy the sha256 from the release's checksum file (e.g. `sha256sum FILE`): 64 characters 0-9a-f"))
+    }
 }
 
 impl DesiredBinary {
@@ -102,20 +120,21 @@ impl DesiredBinary {
             }
             version_command = Some(argv);
         }
-        let Some(url) = url else { return Err(errors) };
+        let sha256 = render_sha256(&spec.sha256, render).map_err(|e| errors.push(e)).ok();
+        let (Some(url), Some(sha256)) = (url, sha256) else { return Err(errors) };
         if !errors.is_empty() {
             return Err(errors);
         }
         let unpack = matches!(spec.files, BinaryFiles::Extract(_));
         Ok(Self {
             url,
-            sha256: spec.sha256.value.clone(),
+            artifact: ArtifactSlot::new(&spec.cache_dir, &sha256, unpack),
+            sha256,
             targets,
             mode: spec.mode.map_or(DEFAULT_MODE, |m| m.0),
             owner: spec.owner.as_ref().map(|o| o.value.clone()),
             group: spec.group.as_ref().map(|g| g.value.clone()),
             version_command,
-            artifact: ArtifactSlot::new(&spec.cache_dir, &spec.sha256.value, unpack),
         })
     }
 

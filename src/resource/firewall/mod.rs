@@ -17,7 +17,9 @@ pub mod lockout;
 pub mod nft;
 
 use super::{Action, ApplyError, ContentChange, Decision};
-use crate::spec::firewall::FirewallRule;
+use crate::spec::diagnostic::Diagnostic;
+use crate::spec::firewall::{FirewallRule, parse_cidr};
+use crate::spec::model::TemplateText;
 use crate::spec::{FirewallSpec, ResourceId};
 use crate::transport::{Stdin, Transport, argv};
 
@@ -91,17 +93,53 @@ pub struct DesiredFirewall {
 }
 
 impl DesiredFirewall {
-    /// The resource's part; [`link`] completes it with the rest of the host.
-    pub fn from_spec(spec: &FirewallSpec) -> Self {
-        let sections = vec![(String::new(), spec.rules.clone())];
-        Self {
-            rules: spec.rules.clone(),
-            resource: String::new(),
-            text: nft::desired_text(&sections),
-            sections,
-            written_by: None,
-            ssh_port: None,
+    /// The resource's part; [`link`] completes it with the rest of the host. Templated `from`
+    /// entries are rendered for the host here: each gives a comma-separated list of addresses or
+    /// networks, checked after rendering.
+    pub fn from_spec(
+        spec: &FirewallSpec,
+        render: &mut dyn FnMut(&TemplateText) -> Result<String, Diagnostic>,
+    ) -> Result<Self, Vec<Diagnostic>> {
+        let mut rules = spec.rules.clone();
+        let mut errors = Vec::new();
+        for rule in &mut rules {
+            for t in std::mem::take(&mut rule.from_templates) {
+                let rendered = match render(&t) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        errors.push(e);
+                        continue;
+                    }
+                };
+                let mut any = false;
+                for item in rendered.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                    any = true;
+                    match parse_cidr(item) {
+                        Ok(c) if rule.from.contains(&c) => {}
+                        Ok(c) => rule.from.push(c),
+                        Err(e) => errors.push(
+                            Diagnostic::at(&t.span, format!("`{item}` (rendered from `{}`) is not a valid address or network", t.text))
+                                .with_label(e.problem)
+                                .with_help(
+                                    "the template must render to addresses or networks separated by commas: \"10.0.0.1,10.0.0.0/24\"",
+                                ),
+                        ),
+                    }
+                }
+                if !any {
+                    errors.push(
+                        Diagnostic::at(&t.span, format!("`{}` renders to no address", t.text))
+                            .with_label("matches no source")
+                            .with_help("the template must render to addresses or networks separated by commas"),
+                    );
+                }
+            }
         }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let sections = vec![(String::new(), rules.clone())];
+        Ok(Self { rules, resource: String::new(), text: nft::desired_text(&sections), sections, written_by: None, ssh_port: None })
     }
 
     /// What the plan names as the target.

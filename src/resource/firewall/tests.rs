@@ -20,6 +20,7 @@ fn rule(proto: Option<Proto>, ports: &[(u16, u16)], from: &[&str], action: Firew
         proto,
         ports: ports.iter().map(|&(first, last)| PortRange { first, last }).collect(),
         from: from.iter().map(|c| parse_cidr(c).unwrap()).collect(),
+        from_templates: Vec::new(),
         action,
     }
 }
@@ -36,8 +37,10 @@ fn etcd_rules() -> Vec<FirewallRule> {
 /// Linked instances for one host: (resource name, rules) in spec order, SSH port 22.
 fn linked(resources: &[(&str, Vec<FirewallRule>)], ssh_port: Option<u16>) -> Vec<DesiredFirewall> {
     let ids: Vec<ResourceId> = resources.iter().map(|(n, _)| ResourceId::new(Kind::Firewall, *n)).collect();
-    let mut fws: Vec<DesiredFirewall> =
-        resources.iter().map(|(_, rules)| DesiredFirewall::from_spec(&FirewallSpec { rules: rules.clone() })).collect();
+    let mut fws: Vec<DesiredFirewall> = resources
+        .iter()
+        .map(|(_, rules)| DesiredFirewall::from_spec(&FirewallSpec { rules: rules.clone() }, &mut |t| Ok(t.text.clone())).unwrap())
+        .collect();
     let mut items: Vec<(&str, Option<u16>, &ResourceId, &mut DesiredFirewall)> =
         ids.iter().zip(fws.iter_mut()).map(|(id, fw)| ("node1", ssh_port, id, fw)).collect();
     link(&mut items);
@@ -270,4 +273,43 @@ fn ssh_connection_parsing() {
     assert_eq!(SshSession::parse("::ffff:10.0.0.1 1 ::ffff:10.0.0.2 2222").map(|s| s.client.to_string()), Some("10.0.0.1".into()));
     assert_eq!(SshSession::parse("fd00::1 1 fd00::2 22").map(|s| s.client.to_string()), Some("fd00::1".into()));
     assert_eq!(SshSession::parse("garbage"), None);
+}
+
+#[test]
+fn templated_from_is_rendered_per_host_split_on_commas_and_checked() {
+    let mut r = rule(Some(Proto::Tcp), &[(2380, 2380)], &["192.0.2.0/24"], A::Accept);
+    let t =
+        |text: &str| crate::spec::model::TemplateText { text: text.to_string(), span: Span::default(), name: "rule 1.from".to_string() };
+    r.from_templates = vec![t("{{ peers }}")];
+    let spec = FirewallSpec { rules: vec![r.clone()] };
+    // Rendered to a list of host addresses (with a duplicate and spaces): each becomes a source.
+    let fw = DesiredFirewall::from_spec(&spec, &mut |_| Ok("10.0.0.241, 10.0.0.242,10.0.0.243,10.0.0.241".to_string())).unwrap();
+    let from: Vec<String> = fw.rules[0].from.iter().map(|c| c.to_string()).collect();
+    assert_eq!(from, ["192.0.2.0/24", "10.0.0.241", "10.0.0.242", "10.0.0.243"]);
+    assert!(fw.rules[0].from_templates.is_empty());
+    assert!(fw.text.contains("10.0.0.242"), "{}", fw.text);
+    // Checked after rendering: a bad entry or an empty rendering is an error at the template.
+    let errs = DesiredFirewall::from_spec(&spec, &mut |_| Ok("10.0.0.1,node2".to_string())).unwrap_err();
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].message.contains("`node2` (rendered from `{{ peers }}`) is not a valid address"), "{}", errs[0].message);
+    let errs = DesiredFirewall::from_spec(&spec, &mut |_| Ok(" ".to_string())).unwrap_err();
+    assert!(errs[0].message.contains("renders to no address"), "{}", errs[0].message);
+}
+
+#[test]
+fn templated_from_entries_load_and_literal_ones_are_still_checked_at_load() {
+    let spec = |from: &str| {
+        format!(
+            "[hosts.n1]\naddress = \"10.0.0.1\"\n[hosts.n2]\naddress = \"10.0.0.2\"\n[firewall.peers]\nrules = [{{ port = 2380, proto = \"tcp\", from = [{from}], action = \"accept\" }}]\n"
+        )
+    };
+    let ok =
+        crate::spec::load_str(std::path::Path::new("cairn.toml"), &spec("\"{{ hosts | map(attribute='address') | join(',') }}\"")).unwrap();
+    let crate::spec::ResourceBody::Firewall(fw) = &ok.resources[0].body else { panic!("not a firewall") };
+    assert_eq!((fw.rules[0].from.len(), fw.rules[0].from_templates.len()), (0, 1));
+    let err = crate::spec::load_str(std::path::Path::new("cairn.toml"), &spec("\"{{ vars.x }}\", \"10.0.0.1/24\""))
+        .map(|_| ())
+        .unwrap_err()
+        .render();
+    assert!(err.contains("`10.0.0.1/24` is not a valid address or network"), "{err}");
 }

@@ -58,6 +58,10 @@ pub(super) fn read(r: &mut TableReader<'_, '_>, id: &ResourceId, d: &mut Diagnos
 
 fn read_sha256(r: &mut TableReader<'_, '_>, d: &mut Diagnostics) -> Option<Located<String>> {
     let sum = r.required_string("sha256", "\"<64 hex digits>\"", d)?;
+    // A template (a module input, a var) is checked after rendering.
+    if is_templated(&sum.value) {
+        return Some(sum);
+    }
     let hex = sum.value.trim().to_ascii_lowercase();
     let hex = hex.strip_prefix("sha256:").unwrap_or(&hex).to_string();
     if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {

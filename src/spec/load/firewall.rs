@@ -7,7 +7,7 @@ use toml::de::DeValue;
 use super::reader::{TableReader, Value, type_phrase};
 use crate::spec::diagnostic::{Diagnostic, Diagnostics, Located, Span};
 use crate::spec::firewall::{Cidr, FirewallAction, FirewallRule, FirewallSpec, PortRange, Proto, parse_cidr, parse_port_range};
-use crate::spec::model::ResourceId;
+use crate::spec::model::{ResourceId, TemplateText};
 
 const EXAMPLE_RULES: &str = "[{ port = 22, proto = \"tcp\", action = \"accept\" }]";
 const CIDR_HELP: &str = "write an IPv4 or IPv6 address, optionally with a prefix length: \"10.0.0.0/24\", \"10.0.0.5\", \"fd00::/64\"";
@@ -66,7 +66,7 @@ fn read_rule(mut r: TableReader<'_, '_>, span: Span, d: &mut Diagnostics) -> Opt
         Located::new(proto, p.span)
     });
     let ports = read_ports(&mut r, d);
-    let from = read_from(&mut r, d);
+    let (from, from_templates) = read_from(&mut r, d).unzip();
     let action = r.optional_choice("action", &["accept", "drop", "reject"], d).map(|a| match a.value {
         "accept" => FirewallAction::Accept,
         "drop" => FirewallAction::Drop,
@@ -100,6 +100,7 @@ fn read_rule(mut r: TableReader<'_, '_>, span: Span, d: &mut Diagnostics) -> Opt
         proto: proto.map(|p| p.value),
         ports: ports.map(|p| p.value).unwrap_or_default(),
         from: from.unwrap_or_default(),
+        from_templates: from_templates.unwrap_or_default(),
         action: action?,
     })
 }
@@ -166,8 +167,10 @@ fn read_ports(r: &mut TableReader<'_, '_>, d: &mut Diagnostics) -> Option<Locate
     Some(Located::new(items.into_iter().map(|p| p.value).collect(), span))
 }
 
-/// `from = ["10.0.0.0/24", "fd00::/64"]`: valid networks, none inside another.
-fn read_from(r: &mut TableReader<'_, '_>, d: &mut Diagnostics) -> Option<Vec<Cidr>> {
+/// `from = ["10.0.0.0/24", "fd00::/64"]`: valid networks, none inside another. Entries with
+/// template syntax (`"{{ vars.cluster_cidr }}"`) are kept as templates, rendered and checked per
+/// host.
+fn read_from(r: &mut TableReader<'_, '_>, d: &mut Diagnostics) -> Option<(Vec<Cidr>, Vec<TemplateText>)> {
     let list = r.string_list("from", d)?;
     if list.value.is_empty() {
         d.push(
@@ -178,8 +181,13 @@ fn read_from(r: &mut TableReader<'_, '_>, d: &mut Diagnostics) -> Option<Vec<Cid
         return None;
     }
     let mut out: Vec<Located<Cidr>> = Vec::new();
+    let mut templates = Vec::new();
     let mut bad = false;
     for item in list.value {
+        if item.value.contains("{{") || item.value.contains("{%") {
+            templates.push(TemplateText { name: format!("{}.from", r.what()), text: item.value, span: item.span });
+            continue;
+        }
         match parse_cidr(&item.value) {
             Ok(cidr) => {
                 let (lo, hi) = cidr.bounds();
@@ -209,5 +217,5 @@ fn read_from(r: &mut TableReader<'_, '_>, d: &mut Diagnostics) -> Option<Vec<Cid
             }
         }
     }
-    if bad { None } else { Some(out.into_iter().map(|c| c.value).collect()) }
+    if bad { None } else { Some((out.into_iter().map(|c| c.value).collect(), templates)) }
 }
