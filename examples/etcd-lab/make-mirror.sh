@@ -19,13 +19,17 @@ mkdir "$top"
 cp root/usr/bin/etcd root/usr/bin/etcdctl "$top/"
 mkdir -p "$here/mirror/v${version}"
 tarball="$here/mirror/v${version}/${top}.tar.gz"
-tar --sort=name --mtime='2020-01-01 00:00Z' --owner=0 --group=0 --numeric-owner -cf - "$top" | gzip -n -9 > "$tarball"
+# Written beside the destination and renamed into place: a reader (cairn, or a second run of this
+# script at the same time) never sees half a file, and both runs produce the same bytes.
+tar --sort=name --mtime='2020-01-01 00:00Z' --owner=0 --group=0 --numeric-owner -cf - "$top" | gzip -n -9 > "$tarball.tmp.$$"
+mv -f "$tarball.tmp.$$" "$tarball"
 sha=$(sha256sum "$tarball" | cut -d' ' -f1)
-cat > "$here/mirror.toml" <<TOML
+cat > "$here/mirror.toml.tmp.$$" <<TOML
 # Written by make-mirror.sh: a local etcd release repacked from Debian's packages.
 [vars]
 etcd_version = "${version}"
 etcd_sha256 = "${sha}"
 etcd_mirror = "file://${here}/mirror"
 TOML
+mv -f "$here/mirror.toml.tmp.$$" "$here/mirror.toml"
 echo "mirror: $tarball ($sha)"
