@@ -196,6 +196,15 @@ fn etcd_cluster_on_three_lab_hosts() {
     // 6. The leader stopped by hand: the plan shows it, apply starts it again.
     let old_leader = leader(&lab);
     lab.ssh_ok(&old_leader, &["systemctl", "stop", "etcd.service"]);
+    // The two others elect a new leader within seconds.
+    let other = nodes.iter().find(|n| **n != old_leader).unwrap();
+    let elected = (0..20).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let out = etcdctl(&lab, other, "etcdctl endpoint status --command-timeout=2s -w simple 2>/dev/null");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.lines().filter(|l| l.split(", ").nth(4) == Some("true")).count() == 1
+    });
+    assert!(elected, "no new leader was elected after {old_leader} stopped");
     let plan = cairn(dir, &["plan", "--detailed-exitcode", "-f", "cairn.toml"]);
     assert_eq!(plan.code, 2, "{}", plan.all());
     assert!(plan.stdout.contains("stopped, wanted running"), "{}", plan.all());
@@ -206,7 +215,10 @@ fn etcd_cluster_on_three_lab_hosts() {
     assert_eq!((st.len(), st.iter().filter(|s| s.1).count()), (3, 1), "{st:?}");
 
     // 7. The backup service run by hand writes a snapshot that etcdctl accepts.
+    // A snapshot older than the retention (3 days in the example) is removed by the run.
+    lab.ssh_ok("node2", &["touch", "-d", "10 days ago", "/var/backups/etcd/etcd-snapshot-old.db"]);
     lab.ssh_ok("node2", &["systemctl", "start", "etcd-backup.service"]);
+    assert!(!lab.ssh("node2", &["test", "-e", "/var/backups/etcd/etcd-snapshot-old.db"]).status.success(), "the old snapshot was kept");
     let snap = lab.ssh_ok("node2", &["sh", "-c", "ls /var/backups/etcd/etcd-snapshot-*.db"]);
     assert_eq!(snap.lines().count(), 1, "{snap}");
     etcdctl_ok(&lab, "node2", &format!("ETCDCTL_API=3 etcdctl snapshot status {snap} -w simple"));
