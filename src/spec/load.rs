@@ -26,7 +26,7 @@ use std::sync::Arc;
 use toml::de::{DeTable, DeValue};
 
 pub use self::module::{load_module, module_roots};
-use self::reader::{TableReader, Value, quote_list, to_json, type_phrase};
+use self::reader::{TableReader, Value, expect_table, quote_list, to_json, type_phrase};
 use super::diagnostic::{Diagnostic, Diagnostics, FileId, Located, SourceMap, Span, did_you_mean};
 use super::model::{
     ContentSource, DirSpec, FileSpec, HostKeyChecking, HostSpec, Kind, ResourceBody, ResourceId, ResourceSpec, Selector, Spec, SshDefaults,
@@ -323,17 +323,9 @@ impl Loader {
     fn host(&mut self, file: FileId, name: Located<String>, value: &Value<'_>) {
         let d = &mut self.diags;
         let what = format!("[hosts.{}]", name.value);
-        let DeValue::Table(table) = value.get_ref() else {
-            d.push(
-                Diagnostic::at(
-                    &Span::new(file, value.span()),
-                    format!("host `{}` must be a table, found {}", name.value, type_phrase(value.get_ref())),
-                )
-                .with_label("expected a table")
-                .with_help(format!("write it as a table: a [hosts.{}] header followed by `address = \"...\"`", name.value)),
-            );
-            return;
-        };
+        let help = format!("write it as a table: a [hosts.{}] header followed by `address = \"...\"`", name.value);
+        let noun = format!("host `{}`", name.value);
+        let Some(table) = expect_table(Span::new(file, value.span()), value.get_ref(), &noun, help, d) else { return };
         if !valid_host_name(&name.value) {
             d.push(
                 Diagnostic::at(&name.span, format!("`{}` is not a valid host name", name.value))
@@ -410,14 +402,8 @@ impl Loader {
         // Inside a module, ids carry the instance name and `after` names the module's own resources.
         let scope = self.module_ctx.as_ref().map(|m| m.scope.clone());
         let id = ResourceId { module: scope.as_ref().map(|m| m.name.clone()), kind, name: name.value.clone() };
-        let DeValue::Table(table) = value.get_ref() else {
-            d.push(
-                Diagnostic::at(&Span::new(file, value.span()), format!("`{id}` must be a table, found {}", type_phrase(value.get_ref())))
-                    .with_label("expected a table")
-                    .with_help(format!("write it as a table under the header [{id}]")),
-            );
-            return;
-        };
+        let help = format!("write it as a table under the header [{id}]");
+        let Some(table) = expect_table(Span::new(file, value.span()), value.get_ref(), &format!("`{id}`"), help, d) else { return };
         if !valid_name(&name.value) {
             d.push(
                 Diagnostic::at(&name.span, format!("`{}` is not a valid resource name", name.value))

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use toml::de::{DeTable, DeValue};
 
-use super::reader::{TableReader, Value, quote_list, to_json, type_phrase};
+use super::reader::{TableReader, Value, expect_table, quote_list, to_json, type_phrase};
 use super::{Loader, canonical, dir_of, parse_selector, read_text, valid_name};
 use crate::spec::diagnostic::{Diagnostic, Diagnostics, FileId, Located, Span, did_you_mean};
 use crate::spec::model::{Kind, ResourceId, Selector};
@@ -50,17 +50,9 @@ impl Loader {
     /// `[module.NAME]` in a spec file.
     pub(super) fn module_instance(&mut self, file: FileId, base: &Path, name: Located<String>, value: &Value<'_>) {
         let d = &mut self.diags;
-        let DeValue::Table(table) = value.get_ref() else {
-            d.push(
-                Diagnostic::at(
-                    &Span::new(file, value.span()),
-                    format!("module `{}` must be a table, found {}", name.value, type_phrase(value.get_ref())),
-                )
-                .with_label("expected a table")
-                .with_help(format!("write it as a table: a [module.{}] header followed by `source = \"...\"`", name.value)),
-            );
-            return;
-        };
+        let help = format!("write it as a table: a [module.{}] header followed by `source = \"...\"`", name.value);
+        let what = format!("module `{}`", name.value);
+        let Some(table) = expect_table(Span::new(file, value.span()), value.get_ref(), &what, help, d) else { return };
         if !valid_name(&name.value) {
             d.push(
                 Diagnostic::at(&name.span, format!("`{}` is not a valid module instance name", name.value))

@@ -5,9 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use toml::de::DeValue;
-
-use super::reader::{TableReader, Value, quote_list, type_phrase};
+use super::reader::{TableReader, Value, expect_table, quote_list};
 use super::{Loader, is_templated, missing_file, read_bytes, valid_name};
 use crate::spec::diagnostic::{Diagnostic, Diagnostics, FileId, Located, Span, did_you_mean};
 use crate::spec::model::{Kind, ResourceBody, ResourceId, TemplateText};
@@ -42,14 +40,8 @@ impl Loader {
     pub(super) fn ca_table(&mut self, file: FileId, base: &Path, name: Located<String>, value: &Value<'_>) {
         let d = &mut self.diags;
         let id = ResourceId::new(Kind::Ca, name.value.clone());
-        let DeValue::Table(table) = value.get_ref() else {
-            d.push(
-                Diagnostic::at(&Span::new(file, value.span()), format!("`{id}` must be a table, found {}", type_phrase(value.get_ref())))
-                    .with_label("expected a table")
-                    .with_help(format!("write it as a table under the header [{id}]")),
-            );
-            return;
-        };
+        let help = format!("write it as a table under the header [{id}]");
+        let Some(table) = expect_table(Span::new(file, value.span()), value.get_ref(), &format!("`{id}`"), help, d) else { return };
         if !valid_name(&name.value) {
             d.push(
                 Diagnostic::at(&name.span, format!("`{}` is not a valid resource name", name.value))

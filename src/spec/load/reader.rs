@@ -12,6 +12,28 @@ use crate::spec::model::Mode;
 pub(super) type Value<'i> = Spanned<DeValue<'i>>;
 
 /// "a string", "an integer", … for messages.
+/// `value` as a table; otherwise records "WHAT must be a table, found …" pointing at it, with `help`
+/// saying how to write it.
+pub(super) fn expect_table<'t, 'i>(
+    span: Span,
+    value: &'t DeValue<'i>,
+    what: &str,
+    help: String,
+    d: &mut Diagnostics,
+) -> Option<&'t DeTable<'i>> {
+    match value {
+        DeValue::Table(table) => Some(table),
+        other => {
+            d.push(
+                Diagnostic::at(&span, format!("{what} must be a table, found {}", type_phrase(other)))
+                    .with_label("expected a table")
+                    .with_help(help),
+            );
+            None
+        }
+    }
+}
+
 pub(super) fn type_phrase(v: &DeValue<'_>) -> &'static str {
     match v {
         DeValue::String(_) => "a string",
