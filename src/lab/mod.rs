@@ -40,6 +40,9 @@ pub const MAX_HOSTS: u32 = 50;
 /// The longest lab name.
 pub const MAX_NAME_LEN: usize = 32;
 
+/// How many node root filesystems are copied at once.
+const PARALLEL_COPIES: usize = 2;
+
 /// The lab name used when none is given.
 pub const DEFAULT_NAME: &str = "default";
 
@@ -346,11 +349,28 @@ fn boot(
 ) -> Result<PathBuf, LabError> {
     let prefix_len = net::Prefix::parse(&lab.subnet).map_or(24, |p| p.len);
     let mut known_hosts = String::new();
-    for node in &lab.nodes {
-        progress(&format!("preparing {} ({})", node.name, node.address));
-        let paths = NodePaths::new(dir, &node.name);
-        let host_key = node::prepare(cache, &paths, node, &lab.nodes, prefix_len, public_key)?;
-        known_hosts.push_str(&format!("{} {}\n", node.address, host_key));
+    // Copying root filesystems is most of `up`'s time: a few nodes at a time.
+    for chunk in lab.nodes.chunks(PARALLEL_COPIES) {
+        let names: Vec<&str> = chunk.iter().map(|n| n.name.as_str()).collect();
+        progress(&format!("preparing {}", names.join(", ")));
+        let all = &lab.nodes;
+        let keys: Vec<Result<String, LabError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|node| scope.spawn(move || node::prepare(cache, &NodePaths::new(dir, &node.name), node, all, prefix_len, public_key)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(LabError::Command { command: "prepare node".to_string(), detail: "thread panicked".to_string() })
+                    })
+                })
+                .collect()
+        });
+        for (node, host_key) in chunk.iter().zip(keys) {
+            known_hosts.push_str(&format!("{} {}\n", node.address, host_key?));
+        }
     }
     let known_hosts_path = dir.join("known_hosts");
     state::write_atomic(&known_hosts_path, known_hosts.as_bytes(), 0o644)?;

@@ -14,7 +14,7 @@ use super::process;
 use super::state::{NodeState, write_atomic};
 
 /// How long an orderly container shutdown may take before it is killed.
-const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Paths of one node inside the lab's state directory.
 #[derive(Debug, Clone)]
@@ -197,6 +197,11 @@ pub(crate) fn stop_all(nodes: &[(NodePaths, NodeState)]) -> Result<(), LabError>
     process::wait_gone(&killed, Duration::from_secs(10));
     for (_, node) in nodes {
         super::net::delete_veth(&node.veth)?;
+        // nspawn leaves its per-machine propagation directory behind when /run is not a tmpfs.
+        let propagate = Path::new("/run/systemd/nspawn/propagate").join(&node.machine);
+        if propagate.is_dir() {
+            fs::remove_dir_all(&propagate).map_err(LabError::io("remove", &propagate))?;
+        }
     }
     Ok(())
 }
