@@ -104,6 +104,33 @@ fn is_templated(s: &str) -> bool {
     s.contains("{{") || s.contains("{%")
 }
 
+/// Reports a resource name that is not `[A-Za-z0-9_-]+`.
+fn check_resource_name(name: &Located<String>, d: &mut Diagnostics) {
+    if !valid_name(&name.value) {
+        d.push(
+            Diagnostic::at(&name.span, format!("`{}` is not a valid resource name", name.value))
+                .with_label("invalid name")
+                .with_help("resource names may use only letters, digits, `_` and `-`"),
+        );
+    }
+}
+
+/// Records `id` as defined at `at`; a second definition is an error pointing at both. Returns
+/// whether the id was free.
+fn claim_resource_id(keys: &mut BTreeMap<ResourceId, Span>, id: &ResourceId, at: Span, d: &mut Diagnostics) -> bool {
+    if let Some(old) = keys.get(id) {
+        d.push(
+            Diagnostic::at(&at, format!("resource `{id}` is defined twice"))
+                .with_label("defined again here")
+                .with_related(old, "first defined here")
+                .with_help("resource ids must be unique; rename or remove one of them"),
+        );
+        return false;
+    }
+    keys.insert(id.clone(), at);
+    true
+}
+
 fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
@@ -404,13 +431,7 @@ impl Loader {
         let id = ResourceId { module: scope.as_ref().map(|m| m.name.clone()), kind, name: name.value.clone() };
         let help = format!("write it as a table under the header [{id}]");
         let Some(table) = expect_table(Span::new(file, value.span()), value.get_ref(), &format!("`{id}`"), help, d) else { return };
-        if !valid_name(&name.value) {
-            d.push(
-                Diagnostic::at(&name.span, format!("`{}` is not a valid resource name", name.value))
-                    .with_label("invalid name")
-                    .with_help("resource names may use only letters, digits, `_` and `-`"),
-            );
-        }
+        check_resource_name(&name, d);
         let span = Span::new(file, value.span());
         let mut r = TableReader::new(file, table, span.clone(), format!("[{id}]"));
 
@@ -495,16 +516,9 @@ impl Loader {
         if let Some(m) = &self.module_ctx {
             after.extend(m.after.iter().cloned());
         }
-        if let Some(old) = self.resource_keys.get(&id) {
-            d.push(
-                Diagnostic::at(&name.span, format!("resource `{id}` is defined twice"))
-                    .with_label("defined again here")
-                    .with_related(old, "first defined here")
-                    .with_help("resource ids must be unique; rename or remove one of them"),
-            );
+        if !claim_resource_id(&mut self.resource_keys, &id, name.span, d) {
             return;
         }
-        self.resource_keys.insert(id.clone(), name.span);
         if let Some(body) = body {
             self.resources.push(ResourceSpec { id, span, hosts, after, body, scope });
         }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::reader::{TableReader, Value, expect_table, quote_list};
-use super::{Loader, is_templated, missing_file, read_bytes, valid_name};
+use super::{Loader, check_resource_name, claim_resource_id, is_templated, missing_file, read_bytes};
 use crate::spec::diagnostic::{Diagnostic, Diagnostics, FileId, Located, Span, did_you_mean};
 use crate::spec::model::{Kind, ResourceBody, ResourceId, TemplateText};
 use crate::spec::pki::{CaSource, CaSpec, CertSpec, Duration, KeyType, Subject, Usage, check_san, san_error};
@@ -42,13 +42,7 @@ impl Loader {
         let id = ResourceId::new(Kind::Ca, name.value.clone());
         let help = format!("write it as a table under the header [{id}]");
         let Some(table) = expect_table(Span::new(file, value.span()), value.get_ref(), &format!("`{id}`"), help, d) else { return };
-        if !valid_name(&name.value) {
-            d.push(
-                Diagnostic::at(&name.span, format!("`{}` is not a valid resource name", name.value))
-                    .with_label("invalid name")
-                    .with_help("resource names may use only letters, digits, `_` and `-`"),
-            );
-        }
+        check_resource_name(&name, d);
         let span = Span::new(file, value.span());
         let mut r = TableReader::new(file, table, span.clone(), format!("[{id}]"));
         for key in ["hosts", "after"] {
@@ -94,16 +88,9 @@ impl Loader {
             }
         };
         r.finish(d);
-        if let Some(old) = self.resource_keys.get(&id) {
-            d.push(
-                Diagnostic::at(&name.span, format!("resource `{id}` is defined twice"))
-                    .with_label("defined again here")
-                    .with_related(old, "first defined here")
-                    .with_help("resource ids must be unique; rename or remove one of them"),
-            );
+        if !claim_resource_id(&mut self.resource_keys, &id, name.span.clone(), d) {
             return;
         }
-        self.resource_keys.insert(id, name.span.clone());
         // A CA with a bad `validity` is still registered (the spec fails anyway), so certificates
         // naming it get no second, misleading "not defined" error.
         if let (Some(common_name), Some(source)) = (common_name, source) {
