@@ -264,6 +264,160 @@ fn sha_mismatch_fails_the_plan_naming_both_sums() {
     assert!(!dir.path().join(".cairn/cache/sha256").join(&actual).exists());
 }
 
+/// A CA and a server certificate for 127.0.0.1 (PEM), made for one test run.
+fn test_mirror_pki() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "cairn test mirror CA");
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap().signed_by(&key, &issuer).unwrap();
+    (ca_pem, leaf.pem(), key.serialize_pem())
+}
+
+/// Serves `body` over TLS on 127.0.0.1 with the given certificate, counting requests.
+fn serve_https(body: Vec<u8>, cert_pem: &str, key_pem: &str) -> (String, Arc<AtomicUsize>) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = vec![CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&hits);
+    std::thread::spawn(move || {
+        for sock in listener.incoming() {
+            let Ok(sock) = sock else { return };
+            let Ok(conn) = rustls::ServerConnection::new(Arc::clone(&config)) else { continue };
+            let mut tls = rustls::StreamOwned::new(conn, sock);
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match tls.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            if !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                continue; // the handshake failed (client refused the certificate)
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let _ = tls.write_all(head.as_bytes());
+            let _ = tls.write_all(&body);
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+    });
+    (format!("https://{addr}"), hits)
+}
+
+#[test]
+fn https_download_verifies_the_server_against_the_trusted_roots() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("hosts");
+    let archive = tar_gz(&[("etcd-v3.5.22-linux-amd64/etcd", ETCD), ("etcd-v3.5.22-linux-amd64/etcdctl", ETCDCTL)]);
+    let sum = sha256_hex(&archive);
+    let (ca_pem, cert_pem, key_pem) = test_mirror_pki();
+    let (base, hits) = serve_https(archive, &cert_pem, &key_pem);
+    let url = format!("{base}/etcd-v3.5.22-linux-amd64.tar.gz");
+    std::fs::write(dir.path().join("cairn.toml"), local_spec(&root, &url, &sum)).unwrap();
+
+    // The mirror's CA is not trusted: the handshake fails, nothing is downloaded or cached.
+    let untrusted = cairn(dir.path(), &["plan"]);
+    assert_eq!(untrusted.code, 1, "{}", untrusted.all());
+    assert!(untrusted.stdout.contains(&format!("GET {url}")), "{}", untrusted.all());
+    assert!(untrusted.stdout.contains("invalid peer certificate: UnknownIssuer"), "{}", untrusted.all());
+    assert!(untrusted.stdout.contains("trust it with SSL_CERT_FILE=/path/to/ca.pem"), "{}", untrusted.all());
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+
+    // Trusted through SSL_CERT_FILE (how a private mirror's CA is added): downloaded over TLS,
+    // verified, unpacked and installed.
+    let ca_file = dir.path().join("mirror-ca.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+    let trust = [("SSL_CERT_FILE", ca_file.to_str().unwrap())];
+    let apply = run::cairn_env(dir.path(), &["apply", "--auto-approve"], &trust);
+    assert_eq!(apply.code, 0, "{}", apply.all());
+    assert!(apply.stderr.contains(&format!("downloading {url}")), "{}", apply.all());
+    assert!(apply.stdout.contains("Apply complete: 4 changed"), "{}", apply.stdout);
+    for host in ["alpha", "beta"] {
+        assert_eq!(std::fs::read(root.join(host).join("bin/etcd")).unwrap(), ETCD);
+        assert_eq!(std::fs::read(root.join(host).join("bin/etcdctl")).unwrap(), ETCDCTL);
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    assert_eq!(run::cairn_env(dir.path(), &["plan", "--detailed-exitcode"], &trust).code, 0);
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "the second plan uses the cache");
+}
+
+/// Serves `body` over plain http slowly (`chunks` pieces, `pause` apart), so a progress bar has
+/// time to draw.
+fn serve_slowly(body: Vec<u8>, chunks: usize, pause: std::time::Duration) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for sock in listener.incoming() {
+            let Ok(mut sock) = sock else { return };
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf);
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let _ = sock.write_all(head.as_bytes());
+            for piece in body.chunks(body.len().div_ceil(chunks)) {
+                let _ = sock.write_all(piece);
+                std::thread::sleep(pause);
+            }
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn a_download_draws_a_byte_progress_bar_on_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        panic!("`script` (util-linux) is needed to give cairn a terminal");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("hosts");
+    let archive = tar_gz(&[("etcd", &padded_script("etcd Version: 3.5.22", 4 << 20)), ("etcdctl", ETCDCTL)]);
+    let sum = sha256_hex(&archive);
+    let url = format!("{}/etcd-v3.5.22-linux-amd64.tar.gz", serve_slowly(archive, 20, std::time::Duration::from_millis(100)));
+    std::fs::write(dir.path().join("cairn.toml"), local_spec(&root, &url, &sum)).unwrap();
+    // `script` runs cairn on a pseudo-terminal and records everything it drew.
+    let typescript = dir.path().join("typescript");
+    let command = format!("{} plan", env!("CARGO_BIN_EXE_cairn"));
+    let out = Command::new("script")
+        .args(["--quiet", "--return", "--command", &command])
+        .arg(&typescript)
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .env_remove("http_proxy")
+        .env_remove("HTTP_PROXY")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let drawn = String::from_utf8_lossy(&std::fs::read(&typescript).unwrap()).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{drawn}");
+    assert!(!drawn.contains("PRIVATE KEY"));
+    // The bar names the file and counts bytes up to the total the server announced.
+    assert!(drawn.contains("etcd-v3.5.22-linux-amd64.tar.gz ["), "{drawn}");
+    let total = drawn.lines().flat_map(|l| l.split('\r')).filter(|l| l.contains("etcd-v3.5.22-linux-amd64.tar.gz [")).count();
+    assert!(total >= 3, "the bar was redrawn as bytes arrived ({total} frames):\n{drawn}");
+    assert!(drawn.contains(" MiB/"), "{drawn}");
+    // On a terminal the plain "downloading …" log line is replaced by the bar.
+    assert!(!drawn.contains(&format!("downloading {url}")), "{drawn}");
+    assert!(drawn.contains("Plan: 4 to create"), "{drawn}");
+}
+
 // ---------- lab hosts ----------
 
 /// Shell-script "binaries" padded with random bytes after `exit 0`, so uploads are real work.

@@ -282,7 +282,15 @@ async fn http_get(url: &str, to: &Path) -> Result<String, String> {
         .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| format!("cannot set up the HTTP client: {}", chain(&e)))?;
-    let mut response = client.get(url).send().await.map_err(|e| format!("GET {url}: {}", chain(&e)))?;
+    let mut response = client.get(url).send().await.map_err(|e| {
+        let cause = chain(&e);
+        let hint = if cause.contains("certificate") {
+            "; if the server's certificate comes from a private CA, trust it with SSL_CERT_FILE=/path/to/ca.pem"
+        } else {
+            ""
+        };
+        format!("GET {url}: {cause}{hint}")
+    })?;
     let status = response.status();
     if !status.is_success() {
         return Err(format!("GET {url}: HTTP {status}"));
