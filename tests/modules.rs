@@ -325,3 +325,32 @@ after = ["motd.file.motd"]
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(out, "No changes. 3 resource instances on 1 host match the spec.\n");
 }
+
+#[test]
+fn each_module_instance_gets_its_own_ca_and_outside_certs_can_name_it() {
+    use cairn::spec::model::ResourceBody;
+    let sum = "0".repeat(64);
+    let text = format!(
+        "{HOSTS}\n[module.red]\nsource = \"etcd-cluster\"\nhosts = [\"n1\"]\nversion = \"3.5.22\"\nsha256 = \"{sum}\"\n\n\
+         [module.blue]\nsource = \"etcd-cluster\"\nhosts = [\"n2\"]\nversion = \"3.5.22\"\nsha256 = \"{sum}\"\n\n\
+         [cert.client]\nhosts = [\"web\"]\nca = \"blue.ca.etcd\"\ncommon_name = \"web\"\nusages = [\"client\"]\n\
+         cert_path = \"/etc/web/etcd.pem\"\nkey_path = \"/etc/web/etcd-key.pem\"\n"
+    );
+    let spec = load_str(&repo().join("cairn.toml"), &text).unwrap_or_else(|e| panic!("{}", e.render()));
+    let issuer = |id: &str| {
+        let res = spec.resources.iter().find(|r| r.id.to_string() == id).unwrap();
+        let ResourceBody::Cert(cert) = &res.body else { panic!("{id} is not a cert") };
+        let ca = cert.issuer.as_ref().unwrap();
+        (ca.name.clone(), format!("{:?}", ca.source))
+    };
+    let (red, red_store) = issuer("red.cert.server");
+    let (blue, blue_store) = issuer("blue.cert.server");
+    assert_eq!((red.as_str(), blue.as_str()), ("red.etcd", "blue.etcd"));
+    assert!(red_store.contains("pki/red.etcd") && blue_store.contains("pki/blue.etcd"), "{red_store} {blue_store}");
+    assert_eq!(issuer("red.cert.admin").0, "red.etcd");
+    assert_eq!(issuer("cert.client").0, "blue.etcd");
+    // A CA that no instance defines is reported with the CAs that exist.
+    let bad = text.replace("blue.ca.etcd", "green.ca.etcd");
+    let err = mask(&load_str(&repo().join("cairn.toml"), &bad).map(|_| ()).unwrap_err().render());
+    assert!(err.contains("`ca` of [cert.client] names `green.ca.etcd`, which is not defined"), "{err}");
+}

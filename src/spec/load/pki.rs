@@ -21,7 +21,8 @@ pub const DEFAULT_RENEW_BEFORE: &str = "30d";
 /// What the loader gathers for the PKI kinds.
 #[derive(Debug, Default)]
 pub(super) struct PkiParts {
-    /// `[ca.*]` tables by name.
+    /// `[ca.*]` tables by id as a reference writes it: `ca.NAME`, or `MODULE.ca.NAME` for a CA
+    /// defined inside a module instance (so two instances of one module get two CAs).
     pub(super) cas: BTreeMap<String, PendingCa>,
     /// Every `ca = "ca.NAME"` written in a certificate, checked once every CA is known.
     pub(super) refs: Vec<(ResourceId, Located<String>)>,
@@ -39,7 +40,8 @@ impl Loader {
     /// `[ca.NAME]`.
     pub(super) fn ca_table(&mut self, file: FileId, base: &Path, name: Located<String>, value: &Value<'_>) {
         let d = &mut self.diags;
-        let id = ResourceId::new(Kind::Ca, name.value.clone());
+        let module = self.module_ctx.as_ref().map(|m| m.scope.name.clone());
+        let id = ResourceId { module, kind: Kind::Ca, name: name.value.clone() };
         let help = format!("write it as a table under the header [{id}]");
         let Some(table) = expect_table(Span::new(file, value.span()), value.get_ref(), &format!("`{id}`"), help, d) else { return };
         check_resource_name(&name, d);
@@ -97,7 +99,8 @@ impl Loader {
             let validity = validity.unwrap_or(Duration { secs: 1 });
             let explicit_dir = dir.is_some();
             let spec = CaSpec {
-                name: name.value.clone(),
+                // The store directory and messages use it: `etcd`, or `MODULE.etcd` in a module.
+                name: id.to_string().replacen("ca.", "", 1),
                 common_name: common_name.value,
                 subject,
                 key: key.unwrap_or(KeyType::EcdsaP256),
@@ -105,7 +108,7 @@ impl Loader {
                 source,
                 span,
             };
-            self.pki.cas.insert(name.value, PendingCa { spec, explicit_dir });
+            self.pki.cas.insert(id.to_string(), PendingCa { spec, explicit_dir });
         }
     }
 
@@ -113,19 +116,20 @@ impl Loader {
     /// directory). Reports `ca` values naming no `[ca.*]`.
     pub(super) fn resolve_cas(&mut self, state_dir: &Path) {
         let mut cas: BTreeMap<String, CaSpec> = BTreeMap::new();
-        for (name, pending) in &self.pki.cas {
+        for (key, pending) in &self.pki.cas {
             let mut spec = pending.spec.clone();
             if let CaSource::Store { dir } = &mut spec.source
                 && !pending.explicit_dir
             {
-                *dir = state_dir.join("pki").join(name);
+                *dir = state_dir.join("pki").join(&spec.name);
             }
-            cas.insert(name.clone(), spec);
+            cas.insert(key.clone(), spec);
         }
-        let names: Vec<String> = self.pki.cas.keys().map(|n| format!("ca.{n}")).collect();
-        let known = |r: &str| r.strip_prefix("ca.").is_some_and(|n| self.pki.cas.contains_key(n));
+        let names: Vec<String> = self.pki.cas.keys().cloned().collect();
+        let mut issuers: BTreeMap<ResourceId, String> = BTreeMap::new();
         for (id, r) in &self.pki.refs {
-            if known(&r.value) {
+            if let Some(key) = resolve_ca(id, &r.value, &cas) {
+                issuers.insert(id.clone(), key);
                 continue;
             }
             let wanted = r.value.strip_prefix("ca.").unwrap_or(&r.value);
@@ -146,10 +150,17 @@ impl Loader {
         }
         for res in &mut self.resources {
             if let ResourceBody::Cert(cert) = &mut res.body {
-                cert.issuer = cert.ca.value.strip_prefix("ca.").and_then(|n| cas.get(n)).map(|ca| Box::new(ca.clone()));
+                cert.issuer = issuers.get(&res.id).and_then(|key| cas.get(key)).map(|ca| Box::new(ca.clone()));
             }
         }
     }
+}
+
+/// The CA a certificate's `ca = "..."` names: inside a module, `ca.NAME` is the module's own CA
+/// when it defines one, else the spec's; `MODULE.ca.NAME` names a module instance's CA from outside.
+fn resolve_ca<T>(cert: &ResourceId, written: &str, cas: &BTreeMap<String, T>) -> Option<String> {
+    let local = cert.module.as_ref().filter(|_| written.starts_with("ca.")).map(|m| format!("{m}.{written}"));
+    local.into_iter().chain([written.to_string()]).find(|key| cas.contains_key(key))
 }
 
 const KEY_CHOICES: [&str; 4] = ["rsa-2048", "rsa-4096", "ecdsa-p256", "ed25519"];
@@ -158,7 +169,7 @@ const KEY_CHOICES: [&str; 4] = ["rsa-2048", "rsa-4096", "ecdsa-p256", "ed25519"]
 pub(super) fn cert_body(r: &mut TableReader<'_, '_>, id: &ResourceId, pki: &mut PkiParts, d: &mut Diagnostics) -> Option<ResourceBody> {
     let ca = r.required_string("ca", "\"ca.etcd\"", d);
     if let Some(ca) = &ca {
-        if ca.value.starts_with("ca.") {
+        if ResourceId::parse(&ca.value).is_some_and(|r| r.kind == Kind::Ca) {
             pki.refs.push((id.clone(), ca.clone()));
         } else {
             d.push(
