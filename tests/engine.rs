@@ -194,7 +194,7 @@ fn render_plan() -> (Graph, Plan) {
     node2.paths.insert("/etc/demo/key.pem".into(), fact(PathKind::File, 0o644, Some("other secret")));
     node2.paths.insert("/etc/demo/same".into(), fact(PathKind::File, 0o644, Some("same\n")));
     let old: BTreeMap<String, Vec<u8>> = [("/etc/demo/motd".to_string(), b"cluster old on node2\nwelcome\n".to_vec())].into();
-    let mut plan = Plan::default();
+    let mut plan = Plan::for_graph(&g);
     plan.hosts.insert("node1".into(), plan_from_facts(&g, "node1", &HostFacts::default(), &BTreeMap::new()));
     plan.hosts.insert("node2".into(), plan_from_facts(&g, "node2", &node2, &old));
     (g, plan)
@@ -202,14 +202,14 @@ fn render_plan() -> (Graph, Plan) {
 
 #[test]
 fn plan_text_view() {
-    let (g, plan) = render_plan();
-    insta::assert_snapshot!(render::text(&plan, &g, TextOptions { color: false, verbose: false }));
+    let (_, plan) = render_plan();
+    insta::assert_snapshot!(render::text(&plan, TextOptions { color: false, verbose: false }));
 }
 
 #[test]
 fn plan_text_view_verbose_lists_unchanged_with_reasons() {
-    let (g, plan) = render_plan();
-    insta::assert_snapshot!(render::text(&plan, &g, TextOptions { color: false, verbose: true }));
+    let (_, plan) = render_plan();
+    insta::assert_snapshot!(render::text(&plan, TextOptions { color: false, verbose: true }));
 }
 
 #[test]
@@ -238,11 +238,11 @@ fn no_changes_says_so() {
     let g = graph(&format!("{HOSTS}[dir.conf]\npath = \"/etc/demo\"\n"));
     let mut facts = HostFacts::default();
     facts.paths.insert("/etc/demo".into(), fact(PathKind::Dir, 0o755, None));
-    let mut plan = Plan::default();
+    let mut plan = Plan::for_graph(&g);
     for h in ["node1", "node2"] {
         plan.hosts.insert(h.into(), plan_from_facts(&g, h, &facts, &BTreeMap::new()));
     }
-    assert_eq!(render::text(&plan, &g, TextOptions::default()), "No changes. 2 resource instances on 2 hosts match the spec.\n");
+    assert_eq!(render::text(&plan, TextOptions::default()), "No changes. 2 resource instances on 2 hosts match the spec.\n");
 }
 
 // ---- the real binary against local hosts ----

@@ -2,7 +2,8 @@
 //! from a local mirror built by `make-mirror.sh` (Debian's etcd 3.4 repacked as a release), then
 //! checked over mutual TLS: three members, one leader, one raft term, put/get with the admin
 //! certificate and refused without one, an empty plan afterwards; then repair of a stopped
-//! leader, a backup run by hand, and an even host count refused.
+//! leader, a backup run by hand, a rolling restart under writes, a restore from a snapshot, a
+//! member replaced, and an even host count refused.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
 
 #[path = "common/lab.rs"]
@@ -49,6 +50,9 @@ fn cairn(dir: &Path, args: &[&str]) -> Run {
         .unwrap();
     let secs = started.elapsed().as_secs_f64();
     eprintln!("cairn {} took {secs:.1}s", args.join(" "));
+    for stream in [&out.stdout, &out.stderr] {
+        assert!(!String::from_utf8_lossy(stream).contains("PRIVATE KEY"), "a private key reached cairn's output");
+    }
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -71,6 +75,15 @@ fn etcdctl_ok(lab: &lab::Lab, node: &str, line: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Writes `bytes` to `path` on `node` (through ssh's stdin).
+fn write_file(lab: &lab::Lab, node: &str, path: &str, bytes: &[u8]) {
+    use std::io::Write;
+    let argv = lab.info.ssh_argv(node, &["sh", "-c", &format!("cat > {path}")]).unwrap();
+    let mut child = Command::new(&argv[0]).args(&argv[1..]).stdin(std::process::Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    assert!(child.wait().unwrap().success(), "writing {path} on {node}");
 }
 
 /// `etcdctl endpoint status -w simple` lines: (endpoint, is leader, raft term).
@@ -151,9 +164,15 @@ fn etcd_cluster_on_three_lab_hosts() {
     std::fs::copy(repo().join("examples/etcd-lab/mirror.toml"), dir.join("mirror.toml")).unwrap();
     let nodes = ["node1", "node2", "node3"];
 
-    // 1. Apply on fresh hosts.
-    let run = cairn(dir, &["apply", "--auto-approve", "-f", "cairn.toml"]);
+    // 1. Apply on fresh hosts, through a saved plan, with debug logs: no key material in the
+    //    plan text, its JSON, the plan file or the logs (every run's output is checked).
+    let plan = cairn(dir, &["plan", "-f", "cairn.toml", "-o", "fresh.cairn"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    assert_eq!(cairn(dir, &["show", "fresh.cairn", "--json"]).code, 0);
+    let run = cairn(dir, &["--verbose", "apply", "fresh.cairn"]);
     assert_eq!(run.code, 0, "{}", run.all());
+    let plan_file = std::fs::read_to_string(dir.join("fresh.cairn")).unwrap();
+    assert!(plan_file.contains("etcd.cert.server") && !plan_file.contains("PRIVATE KEY"));
     eprintln!("APPLY (fresh, 3 hosts): {:.1}s", run.secs);
 
     // 2. Three members, exactly one leader, one raft term, over TLS with the admin certificate.
@@ -167,6 +186,11 @@ fn etcd_cluster_on_three_lab_hosts() {
     assert!(st.iter().all(|s| s.2 == st[0].2), "one raft term: {st:?}");
     let members = etcdctl_ok(&lab, "node3", "etcdctl member list -w simple");
     assert_eq!(members.lines().count(), 3, "{members}");
+    // initial-cluster-state: "new" while forming, decided at start, never in the managed file.
+    for node in nodes {
+        assert_eq!(lab.ssh_ok(node, &["grep", "^initial-cluster-state", "/run/etcd/etcd.config.yml"]), "initial-cluster-state: new");
+        assert!(!lab.ssh(node, &["grep", "-q", "^initial-cluster-state", "/etc/etcd/etcd.config.yml"]).status.success());
+    }
 
     // 3. put/get with the admin certificate; refused without a client certificate.
     etcdctl_ok(&lab, "node1", "etcdctl put /cairn/hello world");
@@ -269,8 +293,58 @@ fn etcd_cluster_on_three_lab_hosts() {
     let st = status(&lab, "node3");
     assert_eq!((st.len(), st.iter().filter(|s| s.1).count()), (3, 1), "{st:?}");
     assert_eq!(cairn(dir, &["plan", "--detailed-exitcode", "-f", "cairn.toml"]).code, 0);
+    // A formed member restarted says "existing" (which it ignores: it has data), and the managed
+    // file did not change for it.
+    for node in nodes {
+        assert_eq!(lab.ssh_ok(node, &["grep", "^initial-cluster-state", "/run/etcd/etcd.config.yml"]), "initial-cluster-state: existing");
+    }
 
-    // 9. Four hosts selected: refused before anything is touched.
+    // 9. Restore from a snapshot: one snapshot on every member, etcd-restore on each, then apply
+    //    starts the stopped members together and the data is the snapshot's.
+    etcdctl_ok(&lab, "node1", "etcdctl put /cairn/restore before-snapshot");
+    lab.ssh_ok("node1", &["sh", "-c", "rm -f /var/backups/etcd/etcd-snapshot-*.db && systemctl start etcd-backup.service"]);
+    let snap = lab.ssh_ok("node1", &["sh", "-c", "ls /var/backups/etcd/etcd-snapshot-*.db"]);
+    etcdctl_ok(&lab, "node1", "etcdctl put /cairn/restore after-snapshot");
+    let bytes = lab.ssh("node1", &["cat", &snap]).stdout;
+    assert!(bytes.len() > 4096, "snapshot of {} bytes", bytes.len());
+    for node in ["node2", "node3"] {
+        write_file(&lab, node, "/root/restore.db", &bytes);
+    }
+    lab.ssh_ok("node1", &["cp", &snap, "/root/restore.db"]);
+    for node in nodes {
+        let out = lab.ssh(node, &["/usr/local/sbin/etcd-restore", "/root/restore.db"]);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "etcd-restore on {node}: {text}");
+        assert!(text.contains("the previous data is kept in /var/lib/etcd.before-restore-"), "{text}");
+        assert_eq!(lab.ssh_ok(node, &["stat", "-c", "%U:%G %a", "/var/lib/etcd"]), "etcd:etcd 700");
+    }
+    let plan = cairn(dir, &["plan", "-f", "cairn.toml"]);
+    assert_eq!(plan.stdout.matches("stopped, wanted running").count(), 3, "{}", plan.all());
+    let run = cairn(dir, &["apply", "--auto-approve", "-f", "cairn.toml"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    eprintln!("APPLY (start after restore, 3 hosts): {:.1}s", run.secs);
+    assert_eq!(etcdctl_ok(&lab, "node2", "etcdctl get --print-value-only /cairn/restore"), "before-snapshot");
+    let st = status(&lab, "node3");
+    assert_eq!((st.len(), st.iter().filter(|s| s.1).count()), (3, 1), "{st:?}");
+    assert_eq!(cairn(dir, &["plan", "--detailed-exitcode", "-f", "cairn.toml"]).code, 0);
+
+    // 10. Replacing a member whose disk was lost: removed and added back with etcdctl, data dir
+    //     emptied; apply starts it, and the start script makes it join ("existing").
+    let members = etcdctl_ok(&lab, "node1", "etcdctl member list -w simple");
+    let node3_id = members.lines().find(|l| l.split(", ").nth(2) == Some("node3")).and_then(|l| l.split(", ").next()).unwrap();
+    lab.ssh_ok("node3", &["sh", "-c", "systemctl stop etcd.service && rm -rf /var/lib/etcd/member /var/lib/etcd/wal"]);
+    etcdctl_ok(&lab, "node1", &format!("ETCDCTL_ENDPOINTS=https://127.0.0.1:2379 etcdctl member remove {node3_id}"));
+    let node3_address = lab.ssh_ok("node3", &["sh", "-c", "grep ^initial-advertise-peer-urls /etc/etcd/etcd.config.yml | cut -d' ' -f2"]);
+    etcdctl_ok(&lab, "node1", &format!("ETCDCTL_ENDPOINTS=https://127.0.0.1:2379 etcdctl member add node3 --peer-urls={node3_address}"));
+    let run = cairn(dir, &["apply", "--auto-approve", "-f", "cairn.toml"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(lab.ssh_ok("node3", &["grep", "^initial-cluster-state", "/run/etcd/etcd.config.yml"]), "initial-cluster-state: existing");
+    assert_eq!(etcdctl_ok(&lab, "node3", "ETCDCTL_ENDPOINTS=https://127.0.0.1:2379 etcdctl get --print-value-only /cairn/restore"), "before-snapshot");
+    let st = status(&lab, "node1");
+    assert_eq!((st.len(), st.iter().filter(|s| s.1).count()), (3, 1), "{st:?}");
+    assert_eq!(cairn(dir, &["plan", "--detailed-exitcode", "-f", "cairn.toml"]).code, 0);
+
+    // 11. Four hosts selected: refused before anything is touched.
     let lab_toml = std::fs::read_to_string(lab.hosts_file()).unwrap();
     let four = format!("{lab_toml}\n[hosts.node4]\naddress = \"192.0.2.44\"\n");
     std::fs::write(dir.join("lab.toml"), four).unwrap();

@@ -100,7 +100,7 @@ fn plan_text(g: &Graph, facts: &BTreeMap<&str, HostFacts>, verbose: bool) -> Str
     for (host, f) in facts {
         plan.hosts.insert((*host).to_string(), plan_from_facts(g, host, f, &BTreeMap::new()));
     }
-    render::text(&plan, g, TextOptions { color: false, verbose })
+    render::text(&plan, TextOptions { color: false, verbose })
 }
 
 const ETCD_JSON: &str = include_str!("../src/resource/firewall/fixtures/etcd.json");
@@ -251,7 +251,7 @@ async fn engine_applies_repairs_and_leaves_other_tables_alone_in_a_netns() {
     assert!(listed.contains("meta l4proto { icmp, ipv6-icmp } accept comment \"firewall.icmp rule 1\""), "{listed}");
 
     let plan = planner::plan(&g, &conns).await;
-    assert!(!plan.has_changes() && !plan.has_errors(), "{}", render::text(&plan, &g, TextOptions::default()));
+    assert!(!plan.has_changes() && !plan.has_errors(), "{}", render::text(&plan, TextOptions::default()));
     assert_eq!(plan.changes().next().map(|c| c.reason.as_str()), Some("rules match"));
 
     // A rule added by hand in cairn's table is drift, shown as a rule diff, and repaired.

@@ -186,7 +186,7 @@ fn settled(g: &Graph, host: &str) -> HostFacts {
 }
 
 fn plan_of(g: &Graph, facts: &[(&str, HostFacts)]) -> Plan {
-    let mut plan = Plan::default();
+    let mut plan = Plan::for_graph(g);
     for (host, f) in facts {
         plan.hosts.insert((*host).to_string(), plan_from_facts(g, host, f, &BTreeMap::new()));
     }
@@ -200,7 +200,7 @@ fn only_checks_is_no_changes() {
     assert!(!plan.has_changes());
     assert_eq!(plan.summary().check, 2);
     assert!(plan.changes().any(|c| c.action == Action::Check && c.reason == "will check: etcd health"));
-    assert_eq!(render::text(&plan, &g, TextOptions::default()), "No changes. 8 resource instances on 2 hosts match the spec.\n");
+    assert_eq!(render::text(&plan, TextOptions::default()), "No changes. 8 resource instances on 2 hosts match the spec.\n");
 }
 
 #[test]
@@ -214,7 +214,7 @@ fn plan_shows_restarts_stopped_units_and_checks() {
     n2.units.get_mut("etcd.service").unwrap().active_state = "inactive".into();
     n2.units.get_mut("etcd.service").unwrap().unit_file_state = "disabled".into();
     let plan = plan_of(&g, &[("node1", n1), ("node2", n2)]);
-    let text = render::text(&plan, &g, TextOptions::default());
+    let text = render::text(&plan, TextOptions::default());
     insta::assert_snapshot!(text);
     assert!(text.contains("restart: file.etcd-config changes"), "{text}");
 }
@@ -227,7 +227,7 @@ fn plan_shows_a_pending_restart() {
     let plan = plan_of(&g, &[("node1", n1)]);
     let c = plan.changes().find(|c| c.id.resource.to_string() == "unit.etcd").unwrap();
     assert_eq!((c.action, c.reason.as_str()), (Action::Restart, "restart pending: etcd.config.yml changed after the service started"));
-    assert!(render::text(&plan, &g, TextOptions::default()).contains("1 to restart; 1 check will run."));
+    assert!(render::text(&plan, TextOptions::default()).contains("1 to restart; 1 check will run."));
 }
 
 #[test]
@@ -239,7 +239,7 @@ fn new_host_plan() {
         UnitFact { load_state: "not-found".into(), active_state: "inactive".into(), sub_state: "dead".into(), ..Default::default() },
     );
     let plan = plan_of(&g, &[("node1", fresh)]);
-    insta::assert_snapshot!(render::text(&plan, &g, TextOptions::default()));
+    insta::assert_snapshot!(render::text(&plan, TextOptions::default()));
 }
 
 // ---- end to end on lab hosts ----

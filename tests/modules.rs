@@ -332,7 +332,7 @@ fn each_module_instance_gets_its_own_ca_and_outside_certs_can_name_it() {
     let sum = "0".repeat(64);
     let text = format!(
         "{HOSTS}\n[module.red]\nsource = \"etcd-cluster\"\nhosts = [\"n1\"]\nversion = \"3.5.22\"\nsha256 = \"{sum}\"\n\n\
-         [module.blue]\nsource = \"etcd-cluster\"\nhosts = [\"n2\"]\nversion = \"3.5.22\"\nsha256 = \"{sum}\"\n\n\
+         [module.blue]\nsource = \"etcd-cluster\"\nhosts = [\"n2\"]\nversion = \"3.5.22\"\nsha256 = \"{sum}\"\nca_key = \"ecdsa-p256\"\n\n\
          [cert.client]\nhosts = [\"web\"]\nca = \"blue.ca.etcd\"\ncommon_name = \"web\"\nusages = [\"client\"]\n\
          cert_path = \"/etc/web/etcd.pem\"\nkey_path = \"/etc/web/etcd-key.pem\"\n"
     );
@@ -341,12 +341,14 @@ fn each_module_instance_gets_its_own_ca_and_outside_certs_can_name_it() {
         let res = spec.resources.iter().find(|r| r.id.to_string() == id).unwrap();
         let ResourceBody::Cert(cert) = &res.body else { panic!("{id} is not a cert") };
         let ca = cert.issuer.as_ref().unwrap();
-        (ca.name.clone(), format!("{:?}", ca.source))
+        (ca.name.clone(), format!("{:?} {:?}", ca.source, ca.key))
     };
     let (red, red_store) = issuer("red.cert.server");
     let (blue, blue_store) = issuer("blue.cert.server");
     assert_eq!((red.as_str(), blue.as_str()), ("red.etcd", "blue.etcd"));
     assert!(red_store.contains("pki/red.etcd") && blue_store.contains("pki/blue.etcd"), "{red_store} {blue_store}");
+    // The CA's key type comes from the instance's `ca_key` input.
+    assert!(red_store.ends_with("Rsa2048") && blue_store.ends_with("EcdsaP256"), "{red_store} {blue_store}");
     assert_eq!(issuer("red.cert.admin").0, "red.etcd");
     assert_eq!(issuer("cert.client").0, "blue.etcd");
     // A CA that no instance defines is reported with the CAs that exist.

@@ -19,8 +19,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::apply::{ApplyOptions, Outcome};
 use crate::graph::Graph;
 use crate::plan::render::{self, TextOptions};
-use crate::plan::{Plan, planner};
+use crate::plan::{Plan, planner, saved};
 use crate::spec::{self, Spec};
+use crate::state::host;
 
 /// Declarative infrastructure as code for clustered services.
 #[derive(Debug, Parser)]
@@ -51,9 +52,16 @@ pub enum ColorChoice {
 /// `-f SPEC`, shared by commands that read a spec.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SpecArg {
-    /// The spec file.
-    #[arg(short = 'f', long = "file", default_value = "cairn.toml", value_name = "SPEC")]
-    pub file: PathBuf,
+    /// The spec file [default: cairn.toml].
+    #[arg(short = 'f', long = "file", value_name = "SPEC")]
+    pub file: Option<PathBuf>,
+}
+
+impl SpecArg {
+    /// The spec path: `-f`, else `cairn.toml`.
+    pub fn path(&self) -> PathBuf {
+        self.file.clone().unwrap_or_else(|| PathBuf::from("cairn.toml"))
+    }
 }
 
 /// The commands.
@@ -82,10 +90,42 @@ pub enum Command {
         /// Only these resources, `kind.name` (repeatable).
         #[arg(long = "target", value_name = "ID")]
         targets: Vec<String>,
+        /// Also save the plan to FILE (mode 0600) for `cairn show` and `cairn apply FILE`.
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        out: Option<PathBuf>,
     },
-    /// Plan, show the plan, ask for confirmation, and apply it.
-    Apply {
+    /// Report only what differs from the spec, per host and resource (for scheduled jobs):
+    /// exit 0 clean, 2 drift, 1 error.
+    Drift {
         /// The spec file.
+        #[command(flatten)]
+        spec: SpecArg,
+        /// Print the drift as JSON (the `plan --json` schema, differing instances only).
+        #[arg(long)]
+        json: bool,
+        /// Only these hosts (repeatable).
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+        /// Only these resources, `kind.name` (repeatable).
+        #[arg(long = "target", value_name = "ID")]
+        targets: Vec<String>,
+    },
+    /// Print a saved plan (`cairn plan -o FILE`) without touching any host.
+    Show {
+        /// The plan file.
+        #[arg(value_name = "PLAN")]
+        plan: PathBuf,
+        /// Print it as JSON (the same schema as `plan --json`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Plan, show the plan, ask for confirmation, and apply it; or apply a saved plan exactly.
+    Apply {
+        /// A saved plan (`cairn plan -o FILE`): applied as it is, without a prompt, after checking
+        /// that neither the spec nor the hosts changed since it was made.
+        #[arg(value_name = "PLAN")]
+        plan: Option<PathBuf>,
+        /// The spec file (with a saved plan: the spec it was made from, by default).
         #[command(flatten)]
         spec: SpecArg,
         /// Do not ask for confirmation (required when stdin is not a terminal).
@@ -100,6 +140,18 @@ pub enum Command {
         /// Only these resources, `kind.name` (repeatable).
         #[arg(long = "target", value_name = "ID")]
         targets: Vec<String>,
+        /// How long to wait for another apply's lock on a host (e.g. 30s, 2m); 0 fails at once.
+        #[arg(long, default_value = "0", value_name = "DURATION", value_parser = parse_wait)]
+        lock_timeout: std::time::Duration,
+    },
+    /// Remove a host's apply lock left by a run that was killed.
+    Unlock {
+        /// The host (as named in the spec).
+        #[arg(value_name = "HOST")]
+        host: String,
+        /// The spec file.
+        #[command(flatten)]
+        spec: SpecArg,
     },
     /// Print the resource graph.
     Graph {
@@ -116,6 +168,19 @@ pub enum Command {
     /// Reusable modules (`modules/<name>/module.toml`).
     #[command(subcommand)]
     Module(module::ModuleCommand),
+}
+
+/// `30s`, `2m`, `1h` or plain seconds.
+fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = text.trim().split_at(text.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(text.trim().len()));
+    let n: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration; write e.g. 30s, 2m or 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("`{text}` is not a duration; write e.g. 30s, 2m or 1h")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// `graph --format`.
@@ -207,15 +272,48 @@ async fn run(cli: Cli) -> ExitStatus {
     let ui = Ui::new(&cli);
     download::install();
     match cli.command {
-        Command::Validate { spec } => validate(&ui, &spec.file),
-        Command::Graph { spec, format } => graph(&ui, &spec.file, format),
+        Command::Validate { spec } => validate(&ui, &spec.path()),
+        Command::Graph { spec, format } => graph(&ui, &spec.path(), format),
         Command::Lab(_) | Command::Module(_) => ExitStatus::Error, // handled before the runtime starts
-        Command::Plan { spec, json, detailed_exitcode, hosts, targets } => {
-            let Some((spec, graph)) = load_graph(&ui, &spec.file, &hosts, &targets) else { return ExitStatus::Error };
+        Command::Show { plan, json } => show(&ui, &plan, json),
+        Command::Drift { spec, json, hosts, targets } => {
+            let Some((spec, graph)) = load_graph(&ui, &spec.path(), &hosts, &targets) else { return ExitStatus::Error };
             let (ui, graph) = (&ui, &graph);
             with_connections(ui, &spec, graph, |conns| async move {
+                let drift = planner::plan(graph, &conns).await.drift_only();
+                if json {
+                    print!("{}", render::json(&drift));
+                } else {
+                    print!("{}", render::drift_text(&drift, ui.text_options()));
+                }
+                if drift.has_errors() {
+                    ExitStatus::Error
+                } else if drift.has_changes() {
+                    ExitStatus::Changes
+                } else {
+                    ExitStatus::Success
+                }
+            })
+            .await
+        }
+        Command::Plan { spec: spec_arg, json, detailed_exitcode, hosts, targets, out } => {
+            let spec_path = spec_arg.path();
+            let Some((spec, graph)) = load_graph(&ui, &spec_path, &hosts, &targets) else { return ExitStatus::Error };
+            let (ui, graph, spec_ref) = (&ui, &graph, &spec);
+            with_connections(ui, &spec, graph, |conns| async move {
                 let plan = planner::plan(graph, &conns).await;
-                print_plan(ui, &plan, graph, json);
+                print_plan(ui, &plan, json);
+                if let Some(out) = &out {
+                    let digest = saved::spec_digest(spec_ref, &spec_path);
+                    let saved = saved::SavedPlan::new(plan.clone(), &spec_path, digest, &hosts, &targets);
+                    if let Err(e) = saved.write(out) {
+                        ui.error(&e);
+                        return ExitStatus::Error;
+                    }
+                    if !json {
+                        eprintln!("Saved the plan to {}; apply exactly it with `cairn apply {}`.", out.display(), out.display());
+                    }
+                }
                 if plan.has_errors() {
                     ExitStatus::Error
                 } else if detailed_exitcode && plan.has_changes() {
@@ -226,16 +324,22 @@ async fn run(cli: Cli) -> ExitStatus {
             })
             .await
         }
-        Command::Apply { spec, auto_approve, parallelism, hosts, targets } => {
-            let Some((spec, graph)) = load_graph(&ui, &spec.file, &hosts, &targets) else { return ExitStatus::Error };
+        Command::Unlock { host, spec } => unlock(&ui, &spec.path(), &host).await,
+        Command::Apply { plan: Some(plan_file), spec, parallelism, lock_timeout, .. } => {
+            apply_saved(&ui, &plan_file, &spec, parallelism, lock_timeout).await
+        }
+        Command::Apply { plan: None, spec: spec_arg, auto_approve, parallelism, hosts, targets, lock_timeout } => {
+            let spec_path = spec_arg.path();
+            let Some((spec, graph)) = load_graph(&ui, &spec_path, &hosts, &targets) else { return ExitStatus::Error };
             if !auto_approve && !std::io::stdin().is_terminal() {
                 ui.error("stdin is not a terminal, so cairn cannot ask for confirmation; pass --auto-approve to apply without asking");
                 return ExitStatus::Error;
             }
             let (ui, graph) = (&ui, &graph);
-            with_connections(ui, &spec, graph, |conns| async move {
+            let lock = Some(LockRequest { spec: spec_path.display().to_string(), timeout: lock_timeout });
+            with_connections_locked(ui, &spec, graph, lock, |conns| async move {
                 let plan = planner::plan(graph, &conns).await;
-                print_plan(ui, &plan, graph, false);
+                print_plan(ui, &plan, false);
                 if !plan.has_changes() {
                     return if plan.has_errors() { ExitStatus::Error } else { ExitStatus::Success };
                 }
@@ -243,15 +347,88 @@ async fn run(cli: Cli) -> ExitStatus {
                     eprintln!("Apply cancelled; nothing was changed.");
                     return ExitStatus::Error;
                 }
-                let reporter = Arc::new(progress::Progress::new(graph, &plan));
-                let report = crate::apply::apply(graph, &plan, &conns, ApplyOptions { parallelism }, reporter.clone()).await;
-                reporter.finish();
-                print!("{}", progress::report_text(&report, ui.color));
-                if report.success() { ExitStatus::Success } else { ExitStatus::Error }
+                carry_out(ui, graph, &plan, &conns, parallelism).await
             })
             .await
         }
     }
+}
+
+/// Applies `plan` (already shown and agreed to) and prints the report.
+async fn carry_out(ui: &Ui, graph: &Arc<Graph>, plan: &Plan, conns: &planner::Connections, parallelism: usize) -> ExitStatus {
+    let reporter = Arc::new(progress::Progress::new(graph, plan));
+    let report = crate::apply::apply(graph, plan, conns, ApplyOptions { parallelism }, reporter.clone()).await;
+    reporter.finish();
+    print!("{}", progress::report_text(&report, ui.color));
+    if report.success() { ExitStatus::Success } else { ExitStatus::Error }
+}
+
+/// `cairn show PLAN`.
+fn show(ui: &Ui, path: &Path, json: bool) -> ExitStatus {
+    match saved::SavedPlan::read(path) {
+        Ok(saved) => {
+            if !json {
+                println!("Saved plan {} (spec {}, cairn {}):\n", path.display(), saved.spec.path, saved.cairn_version);
+            }
+            print_plan(ui, &saved.plan, json);
+            ExitStatus::Success
+        }
+        Err(e) => {
+            ui.error(&e);
+            ExitStatus::Error
+        }
+    }
+}
+
+/// `cairn apply PLAN`: the saved plan, exactly, or nothing when the spec or the hosts moved.
+async fn apply_saved(ui: &Ui, plan_file: &Path, spec_arg: &SpecArg, parallelism: usize, lock_timeout: std::time::Duration) -> ExitStatus {
+    let saved = match saved::SavedPlan::read(plan_file) {
+        Ok(s) => s,
+        Err(e) => {
+            ui.error(&e);
+            return ExitStatus::Error;
+        }
+    };
+    let spec_path = spec_arg.file.clone().unwrap_or_else(|| PathBuf::from(&saved.spec.path));
+    let Some((spec, graph)) = load_graph(ui, &spec_path, &saved.hosts, &saved.targets) else { return ExitStatus::Error };
+    let digest = saved::spec_digest(&spec, &spec_path);
+    if digest != saved.spec.digest {
+        ui.error(&format!(
+            "{} was made from another version of the spec (digest {} then, {} now in {}); nothing was applied. \
+             Make a new plan with `cairn plan -o {}` and review it.",
+            plan_file.display(),
+            short(&saved.spec.digest),
+            short(&digest),
+            spec_path.display(),
+            plan_file.display()
+        ));
+        return ExitStatus::Error;
+    }
+    let (ui, graph, saved) = (ui, &graph, &saved);
+    let lock = Some(LockRequest { spec: spec_path.display().to_string(), timeout: lock_timeout });
+    with_connections_locked(ui, &spec, graph, lock, |conns| async move {
+        let now = planner::plan(graph, &conns).await;
+        let moved = saved::compare(&saved.plan, &now);
+        if !moved.is_empty() {
+            eprint!("{}", render::moved_text(&moved));
+            ui.error(&format!(
+                "the hosts changed since {} was made; nothing was applied. Make a new plan with `cairn plan -o {}` and review it.",
+                plan_file.display(),
+                plan_file.display()
+            ));
+            return ExitStatus::Error;
+        }
+        print_plan(ui, &now, false);
+        if !now.has_changes() {
+            return ExitStatus::Success;
+        }
+        carry_out(ui, graph, &now, &conns, parallelism).await
+    })
+    .await
+}
+
+fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
 }
 
 fn confirm() -> bool {
@@ -261,11 +438,11 @@ fn confirm() -> bool {
     std::io::stdin().read_line(&mut answer).is_ok() && answer.trim() == "yes"
 }
 
-fn print_plan(ui: &Ui, plan: &Plan, graph: &Graph, json: bool) {
+fn print_plan(ui: &Ui, plan: &Plan, json: bool) {
     if json {
         print!("{}", render::json(plan));
     } else {
-        print!("{}", render::text(plan, graph, ui.text_options()));
+        print!("{}", render::text(plan, ui.text_options()));
     }
 }
 
@@ -276,18 +453,52 @@ where
     F: FnOnce(planner::Connections) -> Fut,
     Fut: std::future::Future<Output = ExitStatus>,
 {
+    with_connections_locked(ui, spec, graph, None, body).await
+}
+
+/// An apply's lock on every host it touches.
+struct LockRequest {
+    /// The spec, for the holder record.
+    spec: String,
+    /// How long to wait for a lock someone else holds.
+    timeout: std::time::Duration,
+}
+
+/// [`with_connections`], holding each reachable host's apply lock while `body` runs (released
+/// afterwards, also on Ctrl-C). When a lock cannot be had, nothing runs and the holder is named.
+async fn with_connections_locked<F, Fut>(ui: &Ui, spec: &Spec, graph: &Arc<Graph>, lock: Option<LockRequest>, body: F) -> ExitStatus
+where
+    F: FnOnce(planner::Connections) -> Fut,
+    Fut: std::future::Future<Output = ExitStatus>,
+{
     for warning in connect::warnings(spec, graph) {
         ui.error(&warning);
     }
     let (conns, _control_dir) = connect::connect_all(spec, graph).await;
+    let me = lock.as_ref().map(|l| host::LockHolder::for_this_process(&l.spec));
+    let mut locked: Vec<crate::transport::SharedTransport> = Vec::new();
+    if let (Some(request), Some(me)) = (&lock, &me) {
+        if let Err(message) = take_locks(&conns, me, request.timeout, &mut locked).await {
+            release_locks(&locked, me).await;
+            ui.error(&message);
+            connect::close_all(&conns).await;
+            return ExitStatus::Error;
+        }
+    }
     let status = tokio::select! {
         status = body(conns.clone()) => status,
         _ = tokio::signal::ctrl_c() => {
             eprintln!("\nInterrupted; closing connections.");
+            if let Some(me) = &me {
+                release_locks(&locked, me).await;
+            }
             crate::transport::ssh::close_all_masters().await;
             ExitStatus::Interrupted
         }
     };
+    if let Some(me) = &me {
+        release_locks(&locked, me).await;
+    }
     if ui.verbose {
         for (host, conn) in &conns {
             if let Ok(t) = conn {
@@ -298,6 +509,98 @@ where
     }
     connect::close_all(&conns).await;
     status
+}
+
+/// Takes every reachable host's lock, in host order (two applies never wait on each other in a
+/// circle), retrying for `timeout` while another run holds one.
+async fn take_locks(
+    conns: &planner::Connections,
+    me: &host::LockHolder,
+    timeout: std::time::Duration,
+    locked: &mut Vec<crate::transport::SharedTransport>,
+) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + timeout;
+    for (name, conn) in conns {
+        // An unreachable host is reported by the plan; it is not touched, so it needs no lock.
+        let Ok(t) = conn else { continue };
+        loop {
+            match host::try_lock(t.as_ref(), me).await {
+                Ok(host::LockAttempt::Acquired) => {
+                    locked.push(Arc::clone(t));
+                    break;
+                }
+                Ok(host::LockAttempt::Held(holder)) => {
+                    if std::time::Instant::now() < deadline {
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        continue;
+                    }
+                    let waited = if timeout.is_zero() { String::new() } else { format!(" after waiting {} s", timeout.as_secs()) };
+                    return Err(match holder {
+                        Some(h) if h.is_stale() => format!(
+                            "{name} is locked by {}, but that run is gone (stale lock); nothing was applied. \
+                             Check that no apply is running, then break it with `cairn unlock {name}`",
+                            h.describe()
+                        ),
+                        Some(h) => format!(
+                            "{name} is locked by another apply: {}{waited}; nothing was applied. \
+                             Wait for it to finish, or pass --lock-timeout 2m to wait",
+                            h.describe()
+                        ),
+                        None => format!("{name} is locked ({}, holder unreadable){waited}; nothing was applied", host::LOCK_PATH),
+                    });
+                }
+                Err(e) => return Err(format!("cannot take the apply lock: {e}")),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn release_locks(locked: &[crate::transport::SharedTransport], me: &host::LockHolder) {
+    for t in locked {
+        if let Err(e) = host::unlock(t.as_ref(), Some(&me.id)).await {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+/// `cairn unlock HOST`.
+async fn unlock(ui: &Ui, spec_path: &Path, name: &str) -> ExitStatus {
+    let Some((spec, graph)) = load_graph(ui, spec_path, &[name.to_string()], &[]) else { return ExitStatus::Error };
+    let graph = &graph;
+    with_connections(ui, &spec, graph, |conns| async move {
+        let Some(Ok(t)) = conns.get(name) else {
+            let why = conns.get(name).and_then(|c| c.as_ref().err().cloned()).unwrap_or_else(|| "not in the spec".into());
+            ui.error(&format!("cannot unlock {name}: {why}"));
+            return ExitStatus::Error;
+        };
+        match host::read_lock(t.as_ref()).await {
+            Ok(Some(h)) if !h.is_stale() && h.machine == host::LockHolder::for_this_process("").machine => {
+                ui.error(&format!("{name} is locked by a run that is still going: {}; stop it first", h.describe()));
+                return ExitStatus::Error;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                ui.error(&e.to_string());
+                return ExitStatus::Error;
+            }
+        }
+        match host::unlock(t.as_ref(), None).await {
+            Ok(Some(h)) => {
+                println!("Removed the lock on {name} held by {}.", h.describe());
+                ExitStatus::Success
+            }
+            Ok(None) => {
+                println!("{name} was not locked.");
+                ExitStatus::Success
+            }
+            Err(e) => {
+                ui.error(&e.to_string());
+                ExitStatus::Error
+            }
+        }
+    })
+    .await
 }
 
 fn load_spec(ui: &Ui, path: &Path) -> Option<Spec> {

@@ -8,14 +8,14 @@ use std::fmt;
 
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::module::{Templater, host_context, module_context};
 use crate::resource::Desired;
 use crate::spec::{Diagnostic, Diagnostics, HostSpec, Located, ResourceId, Span, Spec};
 
 /// A resource on one host.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct InstanceId {
     /// The resource.
     pub resource: ResourceId,

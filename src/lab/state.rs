@@ -75,14 +75,5 @@ impl LabState {
 
 /// Writes a file atomically: temp file in the same directory with `mode`, then rename.
 pub(crate) fn write_atomic(path: &Path, content: &[u8], mode: u32) -> Result<(), LabError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
-    let mut file =
-        fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).map_err(LabError::io("create", &tmp))?;
-    file.write_all(content).and_then(|()| file.sync_all()).map_err(LabError::io("write", &tmp))?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(LabError::io("rename into place", path))
+    crate::state::write_atomic(path, content, mode).map_err(LabError::io("write", path))
 }

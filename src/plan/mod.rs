@@ -4,11 +4,12 @@
 
 pub mod planner;
 pub mod render;
+pub mod saved;
 mod textdiff;
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::graph::InstanceId;
 pub use crate::resource::{Action, AttrChange};
@@ -17,7 +18,7 @@ pub use crate::resource::{Action, AttrChange};
 pub const FORMAT_VERSION: &str = "1";
 
 /// One instance's planned change (or no-op), with the reason.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
     /// Which resource on which host.
     pub id: InstanceId,
@@ -38,10 +39,24 @@ pub struct Change {
     pub sensitive: bool,
     /// Carrying it out interrupts a running service; `rolling` units space such changes out.
     pub disruptive: bool,
+    /// "waits for X on HOST: why", for each dependency (the verbose view).
+    #[serde(default)]
+    pub waits_for: Vec<String>,
+    /// What the probe saw of everything this instance depends on, one line per fact
+    /// ([`crate::resource::HostFacts::describe`]); a saved plan is refused when it differs at apply.
+    #[serde(default)]
+    pub observed: Vec<String>,
+}
+
+impl Change {
+    /// The same decision, whatever was observed: what a saved plan must still agree on.
+    pub fn decision(&self) -> (&InstanceId, Action, &str, &[AttrChange], Option<&str>) {
+        (&self.id, self.action, &self.reason, &self.attrs, self.diff.as_deref())
+    }
 }
 
 /// A host that could not be read; its instances cannot be planned.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostError {
     /// The host's name.
     pub host: String,
@@ -71,15 +86,24 @@ pub struct Summary {
 }
 
 /// Everything a plan says: per host, every instance's decision, and the hosts that failed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     /// Per host (sorted by name), its instances in dependency order.
     pub hosts: BTreeMap<String, Vec<Change>>,
     /// Hosts that could not be read.
     pub errors: Vec<HostError>,
+    /// Each planned host's address, for the views (a saved plan is shown without the spec).
+    #[serde(default)]
+    pub addresses: BTreeMap<String, String>,
 }
 
 impl Plan {
+    /// An empty plan for the hosts of `graph`.
+    pub fn for_graph(graph: &crate::graph::Graph) -> Self {
+        let addresses = graph.hosts.iter().map(|(name, h)| (name.clone(), h.address.clone())).collect();
+        Self { addresses, ..Self::default() }
+    }
+
     /// Counts by action.
     pub fn summary(&self) -> Summary {
         let mut s = Summary::default();
@@ -106,6 +130,16 @@ impl Plan {
     /// True when some host could not be read or some instance is blocked.
     pub fn has_errors(&self) -> bool {
         !self.errors.is_empty() || self.hosts.values().flatten().any(|c| c.action == Action::Conflict)
+    }
+
+    /// The same plan with only what differs from the spec: changes and blocked instances (no
+    /// unchanged instances, no checks, which change nothing).
+    pub fn drift_only(mut self) -> Plan {
+        for changes in self.hosts.values_mut() {
+            changes.retain(|c| c.action.is_change() || c.action == Action::Conflict);
+        }
+        self.hosts.retain(|_, changes| !changes.is_empty());
+        self
     }
 
     /// Every change, in host order.

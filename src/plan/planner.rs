@@ -28,7 +28,7 @@ pub async fn plan(graph: &Arc<Graph>, connections: &Connections) -> Plan {
             (host, result)
         });
     }
-    let mut plan = Plan::default();
+    let mut plan = Plan::for_graph(graph);
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok((host, Ok(changes))) => {
@@ -75,7 +75,9 @@ pub fn plan_from_facts(graph: &Graph, host: &str, facts: &HostFacts, old: &BTree
         .map(|i| {
             let decision = decide(graph, i, facts);
             let disruptive = graph.instances[i].desired.disrupts(facts, &decision);
-            Change { disruptive, ..change_for(graph, i, decision, old) }
+            let mut request = ProbeRequest::default();
+            graph.instances[i].desired.add_to_probe(&mut request);
+            Change { disruptive, observed: facts.describe(&request), ..change_for(graph, i, decision, old) }
         })
         .collect()
 }
@@ -126,6 +128,11 @@ fn change_for(graph: &Graph, i: usize, d: Decision, old: &BTreeMap<String, Vec<u
         }
         (None, _) => None,
     };
+    let waits_for = inst
+        .dep_reasons
+        .iter()
+        .filter_map(|(dep, why)| graph.instances.get(*dep).map(|d| format!("waits for {}: {why}", d.id)))
+        .collect();
     Change {
         id: inst.id.clone(),
         instance: i,
@@ -136,5 +143,7 @@ fn change_for(graph: &Graph, i: usize, d: Decision, old: &BTreeMap<String, Vec<u
         diff,
         sensitive,
         disruptive: false,
+        waits_for,
+        observed: Vec::new(),
     }
 }

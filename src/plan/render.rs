@@ -6,7 +6,6 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::{Action, Change, FORMAT_VERSION, Plan, Summary};
-use crate::graph::Graph;
 
 /// How to draw the text view.
 #[derive(Debug, Clone, Copy, Default)]
@@ -44,7 +43,7 @@ impl Paint {
 }
 
 /// The human view of a plan.
-pub fn text(plan: &Plan, graph: &Graph, opts: TextOptions) -> String {
+pub fn text(plan: &Plan, opts: TextOptions) -> String {
     let paint = Paint(opts.color);
     let mut out = String::new();
     // Checks run only when something is applied: in a plan without changes they are as quiet
@@ -55,10 +54,10 @@ pub fn text(plan: &Plan, graph: &Graph, opts: TextOptions) -> String {
         if shown.is_empty() {
             continue;
         }
-        let address = graph.hosts.get(host).map(|h| format!(" ({})", h.address)).unwrap_or_default();
+        let address = plan.addresses.get(host).map(|a| format!(" ({a})")).unwrap_or_default();
         let _ = writeln!(out, "{}", paint.bold(&format!("{host}{address}")));
         for c in shown {
-            render_change(&mut out, c, graph, opts, &paint);
+            render_change(&mut out, c, opts, &paint);
         }
         out.push('\n');
     }
@@ -85,6 +84,30 @@ pub fn text(plan: &Plan, graph: &Graph, opts: TextOptions) -> String {
     out
 }
 
+/// The drift view: per host, each instance that differs from the spec and how; then one line.
+pub fn drift_text(drift: &Plan, opts: TextOptions) -> String {
+    let mut out = String::new();
+    let text = text(drift, TextOptions { verbose: false, ..opts });
+    let body = text.rsplit_once("\n\n").map_or("", |(body, _)| body);
+    let differing = drift.changes().count();
+    if differing == 0 && drift.errors.is_empty() {
+        return "No drift: every host matches the spec.\n".to_string();
+    }
+    if !body.is_empty() {
+        out.push_str(body);
+        out.push_str("\n\n");
+    }
+    let _ = writeln!(
+        out,
+        "Drift: {differing} resource instance{} on {} host{} differ{} from the spec.",
+        plural(differing),
+        drift.hosts.len(),
+        plural(drift.hosts.len()),
+        if differing == 1 { "s" } else { "" }
+    );
+    out
+}
+
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
@@ -108,18 +131,14 @@ pub fn summary_line(s: &Summary) -> String {
     line
 }
 
-fn render_change(out: &mut String, c: &Change, graph: &Graph, opts: TextOptions, paint: &Paint) {
+fn render_change(out: &mut String, c: &Change, opts: TextOptions, paint: &Paint) {
     let symbol = if c.action == Action::NoOp { "=" } else { c.action.symbol() };
     let head = format!("{symbol} {}", c.id.resource);
     let _ = writeln!(out, "  {}  {}", paint.action(c.action, &head), paint.dim(&c.target));
     let _ = writeln!(out, "      {}", c.reason);
-    if opts.verbose
-        && let Some(inst) = graph.instances.get(c.instance)
-    {
-        for (dep, why) in &inst.dep_reasons {
-            if let Some(d) = graph.instances.get(*dep) {
-                let _ = writeln!(out, "      {}", paint.dim(&format!("waits for {}: {why}", d.id)));
-            }
+    if opts.verbose {
+        for line in &c.waits_for {
+            let _ = writeln!(out, "      {}", paint.dim(line));
         }
     }
     if c.action == Action::NoOp {
@@ -218,4 +237,20 @@ pub fn json(plan: &Plan) -> String {
     let mut s = serde_json::to_string_pretty(&view).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     s.push('\n');
     s
+}
+
+/// Why a saved plan was refused: per host and resource, what the plan saw and what is there now.
+pub fn moved_text(moved: &[super::saved::Moved]) -> String {
+    let mut out = String::from("Changed since the plan was made:\n");
+    for m in moved {
+        let what = if m.resource.is_empty() { m.host.clone() } else { format!("{}  {}", m.host, m.resource) };
+        let _ = writeln!(out, "  {what}");
+        for line in &m.before {
+            let _ = writeln!(out, "      before: {line}");
+        }
+        for line in &m.now {
+            let _ = writeln!(out, "      now:    {line}");
+        }
+    }
+    out
 }

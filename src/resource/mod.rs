@@ -14,7 +14,7 @@ pub mod probe;
 pub mod unit;
 pub mod user;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::spec::{Diagnostic, Kind, ResourceBody, ResourceId, Spec, StartMode, TemplateText, TransportKind};
 use crate::transport::{Transport, TransportError};
@@ -22,7 +22,7 @@ use crate::transport::{Transport, TransportError};
 pub use probe::{HostFacts, KeyFact, PathFact, PathKind, ProbeRequest};
 
 /// What a change does to an instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
     /// Nothing to do.
@@ -59,6 +59,20 @@ impl Action {
         }
     }
 
+    /// A word for messages ("update").
+    pub fn describe(self) -> &'static str {
+        match self {
+            Action::NoOp => "no change",
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Replace => "replace",
+            Action::Delete => "delete",
+            Action::Restart => "restart",
+            Action::Conflict => "blocked",
+            Action::Check => "check",
+        }
+    }
+
     /// Whether this action changes the host.
     pub fn is_change(self) -> bool {
         !matches!(self, Action::NoOp | Action::Conflict | Action::Check)
@@ -66,7 +80,7 @@ impl Action {
 }
 
 /// One attribute that differs, for the plan ("mode: 0600 → 0644").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttrChange {
     /// Attribute name.
     pub name: String,

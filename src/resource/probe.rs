@@ -6,6 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use sha2::Digest as _;
+
 use crate::transport::{Stdin, Transport, TransportError, argv};
 
 /// What the probe must gather on one host.
@@ -111,6 +113,84 @@ impl HostFacts {
     /// What is at `path`, or `None` if nothing is.
     pub fn path(&self, path: &str) -> Option<&PathFact> {
         self.paths.get(path)
+    }
+
+    /// What the probe saw of the things `request` asks for, one stable line each, for saved plans:
+    /// equal lines mean the same observed state. Modification times and directory sizes are left
+    /// out (they move whenever anything near them does; a plan that depended on them is caught by
+    /// re-planning). Certificate and table contents appear as sha256 sums; private keys only as
+    /// the sum of their public key.
+    pub fn describe(&self, request: &ProbeRequest) -> Vec<String> {
+        let sum = |text: &str| hex::encode(sha2::Sha256::digest(text.as_bytes()));
+        let mut lines = Vec::new();
+        for path in &request.paths {
+            lines.push(match self.paths.get(path) {
+                None => format!("path {path}: absent"),
+                Some(f) => {
+                    let size = if f.kind == PathKind::File { format!(" {} bytes", f.size) } else { String::new() };
+                    let hash = f.sha256.as_ref().map(|h| format!(" sha256 {h}")).unwrap_or_default();
+                    format!("path {path}: {} {:04o} {}:{}{size}{hash}", f.kind.describe(), f.mode, f.owner, f.group)
+                }
+            });
+        }
+        for unit in &request.units {
+            lines.push(match self.units.get(unit) {
+                None => format!("unit {unit}: not reported"),
+                Some(u) => format!(
+                    "unit {unit}: {} {}/{} {}{}{}",
+                    u.load_state,
+                    u.active_state,
+                    u.sub_state,
+                    if u.unit_file_state.is_empty() { "no unit file" } else { &u.unit_file_state },
+                    u.active_enter.map(|t| format!(", active since {t}")).unwrap_or_default(),
+                    if u.need_daemon_reload { ", needs daemon-reload" } else { "" },
+                ),
+            });
+        }
+        for user in &request.users {
+            lines.push(match self.users.get(user) {
+                None => format!("user {user}: absent"),
+                Some(u) => format!("user {user}: uid {} gid {} home {} shell {}", u.uid, u.gid, u.home, u.shell),
+            });
+        }
+        for group in &request.groups {
+            lines.push(match self.groups.get(group) {
+                None => format!("group {group}: absent"),
+                Some(g) => format!("group {group}: gid {} members {}", g.gid, g.members.join(",")),
+            });
+        }
+        for argv in &request.versions {
+            let cmd = argv.join(" ");
+            lines.push(match self.versions.get(argv) {
+                None => format!("version {cmd}: none"),
+                Some(v) => format!("version {cmd}: {v}"),
+            });
+        }
+        if request.firewall {
+            use super::firewall::NftTable;
+            lines.push(match self.firewall.as_ref().map(|f| &f.table) {
+                None => "nft table inet cairn: not reported".to_string(),
+                Some(NftTable::Missing) => "nft table inet cairn: absent".to_string(),
+                Some(NftTable::NoNft) => "nft table inet cairn: nft not installed".to_string(),
+                Some(NftTable::Error(e)) => format!("nft table inet cairn: error {e}"),
+                Some(NftTable::Json(j)) => format!("nft table inet cairn: sha256 {}", sum(j)),
+            });
+        }
+        for path in &request.certs {
+            lines.push(match self.certs.get(path) {
+                None => format!("certificate {path}: absent"),
+                Some(pem) => format!("certificate {path}: sha256 {}", sum(pem)),
+            });
+        }
+        for path in &request.keys {
+            lines.push(match self.keys.get(path) {
+                None => format!("key {path}: absent"),
+                Some(KeyFact::PublicKey(p)) => format!("key {path}: public key sha256 {}", sum(p)),
+                Some(KeyFact::Unreadable) => format!("key {path}: unreadable"),
+                Some(KeyFact::NoOpenssl) => format!("key {path}: not checked (no openssl)"),
+            });
+        }
+        lines
     }
 }
 

@@ -56,6 +56,11 @@ impl SourceMap {
         FileId(self.files.len() - 1)
     }
 
+    /// Every file read, with its text, in the order read.
+    pub fn files(&self) -> impl Iterator<Item = (&Path, &str)> {
+        self.files.iter().map(|(p, t)| (p.as_path(), t.as_str()))
+    }
+
     /// The path a file was read from.
     pub fn path(&self, id: FileId) -> &Path {
         self.files.get(id.0).map_or(Path::new("<unknown>"), |f| f.0.as_path())

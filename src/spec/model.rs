@@ -97,7 +97,7 @@ pub struct HostSpec {
 }
 
 /// Resource kinds cairn knows. The id of a resource is `kind.name`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// A directory.
@@ -153,7 +153,7 @@ impl fmt::Display for Kind {
 }
 
 /// `kind.name`, e.g. `file.motd`; module resources carry a prefix (`etcd.file.config`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct ResourceId {
     /// Module instance path, empty for resources written in the spec itself.
     pub module: Option<String>,

@@ -5,10 +5,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::reader::{TableReader, Value, expect_table, quote_list};
+use super::reader::{TableReader, Value, choice_of, expect_table, quote_list};
 use super::{Loader, check_resource_name, claim_resource_id, is_templated, missing_file, read_bytes};
 use crate::spec::diagnostic::{Diagnostic, Diagnostics, FileId, Located, Span, did_you_mean};
 use crate::spec::model::{Kind, ResourceBody, ResourceId, TemplateText};
+use crate::spec::module::ModuleScope;
 use crate::spec::pki::{CaSource, CaSpec, CertSpec, Duration, KeyType, Subject, Usage, check_san, san_error};
 
 /// Default lifetime of a generated CA.
@@ -56,7 +57,12 @@ impl Loader {
         }
         let common_name = r.required_string("common_name", "\"etcd\"", d);
         let subject = read_subject(&mut r, d);
-        let key = r.optional_choice("key", &KEY_CHOICES, d).and_then(|k| KeyType::parse(k.value));
+        // Inside a module, `key` may come from an input: key = "{{ inputs.ca_key }}".
+        let key = r
+            .optional_string("key", d)
+            .and_then(|k| with_module_inputs(k, self.module_ctx.as_ref().map(|m| &*m.scope), d))
+            .and_then(|k| choice_of(k, "key", &KEY_CHOICES, d))
+            .and_then(|k| KeyType::parse(k.value));
         let validity = read_duration(&mut r, "validity", DEFAULT_CA_VALIDITY, d);
         let cert_file = r.optional_string("cert_file", d);
         let key_file = r.optional_string("key_file", d);
@@ -161,6 +167,26 @@ impl Loader {
 fn resolve_ca<T>(cert: &ResourceId, written: &str, cas: &BTreeMap<String, T>) -> Option<String> {
     let local = cert.module.as_ref().filter(|_| written.starts_with("ca.")).map(|m| format!("{m}.{written}"));
     local.into_iter().chain([written.to_string()]).find(|key| cas.contains_key(key))
+}
+
+/// `text` rendered with the module instance's `inputs` (a CA is made once, not per host, so it
+/// sees no `host`); unchanged outside a module or without `{{`.
+fn with_module_inputs(text: Located<String>, scope: Option<&ModuleScope>, d: &mut Diagnostics) -> Option<Located<String>> {
+    let Some(scope) = scope.filter(|_| is_templated(&text.value)) else { return Some(text) };
+    let ctx = minijinja::Value::from(minijinja::value::Serde(serde_json::json!({ "inputs": scope.inputs, "module": { "name": scope.name } })));
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    match env.render_str(&text.value, ctx) {
+        Ok(value) => Some(Located::new(value, text.span)),
+        Err(e) => {
+            d.push(
+                Diagnostic::at(&text.span, format!("cannot render `{}`: {e}", text.value))
+                    .with_label("in a [ca.*] table")
+                    .with_help("a CA's values can use `inputs` and `module.name` only (a CA belongs to no host)"),
+            );
+            None
+        }
+    }
 }
 
 const KEY_CHOICES: [&str; 4] = ["rsa-2048", "rsa-4096", "ecdsa-p256", "ed25519"];

@@ -202,18 +202,7 @@ impl<'t, 'i> TableReader<'t, 'i> {
         d: &mut Diagnostics,
     ) -> Option<Located<&'static str>> {
         let s = self.optional_string(key, d)?;
-        if let Some(found) = allowed.iter().find(|a| **a == s.value) {
-            return Some(Located::new(*found, s.span));
-        }
-        let list = allowed.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
-        let mut diag =
-            Diagnostic::at(&s.span, format!("`{}` is not a valid `{key}`", s.value)).with_label(format!("expected one of {list}"));
-        diag = match did_you_mean(&s.value, allowed.iter().copied()) {
-            Some(m) => diag.with_help(format!("did you mean `{key} = \"{m}\"`?")),
-            None => diag.with_help(format!("write one of {list}")),
-        };
-        d.push(diag);
-        None
+        choice_of(s, key, allowed, d)
     }
 
     /// A list of strings; each wrong element is reported on its own.
@@ -355,6 +344,22 @@ pub(super) fn to_json(file: FileId, v: &Value<'_>, d: &mut Diagnostics) -> serde
     }
 }
 
+/// `s` when it is one of `allowed` (as the value of `key`), else a diagnostic with a suggestion.
+pub(super) fn choice_of(s: Located<String>, key: &str, allowed: &[&'static str], d: &mut Diagnostics) -> Option<Located<&'static str>> {
+    if let Some(found) = allowed.iter().find(|a| **a == s.value) {
+        return Some(Located::new(*found, s.span));
+    }
+    let list = allowed.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
+    let mut diag =
+        Diagnostic::at(&s.span, format!("`{}` is not a valid `{key}`", s.value)).with_label(format!("expected one of {list}"));
+    diag = match did_you_mean(&s.value, allowed.iter().copied()) {
+        Some(m) => diag.with_help(format!("did you mean `{key} = \"{m}\"`?")),
+        None => diag.with_help(format!("write one of {list}")),
+    };
+    d.push(diag);
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,3 +375,4 @@ mod tests {
         assert_eq!(parse_mode("00644"), None);
     }
 }
+

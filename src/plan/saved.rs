@@ -1,0 +1,189 @@
+//! Saved plans (`cairn plan -o FILE`): the plan, what was observed for each instance, the digest
+//! of the spec it came from and the selection (`--host`/`--target`) it was made for. Written 0600
+//! and atomically; read back by `cairn show` and `cairn apply FILE`, which re-reads the hosts and
+//! refuses the plan when anything it depends on moved ([`compare`]).
+//!
+//! A plan file holds what the text and JSON views hold, plus the observed-state lines; sensitive
+//! content never enters a plan, and keys still to be made are made at apply time.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use super::{FORMAT_VERSION, Plan};
+use crate::spec::Spec;
+
+/// The `format` field of every plan file.
+pub const MAGIC: &str = "cairn-plan";
+
+/// A plan file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedPlan {
+    /// Always [`MAGIC`].
+    pub format: String,
+    /// [`FORMAT_VERSION`] of the writer.
+    pub format_version: String,
+    /// The cairn that wrote it (a plan is applied by the same version only).
+    pub cairn_version: String,
+    /// When it was made, seconds since the epoch.
+    pub created: u64,
+    /// The spec it was made from.
+    pub spec: SpecRef,
+    /// `--host` of the plan (empty: every host).
+    pub hosts: Vec<String>,
+    /// `--target` of the plan (empty: every resource).
+    pub targets: Vec<String>,
+    /// The plan itself.
+    pub plan: Plan,
+}
+
+/// Which spec a plan was made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpecRef {
+    /// The spec path as given to `plan -f`.
+    pub path: String,
+    /// [`spec_digest`] of the spec (its files, modules and templates).
+    pub digest: String,
+}
+
+/// sha256 over every file the spec was read from (spec files, modules, templates), each named by
+/// its path relative to the spec's folder, so two checkouts of one commit agree.
+pub fn spec_digest(spec: &Spec, spec_path: &Path) -> String {
+    let base = spec_path.parent().unwrap_or(Path::new(""));
+    let base = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf());
+    let mut files: Vec<(String, &str)> = spec
+        .sources
+        .files()
+        .map(|(path, text)| {
+            let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            let rel = pathdiff(&abs, &base);
+            (rel, text)
+        })
+        .collect();
+    files.sort();
+    files.dedup();
+    let mut h = Sha256::new();
+    for (path, text) in files {
+        h.update((path.len() as u64).to_le_bytes());
+        h.update(path.as_bytes());
+        h.update((text.len() as u64).to_le_bytes());
+        h.update(text.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// `path` relative to `base` (with `..` steps), or as it is when they share nothing.
+fn pathdiff(path: &Path, base: &Path) -> String {
+    let (p, b): (Vec<_>, Vec<_>) = (path.components().collect(), base.components().collect());
+    let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    if common == 0 {
+        return path.display().to_string();
+    }
+    let mut parts: Vec<String> = b[common..].iter().map(|_| "..".to_string()).collect();
+    parts.extend(p[common..].iter().map(|c| c.as_os_str().to_string_lossy().into_owned()));
+    parts.join("/")
+}
+
+impl SavedPlan {
+    /// A plan file for `plan`, made from the spec at `spec_path` with `digest`.
+    pub fn new(plan: Plan, spec_path: &Path, digest: String, hosts: &[String], targets: &[String]) -> Self {
+        let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        Self {
+            format: MAGIC.to_string(),
+            format_version: FORMAT_VERSION.to_string(),
+            cairn_version: env!("CARGO_PKG_VERSION").to_string(),
+            created,
+            spec: SpecRef { path: spec_path.display().to_string(), digest },
+            hosts: hosts.to_vec(),
+            targets: targets.to_vec(),
+            plan,
+        }
+    }
+
+    /// Writes it to `path`: mode 0600, atomically.
+    pub fn write(&self, path: &Path) -> Result<(), String> {
+        let mut json = serde_json::to_vec_pretty(self).map_err(|e| format!("cannot encode the plan: {e}"))?;
+        json.push(b'\n');
+        crate::state::write_atomic(path, &json, 0o600).map_err(|e| format!("cannot write the plan to {}: {e}", path.display()))
+    }
+
+    /// Reads a plan file, refusing anything that is not one, or one from another cairn.
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot read the plan file {}: {e}", path.display()))?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("{} is not a cairn plan file (write one with `cairn plan -o FILE`): {e}", path.display()))?;
+        if value.get("format").and_then(|f| f.as_str()) != Some(MAGIC) {
+            return Err(format!("{} is not a cairn plan file (write one with `cairn plan -o FILE`)", path.display()));
+        }
+        let version = value.get("cairn_version").and_then(|v| v.as_str()).unwrap_or("?");
+        if version != env!("CARGO_PKG_VERSION") {
+            return Err(format!(
+                "{} was written by cairn {version}; this is cairn {}: make the plan again with this version",
+                path.display(),
+                env!("CARGO_PKG_VERSION")
+            ));
+        }
+        serde_json::from_value(value).map_err(|e| format!("{} is a damaged plan file: {e}", path.display()))
+    }
+}
+
+/// One thing that differs between a saved plan and the hosts now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    /// The host.
+    pub host: String,
+    /// The resource id (empty for the host as a whole).
+    pub resource: String,
+    /// What the saved plan saw or decided.
+    pub before: Vec<String>,
+    /// What is there or decided now.
+    pub now: Vec<String>,
+}
+
+/// What differs between the `saved` plan and `now` (a fresh plan of the same spec and
+/// selection): observed facts first; then, with the same facts, any decision (a time-dependent
+/// reason such as a certificate's expiry). Empty: `now` does exactly what `saved` said.
+pub fn compare(saved: &Plan, now: &Plan) -> Vec<Moved> {
+    let mut moved = Vec::new();
+    for e in &now.errors {
+        moved.push(Moved { host: e.host.clone(), resource: String::new(), before: vec!["readable".into()], now: vec![e.error.clone()] });
+    }
+    for (host, changes) in &saved.hosts {
+        let Some(current) = now.hosts.get(host) else {
+            if !now.errors.iter().any(|e| &e.host == host) {
+                moved.push(Moved { host: host.to_string(), resource: String::new(), before: vec!["planned".into()], now: vec!["not in the plan any more".into()] });
+            }
+            continue;
+        };
+        for c in changes.iter() {
+            let resource = c.id.resource.to_string();
+            let Some(n) = current.iter().find(|n| n.id == c.id) else {
+                moved.push(Moved { host: host.to_string(), resource, before: vec![c.action.describe().into()], now: vec!["no longer in the spec".into()] });
+                continue;
+            };
+            if n.observed != c.observed {
+                let before: Vec<String> = c.observed.iter().filter(|l| !n.observed.contains(l)).cloned().collect();
+                let after: Vec<String> = n.observed.iter().filter(|l| !c.observed.contains(l)).cloned().collect();
+                moved.push(Moved { host: host.to_string(), resource, before, now: after });
+            } else if n.decision() != c.decision() {
+                moved.push(Moved {
+                    host: host.to_string(),
+                    resource,
+                    before: vec![format!("{}: {}", c.action.describe(), c.reason)],
+                    now: vec![format!("{}: {}", n.action.describe(), n.reason)],
+                });
+            }
+        }
+        for n in current.iter().filter(|n| !changes.iter().any(|c| c.id == n.id)) {
+            moved.push(Moved {
+                host: host.to_string(),
+                resource: n.id.resource.to_string(),
+                before: vec!["not in the plan".into()],
+                now: vec![format!("{}: {}", n.action.describe(), n.reason)],
+            });
+        }
+    }
+    moved
+}
+
