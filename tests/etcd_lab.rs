@@ -335,11 +335,21 @@ fn etcd_cluster_on_three_lab_hosts() {
     lab.ssh_ok("node3", &["sh", "-c", "systemctl stop etcd.service && rm -rf /var/lib/etcd/member /var/lib/etcd/wal"]);
     etcdctl_ok(&lab, "node1", &format!("ETCDCTL_ENDPOINTS=https://127.0.0.1:2379 etcdctl member remove {node3_id}"));
     let node3_address = lab.ssh_ok("node3", &["sh", "-c", "grep ^initial-advertise-peer-urls /etc/etcd/etcd.config.yml | cut -d' ' -f2"]);
-    etcdctl_ok(&lab, "node1", &format!("ETCDCTL_ENDPOINTS=https://127.0.0.1:2379 etcdctl member add node3 --peer-urls={node3_address}"));
+    // etcd refuses a reconfiguration until the leader has seen a quorum for a few seconds after
+    // the previous one ("unhealthy cluster"); an operator retries, and so does the test.
+    let add = format!("ETCDCTL_ENDPOINTS=https://127.0.0.1:2379 etcdctl member add node3 --peer-urls={node3_address}");
+    let added = (0..30).any(|_| {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        etcdctl(&lab, "node1", &add).status.success()
+    });
+    assert!(added, "etcdctl member add node3 kept failing");
     let run = cairn(dir, &["apply", "--auto-approve", "-f", "cairn.toml"]);
     assert_eq!(run.code, 0, "{}", run.all());
     assert_eq!(lab.ssh_ok("node3", &["grep", "^initial-cluster-state", "/run/etcd/etcd.config.yml"]), "initial-cluster-state: existing");
-    assert_eq!(etcdctl_ok(&lab, "node3", "ETCDCTL_ENDPOINTS=https://127.0.0.1:2379 etcdctl get --print-value-only /cairn/restore"), "before-snapshot");
+    assert_eq!(
+        etcdctl_ok(&lab, "node3", "ETCDCTL_ENDPOINTS=https://127.0.0.1:2379 etcdctl get --print-value-only /cairn/restore"),
+        "before-snapshot"
+    );
     let st = status(&lab, "node1");
     assert_eq!((st.len(), st.iter().filter(|s| s.1).count()), (3, 1), "{st:?}");
     assert_eq!(cairn(dir, &["plan", "--detailed-exitcode", "-f", "cairn.toml"]).code, 0);

@@ -102,3 +102,24 @@ fn changelog_has_an_unreleased_section() {
     let changelog = std::fs::read_to_string("CHANGELOG.md").unwrap();
     assert!(changelog.contains("## Unreleased"));
 }
+
+/// Every `cairn ...` command in `examples/ci/cairn.yml` parses with cairn's real command line.
+#[test]
+fn ci_pipeline_uses_only_real_flags() {
+    use clap::Parser as _;
+    let pipeline = std::fs::read_to_string("examples/ci/cairn.yml").unwrap();
+    let mut seen = 0;
+    for line in pipeline.lines().map(str::trim).filter(|l| !l.starts_with('#')) {
+        let line = line.strip_prefix("run: ").unwrap_or(line);
+        if !line.starts_with("cairn ") {
+            continue;
+        }
+        let command = line.split(['>', '|', ';']).next().unwrap().replace("\"$SPEC\"", "infra/cairn.toml");
+        let argv: Vec<&str> = command.split_whitespace().collect();
+        if let Err(e) = cairn::cli::Cli::try_parse_from(&argv) {
+            panic!("`{command}` in examples/ci/cairn.yml does not parse:\n{e}");
+        }
+        seen += 1;
+    }
+    assert!(seen >= 6, "only {seen} cairn commands found");
+}

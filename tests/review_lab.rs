@@ -53,8 +53,12 @@ fn saved_plans_locks_and_drift_on_two_lab_hosts() {
     assert!(!drifted.stdout.contains("dir.app"), "unchanged instances are not listed:\n{}", drifted.stdout);
     assert!(drifted.stdout.ends_with("Drift: 2 resource instances on 1 host differ from the spec.\n"), "{}", drifted.stdout);
     let json: serde_json::Value = serde_json::from_str(&cairn(dir, &["drift", "--json"]).stdout).unwrap();
-    let ids: Vec<String> =
-        json["changes"].as_array().unwrap().iter().map(|c| format!("{} {}", c["host"].as_str().unwrap(), c["resource"].as_str().unwrap())).collect();
+    let ids: Vec<String> = json["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("{} {}", c["host"].as_str().unwrap(), c["resource"].as_str().unwrap()))
+        .collect();
     assert_eq!(ids, ["node2 file.motd", "node2 file.limits"]);
 
     // ---- a saved plan: 0600, shown without hosts, as text and JSON (the plan --json schema).
@@ -74,8 +78,16 @@ fn saved_plans_locks_and_drift_on_two_lab_hosts() {
     let refused = cairn(dir, &["apply", "repair.cairn"]);
     assert_eq!(refused.code, 1, "{}", refused.all());
     assert!(refused.stderr.contains("Changed since the plan was made:\n  node2  file.limits\n"), "{}", refused.all());
-    assert!(refused.stderr.contains("      before: path /etc/review/limits.conf: a regular file 0640 root:root 9 bytes sha256 "), "{}", refused.all());
-    assert!(refused.stderr.contains("      now:    path /etc/review/limits.conf: a regular file 0640 root:root 8 bytes sha256 "), "{}", refused.all());
+    assert!(
+        refused.stderr.contains("      before: path /etc/review/limits.conf: a regular file 0640 root:root 9 bytes sha256 "),
+        "{}",
+        refused.all()
+    );
+    assert!(
+        refused.stderr.contains("      now:    path /etc/review/limits.conf: a regular file 0640 root:root 8 bytes sha256 "),
+        "{}",
+        refused.all()
+    );
     assert!(refused.stderr.contains("nothing was applied"), "{}", refused.all());
     assert_eq!(lab.ssh_ok("node2", &["cat", "/etc/review/limits.conf"]), "max = 7");
 

@@ -477,13 +477,13 @@ where
     let (conns, _control_dir) = connect::connect_all(spec, graph).await;
     let me = lock.as_ref().map(|l| host::LockHolder::for_this_process(&l.spec));
     let mut locked: Vec<crate::transport::SharedTransport> = Vec::new();
-    if let (Some(request), Some(me)) = (&lock, &me) {
-        if let Err(message) = take_locks(&conns, me, request.timeout, &mut locked).await {
-            release_locks(&locked, me).await;
-            ui.error(&message);
-            connect::close_all(&conns).await;
-            return ExitStatus::Error;
-        }
+    if let (Some(request), Some(me)) = (&lock, &me)
+        && let Err(message) = take_locks(&conns, me, request.timeout, &mut locked).await
+    {
+        release_locks(&locked, me).await;
+        ui.error(&message);
+        connect::close_all(&conns).await;
+        return ExitStatus::Error;
     }
     let status = tokio::select! {
         status = body(conns.clone()) => status,

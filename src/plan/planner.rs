@@ -128,11 +128,8 @@ fn change_for(graph: &Graph, i: usize, d: Decision, old: &BTreeMap<String, Vec<u
         }
         (None, _) => None,
     };
-    let waits_for = inst
-        .dep_reasons
-        .iter()
-        .filter_map(|(dep, why)| graph.instances.get(*dep).map(|d| format!("waits for {}: {why}", d.id)))
-        .collect();
+    let waits_for =
+        inst.dep_reasons.iter().filter_map(|(dep, why)| graph.instances.get(*dep).map(|d| format!("waits for {}: {why}", d.id))).collect();
     Change {
         id: inst.id.clone(),
         instance: i,

@@ -152,14 +152,24 @@ pub fn compare(saved: &Plan, now: &Plan) -> Vec<Moved> {
     for (host, changes) in &saved.hosts {
         let Some(current) = now.hosts.get(host) else {
             if !now.errors.iter().any(|e| &e.host == host) {
-                moved.push(Moved { host: host.to_string(), resource: String::new(), before: vec!["planned".into()], now: vec!["not in the plan any more".into()] });
+                moved.push(Moved {
+                    host: host.to_string(),
+                    resource: String::new(),
+                    before: vec!["planned".into()],
+                    now: vec!["not in the plan any more".into()],
+                });
             }
             continue;
         };
         for c in changes.iter() {
             let resource = c.id.resource.to_string();
             let Some(n) = current.iter().find(|n| n.id == c.id) else {
-                moved.push(Moved { host: host.to_string(), resource, before: vec![c.action.describe().into()], now: vec!["no longer in the spec".into()] });
+                moved.push(Moved {
+                    host: host.to_string(),
+                    resource,
+                    before: vec![c.action.describe().into()],
+                    now: vec!["no longer in the spec".into()],
+                });
                 continue;
             };
             if n.observed != c.observed {
@@ -186,4 +196,3 @@ pub fn compare(saved: &Plan, now: &Plan) -> Vec<Moved> {
     }
     moved
 }
-

@@ -43,7 +43,15 @@ impl LockHolder {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let digest = <sha2::Sha256 as sha2::Digest>::digest(format!("{machine}/{pid}/{nanos}"));
         let id = hex::encode(&digest[..8]);
-        Self { id, holder: format!("{user}@{machine}"), machine, pid, pid_start: process_start(pid).unwrap_or(0), since, spec: spec.to_string() }
+        Self {
+            id,
+            holder: format!("{user}@{machine}"),
+            machine,
+            pid,
+            pid_start: process_start(pid).unwrap_or(0),
+            since,
+            spec: spec.to_string(),
+        }
     }
 
     /// Whether the run that took the lock is known to be gone: it ran on this machine and its
@@ -120,7 +128,11 @@ pub async fn try_lock(transport: &dyn Transport, me: &LockHolder) -> Result<Lock
     let record = serde_json::to_vec(me).unwrap_or_default();
     let out = transport.run(&argv(&["sh", "-c", LOCK_SCRIPT, "cairn-lock"]), Stdin::Bytes(&record)).await?;
     if !out.success() {
-        return Err(TransportError::Remote { host: transport.host().to_string(), operation: "take the apply lock".into(), detail: out.error_text() });
+        return Err(TransportError::Remote {
+            host: transport.host().to_string(),
+            operation: "take the apply lock".into(),
+            detail: out.error_text(),
+        });
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.splitn(2, '\n');
@@ -135,7 +147,11 @@ pub async fn try_lock(transport: &dyn Transport, me: &LockHolder) -> Result<Lock
 pub async fn unlock(transport: &dyn Transport, id: Option<&str>) -> Result<Option<LockHolder>, TransportError> {
     let out = transport.run(&argv(&["sh", "-c", UNLOCK_SCRIPT, "cairn-unlock", id.unwrap_or("")]), Stdin::Null).await?;
     if !out.success() {
-        return Err(TransportError::Remote { host: transport.host().to_string(), operation: "release the apply lock".into(), detail: out.error_text() });
+        return Err(TransportError::Remote {
+            host: transport.host().to_string(),
+            operation: "release the apply lock".into(),
+            detail: out.error_text(),
+        });
     }
     Ok(serde_json::from_slice(&out.stdout).ok())
 }

@@ -173,7 +173,8 @@ fn resolve_ca<T>(cert: &ResourceId, written: &str, cas: &BTreeMap<String, T>) ->
 /// sees no `host`); unchanged outside a module or without `{{`.
 fn with_module_inputs(text: Located<String>, scope: Option<&ModuleScope>, d: &mut Diagnostics) -> Option<Located<String>> {
     let Some(scope) = scope.filter(|_| is_templated(&text.value)) else { return Some(text) };
-    let ctx = minijinja::Value::from(minijinja::value::Serde(serde_json::json!({ "inputs": scope.inputs, "module": { "name": scope.name } })));
+    let ctx =
+        minijinja::Value::from(minijinja::value::Serde(serde_json::json!({ "inputs": scope.inputs, "module": { "name": scope.name } })));
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     match env.render_str(&text.value, ctx) {

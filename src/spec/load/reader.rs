@@ -350,8 +350,7 @@ pub(super) fn choice_of(s: Located<String>, key: &str, allowed: &[&'static str],
         return Some(Located::new(*found, s.span));
     }
     let list = allowed.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
-    let mut diag =
-        Diagnostic::at(&s.span, format!("`{}` is not a valid `{key}`", s.value)).with_label(format!("expected one of {list}"));
+    let mut diag = Diagnostic::at(&s.span, format!("`{}` is not a valid `{key}`", s.value)).with_label(format!("expected one of {list}"));
     diag = match did_you_mean(&s.value, allowed.iter().copied()) {
         Some(m) => diag.with_help(format!("did you mean `{key} = \"{m}\"`?")),
         None => diag.with_help(format!("write one of {list}")),
@@ -375,4 +374,3 @@ mod tests {
         assert_eq!(parse_mode("00644"), None);
     }
 }
-
