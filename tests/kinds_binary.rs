@@ -121,28 +121,44 @@ fn two_members_at_one_destination_are_refused() {
 
 /// Serves `body` for any GET on 127.0.0.1 (never anywhere else), counting requests.
 fn serve(body: Vec<u8>) -> (String, Arc<AtomicUsize>) {
+    serve_over("http", body, Some, |_| {})
+}
+
+/// Serves `body` to every connection on 127.0.0.1 that sends a whole request, counting those:
+/// `open` makes the stream to talk over from the socket (plain, or TLS), `finish` ends it.
+fn serve_over<S: Read + Write>(
+    scheme: &str,
+    body: Vec<u8>,
+    open: impl Fn(std::net::TcpStream) -> Option<S> + Send + 'static,
+    finish: impl Fn(&mut S) + Send + 'static,
+) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&hits);
     std::thread::spawn(move || {
         for sock in listener.incoming() {
-            let Ok(mut sock) = sock else { return };
-            counter.fetch_add(1, Ordering::SeqCst);
+            let Ok(sock) = sock else { return };
+            let Some(mut stream) = open(sock) else { continue };
             let mut req = Vec::new();
             let mut buf = [0u8; 1024];
             while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                match sock.read(&mut buf) {
+                match stream.read(&mut buf) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => req.extend_from_slice(&buf[..n]),
                 }
             }
+            if !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                continue; // no request: e.g. the client refused the TLS certificate
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
             let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-            let _ = sock.write_all(head.as_bytes());
-            let _ = sock.write_all(&body);
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+            finish(&mut stream);
         }
     });
-    (format!("http://{addr}"), hits)
+    (format!("{scheme}://{addr}"), hits)
 }
 
 fn tar_gz(entries: &[(&str, &[u8])]) -> Vec<u8> {
@@ -292,35 +308,15 @@ fn serve_https(body: Vec<u8>, cert_pem: &str, key_pem: &str) -> (String, Arc<Ato
         .with_single_cert(certs, key)
         .unwrap();
     let config = Arc::new(config);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&hits);
-    std::thread::spawn(move || {
-        for sock in listener.incoming() {
-            let Ok(sock) = sock else { return };
-            let Ok(conn) = rustls::ServerConnection::new(Arc::clone(&config)) else { continue };
-            let mut tls = rustls::StreamOwned::new(conn, sock);
-            let mut req = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                match tls.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => req.extend_from_slice(&buf[..n]),
-                }
-            }
-            if !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                continue; // the handshake failed (client refused the certificate)
-            }
-            counter.fetch_add(1, Ordering::SeqCst);
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-            let _ = tls.write_all(head.as_bytes());
-            let _ = tls.write_all(&body);
+    serve_over(
+        "https",
+        body,
+        move |sock| rustls::ServerConnection::new(Arc::clone(&config)).ok().map(|conn| rustls::StreamOwned::new(conn, sock)),
+        |tls| {
             tls.conn.send_close_notify();
             let _ = tls.flush();
-        }
-    });
-    (format!("https://{addr}"), hits)
+        },
+    )
 }
 
 #[test]

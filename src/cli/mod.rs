@@ -478,7 +478,7 @@ where
     let me = lock.as_ref().map(|l| host::LockHolder::for_this_process(&l.spec));
     let mut locked: Vec<crate::transport::SharedTransport> = Vec::new();
     if let (Some(request), Some(me)) = (&lock, &me)
-        && let Err(message) = take_locks(&conns, me, request.timeout, &mut locked).await
+        && let Err(message) = take_locks(graph, &conns, me, request.timeout, &mut locked).await
     {
         release_locks(&locked, me).await;
         ui.error(&message);
@@ -511,9 +511,11 @@ where
     status
 }
 
-/// Takes every reachable host's lock, in host order (two applies never wait on each other in a
-/// circle), retrying for `timeout` while another run holds one.
+/// Takes every reachable SSH host's lock, in host order (two applies never wait on each other in
+/// a circle), retrying for `timeout` while another run holds one. `transport = "local"` hosts are
+/// this machine (often several of them, and cairn may not be root): they take no lock.
 async fn take_locks(
+    graph: &Graph,
     conns: &planner::Connections,
     me: &host::LockHolder,
     timeout: std::time::Duration,
@@ -523,6 +525,9 @@ async fn take_locks(
     for (name, conn) in conns {
         // An unreachable host is reported by the plan; it is not touched, so it needs no lock.
         let Ok(t) = conn else { continue };
+        if graph.hosts.get(name).is_some_and(|h| h.transport == crate::spec::TransportKind::Local) {
+            continue;
+        }
         loop {
             match host::try_lock(t.as_ref(), me).await {
                 Ok(host::LockAttempt::Acquired) => {
