@@ -491,9 +491,9 @@ fn lab_push_two_members_to_three_hosts_then_repair_one() {
     let repair = cairn(dir, &["apply", "--auto-approve", "--verbose"]);
     assert_eq!(repair.code, 0, "{}{}", repair.stdout, repair.stderr);
     assert!(repair.stdout.contains("Apply complete: 1 changed, 2 unchanged"), "{}", repair.stdout);
-    // node1/node3: the plan's probe only. node2: probe, re-probe, one upload (etcdctl only).
-    assert_eq!((commands(&repair.stderr, "node1"), commands(&repair.stderr, "node3")), (1, 1), "{}", repair.stderr);
-    assert_eq!(commands(&repair.stderr, "node2"), 3, "{}", repair.stderr);
+    // Every host: lock, the plan's probe, unlock. node2 also: re-probe, one upload (etcdctl only).
+    assert_eq!((commands(&repair.stderr, "node1"), commands(&repair.stderr, "node3")), (3, 3), "{}", repair.stderr);
+    assert_eq!(commands(&repair.stderr, "node2"), 5, "{}", repair.stderr);
     assert_eq!(lab.ssh_ok("node2", &["sha256sum", "/usr/local/bin/etcd", "/usr/local/bin/etcdctl"]), want);
     let last = cairn(dir, &["plan", "--detailed-exitcode"]);
     assert_eq!(last.code, 0, "{}{}", last.stdout, last.stderr);
