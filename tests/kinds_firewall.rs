@@ -96,7 +96,7 @@ fn fw_facts(ssh: Option<&str>, table: NftTable) -> HostFacts {
 }
 
 fn plan_text(g: &Graph, facts: &BTreeMap<&str, HostFacts>, verbose: bool) -> String {
-    let mut plan = Plan::default();
+    let mut plan = Plan::for_graph(g);
     for (host, f) in facts {
         plan.hosts.insert((*host).to_string(), plan_from_facts(g, host, f, &BTreeMap::new()));
     }
