@@ -580,7 +580,7 @@ async fn unlock(ui: &Ui, spec_path: &Path, name: &str) -> ExitStatus {
             return ExitStatus::Error;
         };
         match host::read_lock(t.as_ref()).await {
-            Ok(Some(h)) if !h.is_stale() && h.machine == host::LockHolder::for_this_process("").machine => {
+            Ok(Some(h)) if !h.is_stale() && h.machine == host::machine_name() => {
                 ui.error(&format!("{name} is locked by a run that is still going: {}; stop it first", h.describe()));
                 return ExitStatus::Error;
             }

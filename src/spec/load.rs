@@ -118,16 +118,22 @@ fn check_resource_name(name: &Located<String>, d: &mut Diagnostics) {
 /// Records `id` as defined at `at`; a second definition is an error pointing at both. Returns
 /// whether the id was free.
 fn claim_resource_id(keys: &mut BTreeMap<ResourceId, Span>, id: &ResourceId, at: Span, d: &mut Diagnostics) -> bool {
-    if let Some(old) = keys.get(id) {
+    claim_name(keys, id, &format!("resource `{id}`"), "resource ids must be unique; rename or remove one of them", at, d)
+}
+
+/// Records `key` as defined at `at`, or reports "`what` is defined twice" (pointing at both
+/// places) and returns false when it already was.
+fn claim_name<K: Ord + Clone>(keys: &mut BTreeMap<K, Span>, key: &K, what: &str, help: &str, at: Span, d: &mut Diagnostics) -> bool {
+    if let Some(old) = keys.get(key) {
         d.push(
-            Diagnostic::at(&at, format!("resource `{id}` is defined twice"))
+            Diagnostic::at(&at, format!("{what} is defined twice"))
                 .with_label("defined again here")
                 .with_related(old, "first defined here")
-                .with_help("resource ids must be unique; rename or remove one of them"),
+                .with_help(help),
         );
         return false;
     }
-    keys.insert(id.clone(), at);
+    keys.insert(key.clone(), at);
     true
 }
 
@@ -406,16 +412,10 @@ impl Loader {
         }
         let span = r.span().clone();
         r.finish(d);
-        if let Some(old) = self.host_keys.get(&name.value) {
-            d.push(
-                Diagnostic::at(&name.span, format!("host `{}` is defined twice", name.value))
-                    .with_label("defined again here")
-                    .with_related(old, "first defined here")
-                    .with_help("each host is defined once; remove or rename one of them"),
-            );
+        let what = format!("host `{}`", name.value);
+        if !claim_name(&mut self.host_keys, &name.value, &what, "each host is defined once; remove or rename one of them", name.span, d) {
             return;
         }
-        self.host_keys.insert(name.value.clone(), name.span);
         self.hosts
             .insert(name.value.clone(), HostSpec { name: name.value, address, port, user, r#become: become_, labels, transport, span });
     }

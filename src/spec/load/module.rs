@@ -89,16 +89,11 @@ impl Loader {
         }
         let given = r.rest();
         r.finish(d);
-        if let Some(old) = self.module_keys.get(&name.value) {
-            d.push(
-                Diagnostic::at(&name.span, format!("module instance `{}` is defined twice", name.value))
-                    .with_label("defined again here")
-                    .with_related(old, "first defined here")
-                    .with_help("instance names must be unique; rename or remove one of them"),
-            );
+        let what = format!("module instance `{}`", name.value);
+        let help = "instance names must be unique; rename or remove one of them";
+        if !super::claim_name(&mut self.module_keys, &name.value, &what, help, name.span.clone(), d) {
             return;
         }
-        self.module_keys.insert(name.value.clone(), name.span.clone());
         let Some(source) = source else { return };
         let Some(dir) = self.find_module(base, &source) else { return };
         let instance = Instance { file, name, span, source, hosts, after, given };
