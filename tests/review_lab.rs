@@ -1,7 +1,9 @@
 //! Change review and drift on lab hosts: a saved plan applied exactly, or refused with what
 //! changed since it was made (on the hosts, or in the spec); the per-host apply lock (a second
 //! apply fails naming the first, `--lock-timeout` waits, a killed run's lock is stale and
-//! `cairn unlock` breaks it); and `cairn drift` exit codes on a clean and a drifted lab.
+//! `cairn unlock` breaks it); `cairn drift` exit codes on a clean and a drifted lab; and what
+//! the hosts' manifests make possible: removing what left the spec, `prevent_destroy`, `ignore`,
+//! refusing a path another spec manages, and `cairn destroy`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr, missing_docs)]
 
@@ -17,6 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SPEC: &str = r#"include = ["lab.toml"]
+name = "review"   # slow.toml below is the same spec with one more check
 
 [dir.app]
 path = "/etc/review"
@@ -181,4 +184,175 @@ fn saved_plans_locks_and_drift_on_two_lab_hosts() {
     for f in ["repair.cairn", "old.cairn"] {
         assert!(!std::fs::read_to_string(dir.join(f)).unwrap().contains("PRIVATE KEY"));
     }
+}
+
+const MANAGED: &str = r#"include = ["lab.toml"]
+name = "team-a"
+
+[dir.app]
+path = "/etc/manage"
+
+[file.motd]
+path = "/etc/manage/motd"
+content = "managed by team a\n"
+
+[file.extra]
+path = "/etc/manage/extra.conf"
+content = "extra = 1\n"
+
+[file.protected]
+path = "/etc/manage/keep.conf"
+content = "keep me\n"
+prevent_destroy = true
+
+[file.tuned]
+path = "/etc/manage/tuned.conf"
+content = "tuned = yes\n"
+mode = "0644"
+ignore = ["mode"]
+
+[user.ticker]
+system = true
+remove = true
+
+[unit.ticker]
+name = "ticker.service"
+after = ["user.ticker"]
+content = "[Service]\nUser=ticker\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n"
+
+[firewall.web]
+rules = [{ port = 8080, proto = "tcp", action = "drop" }]
+"#;
+
+/// Drops the `[KIND.NAME]` table from a spec.
+fn without(spec: &str, header: &str) -> String {
+    let start = spec.find(header).unwrap();
+    let end = spec[start + header.len()..].find("\n[").map_or(spec.len(), |i| start + header.len() + i + 1);
+    format!("{}{}", &spec[..start], &spec[end..])
+}
+
+#[test]
+fn manifests_removals_protection_ownership_and_destroy_on_two_lab_hosts() {
+    let lab = lab::Lab::up("manage", 2);
+    let dir = lab.dir();
+    let both = ["node1", "node2"];
+    std::fs::write(dir.join("cairn.toml"), MANAGED).unwrap();
+    let first = cairn(dir, &["apply", "--auto-approve"]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    for node in both {
+        assert_eq!(lab.ssh_ok(node, &["stat", "-c", "%a", "/var/lib/cairn/manifests", "/var/lib/cairn/manifests/team-a.json"]), "700\n600");
+        let manifest = lab.ssh_ok(node, &["cat", "/var/lib/cairn/manifests/team-a.json"]);
+        for id in ["dir.app", "file.motd", "file.extra", "file.protected", "user.ticker", "unit.ticker", "firewall.web"] {
+            assert!(manifest.contains(&format!("\"id\":\"{id}\"")), "{id} missing from {manifest}");
+        }
+        assert!(manifest.contains("\"created\":true"), "cairn made /etc/manage: {manifest}");
+    }
+    assert_eq!(cairn(dir, &["plan", "--detailed-exitcode"]).code, 0, "plan right after apply is empty");
+
+    // ---- ignore = ["mode"]: that drift is accepted, other drift of the same file is not.
+    lab.ssh_ok("node1", &["chmod", "0600", "/etc/manage/tuned.conf"]);
+    let quiet = cairn(dir, &["drift"]);
+    assert_eq!(quiet.code, 0, "{}", quiet.all());
+    lab.ssh_ok("node1", &["sh", "-c", "echo 'tuned = no' > /etc/manage/tuned.conf"]);
+    let content = cairn(dir, &["drift"]);
+    assert_eq!(content.code, 2, "{}", content.all());
+    assert!(content.stdout.contains("~ file.tuned") && content.stdout.contains("content differs (ignoring mode)"), "{}", content.all());
+    assert!(!content.stdout.contains("mode: 0600"), "ignored drift is not shown:\n{}", content.stdout);
+    assert_eq!(cairn(dir, &["apply", "--auto-approve"]).code, 0);
+
+    // ---- resources leave the spec: their files, unit, account and table go; the plan says so.
+    let mut smaller = without(MANAGED, "[file.extra]");
+    for header in ["[unit.ticker]", "[user.ticker]", "[firewall.web]"] {
+        smaller = without(&smaller, header);
+    }
+    std::fs::write(dir.join("cairn.toml"), &smaller).unwrap();
+    let plan = cairn(dir, &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    for line in [
+        "- file.extra",
+        "no longer in the spec; delete /etc/manage/extra.conf",
+        "no longer in the spec; stop, disable, delete its unit file ticker.service",
+        "no longer in the spec; delete account ticker (its home is kept)",
+        "no longer in the spec; drop table inet cairn (no firewall resource remains)",
+    ] {
+        assert!(plan.stdout.contains(line), "{line:?} not in:\n{}", plan.stdout);
+    }
+    let removed = cairn(dir, &["apply", "--auto-approve"]);
+    assert_eq!(removed.code, 0, "{}", removed.all());
+    assert!(removed.stdout.contains("Apply complete: 8 changed"), "{}", removed.all());
+    for node in both {
+        assert!(!lab.ssh(node, &["test", "-e", "/etc/manage/extra.conf"]).status.success(), "{node} still has extra.conf");
+        assert!(!lab.ssh(node, &["test", "-e", "/etc/systemd/system/ticker.service"]).status.success());
+        assert_eq!(lab.ssh(node, &["systemctl", "is-active", "ticker.service"]).status.code(), Some(3), "ticker stopped on {node}");
+        assert!(!lab.ssh(node, &["getent", "passwd", "ticker"]).status.success(), "account ticker removed on {node}");
+        assert!(!lab.ssh(node, &["nft", "list", "table", "inet", "cairn"]).status.success(), "table dropped on {node}");
+        assert_eq!(lab.ssh_ok(node, &["cat", "/etc/manage/motd"]), "managed by team a", "the rest stays");
+        let manifest = lab.ssh_ok(node, &["cat", "/var/lib/cairn/manifests/team-a.json"]);
+        assert!(!manifest.contains("file.extra") && !manifest.contains("unit.ticker"), "{manifest}");
+    }
+    let after = cairn(dir, &["plan", "--detailed-exitcode"]);
+    assert_eq!(after.code, 0, "plan right after the removals is empty:\n{}", after.all());
+
+    // ---- prevent_destroy: dropping the protected file fails the plan and applies nothing.
+    std::fs::write(dir.join("cairn.toml"), without(&smaller, "[file.protected]").replace("managed by team a", "changed")).unwrap();
+    let protected = cairn(dir, &["plan"]);
+    assert_eq!(protected.code, 1, "{}", protected.all());
+    assert!(
+        protected.stdout.contains("protected by prevent_destroy: removing it would delete /etc/manage/keep.conf"),
+        "{}",
+        protected.all()
+    );
+    let refused = cairn(dir, &["apply", "--auto-approve"]);
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(refused.stderr.contains("nothing was applied: the plan would remove or replace protected resources"), "{}", refused.all());
+    for node in both {
+        assert_eq!(lab.ssh_ok(node, &["cat", "/etc/manage/keep.conf", "/etc/manage/motd"]), "keep me\nmanaged by team a");
+    }
+    std::fs::write(dir.join("cairn.toml"), &smaller).unwrap();
+
+    // ---- a second spec wanting a path the first manages is refused.
+    std::fs::write(
+        dir.join("team-b.toml"),
+        "include = [\"lab.toml\"]\n\n[file.motd]\npath = \"/etc/manage/motd\"\ncontent = \"team b was here\\n\"\n\n\
+         [file.own]\npath = \"/etc/team-b.conf\"\ncontent = \"b\\n\"\n",
+    )
+    .unwrap();
+    let clash = cairn(dir, &["plan", "-f", "team-b.toml"]);
+    assert_eq!(clash.code, 1, "{}", clash.all());
+    assert!(
+        clash.stdout.contains("/etc/manage/motd is managed by spec `team-a` (file.motd there, in /var/lib/cairn/manifests/team-a.json)"),
+        "{}",
+        clash.all()
+    );
+    let clash_apply = cairn(dir, &["apply", "--auto-approve", "-f", "team-b.toml"]);
+    assert_eq!(clash_apply.code, 1, "{}", clash_apply.all());
+    for node in both {
+        assert_eq!(lab.ssh_ok(node, &["cat", "/etc/manage/motd"]), "managed by team a");
+        assert_eq!(lab.ssh_ok(node, &["cat", "/etc/team-b.conf"]), "b", "team b's own file is applied");
+    }
+
+    // ---- destroy: refused while something is protected; then removes everything team a has,
+    // keeping a directory that holds a file no spec manages.
+    let blocked = cairn(dir, &["destroy", "--auto-approve"]);
+    assert_eq!(blocked.code, 1, "{}", blocked.all());
+    assert!(blocked.stdout.contains("protected by prevent_destroy"), "{}", blocked.all());
+    std::fs::write(dir.join("cairn.toml"), smaller.replace("prevent_destroy = true", "prevent_destroy = false")).unwrap();
+    assert_eq!(cairn(dir, &["apply", "--auto-approve"]).code, 0);
+    lab.ssh_ok("node2", &["sh", "-c", "echo mine > /etc/manage/notes.txt"]);
+    let destroyed = cairn(dir, &["destroy", "--auto-approve"]);
+    assert_eq!(destroyed.code, 0, "{}", destroyed.all());
+    assert!(
+        destroyed.stdout.contains("- file.motd") && destroyed.stdout.contains("destroy; delete /etc/manage/motd"),
+        "{}",
+        destroyed.all()
+    );
+    assert!(!lab.ssh("node1", &["test", "-e", "/etc/manage"]).status.success(), "node1's /etc/manage is gone");
+    assert_eq!(lab.ssh_ok("node2", &["ls", "/etc/manage"]), "notes.txt", "node2 keeps the directory with the unmanaged file");
+    for node in both {
+        assert!(!lab.ssh(node, &["test", "-e", "/var/lib/cairn/manifests/team-a.json"]).status.success(), "manifest removed on {node}");
+        assert!(lab.ssh(node, &["test", "-e", "/var/lib/cairn/manifests/team-b.json"]).status.success(), "team b's stays on {node}");
+    }
+    let again = cairn(dir, &["destroy", "--auto-approve"]);
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert!(again.stdout.contains("No changes."), "{}", again.all());
 }

@@ -3,7 +3,9 @@
 //! hosts at once (see `Scheduler`); a unit learns which of its dependencies changed in this
 //! apply (for `restart_on`); every change re-reads its instance's state right before acting
 //! (a plan can be stale); a failure skips everything that depends on it while the rest of the run
-//! goes on. Progress goes to a [`Reporter`]; the result is an [`ApplyReport`], partial or not.
+//! goes on. Removals of what the spec no longer has run first on each host (units stop before
+//! their files go, directories after what was in them). Progress goes to a [`Reporter`]; the
+//! result is an [`ApplyReport`], partial or not.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -221,11 +223,15 @@ pub async fn apply(
     options: ApplyOptions,
     reporter: Arc<dyn Reporter>,
 ) -> ApplyReport {
+    let removed = remove_orphans(plan, connections, &reporter).await;
     let n = graph.instances.len();
-    let planned: BTreeMap<usize, (Action, String)> = plan.changes().map(|c| (c.instance, (c.action, c.reason.clone()))).collect();
+    let instance_changes = || plan.changes().filter(|c| c.removal.is_none() && c.instance < n);
+    let planned: BTreeMap<usize, (Action, String)> = instance_changes().map(|c| (c.instance, (c.action, c.reason.clone()))).collect();
     let host_errors: BTreeMap<&str, &str> = plan.errors.iter().map(|e| (e.host.as_str(), e.error.as_str())).collect();
-    let rolling: BTreeSet<usize> =
-        plan.changes().filter(|c| c.disruptive && graph.instances[c.instance].desired.rolling().is_some()).map(|c| c.instance).collect();
+    let rolling: BTreeSet<usize> = instance_changes()
+        .filter(|c| c.disruptive && graph.instances[c.instance].desired.rolling().is_some())
+        .map(|c| c.instance)
+        .collect();
     let mut sched = Scheduler::new(graph, options.parallelism, rolling_gates(graph, &rolling), &rolling);
     let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
     let mut tasks: tokio::task::JoinSet<(usize, Outcome)> = tokio::task::JoinSet::new();
@@ -326,14 +332,108 @@ pub async fn apply(
         }
     }
 
-    let results = (0..n)
-        .map(|i| InstanceResult {
+    let results = removed
+        .into_iter()
+        .chain((0..n).map(|i| InstanceResult {
             id: graph.instances[i].id.clone(),
             action: planned.get(&i).map_or(Action::NoOp, |p| p.0),
             outcome: outcomes[i].clone().unwrap_or_else(|| Outcome::Skipped("never became ready".into())),
-        })
+        }))
         .collect();
     ApplyReport { results }
+}
+
+/// Carries out the plan's removals: hosts in parallel, each host's in plan order, each re-read
+/// and re-decided right before it acts. A failed removal does not stop the others (each owns
+/// something different); its manifest entry stays, so the next plan tries again.
+async fn remove_orphans(plan: &Plan, connections: &Connections, reporter: &Arc<dyn Reporter>) -> Vec<InstanceResult> {
+    let mut by_host: BTreeMap<String, Vec<crate::plan::Change>> = BTreeMap::new();
+    for c in plan.changes().filter(|c| c.removal.is_some()) {
+        by_host.entry(c.id.host.clone()).or_default().push(c.clone());
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (host, changes) in by_host {
+        let transport = connections.get(&host).cloned();
+        let reporter = Arc::clone(reporter);
+        tasks.spawn(async move {
+            let mut results = Vec::new();
+            for c in changes {
+                let Some(orphan) = &c.removal else { continue };
+                let outcome = match (c.action, &transport) {
+                    (Action::NoOp, _) => Outcome::Unchanged(c.reason.clone()),
+                    (Action::Conflict, _) => Outcome::Failed(c.reason.clone()),
+                    (_, Some(Ok(t))) => {
+                        reporter.started(&c.id, c.action);
+                        remove_one(orphan, t.as_ref()).await
+                    }
+                    (_, _) => Outcome::Failed(format!("{host}: not connected")),
+                };
+                reporter.finished(&c.id, &outcome);
+                results.push(InstanceResult { id: c.id.clone(), action: c.action, outcome });
+            }
+            results
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(host_results) => results.extend(host_results),
+            Err(e) => tracing::error!("removal task failed: {e}"),
+        }
+    }
+    results.sort_by(|a, b| a.id.host.cmp(&b.id.host));
+    results
+}
+
+/// The manifests that must change after a run, by host: each planned host's manifest of this
+/// spec with what ended well put in and what was removed taken out. `report` is `None` when
+/// nothing was applied (the plan had no changes): the plan's no-ops count as ended well then.
+pub fn manifests_after(graph: &Graph, plan: &Plan, report: Option<&ApplyReport>) -> BTreeMap<String, crate::resource::manifest::Manifest> {
+    let outcomes: BTreeMap<&InstanceId, &Outcome> =
+        report.map(|r| r.results.iter().map(|x| (&x.id, &x.outcome)).collect()).unwrap_or_default();
+    let ended_well = |c: &crate::plan::Change| match report {
+        Some(_) => outcomes.get(&c.id).is_some_and(|o| o.is_ok()),
+        None => matches!(c.action, Action::NoOp | Action::Check),
+    };
+    let mut changed = BTreeMap::new();
+    for (host, previous) in &plan.manifests {
+        let Some(changes) = plan.hosts.get(host) else { continue };
+        let mut kept = Vec::new();
+        let mut removed = BTreeSet::new();
+        for c in changes.iter().filter(|c| ended_well(c)) {
+            if c.removal.is_some() {
+                removed.insert(c.id.resource.to_string());
+            } else if let Some(inst) = graph.instances.get(c.instance) {
+                let created = c.action == Action::Create && matches!(outcomes.get(&c.id), Some(Outcome::Done(_)));
+                kept.push((c.id.resource.to_string(), inst.prevent_destroy, inst.desired.owned(created)));
+            }
+        }
+        let next = crate::resource::manifest::updated(&graph.spec_name, previous.as_ref(), &kept, &removed);
+        let same = previous.as_ref().is_some_and(|p| p.resources == next.resources) || (previous.is_none() && next.resources.is_empty());
+        if !same {
+            changed.insert(host.clone(), next);
+        }
+    }
+    changed
+}
+
+/// Re-reads one removal's state, re-decides, and removes.
+async fn remove_one(orphan: &crate::resource::manifest::Orphan, transport: &dyn crate::transport::Transport) -> Outcome {
+    let mut request = crate::resource::ProbeRequest::default();
+    orphan.add_to_probe(&mut request);
+    let facts = match request.run(transport).await {
+        Ok(f) => f,
+        Err(e) => return Outcome::Failed(format!("re-reading state: {e}")),
+    };
+    let decision = orphan.diff(&facts);
+    match decision.action {
+        Action::NoOp => Outcome::Unchanged(format!("already done when re-checked ({})", decision.reason)),
+        Action::Conflict => Outcome::Failed(decision.reason),
+        _ => match orphan.apply(transport, &decision).await {
+            Ok(()) => Outcome::Done(decision.reason),
+            Err(e) => Outcome::Failed(e.to_string()),
+        },
+    }
 }
 
 /// Rolling restarts as extra dependencies. For each `rolling` unit, the instances whose planned
@@ -390,7 +490,8 @@ async fn apply_instance(graph: &Graph, i: usize, transport: SharedTransport, cha
         Ok(f) => f,
         Err(e) => return Outcome::Failed(format!("re-reading state: {e}")),
     };
-    let decision = inst.desired.with_changed_deps(inst.desired.diff(&facts), changed, false);
+    let decision =
+        crate::plan::planner::guard(inst, inst.desired.with_changed_deps(inst.desired.diff(&facts).ignoring(&inst.ignore), changed, false));
     match decision.action {
         Action::NoOp => return Outcome::Unchanged(format!("already up to date when re-checked ({})", decision.reason)),
         Action::Conflict => return Outcome::Failed(decision.reason),

@@ -78,9 +78,13 @@ pub enum Command {
         /// The spec file.
         #[command(flatten)]
         spec: SpecArg,
-        /// Print the plan as JSON (docs/plan-json.md).
-        #[arg(long)]
+        /// Print the plan as JSON (docs/plan-json.md); the same as `--format json`.
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// How to print the plan: text, json, or markdown (a compact view for a pull-request
+        /// comment, diffs folded).
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<PlanFormat>,
         /// Exit 0 when nothing would change, 2 when something would, 1 on error.
         #[arg(long)]
         detailed_exitcode: bool,
@@ -116,8 +120,11 @@ pub enum Command {
         #[arg(value_name = "PLAN")]
         plan: PathBuf,
         /// Print it as JSON (the same schema as `plan --json`).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// How to print it: text, json, or markdown.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<PlanFormat>,
     },
     /// Plan, show the plan, ask for confirmation, and apply it; or apply a saved plan exactly.
     Apply {
@@ -140,6 +147,25 @@ pub enum Command {
         /// Only these resources, `kind.name` (repeatable).
         #[arg(long = "target", value_name = "ID")]
         targets: Vec<String>,
+        /// How long to wait for another apply's lock on a host (e.g. 30s, 2m); 0 fails at once.
+        #[arg(long, default_value = "0", value_name = "DURATION", value_parser = parse_wait)]
+        lock_timeout: std::time::Duration,
+    },
+    /// Remove everything the spec manages on its hosts, as each host's manifest records it:
+    /// plan the removals, show them, ask, apply.
+    Destroy {
+        /// The spec file.
+        #[command(flatten)]
+        spec: SpecArg,
+        /// Do not ask for confirmation (required when stdin is not a terminal).
+        #[arg(long)]
+        auto_approve: bool,
+        /// How many hosts are worked on at once.
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        parallelism: usize,
+        /// Only these hosts (repeatable).
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
         /// How long to wait for another apply's lock on a host (e.g. 30s, 2m); 0 fails at once.
         #[arg(long, default_value = "0", value_name = "DURATION", value_parser = parse_wait)]
         lock_timeout: std::time::Duration,
@@ -181,6 +207,24 @@ fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
         _ => return Err(format!("`{text}` is not a duration; write e.g. 30s, 2m or 1h")),
     };
     Ok(std::time::Duration::from_secs(secs))
+}
+
+/// `plan --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    /// For people at a terminal.
+    Text,
+    /// The versioned JSON schema of docs/plan-json.md.
+    Json,
+    /// For a pull-request comment (GitHub-flavoured markdown, diffs folded).
+    Markdown,
+}
+
+impl PlanFormat {
+    /// `--format`, or json for `--json`, or text.
+    fn pick(format: Option<PlanFormat>, json: bool) -> PlanFormat {
+        format.unwrap_or(if json { PlanFormat::Json } else { PlanFormat::Text })
+    }
 }
 
 /// `graph --format`.
@@ -275,7 +319,7 @@ async fn run(cli: Cli) -> ExitStatus {
         Command::Validate { spec } => validate(&ui, &spec.path()),
         Command::Graph { spec, format } => graph(&ui, &spec.path(), format),
         Command::Lab(_) | Command::Module(_) => ExitStatus::Error, // handled before the runtime starts
-        Command::Show { plan, json } => show(&ui, &plan, json),
+        Command::Show { plan, json, format } => show(&ui, &plan, PlanFormat::pick(format, json)),
         Command::Drift { spec, json, hosts, targets } => {
             let Some((spec, graph)) = load_graph(&ui, &spec.path(), &hosts, &targets) else { return ExitStatus::Error };
             let (ui, graph) = (&ui, &graph);
@@ -296,13 +340,14 @@ async fn run(cli: Cli) -> ExitStatus {
             })
             .await
         }
-        Command::Plan { spec: spec_arg, json, detailed_exitcode, hosts, targets, out } => {
+        Command::Plan { spec: spec_arg, json, format, detailed_exitcode, hosts, targets, out } => {
+            let format = PlanFormat::pick(format, json);
             let spec_path = spec_arg.path();
             let Some((spec, graph)) = load_graph(&ui, &spec_path, &hosts, &targets) else { return ExitStatus::Error };
             let (ui, graph, spec_ref) = (&ui, &graph, &spec);
             with_connections(ui, &spec, graph, |conns| async move {
                 let plan = planner::plan(graph, &conns).await;
-                print_plan(ui, &plan, json);
+                print_plan(ui, &plan, format);
                 if let Some(out) = &out {
                     let digest = saved::spec_digest(spec_ref, &spec_path);
                     let saved = saved::SavedPlan::new(plan.clone(), &spec_path, digest, &hosts, &targets);
@@ -310,7 +355,7 @@ async fn run(cli: Cli) -> ExitStatus {
                         ui.error(&e);
                         return ExitStatus::Error;
                     }
-                    if !json {
+                    if format == PlanFormat::Text {
                         eprintln!("Saved the plan to {}; apply exactly it with `cairn apply {}`.", out.display(), out.display());
                     }
                 }
@@ -325,6 +370,36 @@ async fn run(cli: Cli) -> ExitStatus {
             .await
         }
         Command::Unlock { host, spec } => unlock(&ui, &spec.path(), &host).await,
+        Command::Destroy { spec: spec_arg, auto_approve, parallelism, hosts, lock_timeout } => {
+            let spec_path = spec_arg.path();
+            let Some((spec, graph)) = load_graph(&ui, &spec_path, &hosts, &[]) else { return ExitStatus::Error };
+            let graph = Arc::new(Arc::unwrap_or_clone(graph).for_destroy());
+            if !auto_approve && !std::io::stdin().is_terminal() {
+                ui.error("stdin is not a terminal, so cairn cannot ask for confirmation; pass --auto-approve to destroy without asking");
+                return ExitStatus::Error;
+            }
+            let local: Vec<&str> =
+                graph.hosts.values().filter(|h| h.transport == spec::TransportKind::Local).map(|h| h.name.as_str()).collect();
+            if !local.is_empty() {
+                eprintln!("note: {} reached with transport = \"local\" keep no manifest; nothing is removed there.", local.join(", "));
+            }
+            let (ui, graph) = (&ui, &graph);
+            let lock = Some(LockRequest { spec: spec_path.display().to_string(), timeout: lock_timeout });
+            with_connections_locked(ui, &spec, graph, lock, |conns| async move {
+                let plan = planner::plan(graph, &conns).await;
+                print_plan(ui, &plan, PlanFormat::Text);
+                if !plan.has_changes() {
+                    let recorded = record_manifests(ui, graph, &plan, None, &conns).await;
+                    return if plan.has_errors() || !recorded { ExitStatus::Error } else { ExitStatus::Success };
+                }
+                if !auto_approve && !confirm() {
+                    eprintln!("Destroy cancelled; nothing was changed.");
+                    return ExitStatus::Error;
+                }
+                carry_out(ui, graph, &plan, &conns, parallelism).await
+            })
+            .await
+        }
         Command::Apply { plan: Some(plan_file), spec, parallelism, lock_timeout, .. } => {
             apply_saved(&ui, &plan_file, &spec, parallelism, lock_timeout).await
         }
@@ -339,9 +414,10 @@ async fn run(cli: Cli) -> ExitStatus {
             let lock = Some(LockRequest { spec: spec_path.display().to_string(), timeout: lock_timeout });
             with_connections_locked(ui, &spec, graph, lock, |conns| async move {
                 let plan = planner::plan(graph, &conns).await;
-                print_plan(ui, &plan, false);
+                print_plan(ui, &plan, PlanFormat::Text);
                 if !plan.has_changes() {
-                    return if plan.has_errors() { ExitStatus::Error } else { ExitStatus::Success };
+                    let recorded = record_manifests(ui, graph, &plan, None, &conns).await;
+                    return if plan.has_errors() || !recorded { ExitStatus::Error } else { ExitStatus::Success };
                 }
                 if !auto_approve && !confirm() {
                     eprintln!("Apply cancelled; nothing was changed.");
@@ -354,23 +430,62 @@ async fn run(cli: Cli) -> ExitStatus {
     }
 }
 
-/// Applies `plan` (already shown and agreed to) and prints the report.
+/// Applies `plan` (already shown and agreed to), records what the spec now manages on each
+/// host, and prints the report.
 async fn carry_out(ui: &Ui, graph: &Arc<Graph>, plan: &Plan, conns: &planner::Connections, parallelism: usize) -> ExitStatus {
+    if let Some(status) = refuse_protected(ui, plan) {
+        return status;
+    }
     let reporter = Arc::new(progress::Progress::new(graph, plan));
     let report = crate::apply::apply(graph, plan, conns, ApplyOptions { parallelism }, reporter.clone()).await;
     reporter.finish();
+    let recorded = record_manifests(ui, graph, plan, Some(&report), conns).await;
     print!("{}", progress::report_text(&report, ui.color));
-    if report.success() { ExitStatus::Success } else { ExitStatus::Error }
+    if report.success() && recorded { ExitStatus::Success } else { ExitStatus::Error }
+}
+
+/// A plan that would remove or replace a `prevent_destroy` resource is not applied at all.
+fn refuse_protected(ui: &Ui, plan: &Plan) -> Option<ExitStatus> {
+    let protected: Vec<String> = plan
+        .changes()
+        .filter(|c| c.action == crate::plan::Action::Conflict && c.reason.starts_with(crate::resource::manifest::PROTECTED))
+        .map(|c| format!("  {}: {}", c.id, c.reason))
+        .collect();
+    if protected.is_empty() {
+        return None;
+    }
+    ui.error(&format!("nothing was applied: the plan would remove or replace protected resources\n{}", protected.join("\n")));
+    Some(ExitStatus::Error)
+}
+
+/// Writes each host's manifest when what the spec manages there changed (after an apply, or
+/// when an apply found nothing to change). Failures are reported; returns whether all went.
+async fn record_manifests(
+    ui: &Ui,
+    graph: &Graph,
+    plan: &Plan,
+    report: Option<&crate::apply::ApplyReport>,
+    conns: &planner::Connections,
+) -> bool {
+    let mut ok = true;
+    for (host, manifest) in crate::apply::manifests_after(graph, plan, report) {
+        let Some(Ok(t)) = conns.get(&host) else { continue };
+        if let Err(e) = host::write_manifest(t.as_ref(), &manifest).await {
+            ui.error(&format!("cannot record what the spec manages on {host}: {e}; the next apply records it again"));
+            ok = false;
+        }
+    }
+    ok
 }
 
 /// `cairn show PLAN`.
-fn show(ui: &Ui, path: &Path, json: bool) -> ExitStatus {
+fn show(ui: &Ui, path: &Path, format: PlanFormat) -> ExitStatus {
     match saved::SavedPlan::read(path) {
         Ok(saved) => {
-            if !json {
+            if format == PlanFormat::Text {
                 println!("Saved plan {} (spec {}, cairn {}):\n", path.display(), saved.spec.path, saved.cairn_version);
             }
-            print_plan(ui, &saved.plan, json);
+            print_plan(ui, &saved.plan, format);
             ExitStatus::Success
         }
         Err(e) => {
@@ -418,9 +533,9 @@ async fn apply_saved(ui: &Ui, plan_file: &Path, spec_arg: &SpecArg, parallelism:
             ));
             return ExitStatus::Error;
         }
-        print_plan(ui, &now, false);
+        print_plan(ui, &now, PlanFormat::Text);
         if !now.has_changes() {
-            return ExitStatus::Success;
+            return if record_manifests(ui, graph, &now, None, &conns).await { ExitStatus::Success } else { ExitStatus::Error };
         }
         carry_out(ui, graph, &now, &conns, parallelism).await
     })
@@ -438,11 +553,11 @@ fn confirm() -> bool {
     std::io::stdin().read_line(&mut answer).is_ok() && answer.trim() == "yes"
 }
 
-fn print_plan(ui: &Ui, plan: &Plan, json: bool) {
-    if json {
-        print!("{}", render::json(plan));
-    } else {
-        print!("{}", render::text(plan, ui.text_options()));
+fn print_plan(ui: &Ui, plan: &Plan, format: PlanFormat) {
+    match format {
+        PlanFormat::Text => print!("{}", render::text(plan, ui.text_options())),
+        PlanFormat::Json => print!("{}", render::json(plan)),
+        PlanFormat::Markdown => print!("{}", render::markdown(plan)),
     }
 }
 

@@ -40,6 +40,10 @@ pub struct Instance {
     pub span: Span,
     /// Why each dependency exists ("after", "under dir.conf").
     pub dep_reasons: BTreeMap<usize, String>,
+    /// `prevent_destroy = true`: a plan that would remove or replace it fails.
+    pub prevent_destroy: bool,
+    /// Attributes whose drift is not reported nor corrected.
+    pub ignore: Vec<String>,
 }
 
 /// Instances and their dependencies, validated acyclic.
@@ -51,8 +55,16 @@ pub struct Graph {
     pub deps: Vec<BTreeSet<usize>>,
     /// `dependents[i]`: instances waiting for `i`.
     pub dependents: Vec<BTreeSet<usize>>,
-    /// Hosts that have at least one instance, by name.
+    /// The hosts the plan reads, by name: every host of the spec (one without instances may
+    /// still hold what the spec used to manage), or those a `--host` selection names.
     pub hosts: BTreeMap<String, HostSpec>,
+    /// The spec's name: which manifest on each host is this spec's.
+    pub spec_name: String,
+    /// Whether the plan removes what the spec no longer has. Off for a `--target` selection,
+    /// which plans only what it names.
+    pub removals: bool,
+    /// `cairn destroy`: no instances, and everything the hosts' manifests list is removed.
+    pub destroy: bool,
 }
 
 impl Graph {
@@ -61,7 +73,7 @@ impl Graph {
     pub fn build(spec: &Spec) -> Result<Graph, Diagnostics> {
         let mut diags = Diagnostics::default();
         let templater = Templater::new();
-        let mut graph = Graph::default();
+        let mut graph = Graph { spec_name: spec.name.clone(), removals: true, hosts: spec.hosts.clone(), ..Graph::default() };
         let contexts: BTreeMap<&str, minijinja::Value> = spec.hosts.values().map(|h| (h.name.as_str(), host_context(spec, h))).collect();
 
         // Instances, host by host, in spec order.
@@ -80,10 +92,11 @@ impl Graph {
                             desired,
                             span: resource.span.clone(),
                             dep_reasons: BTreeMap::new(),
+                            prevent_destroy: resource.prevent_destroy,
+                            ignore: resource.ignore.clone(),
                         });
                         order.push((host.name.as_str(), ri, index));
                         by_resource.entry(&resource.id).or_default().push(index);
-                        graph.hosts.entry(host.name.clone()).or_insert_with(|| host.clone());
                     }
                     Err(errs) => {
                         // The same template error on every host is one problem, not N.
@@ -380,6 +393,12 @@ fn mermaid_id(s: &str) -> String {
 }
 
 impl Graph {
+    /// The graph of `cairn destroy`: the same hosts and spec name, no instances, so everything
+    /// this spec's manifests list on those hosts is planned for removal.
+    pub fn for_destroy(self) -> Graph {
+        Graph { hosts: self.hosts, spec_name: self.spec_name, removals: true, destroy: true, ..Graph::default() }
+    }
+
     /// Keeps only instances on `hosts` (all when empty) of `targets` (all when empty), plus
     /// everything they depend on. Errors when a name matches nothing.
     pub fn restrict(self, hosts: &[String], targets: &[String]) -> Result<Graph, String> {
@@ -408,7 +427,10 @@ impl Graph {
             }
         }
         let renumber: BTreeMap<usize, usize> = keep.iter().enumerate().map(|(new, &old)| (old, new)).collect();
-        let mut g = Graph::default();
+        let mut g = Graph { spec_name: self.spec_name.clone(), removals: targets.is_empty(), ..Graph::default() };
+        if targets.is_empty() {
+            g.hosts = self.hosts.iter().filter(|(name, _)| hosts.contains(name)).map(|(n, h)| (n.clone(), h.clone())).collect();
+        }
         for &old in &keep {
             let mut inst = self.instances[old].clone();
             inst.dep_reasons = inst.dep_reasons.into_iter().filter_map(|(d, r)| renumber.get(&d).map(|&n| (n, r))).collect();

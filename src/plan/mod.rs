@@ -46,6 +46,10 @@ pub struct Change {
     /// ([`crate::resource::HostFacts::describe`]); a saved plan is refused when it differs at apply.
     #[serde(default)]
     pub observed: Vec<String>,
+    /// For the removal of something the spec no longer has: what the manifest says it owns
+    /// (`instance` is then not an index into the graph).
+    #[serde(skip)]
+    pub removal: Option<crate::resource::manifest::Orphan>,
 }
 
 impl Change {
@@ -95,6 +99,10 @@ pub struct Plan {
     /// Each planned host's address, for the views (a saved plan is shown without the spec).
     #[serde(default)]
     pub addresses: BTreeMap<String, String>,
+    /// Each planned host's manifest of this spec as the plan found it (`None`: none yet), for
+    /// hosts that keep one (reached over ssh).
+    #[serde(skip)]
+    pub manifests: BTreeMap<String, Option<crate::resource::manifest::Manifest>>,
 }
 
 impl Plan {

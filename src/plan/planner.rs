@@ -1,11 +1,15 @@
 //! The planner: probes every host once (in parallel), diffs each instance purely, and fetches
-//! the old content of changed text files in one more batched read per host to show diffs.
+//! the old content of changed text files in one more batched read per host to show diffs. The
+//! probe also reads the host's manifests ([`crate::resource::manifest`]): what this spec managed
+//! there and no longer has becomes a removal (read with one more probe, only when there is
+//! one), and a path another spec manages blocks the instance that wants it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{Change, HostError, Plan, textdiff};
+use super::{Action, Change, HostError, Plan, textdiff};
 use crate::graph::Graph;
+use crate::resource::manifest::{Claims, Manifest, Orphan, PROTECTED};
 use crate::resource::{ContentChange, Decision, HostFacts, ProbeRequest};
 use crate::transport::{SharedTransport, TransportError, read_files};
 
@@ -21,7 +25,7 @@ pub async fn plan(graph: &Arc<Graph>, connections: &Connections) -> Plan {
         let conn = connections.get(&host).cloned();
         tasks.spawn(async move {
             let result = match conn {
-                Some(Ok(t)) => plan_host(&graph, &host, t.as_ref()).await.map_err(|e| e.to_string()),
+                Some(Ok(t)) => plan_host(&graph, &host, t.as_ref()).await,
                 Some(Err(e)) => Err(e),
                 None => Err(format!("{host}: no connection")),
             };
@@ -31,7 +35,10 @@ pub async fn plan(graph: &Arc<Graph>, connections: &Connections) -> Plan {
     let mut plan = Plan::for_graph(graph);
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok((host, Ok(changes))) => {
+            Ok((host, Ok((changes, manifest)))) => {
+                if keeps_manifest(graph, &host) {
+                    plan.manifests.insert(host.clone(), manifest);
+                }
                 plan.hosts.insert(host, changes);
             }
             Ok((host, Err(error))) => plan.errors.push(HostError { host, error }),
@@ -42,10 +49,30 @@ pub async fn plan(graph: &Arc<Graph>, connections: &Connections) -> Plan {
     plan
 }
 
-/// Reads one host (one probe, plus one read for diffs) and plans its instances.
-pub async fn plan_host(graph: &Graph, host: &str, transport: &dyn crate::transport::Transport) -> Result<Vec<Change>, TransportError> {
+/// Whether `host` keeps manifests: hosts reached over ssh. `transport = "local"` is this machine,
+/// often several hosts at once and maybe without root, so, as with locks, it keeps none.
+pub fn keeps_manifest(graph: &Graph, host: &str) -> bool {
+    graph.hosts.get(host).is_some_and(|h| h.transport == crate::spec::TransportKind::Ssh)
+}
+
+/// Reads one host (one probe, one more when something is to be removed, plus one read for
+/// diffs) and plans its instances. Also returns this spec's manifest as found there.
+pub async fn plan_host(
+    graph: &Graph,
+    host: &str,
+    transport: &dyn crate::transport::Transport,
+) -> Result<(Vec<Change>, Option<Manifest>), String> {
     let order = graph.host_order(host);
-    let facts = probe(graph, &order, transport).await?;
+    let mut facts = probe_with(graph, &order, transport, keeps_manifest(graph, host)).await.map_err(|e| e.to_string())?;
+    let manifest = own_manifest(graph, host, &facts)?;
+    let orphans = orphans(graph, host, &facts);
+    if !orphans.is_empty() {
+        let mut request = ProbeRequest::default();
+        for o in &orphans {
+            o.add_to_probe(&mut request);
+        }
+        facts.absorb(request.run(transport).await.map_err(|e| e.to_string())?);
+    }
     // Old contents for diffs, fetched together in one command.
     let wanted: Vec<String> = order
         .iter()
@@ -60,33 +87,124 @@ pub async fn plan_host(graph: &Graph, host: &str, transport: &dyn crate::transpo
     let old: BTreeMap<String, Vec<u8>> = if wanted.is_empty() {
         BTreeMap::new()
     } else {
-        let contents = read_files(transport, &wanted).await?;
+        let contents = read_files(transport, &wanted).await.map_err(|e| e.to_string())?;
         wanted.into_iter().zip(contents).filter_map(|(p, c)| c.map(|c| (p, c))).collect()
     };
-    Ok(plan_from_facts(graph, host, &facts, &old))
+    Ok((plan_from_facts(graph, host, &facts, &old), manifest))
+}
+
+/// This spec's manifest on the host; one that cannot be read stops the host's plan (removals
+/// cannot be planned without it).
+fn own_manifest(graph: &Graph, host: &str, facts: &HostFacts) -> Result<Option<Manifest>, String> {
+    match facts.manifests.get(&graph.spec_name) {
+        None => Ok(None),
+        Some(Ok(m)) => Ok(Some(m.clone())),
+        Some(Err(e)) => Err(format!(
+            "{host}: cannot read what spec `{}` manages there: {e}; fix the file or delete it (cairn then stops removing what \
+             the spec drops, until the next apply writes it again)",
+            graph.spec_name
+        )),
+    }
+}
+
+/// What the spec claims on `host`.
+fn claims(graph: &Graph, host: &str) -> Claims {
+    let mut claims = Claims::default();
+    for i in graph.host_order(host) {
+        let inst = &graph.instances[i];
+        claims.add(&inst.id.resource, &inst.desired);
+    }
+    claims
+}
+
+/// The entries of this spec's manifest on `host` that the spec no longer has, in the order they
+/// are removed. None under a `--target` selection, which plans only what it names.
+pub fn orphans(graph: &Graph, host: &str, facts: &HostFacts) -> Vec<Orphan> {
+    let Some(Ok(manifest)) = facts.manifests.get(&graph.spec_name) else { return Vec::new() };
+    if !graph.removals {
+        return Vec::new();
+    }
+    let ids: std::collections::BTreeSet<String> =
+        graph.instances.iter().filter(|i| i.id.host == host).map(|i| i.id.resource.to_string()).collect();
+    let claims = claims(graph, host);
+    let mut orphans: Vec<Orphan> =
+        manifest.resources.iter().filter(|m| !ids.contains(&m.id)).map(|m| Orphan::new(m.clone(), &claims)).collect();
+    orphans.sort_by_key(Orphan::order_key);
+    orphans
+}
+
+/// Another spec on the host that manages one of the paths (or the unit) `i` wants, if any.
+fn owned_elsewhere(graph: &Graph, i: usize, facts: &HostFacts) -> Option<String> {
+    let inst = &graph.instances[i];
+    let mut mine = Claims::default();
+    mine.add(&inst.id.resource, &inst.desired);
+    for (spec, manifest) in &facts.manifests {
+        let Ok(manifest) = manifest else { continue };
+        if *spec == graph.spec_name {
+            continue;
+        }
+        for entry in &manifest.resources {
+            let unit = match &entry.owns {
+                crate::resource::manifest::Owned::Unit { name, file: Some(_) } => mine.units.get(name).map(|_| name.as_str()),
+                _ => None,
+            };
+            let path = entry.owns.paths().into_iter().find(|p| inst.desired.paths().contains(p));
+            if let Some(what) = path.or(unit) {
+                return Some(format!(
+                    "{what} is managed by spec `{spec}` ({} there, in {}); two specs must not manage one path: \
+                     remove it from one of them (`cairn destroy` there removes everything that spec manages)",
+                    entry.id,
+                    Manifest::path_for(spec)
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// Plans one host's instances from what its probe found and the old contents of changed files.
 /// Pure: the plan-rendering snapshot tests feed it made-up facts.
 pub fn plan_from_facts(graph: &Graph, host: &str, facts: &HostFacts, old: &BTreeMap<String, Vec<u8>>) -> Vec<Change> {
-    graph
-        .host_order(host)
-        .into_iter()
-        .map(|i| {
-            let decision = decide(graph, i, facts);
-            let disruptive = graph.instances[i].desired.disrupts(facts, &decision);
-            let mut request = ProbeRequest::default();
-            graph.instances[i].desired.add_to_probe(&mut request);
-            Change { disruptive, observed: facts.describe(&request), ..change_for(graph, i, decision, old) }
-        })
-        .collect()
+    let removals = orphans(graph, host, facts).into_iter().map(|orphan| {
+        let mut decision = orphan.diff(facts);
+        if graph.destroy {
+            decision.reason = decision.reason.replacen(crate::resource::manifest::GONE, "destroy", 1);
+        }
+        let mut request = ProbeRequest::default();
+        orphan.add_to_probe(&mut request);
+        Change {
+            id: crate::graph::InstanceId { resource: orphan.id(), host: host.to_string() },
+            instance: usize::MAX,
+            action: decision.action,
+            reason: decision.reason,
+            target: orphan.target(),
+            attrs: Vec::new(),
+            diff: None,
+            sensitive: false,
+            disruptive: false,
+            waits_for: Vec::new(),
+            observed: facts.describe(&request),
+            removal: Some(orphan),
+        }
+    });
+    let instances = graph.host_order(host).into_iter().map(|i| {
+        let mut decision = decide(graph, i, facts);
+        if let Some(why) = owned_elsewhere(graph, i, facts) {
+            decision = Decision::new(Action::Conflict, why);
+        }
+        let disruptive = graph.instances[i].desired.disrupts(facts, &decision);
+        let mut request = ProbeRequest::default();
+        graph.instances[i].desired.add_to_probe(&mut request);
+        Change { disruptive, observed: facts.describe(&request), ..change_for(graph, i, decision, old) }
+    });
+    removals.chain(instances).collect()
 }
 
 /// An instance's decision, adjusted for dependencies on its host that will change (a unit whose
 /// `restart_on` resource changes will restart).
 fn decide(graph: &Graph, i: usize, facts: &HostFacts) -> Decision {
     let inst = &graph.instances[i];
-    let d = inst.desired.diff(facts);
+    let d = guard(inst, inst.desired.diff(facts).ignoring(&inst.ignore));
     if inst.desired.restart_triggers().is_empty() {
         return d;
     }
@@ -99,10 +217,34 @@ fn decide(graph: &Graph, i: usize, facts: &HostFacts) -> Decision {
     inst.desired.with_changed_deps(d, &changing, true)
 }
 
+/// What `prevent_destroy` makes of a decision: a replacement is refused.
+pub fn guard(inst: &crate::graph::Instance, decision: Decision) -> Decision {
+    if inst.prevent_destroy && decision.action == Action::Replace {
+        return Decision::new(
+            Action::Conflict,
+            format!(
+                "{PROTECTED}: the plan would replace it ({}); replace it by hand, or set prevent_destroy = false for this apply",
+                decision.reason
+            ),
+        );
+    }
+    decision
+}
+
 /// Runs the probe for the given instances and, meanwhile, gets ready locally what their diff
 /// needs (a binary's archive, fetched once per run however many hosts wait for it).
 pub async fn probe(graph: &Graph, instances: &[usize], transport: &dyn crate::transport::Transport) -> Result<HostFacts, TransportError> {
-    let mut request = ProbeRequest::default();
+    probe_with(graph, instances, transport, false).await
+}
+
+/// [`probe`], also reading the host's manifests when `manifests` is set.
+async fn probe_with(
+    graph: &Graph,
+    instances: &[usize],
+    transport: &dyn crate::transport::Transport,
+    manifests: bool,
+) -> Result<HostFacts, TransportError> {
+    let mut request = ProbeRequest { manifests, ..ProbeRequest::default() };
     for &i in instances {
         graph.instances[i].desired.add_to_probe(&mut request);
     }
@@ -142,5 +284,6 @@ fn change_for(graph: &Graph, i: usize, d: Decision, old: &BTreeMap<String, Vec<u
         disruptive: false,
         waits_for,
         observed: Vec::new(),
+        removal: None,
     }
 }

@@ -1,5 +1,6 @@
-//! Plan views: human text (grouped by host, optionally coloured) and stable JSON. Pure functions
-//! of a [`Plan`]; the CLI decides where they go.
+//! Plan views: human text (grouped by host, optionally coloured), stable JSON, and compact
+//! GitHub-flavoured markdown for a pull-request comment. Pure functions of a [`Plan`]; the CLI
+//! decides where they go.
 
 use std::fmt::Write as _;
 
@@ -46,11 +47,8 @@ impl Paint {
 pub fn text(plan: &Plan, opts: TextOptions) -> String {
     let paint = Paint(opts.color);
     let mut out = String::new();
-    // Checks run only when something is applied: in a plan without changes they are as quiet
-    // as unchanged instances.
-    let quiet = |a: Action| a == Action::NoOp || (a == Action::Check && !plan.has_changes());
     for (host, changes) in &plan.hosts {
-        let shown: Vec<&Change> = changes.iter().filter(|c| opts.verbose || !quiet(c.action)).collect();
+        let shown: Vec<&Change> = changes.iter().filter(|c| opts.verbose || !quiet(plan, c.action)).collect();
         if shown.is_empty() {
             continue;
         }
@@ -69,19 +67,23 @@ pub fn text(plan: &Plan, opts: TextOptions) -> String {
         out.push('\n');
     }
     let s = plan.summary();
+    let _ = writeln!(out, "{}", headline(plan, &s));
+    out
+}
+
+/// The summary sentence of the text and markdown views, or "No changes." when there is nothing to do.
+fn headline(plan: &Plan, s: &Summary) -> String {
     if !plan.has_changes() && !plan.has_errors() {
-        let _ = writeln!(
-            out,
+        format!(
             "No changes. {} resource instance{} on {} host{} match the spec.",
             s.unchanged,
             plural(s.unchanged),
             plan.hosts.len(),
             plural(plan.hosts.len())
-        );
+        )
     } else {
-        let _ = writeln!(out, "{}", summary_line(&s));
+        summary_line(s)
     }
-    out
 }
 
 /// The drift view: per host, each instance that differs from the spec and how; then one line.
@@ -106,6 +108,12 @@ pub fn drift_text(drift: &Plan, opts: TextOptions) -> String {
         if differing == 1 { "s" } else { "" }
     );
     out
+}
+
+/// Checks run only when something is applied: in a plan without changes they are as quiet as
+/// unchanged instances.
+fn quiet(plan: &Plan, a: Action) -> bool {
+    a == Action::NoOp || (a == Action::Check && !plan.has_changes())
 }
 
 fn plural(n: usize) -> &'static str {
@@ -167,6 +175,133 @@ fn render_change(out: &mut String, c: &Change, opts: TextOptions, paint: &Paint)
             let _ = writeln!(out, "      {colored}");
         }
     }
+}
+
+/// The pull-request view: GitHub-flavoured markdown, compact. A heading, the summary in bold,
+/// each unreadable host as a quoted error, then per host one bullet per change with its attribute
+/// changes nested and its diff folded in a `<details>` block. Like the text view, unchanged
+/// instances are not listed, checks are quiet when nothing changes, dependency reasons are left
+/// out and sensitive content is shown as `(sensitive)`. Every piece of text from the plan is
+/// escaped, so a reason, target or diff cannot inject markup into the comment.
+pub fn markdown(plan: &Plan) -> String {
+    let mut blocks = vec!["### cairn plan".to_string(), format!("**{}**", headline(plan, &plan.summary()))];
+    for e in &plan.errors {
+        // One line per error (a line break inside a quote could start a list or a heading);
+        // transport errors already name the host.
+        let lines: Vec<String> = e.error.lines().map(str::trim).filter(|l| !l.is_empty()).map(md_escape).collect();
+        blocks.push(format!("> **error:** {}", lines.join("<br>")));
+    }
+    for (host, changes) in &plan.hosts {
+        let shown: Vec<&Change> = changes.iter().filter(|c| !quiet(plan, c.action)).collect();
+        if shown.is_empty() {
+            continue;
+        }
+        let address = plan.addresses.get(host).map(|a| format!(" ({})", md_escape(a))).unwrap_or_default();
+        let items: Vec<String> = shown.iter().copied().map(markdown_change).collect();
+        // A folded diff makes the list loose anyway (blank lines inside its item): then a blank
+        // line between items too, so no renderer can read the next item into the details block.
+        let separator = if shown.iter().any(|c| shown_diff(c).is_some()) { "\n\n" } else { "\n" };
+        blocks.push(format!("#### {}{address}\n\n{}", md_escape(host), items.join(separator)));
+    }
+    let mut out = blocks.join("\n\n");
+    out.push('\n');
+    out
+}
+
+/// One change as a list item (no trailing newline): symbol, resource, target and reason, then
+/// nested attribute changes and the folded diff, indented to stay inside the item.
+fn markdown_change(c: &Change) -> String {
+    let mut out = format!("- {} **{}**", code_span(c.action.symbol()), md_escape(&c.id.resource.to_string()));
+    if !c.target.is_empty() {
+        let _ = write!(out, " {}", code_span(&c.target));
+    }
+    if !c.reason.is_empty() {
+        let _ = write!(out, " — {}", md_escape(&c.reason));
+    }
+    if c.disruptive {
+        out.push_str(" _(disruptive)_");
+    }
+    for a in &c.attrs {
+        let (before, after) = if c.sensitive && a.name == "sha256" {
+            (SENSITIVE, SENSITIVE)
+        } else {
+            (a.before.as_deref().unwrap_or(ABSENT), a.after.as_deref().unwrap_or(ABSENT))
+        };
+        let _ = write!(out, "\n  - {}: {} → {}", md_escape(&a.name), md_escape(before), md_escape(after));
+    }
+    if c.sensitive && c.action.is_change() {
+        let _ = write!(out, "\n  - content: {SENSITIVE}");
+    }
+    if let Some(diff) = shown_diff(c) {
+        // Longer than any backtick run in the diff, so no line of it can close the fence.
+        let fence = "`".repeat((longest_backtick_run(diff) + 1).max(3));
+        let _ = write!(out, "\n\n  <details><summary>diff of {}</summary>\n\n  {fence}diff", html_escape(&c.target));
+        for line in diff.lines() {
+            if line.is_empty() {
+                out.push('\n');
+            } else {
+                let _ = write!(out, "\n  {line}");
+            }
+        }
+        let _ = write!(out, "\n  {fence}\n  </details>");
+    }
+    out
+}
+
+/// The diff the markdown view shows: a sensitive change carries none; should one slip in, it is
+/// still not shown.
+fn shown_diff(c: &Change) -> Option<&str> {
+    c.diff.as_deref().filter(|_| !c.sensitive)
+}
+
+const ABSENT: &str = "(absent)";
+
+/// Text from the plan as literal markdown: backslash before every character markdown could
+/// read as markup, line breaks flattened to spaces.
+fn md_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '\\' | '`' | '*' | '_' | '<' | '>' | '|' | '[' | ']' | '~' | '#' | '&' => {
+                out.push('\\');
+                out.push(ch);
+            }
+            '\n' | '\r' => out.push(' '),
+            _ => out.push(ch),
+        }
+    }
+    out
+}
+
+/// `s` as an inline code span, delimited by one more backtick than its longest backtick run.
+fn code_span(s: &str) -> String {
+    let s = s.replace(['\n', '\r'], " ");
+    let fence = "`".repeat(longest_backtick_run(&s) + 1);
+    // Markdown strips one space from each end when both have one: pad so a backtick at an end
+    // does not merge with the fence and leading/trailing spaces survive.
+    let pad = s.starts_with('`') || s.ends_with('`') || (s.starts_with(' ') && s.ends_with(' ') && !s.trim().is_empty());
+    if pad { format!("{fence} {s} {fence}") } else { format!("{fence}{s}{fence}") }
+}
+
+/// The length of the longest run of backticks in `s`.
+fn longest_backtick_run(s: &str) -> usize {
+    s.split(|c| c != '`').map(str::len).max().unwrap_or(0)
+}
+
+/// Text inside raw HTML (the `<summary>` of a details block), where markdown escapes do not apply.
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\n' | '\r' => out.push(' '),
+            _ => out.push(ch),
+        }
+    }
+    out
 }
 
 #[derive(Serialize)]
@@ -253,4 +388,31 @@ pub fn moved_text(moved: &[super::saved::Moved]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_spans_outlast_backtick_runs() {
+        assert_eq!(code_span("/etc/demo/motd"), "`/etc/demo/motd`");
+        assert_eq!(code_span("a`b``c"), "```a`b``c```");
+        assert_eq!(code_span("`x"), "`` `x ``");
+        assert_eq!(code_span(" x "), "`  x  `");
+        assert_eq!(code_span("a\nb"), "`a b`");
+    }
+
+    #[test]
+    fn markdown_escapes_cover_markup_characters() {
+        assert_eq!(md_escape("a*b_c`d<e>f|g[h]i\\j~k#l&m"), "a\\*b\\_c\\`d\\<e\\>f\\|g\\[h\\]i\\\\j\\~k\\#l\\&m");
+        assert_eq!(md_escape("two\nlines"), "two lines");
+        assert_eq!(html_escape("<a href=\"x\">&</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;");
+    }
+
+    #[test]
+    fn longest_backtick_run_counts_consecutive_backticks() {
+        assert_eq!(longest_backtick_run("no ticks"), 0);
+        assert_eq!(longest_backtick_run("` `` ````x`"), 4);
+    }
 }

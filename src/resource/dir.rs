@@ -18,6 +18,8 @@ pub struct DesiredDir {
     pub owner: Option<String>,
     /// Group, when managed.
     pub group: Option<String>,
+    /// Deleted with its contents when it leaves the spec.
+    pub purge: bool,
 }
 
 impl DesiredDir {
@@ -29,6 +31,7 @@ impl DesiredDir {
             mode: spec.mode.map_or(DEFAULT_MODE, |m| m.0),
             owner: spec.owner.as_ref().map(|o| o.value.clone()),
             group: spec.group.as_ref().map(|g| g.value.clone()),
+            purge: spec.purge,
         })
     }
 
@@ -76,7 +79,7 @@ mod tests {
     use super::*;
 
     fn desired() -> DesiredDir {
-        DesiredDir { path: "/etc/demo".into(), mode: 0o750, owner: None, group: Some("etcd".into()) }
+        DesiredDir { path: "/etc/demo".into(), mode: 0o750, owner: None, group: Some("etcd".into()), purge: false }
     }
 
     fn observed(kind: PathKind, mode: u32, group: &str) -> PathFact {

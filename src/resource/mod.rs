@@ -10,6 +10,7 @@ pub mod check;
 pub mod dir;
 pub mod file;
 pub mod firewall;
+pub mod manifest;
 pub mod probe;
 pub mod unit;
 pub mod user;
@@ -137,6 +138,39 @@ impl Decision {
     /// `action` because of `reason`.
     pub fn new(action: Action, reason: impl Into<String>) -> Self {
         Self { action, reason: reason.into(), attrs: Vec::new(), content: None }
+    }
+
+    /// The decision once drift of the `ignore`d attributes is accepted: an update of only those
+    /// is nothing to do, and an update of more leaves them out. Creations are untouched (a new
+    /// thing gets every attribute of the spec). `content` stands for the file's bytes (its
+    /// `sha256` and `size`).
+    pub fn ignoring(mut self, ignore: &[String]) -> Decision {
+        if ignore.is_empty() || self.action != Action::Update {
+            return self;
+        }
+        let ignored = |name: &str| ignore.iter().any(|i| i == name || (i == "content" && matches!(name, "sha256" | "size")));
+        let before = self.attrs.len();
+        self.attrs.retain(|a| !ignored(&a.name));
+        let content_ignored = ignore.iter().any(|i| i == "content");
+        if content_ignored {
+            self.content = None;
+        }
+        if self.attrs.len() == before && !content_ignored {
+            return self;
+        }
+        let accepted = ignore.join(", ");
+        if self.attrs.is_empty() && self.content.is_none() {
+            return Decision::noop(format!("matches the spec apart from drift it ignores ({accepted})"));
+        }
+        let mut reasons: Vec<String> = Vec::new();
+        for a in &self.attrs {
+            let what = if a.name == "sha256" { "content differs".to_string() } else { format!("{} differs", a.name) };
+            if a.name != "size" && !reasons.contains(&what) {
+                reasons.push(what);
+            }
+        }
+        self.reason = format!("{} (ignoring {accepted})", reasons.join(", "));
+        self
     }
 }
 

@@ -31,6 +31,8 @@ pub struct ProbeRequest {
     pub versions: BTreeSet<Vec<String>>,
     /// Read cairn's nftables table and the SSH session's addresses (`FW` request line).
     pub firewall: bool,
+    /// Read every spec's manifest of what cairn manages here (`M` request line).
+    pub manifests: bool,
 }
 
 /// The type of a path on the host.
@@ -96,6 +98,9 @@ pub struct HostFacts {
     pub certs: BTreeMap<String, String>,
     /// What the host said about each requested key file that exists.
     pub keys: BTreeMap<String, KeyFact>,
+    /// Every spec's manifest on the host by spec name (file stem), when asked for; a file that
+    /// does not parse has the reason instead.
+    pub manifests: BTreeMap<String, Result<super::manifest::Manifest, String>>,
 }
 
 /// The public side of a private key file, as derived on the host.
@@ -110,6 +115,21 @@ pub enum KeyFact {
 }
 
 impl HostFacts {
+    /// Adds what a later probe of the same host found.
+    pub fn absorb(&mut self, more: HostFacts) {
+        self.paths.extend(more.paths);
+        self.units.extend(more.units);
+        self.users.extend(more.users);
+        self.groups.extend(more.groups);
+        self.versions.extend(more.versions);
+        self.certs.extend(more.certs);
+        self.keys.extend(more.keys);
+        self.manifests.extend(more.manifests);
+        if more.firewall.is_some() {
+            self.firewall = more.firewall;
+        }
+    }
+
     /// What is at `path`, or `None` if nothing is.
     pub fn path(&self, path: &str) -> Option<&PathFact> {
         self.paths.get(path)
@@ -208,7 +228,7 @@ impl HostFacts {
 /// when no binary asks for one.
 const PROBE_SCRIPT: &str = r#"set -u
 unit_props=$1
-paths='' certs='' keys='' fw='' versions=''
+paths='' certs='' keys='' fw='' versions='' manifests=''
 units='' users='' groups=''
 nl='
 '
@@ -222,6 +242,7 @@ while IFS='	' read -r tag value; do
     K) keys="$keys$value$nl" ;;
     V) versions="$versions$value$nl" ;;
     FW) fw=1 ;;
+    M) manifests=$value ;;
   esac
 done
 existing='' files=''
@@ -309,6 +330,12 @@ if [ -n "$fw" ]; then
     printf 'FWNFT\tno-nft\n'
   fi
 fi
+if [ -n "$manifests" ]; then
+  for f in "$manifests"/*.json; do
+    [ -f "$f" ] || continue
+    while IFS= read -r l || [ -n "$l" ]; do printf 'M\t%s\t%s\n' "$f" "$l"; done < "$f"
+  done
+fi
 echo 'E	end'
 "#;
 
@@ -346,6 +373,11 @@ impl ProbeRequest {
         if self.firewall {
             out.push_str("FW\t1\n");
         }
+        if self.manifests {
+            out.push_str("M\t");
+            out.push_str(super::manifest::MANIFEST_DIR);
+            out.push('\n');
+        }
         out.into_bytes()
     }
 
@@ -366,6 +398,7 @@ pub fn parse_probe_output(text: &str) -> Result<HostFacts, String> {
     let mut facts = HostFacts::default();
     let mut hashes: BTreeMap<String, String> = BTreeMap::new();
     let mut complete = false;
+    let mut manifest_text: BTreeMap<String, String> = BTreeMap::new();
     let (mut unit_names, mut unit_lines, mut passwd, mut group) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for line in text.lines() {
         let mut fields = line.splitn(2, '\t');
@@ -433,6 +466,10 @@ pub fn parse_probe_output(text: &str) -> Result<HostFacts, String> {
                 }
             }
             "FWSSH" | "FWNFT" => facts.firewall.get_or_insert_with(Default::default).parse_line(tag, rest)?,
+            "M" => {
+                let (path, text) = rest.split_once('\t').ok_or_else(|| format!("unexpected manifest line {line:?}"))?;
+                manifest_text.entry(path.to_string()).or_default().push_str(text);
+            }
             "E" => complete = true,
             _ => return Err(format!("unexpected probe output {line:?}")),
         }
@@ -447,6 +484,10 @@ pub fn parse_probe_output(text: &str) -> Result<HostFacts, String> {
         if let Some(fact) = facts.paths.get_mut(&path) {
             fact.sha256 = Some(hash);
         }
+    }
+    for (path, text) in manifest_text {
+        let name = path.rsplit('/').next().unwrap_or(&path).trim_end_matches(".json").to_string();
+        facts.manifests.insert(name, super::manifest::Manifest::parse(&text).map_err(|e| format!("{path}: {e}")));
     }
     Ok(facts)
 }

@@ -1,6 +1,7 @@
 //! `user`: a user account and its primary group (created when missing), with uid, home, shell
 //! and supplementary groups when the spec sets them. The probe's share is `getent passwd` and
-//! `getent group` over every name the host's users need. Users are never deleted.
+//! `getent group` over every name the host's users need. Users are deleted only when they leave
+//! the spec with `remove = true` (see [`super::manifest`]).
 
 use std::collections::BTreeMap;
 
@@ -30,6 +31,8 @@ pub struct DesiredUser {
     pub shell: Option<String>,
     /// Supplementary groups the user must be in.
     pub groups: Vec<String>,
+    /// Deleted when it leaves the spec.
+    pub remove: bool,
 }
 
 /// One `getent passwd` line.
@@ -65,6 +68,7 @@ impl DesiredUser {
             home: spec.home.as_ref().map(|h| h.value.clone()),
             shell: spec.shell.as_ref().map(|s| s.value.clone()),
             groups: spec.groups.iter().map(|g| g.value.clone()).collect(),
+            remove: spec.remove,
         }
     }
 
@@ -237,6 +241,7 @@ mod tests {
             home: Some("/var/lib/etcd".into()),
             shell: Some("/usr/sbin/nologin".into()),
             groups: vec!["ssl-cert".into()],
+            remove: false,
         }
     }
 
@@ -289,8 +294,16 @@ mod tests {
 
     #[test]
     fn unset_attributes_are_not_managed() {
-        let want =
-            DesiredUser { name: "app".into(), group: "app".into(), system: false, uid: None, home: None, shell: None, groups: vec![] };
+        let want = DesiredUser {
+            name: "app".into(),
+            group: "app".into(),
+            system: false,
+            uid: None,
+            home: None,
+            shell: None,
+            groups: vec![],
+            remove: false,
+        };
         assert_eq!(want.diff(&facts(&["app:x:1000:1000::/home/app:/bin/sh"], &["app:x:1000:"])).action, Action::NoOp);
     }
 }

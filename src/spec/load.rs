@@ -96,6 +96,28 @@ fn canonical(path: &Path) -> PathBuf {
 }
 
 /// The directory paths written in `path` are relative to.
+/// A spec name that is safe as a file name on every host.
+fn valid_spec_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// The spec's name when it does not set one: its file's stem, or for `cairn.toml` its
+/// directory's name, made safe as a file name.
+fn default_spec_name(path: &Path) -> String {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let raw = if stem == "cairn" {
+        canonical(path).parent().and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned()).unwrap_or(stem)
+    } else {
+        stem
+    };
+    let safe: String = raw.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' }).collect();
+    let safe = safe.trim_start_matches('.').to_string();
+    if safe.is_empty() { "cairn".to_string() } else { safe }
+}
+
 fn dir_of(path: &Path) -> PathBuf {
     path.parent().map(Path::to_path_buf).unwrap_or_default()
 }
@@ -183,6 +205,7 @@ struct Loader {
     /// Some file had TOML syntax errors: whole-spec checks would only add noise.
     broken: bool,
     state_dir: Option<Located<String>>,
+    name: Option<Located<String>>,
     vars: BTreeMap<String, (serde_json::Value, Span)>,
     ssh: SshParts,
     hosts: BTreeMap<String, HostSpec>,
@@ -249,6 +272,25 @@ impl Loader {
                     Diagnostic::at(&dir.span, "`state_dir` can only be set in the main spec file")
                         .with_label("in an included file")
                         .with_help("move `state_dir` to the spec file given to cairn"),
+                );
+            }
+        }
+        if let Some(name) = root.optional_string("name", &mut self.diags) {
+            if !is_main {
+                self.diags.push(
+                    Diagnostic::at(&name.span, "`name` can only be set in the main spec file")
+                        .with_label("in an included file")
+                        .with_help("move `name` to the spec file given to cairn"),
+                );
+            } else if valid_spec_name(&name.value) {
+                self.name = Some(name);
+            } else {
+                self.diags.push(
+                    Diagnostic::at(&name.span, format!("spec name `{}` is not usable as a file name", name.value))
+                        .with_label("expected letters, digits, `.`, `_` and `-`, not starting with `.`")
+                        .with_help(
+                            "write e.g. name = \"etcd-prod\"; hosts keep what the spec manages in /var/lib/cairn/manifests/NAME.json",
+                        ),
                 );
             }
         }
@@ -465,13 +507,16 @@ impl Loader {
                 _ => d.push(bad_after_id(&a)),
             }
         }
+        let prevent_destroy = r.optional_bool("prevent_destroy", d).is_some_and(|b| b.value);
+        let ignore = read_ignore(&mut r, kind, d);
         let body = match kind {
             Kind::Dir => {
                 let path = read_path(&mut r, &id, d);
                 let mode = r.optional_mode("mode", d);
                 let owner = r.optional_string("owner", d);
                 let group = r.optional_string("group", d);
-                path.map(|path| ResourceBody::Dir(DirSpec { path, mode, owner, group }))
+                let purge = r.optional_bool("purge", d).is_some_and(|b| b.value);
+                path.map(|path| ResourceBody::Dir(DirSpec { path, mode, owner, group, purge }))
             }
             Kind::File => {
                 let path = read_path(&mut r, &id, d);
@@ -520,7 +565,7 @@ impl Loader {
             return;
         }
         if let Some(body) = body {
-            self.resources.push(ResourceSpec { id, span, hosts, after, body, scope });
+            self.resources.push(ResourceSpec { id, span, hosts, after, body, scope, prevent_destroy, ignore });
         }
     }
 
@@ -555,6 +600,7 @@ impl Loader {
             connect_timeout_secs: self.ssh.connect_timeout.map(|v| v.value),
         };
         Ok(Spec {
+            name: self.name.map_or_else(|| default_spec_name(path), |n| n.value),
             sources: self.sources,
             path: path.to_path_buf(),
             base_dir,
@@ -721,6 +767,40 @@ fn parse_selector(s: &Located<String>, d: &mut Diagnostics) -> Option<Located<Se
 }
 
 /// `path = "/abs/path"` of a file or dir.
+/// Attributes each kind lets `ignore` name: those its plan reports and its apply sets one by one.
+pub(crate) fn ignorable(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::File => &["content", "mode", "owner", "group"],
+        Kind::Dir => &["mode", "owner", "group"],
+        Kind::User => &["uid", "group", "home", "shell", "groups"],
+        _ => &[],
+    }
+}
+
+/// `ignore = ["mode", ...]`: attributes whose drift is accepted.
+fn read_ignore(r: &mut TableReader<'_, '_>, kind: Kind, d: &mut Diagnostics) -> Vec<String> {
+    let Some(list) = r.string_list("ignore", d) else { return Vec::new() };
+    let known = ignorable(kind);
+    let mut names = Vec::new();
+    for name in list.value {
+        if known.contains(&name.value.as_str()) {
+            names.push(name.value);
+            continue;
+        }
+        let diag = Diagnostic::at(&name.span, format!("`ignore` names `{}`, which {} cannot ignore", name.value, r.what()));
+        d.push(if known.is_empty() {
+            diag.with_label("not supported for this kind").with_help("`ignore` works on file, dir and user resources; remove it here")
+        } else {
+            match did_you_mean(&name.value, known.iter().copied()) {
+                Some(m) => diag.with_label(format!("did you mean `{m}`?")),
+                None => diag.with_label("unknown attribute"),
+            }
+            .with_help(format!("{kind} resources can ignore {}", quote_list(known)))
+        });
+    }
+    names
+}
+
 fn read_path(r: &mut TableReader<'_, '_>, id: &ResourceId, d: &mut Diagnostics) -> Option<TemplateText> {
     let path = r.required_string("path", "\"/absolute/path\"", d)?;
     if !path.value.starts_with('/') && !path.value.trim_start().starts_with("{{") {

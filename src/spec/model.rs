@@ -16,6 +16,9 @@ pub struct Spec {
     pub sources: SourceMap,
     /// The main spec file.
     pub path: PathBuf,
+    /// The spec's name (`name = "..."`; default the spec's directory name): each host keeps one
+    /// manifest per spec name of what that spec manages there.
+    pub name: String,
     /// The directory relative paths in the spec are resolved against.
     pub base_dir: PathBuf,
     /// Local state (CA keys, caches); default `.cairn/` beside the spec.
@@ -287,6 +290,9 @@ pub struct DirSpec {
     pub owner: Option<Located<String>>,
     /// Group name; default root.
     pub group: Option<Located<String>>,
+    /// When the resource leaves the spec, delete the directory with its contents (default: only
+    /// when cairn made it and it is empty).
+    pub purge: bool,
 }
 
 /// `state` of a `[unit.NAME]`.
@@ -360,6 +366,8 @@ pub struct UserSpec {
     pub shell: Option<Located<String>>,
     /// Supplementary groups the user must be in (they must exist; others are left alone).
     pub groups: Vec<Located<String>>,
+    /// Delete the account when the resource leaves the spec (default: kept).
+    pub remove: bool,
 }
 
 /// The command of a `[check.NAME]`.
@@ -420,6 +428,10 @@ pub struct ResourceSpec {
     pub after: Vec<Located<ResourceId>>,
     /// Kind-specific fields.
     pub body: ResourceBody,
+    /// `prevent_destroy = true`: a plan that would remove or replace it fails.
+    pub prevent_destroy: bool,
+    /// Attributes whose drift is not reported nor corrected (`ignore = ["mode"]`).
+    pub ignore: Vec<String>,
     /// The module instance this resource comes from (extra template context: `inputs`, `module`).
     pub scope: Option<Arc<super::module::ModuleScope>>,
 }

@@ -11,7 +11,7 @@ pub const STATE_DIR: &str = "/var/lib/cairn";
 /// The lock file.
 pub const LOCK_PATH: &str = "/var/lib/cairn/lock";
 /// The manifests' directory.
-pub const MANIFEST_DIR: &str = "/var/lib/cairn/manifests";
+pub use crate::resource::manifest::MANIFEST_DIR;
 
 /// Who holds a host's apply lock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +114,36 @@ else
   echo OTHER
 fi
 "#;
+
+/// Replaces the manifest `$1` with stdin atomically (0600 in a 0700 directory), or deletes it
+/// when stdin is empty (the spec manages nothing there any more).
+const MANIFEST_SCRIPT: &str = r#"set -eu
+umask 077
+mkdir -p /var/lib/cairn/manifests
+chmod 0700 /var/lib/cairn /var/lib/cairn/manifests
+tmp=$(mktemp /var/lib/cairn/manifests/.tmp.XXXXXXXXXX)
+trap 'rm -f -- "$tmp"' EXIT
+cat > "$tmp"
+if [ -s "$tmp" ]; then
+  sync -- "$tmp"
+  mv -f -- "$tmp" "$1"
+  trap - EXIT
+else
+  rm -f -- "$1"
+fi
+"#;
+
+/// Writes `manifest` to its host (deletes the file when it lists nothing).
+pub async fn write_manifest(transport: &dyn Transport, manifest: &crate::resource::manifest::Manifest) -> Result<(), TransportError> {
+    let path = crate::resource::manifest::Manifest::path_for(&manifest.spec);
+    let text = if manifest.resources.is_empty() { String::new() } else { manifest.to_text() };
+    let out = transport.run(&argv(&["sh", "-c", MANIFEST_SCRIPT, "cairn-manifest", &path]), Stdin::Bytes(text.as_bytes())).await?;
+    if out.success() {
+        Ok(())
+    } else {
+        Err(TransportError::Remote { host: transport.host().to_string(), operation: format!("write {path}"), detail: out.error_text() })
+    }
+}
 
 /// The outcome of one attempt to lock a host.
 #[derive(Debug, Clone, PartialEq, Eq)]

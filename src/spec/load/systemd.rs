@@ -145,7 +145,8 @@ pub(super) fn user(r: &mut TableReader<'_, '_>, name: &Located<String>, d: &mut 
     let shell = account_path(r, "shell", "/usr/sbin/nologin", d);
     let groups: Vec<Located<String>> =
         r.string_list("groups", d).map(|l| l.value).unwrap_or_default().into_iter().filter_map(|g| account_name(g, "group", d)).collect();
-    Some(UserSpec { name: login?, system, group, uid, home, shell, groups })
+    let remove = r.optional_bool("remove", d).is_some_and(|b| b.value);
+    Some(UserSpec { name: login?, system, group, uid, home, shell, groups, remove })
 }
 
 /// `[check.NAME]`.
