@@ -361,3 +361,30 @@ fn docs_example_is_in_sync_and_loads() {
     assert_eq!(spec.hosts.len(), 2);
     assert_eq!(spec.resources.len(), 3);
 }
+
+#[test]
+fn bad_ignore_and_spec_name() {
+    insta::assert_snapshot!(errors(&format!(
+        "name = \".hidden/x\"\n{HOSTS}\n[file.motd]\npath = \"/etc/motd\"\ncontent = \"hi\"\nignore = [\"mdoe\", \"owner\"]\n\n\
+         [unit.u]\nname = \"u.service\"\nignore = [\"enabled\"]\n\n[dir.d]\npath = \"/srv/d\"\nprevent_destroy = \"yes\"\n"
+    )));
+}
+
+#[test]
+fn spec_name_defaults_to_the_folder_or_file_and_lifecycle_keys_are_read() {
+    let text = format!(
+        "{HOSTS}\n[dir.d]\npath = \"/srv/d\"\npurge = true\nprevent_destroy = true\nignore = [\"mode\"]\n\n[user.u]\nremove = true\n"
+    );
+    let spec = load_str(Path::new("/srv/infra/team-a/cairn.toml"), &text).unwrap();
+    assert_eq!(spec.name, "team-a");
+    assert_eq!(load_str(Path::new("/srv/infra/etcd-prod.toml"), &text).unwrap().name, "etcd-prod");
+    let named = load_str(Path::new("/srv/infra/cairn.toml"), &format!("name = \"prod\"\n{text}")).unwrap();
+    assert_eq!(named.name, "prod");
+    let dir = &spec.resources[0];
+    assert!(dir.prevent_destroy);
+    assert_eq!(dir.ignore, ["mode"]);
+    let ResourceBody::Dir(d) = &dir.body else { panic!() };
+    assert!(d.purge);
+    let ResourceBody::User(u) = &spec.resources[1].body else { panic!() };
+    assert!(u.remove);
+}

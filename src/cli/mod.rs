@@ -760,8 +760,8 @@ fn validate(ui: &Ui, path: &Path) -> ExitStatus {
         if spec.resources.len() == 1 { "" } else { "s" },
         graph.instances.len(),
         if graph.instances.len() == 1 { "" } else { "s" },
-        graph.hosts.len(),
-        if graph.hosts.len() == 1 { "" } else { "s" },
+        graph.busy_hosts().len(),
+        if graph.busy_hosts().len() == 1 { "" } else { "s" },
         graph.waves().len(),
         if graph.waves().len() == 1 { "" } else { "s" },
     );

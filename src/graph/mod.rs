@@ -342,12 +342,17 @@ impl Graph {
         self.waves().into_iter().flatten().filter(|&i| self.instances[i].id.host == host).collect()
     }
 
+    /// Names of the hosts that have at least one instance.
+    pub fn busy_hosts(&self) -> Vec<&str> {
+        self.hosts.keys().filter(|h| self.instances.iter().any(|i| &i.id.host == *h)).map(String::as_str).collect()
+    }
+
     /// The graph in Graphviz DOT, one cluster per host.
     pub fn to_dot(&self) -> String {
         let mut out = String::from("digraph cairn {\n  rankdir=LR;\n  node [shape=box];\n");
-        for (h, host) in self.hosts.keys().enumerate() {
+        for (h, host) in self.busy_hosts().into_iter().enumerate() {
             out.push_str(&format!("  subgraph cluster_{h} {{\n    label={};\n", dot_quote(host)));
-            for (i, inst) in self.instances.iter().enumerate().filter(|(_, x)| &x.id.host == host) {
+            for (i, inst) in self.instances.iter().enumerate().filter(|(_, x)| x.id.host == host) {
                 out.push_str(&format!("    n{i} [label={}];\n", dot_quote(&inst.id.resource.to_string())));
             }
             out.push_str("  }\n");
@@ -364,9 +369,9 @@ impl Graph {
     /// The graph as a Mermaid flowchart, one subgraph per host.
     pub fn to_mermaid(&self) -> String {
         let mut out = String::from("flowchart LR\n");
-        for host in self.hosts.keys() {
+        for host in self.busy_hosts() {
             out.push_str(&format!("  subgraph host_{}[\"{host}\"]\n", mermaid_id(host)));
-            for (i, inst) in self.instances.iter().enumerate().filter(|(_, x)| &x.id.host == host) {
+            for (i, inst) in self.instances.iter().enumerate().filter(|(_, x)| x.id.host == host) {
                 out.push_str(&format!("    n{i}[\"{}\"]\n", inst.id.resource));
             }
             out.push_str("  end\n");

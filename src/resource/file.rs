@@ -206,6 +206,21 @@ mod tests {
     }
 
     #[test]
+    fn ignored_attributes_are_accepted_drift() {
+        let ignore = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let mode_only = desired("x").diff(Some(&observed("x", 0o600, "root")));
+        let d = mode_only.ignoring(&ignore(&["mode"]));
+        assert_eq!(d, Decision::noop("matches the spec apart from drift it ignores (mode)"));
+        let both = desired("new\n").diff(Some(&observed("old\n", 0o600, "root"))).ignoring(&ignore(&["mode"]));
+        assert_eq!((both.action, both.reason.as_str()), (Action::Update, "content differs (ignoring mode)"));
+        assert!(both.attrs.iter().all(|a| a.name != "mode"));
+        let content = desired("new\n").diff(Some(&observed("old\n", 0o644, "root"))).ignoring(&ignore(&["content"]));
+        assert_eq!(content.action, Action::NoOp);
+        // Creation is untouched: something new gets every attribute of the spec.
+        assert_eq!(desired("x").diff(None).ignoring(&ignore(&["mode", "content"])).action, Action::Create);
+    }
+
+    #[test]
     fn directory_in_the_way_is_a_conflict() {
         let mut o = observed("", 0o755, "root");
         o.kind = PathKind::Dir;
