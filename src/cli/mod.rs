@@ -374,31 +374,13 @@ async fn run(cli: Cli) -> ExitStatus {
             let spec_path = spec_arg.path();
             let Some((spec, graph)) = load_graph(&ui, &spec_path, &hosts, &[]) else { return ExitStatus::Error };
             let graph = Arc::new(Arc::unwrap_or_clone(graph).for_destroy());
-            if !auto_approve && !std::io::stdin().is_terminal() {
-                ui.error("stdin is not a terminal, so cairn cannot ask for confirmation; pass --auto-approve to destroy without asking");
-                return ExitStatus::Error;
-            }
             let local: Vec<&str> =
                 graph.hosts.values().filter(|h| h.transport == spec::TransportKind::Local).map(|h| h.name.as_str()).collect();
             if !local.is_empty() {
                 eprintln!("note: {} reached with transport = \"local\" keep no manifest; nothing is removed there.", local.join(", "));
             }
-            let (ui, graph) = (&ui, &graph);
-            let lock = Some(LockRequest { spec: spec_path.display().to_string(), timeout: lock_timeout });
-            with_connections_locked(ui, &spec, graph, lock, |conns| async move {
-                let plan = planner::plan(graph, &conns).await;
-                print_plan(ui, &plan, PlanFormat::Text);
-                if !plan.has_changes() {
-                    let recorded = record_manifests(ui, graph, &plan, None, &conns).await;
-                    return if plan.has_errors() || !recorded { ExitStatus::Error } else { ExitStatus::Success };
-                }
-                if !auto_approve && !confirm() {
-                    eprintln!("Destroy cancelled; nothing was changed.");
-                    return ExitStatus::Error;
-                }
-                carry_out(ui, graph, &plan, &conns, parallelism).await
-            })
-            .await
+            let run = Run { verb: "destroy", spec_path: &spec_path, auto_approve, parallelism, lock_timeout };
+            plan_and_apply(&ui, &spec, &graph, run).await
         }
         Command::Apply { plan: Some(plan_file), spec, parallelism, lock_timeout, .. } => {
             apply_saved(&ui, &plan_file, &spec, parallelism, lock_timeout).await
@@ -406,28 +388,47 @@ async fn run(cli: Cli) -> ExitStatus {
         Command::Apply { plan: None, spec: spec_arg, auto_approve, parallelism, hosts, targets, lock_timeout } => {
             let spec_path = spec_arg.path();
             let Some((spec, graph)) = load_graph(&ui, &spec_path, &hosts, &targets) else { return ExitStatus::Error };
-            if !auto_approve && !std::io::stdin().is_terminal() {
-                ui.error("stdin is not a terminal, so cairn cannot ask for confirmation; pass --auto-approve to apply without asking");
-                return ExitStatus::Error;
-            }
-            let (ui, graph) = (&ui, &graph);
-            let lock = Some(LockRequest { spec: spec_path.display().to_string(), timeout: lock_timeout });
-            with_connections_locked(ui, &spec, graph, lock, |conns| async move {
-                let plan = planner::plan(graph, &conns).await;
-                print_plan(ui, &plan, PlanFormat::Text);
-                if !plan.has_changes() {
-                    let recorded = record_manifests(ui, graph, &plan, None, &conns).await;
-                    return if plan.has_errors() || !recorded { ExitStatus::Error } else { ExitStatus::Success };
-                }
-                if !auto_approve && !confirm() {
-                    eprintln!("Apply cancelled; nothing was changed.");
-                    return ExitStatus::Error;
-                }
-                carry_out(ui, graph, &plan, &conns, parallelism).await
-            })
-            .await
+            let run = Run { verb: "apply", spec_path: &spec_path, auto_approve, parallelism, lock_timeout };
+            plan_and_apply(&ui, &spec, &graph, run).await
         }
     }
+}
+
+/// How `apply` or `destroy` was asked to run.
+struct Run<'a> {
+    /// "apply" or "destroy", for messages.
+    verb: &'a str,
+    spec_path: &'a Path,
+    auto_approve: bool,
+    parallelism: usize,
+    lock_timeout: std::time::Duration,
+}
+
+/// `apply` and `destroy`: lock the hosts, plan, print the plan, ask (unless `--auto-approve`),
+/// apply, record what the spec now manages on each host.
+async fn plan_and_apply(ui: &Ui, spec: &Spec, graph: &Arc<Graph>, run: Run<'_>) -> ExitStatus {
+    let verb = run.verb;
+    if !run.auto_approve && !std::io::stdin().is_terminal() {
+        ui.error(&format!("stdin is not a terminal, so cairn cannot ask for confirmation; pass --auto-approve to {verb} without asking"));
+        return ExitStatus::Error;
+    }
+    let lock = Some(LockRequest { spec: run.spec_path.display().to_string(), timeout: run.lock_timeout });
+    with_connections_locked(ui, spec, graph, lock, |conns| async move {
+        let plan = planner::plan(graph, &conns).await;
+        print_plan(ui, &plan, PlanFormat::Text);
+        if !plan.has_changes() {
+            let recorded = record_manifests(ui, graph, &plan, None, &conns).await;
+            return if plan.has_errors() || !recorded { ExitStatus::Error } else { ExitStatus::Success };
+        }
+        if !run.auto_approve && !confirm() {
+            let mut word = verb.to_string();
+            word[..1].make_ascii_uppercase();
+            eprintln!("{word} cancelled; nothing was changed.");
+            return ExitStatus::Error;
+        }
+        carry_out(ui, graph, &plan, &conns, run.parallelism).await
+    })
+    .await
 }
 
 /// Applies `plan` (already shown and agreed to), records what the spec now manages on each
