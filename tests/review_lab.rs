@@ -274,6 +274,7 @@ fn manifests_removals_protection_ownership_and_destroy_on_two_lab_hosts() {
         "no longer in the spec; stop, disable, delete its unit file ticker.service",
         "no longer in the spec; delete account ticker (its home is kept)",
         "no longer in the spec; drop table inet cairn (no firewall resource remains)",
+        "      state: active → stopped\n      enabled: enabled → disabled\n      unit file: /etc/systemd/system/ticker.service → (none)\n",
     ] {
         assert!(plan.stdout.contains(line), "{line:?} not in:\n{}", plan.stdout);
     }

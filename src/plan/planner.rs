@@ -152,7 +152,8 @@ fn owned_elsewhere(graph: &Graph, i: usize, facts: &HostFacts) -> Option<String>
             if let Some(what) = path.or(unit) {
                 return Some(format!(
                     "{what} is managed by spec `{spec}` ({} there, in {}); two specs must not manage one path: \
-                     remove it from one of them (`cairn destroy` there removes everything that spec manages)",
+                     remove it from one of them (`cairn destroy` there removes everything that spec manages), \
+                     or, if both are this spec run from two folders, give it one `name = \"...\"`",
                     entry.id,
                     Manifest::path_for(spec)
                 ));
@@ -178,7 +179,7 @@ pub fn plan_from_facts(graph: &Graph, host: &str, facts: &HostFacts, old: &BTree
             action: decision.action,
             reason: decision.reason,
             target: orphan.target(),
-            attrs: Vec::new(),
+            attrs: decision.attrs,
             diff: None,
             sensitive: false,
             disruptive: false,

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Action, ApplyError, Decision, Desired, HostFacts, PathKind, ProbeRequest, run_checked};
+use super::{Action, ApplyError, AttrChange, Decision, Desired, HostFacts, PathKind, ProbeRequest, run_checked};
 use crate::spec::ResourceId;
 use crate::transport::{Transport, argv};
 
@@ -20,6 +20,9 @@ pub const FORMAT: &str = "cairn-manifest";
 
 /// How a removal that `prevent_destroy` blocks begins (the CLI refuses the whole apply then).
 pub const PROTECTED: &str = "protected by prevent_destroy";
+
+/// The attribute of a unit removal that deletes its unit file.
+const UNIT_FILE: &str = "unit file";
 
 /// How every removal's reason begins.
 pub const GONE: &str = "no longer in the spec";
@@ -342,21 +345,27 @@ impl Orphan {
                 let unit = facts.units.get(name);
                 let active = unit.is_some_and(|u| matches!(u.active_state.as_str(), "active" | "activating" | "reloading"));
                 let enabled = unit.is_some_and(|u| u.unit_file_state.starts_with("enabled"));
-                let has_file = file.as_ref().is_some_and(|f| facts.path(f).is_some());
+                let unit_file = file.as_ref().filter(|f| facts.path(f).is_some());
+                // The steps travel as attributes: the plan shows them, apply does exactly them.
+                let mut d = Decision::new(Action::Delete, String::new());
                 let mut steps = Vec::new();
                 if active {
                     steps.push("stop");
+                    d.attrs.push(AttrChange::new("state", unit.map(|u| u.active_state.clone()), Some("stopped".into())));
                 }
                 if enabled {
                     steps.push("disable");
+                    d.attrs.push(AttrChange::new("enabled", Some("enabled".into()), Some("disabled".into())));
                 }
-                if has_file {
+                if let Some(f) = unit_file {
                     steps.push("delete its unit file");
+                    d.attrs.push(AttrChange::new(UNIT_FILE, Some(f.clone()), None));
                 }
                 if steps.is_empty() {
                     return Decision::noop(format!("{GONE}; {name} is stopped, disabled and has no unit file"));
                 }
-                Decision::new(Action::Delete, format!("{GONE}; {} {name}", steps.join(", ")))
+                d.reason = format!("{GONE}; {} {name}", steps.join(", "));
+                d
             }
             Owned::User { name, remove } => match (remove, facts.users.contains_key(name)) {
                 (false, _) => Decision::noop(format!("{GONE}; account {name} kept (set remove = true to delete accounts)")),
@@ -403,18 +412,26 @@ impl Orphan {
                     run_checked(transport, &argv(&["rmdir", "--ignore-fail-on-non-empty", "--", path])).await
                 }
             }
-            Owned::Unit { name, file } => {
-                let quiet = |args: &[&str]| {
+            Owned::Unit { name, .. } => {
+                let step = |attr: &str| decision.attrs.iter().find(|a| a.name == attr);
+                let systemctl = |args: &[&str]| {
                     let mut v = vec!["systemctl"];
                     v.extend_from_slice(args);
                     argv(&v)
                 };
-                run_checked(transport, &quiet(&["disable", "--now", "--", name])).await?;
-                if let Some(f) = file {
-                    run_checked(transport, &argv(&["rm", "-f", "--", f])).await?;
-                    run_checked(transport, &quiet(&["daemon-reload"])).await?;
+                if step("state").is_some() {
+                    run_checked(transport, &systemctl(&["stop", "--", name])).await?;
                 }
-                run_checked(transport, &quiet(&["reset-failed", "--", name])).await.or(Ok(()))
+                if step("enabled").is_some() {
+                    run_checked(transport, &systemctl(&["disable", "--", name])).await?;
+                }
+                if let Some(path) = step(UNIT_FILE).and_then(|a| a.before.as_deref()) {
+                    run_checked(transport, &argv(&["rm", "-f", "--", path])).await?;
+                    run_checked(transport, &systemctl(&["daemon-reload"])).await?;
+                }
+                // A unit that failed while it ran stays listed as failed until this.
+                let _ = transport.run(&systemctl(&["reset-failed", "--", name]), crate::transport::Stdin::Null).await;
+                Ok(())
             }
             Owned::User { name, .. } => run_checked(transport, &argv(&["userdel", "--", name])).await,
             Owned::Firewall => {
@@ -554,6 +571,33 @@ mod tests {
         facts.users.insert("u".into(), crate::resource::user::UserFact { uid: 1000, gid: 1000, home: "/".into(), shell: "/bin/sh".into() });
         assert_eq!(user(false).diff(&facts).action, Action::NoOp);
         assert_eq!(user(true).diff(&facts).action, Action::Delete);
+    }
+
+    #[test]
+    fn a_unit_removal_does_only_the_steps_it_needs() {
+        let unit = |file: Option<&str>| {
+            Orphan::new(
+                Managed {
+                    id: "unit.u".into(),
+                    prevent_destroy: false,
+                    owns: Owned::Unit { name: "u.service".into(), file: file.map(str::to_string) },
+                },
+                &Claims::default(),
+            )
+        };
+        let mut facts = HostFacts::default();
+        facts.units.insert(
+            "u.service".into(),
+            crate::resource::unit::UnitFact { active_state: "active".into(), unit_file_state: "disabled".into(), ..Default::default() },
+        );
+        facts.paths.insert("/etc/systemd/system/u.service".into(), regular("abc"));
+        let d = unit(Some("/etc/systemd/system/u.service")).diff(&facts);
+        assert_eq!(d.reason, "no longer in the spec; stop, delete its unit file u.service");
+        let names: Vec<&str> = d.attrs.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["state", UNIT_FILE], "no disable step for a disabled unit");
+        // A package's unit (no file of cairn's) that is already stopped: nothing to do.
+        facts.units.get_mut("u.service").unwrap().active_state = "inactive".into();
+        assert_eq!(unit(None).diff(&facts).action, Action::NoOp);
     }
 
     #[test]
