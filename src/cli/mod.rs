@@ -64,6 +64,20 @@ impl SpecArg {
     }
 }
 
+/// Flags of the commands that change hosts (`apply`, `destroy`).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct RunArgs {
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// How many hosts are worked on at once.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub parallelism: usize,
+    /// How long to wait for another apply's lock on a host (e.g. 30s, 2m); 0 fails at once.
+    #[arg(long, default_value = "0", value_name = "DURATION", value_parser = parse_wait)]
+    pub lock_timeout: std::time::Duration,
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -135,21 +149,15 @@ pub enum Command {
         /// The spec file (with a saved plan: the spec it was made from, by default).
         #[command(flatten)]
         spec: SpecArg,
-        /// Do not ask for confirmation (required when stdin is not a terminal).
-        #[arg(long)]
-        auto_approve: bool,
-        /// How many hosts are worked on at once.
-        #[arg(long, default_value_t = 10, value_name = "N")]
-        parallelism: usize,
+        /// Confirmation, parallelism and lock waiting.
+        #[command(flatten)]
+        run: RunArgs,
         /// Only these hosts (repeatable).
         #[arg(long = "host", value_name = "NAME")]
         hosts: Vec<String>,
         /// Only these resources, `kind.name` (repeatable).
         #[arg(long = "target", value_name = "ID")]
         targets: Vec<String>,
-        /// How long to wait for another apply's lock on a host (e.g. 30s, 2m); 0 fails at once.
-        #[arg(long, default_value = "0", value_name = "DURATION", value_parser = parse_wait)]
-        lock_timeout: std::time::Duration,
     },
     /// Remove everything the spec manages on its hosts, as each host's manifest records it:
     /// plan the removals, show them, ask, apply.
@@ -157,18 +165,12 @@ pub enum Command {
         /// The spec file.
         #[command(flatten)]
         spec: SpecArg,
-        /// Do not ask for confirmation (required when stdin is not a terminal).
-        #[arg(long)]
-        auto_approve: bool,
-        /// How many hosts are worked on at once.
-        #[arg(long, default_value_t = 10, value_name = "N")]
-        parallelism: usize,
+        /// Confirmation, parallelism and lock waiting.
+        #[command(flatten)]
+        run: RunArgs,
         /// Only these hosts (repeatable).
         #[arg(long = "host", value_name = "NAME")]
         hosts: Vec<String>,
-        /// How long to wait for another apply's lock on a host (e.g. 30s, 2m); 0 fails at once.
-        #[arg(long, default_value = "0", value_name = "DURATION", value_parser = parse_wait)]
-        lock_timeout: std::time::Duration,
     },
     /// Remove a host's apply lock left by a run that was killed.
     Unlock {
@@ -370,7 +372,7 @@ async fn run(cli: Cli) -> ExitStatus {
             .await
         }
         Command::Unlock { host, spec } => unlock(&ui, &spec.path(), &host).await,
-        Command::Destroy { spec: spec_arg, auto_approve, parallelism, hosts, lock_timeout } => {
+        Command::Destroy { spec: spec_arg, run, hosts } => {
             let spec_path = spec_arg.path();
             let Some((spec, graph)) = load_graph(&ui, &spec_path, &hosts, &[]) else { return ExitStatus::Error };
             let graph = Arc::new(Arc::unwrap_or_clone(graph).for_destroy());
@@ -379,40 +381,26 @@ async fn run(cli: Cli) -> ExitStatus {
             if !local.is_empty() {
                 eprintln!("note: {} reached with transport = \"local\" keep no manifest; nothing is removed there.", local.join(", "));
             }
-            let run = Run { verb: "destroy", spec_path: &spec_path, auto_approve, parallelism, lock_timeout };
-            plan_and_apply(&ui, &spec, &graph, run).await
+            plan_and_apply(&ui, &spec, &graph, "destroy", &spec_path, run).await
         }
-        Command::Apply { plan: Some(plan_file), spec, parallelism, lock_timeout, .. } => {
-            apply_saved(&ui, &plan_file, &spec, parallelism, lock_timeout).await
-        }
-        Command::Apply { plan: None, spec: spec_arg, auto_approve, parallelism, hosts, targets, lock_timeout } => {
+        Command::Apply { plan: Some(plan_file), spec, run, .. } => apply_saved(&ui, &plan_file, &spec, run).await,
+        Command::Apply { plan: None, spec: spec_arg, run, hosts, targets } => {
             let spec_path = spec_arg.path();
             let Some((spec, graph)) = load_graph(&ui, &spec_path, &hosts, &targets) else { return ExitStatus::Error };
-            let run = Run { verb: "apply", spec_path: &spec_path, auto_approve, parallelism, lock_timeout };
-            plan_and_apply(&ui, &spec, &graph, run).await
+            plan_and_apply(&ui, &spec, &graph, "apply", &spec_path, run).await
         }
     }
-}
-
-/// How `apply` or `destroy` was asked to run.
-struct Run<'a> {
-    /// "apply" or "destroy", for messages.
-    verb: &'a str,
-    spec_path: &'a Path,
-    auto_approve: bool,
-    parallelism: usize,
-    lock_timeout: std::time::Duration,
 }
 
 /// `apply` and `destroy`: lock the hosts, plan, print the plan, ask (unless `--auto-approve`),
 /// apply, record what the spec now manages on each host.
-async fn plan_and_apply(ui: &Ui, spec: &Spec, graph: &Arc<Graph>, run: Run<'_>) -> ExitStatus {
-    let verb = run.verb;
+/// `verb` ("apply" or "destroy") names the command in messages.
+async fn plan_and_apply(ui: &Ui, spec: &Spec, graph: &Arc<Graph>, verb: &str, spec_path: &Path, run: RunArgs) -> ExitStatus {
     if !run.auto_approve && !std::io::stdin().is_terminal() {
         ui.error(&format!("stdin is not a terminal, so cairn cannot ask for confirmation; pass --auto-approve to {verb} without asking"));
         return ExitStatus::Error;
     }
-    let lock = Some(LockRequest { spec: run.spec_path.display().to_string(), timeout: run.lock_timeout });
+    let lock = Some(LockRequest { spec: spec_path.display().to_string(), timeout: run.lock_timeout });
     with_connections_locked(ui, spec, graph, lock, |conns| async move {
         let plan = planner::plan(graph, &conns).await;
         print_plan(ui, &plan, PlanFormat::Text);
@@ -497,7 +485,7 @@ fn show(ui: &Ui, path: &Path, format: PlanFormat) -> ExitStatus {
 }
 
 /// `cairn apply PLAN`: the saved plan, exactly, or nothing when the spec or the hosts moved.
-async fn apply_saved(ui: &Ui, plan_file: &Path, spec_arg: &SpecArg, parallelism: usize, lock_timeout: std::time::Duration) -> ExitStatus {
+async fn apply_saved(ui: &Ui, plan_file: &Path, spec_arg: &SpecArg, run: RunArgs) -> ExitStatus {
     let saved = match saved::SavedPlan::read(plan_file) {
         Ok(s) => s,
         Err(e) => {
@@ -521,7 +509,7 @@ async fn apply_saved(ui: &Ui, plan_file: &Path, spec_arg: &SpecArg, parallelism:
         return ExitStatus::Error;
     }
     let (ui, graph, saved) = (ui, &graph, &saved);
-    let lock = Some(LockRequest { spec: spec_path.display().to_string(), timeout: lock_timeout });
+    let lock = Some(LockRequest { spec: spec_path.display().to_string(), timeout: run.lock_timeout });
     with_connections_locked(ui, &spec, graph, lock, |conns| async move {
         let now = planner::plan(graph, &conns).await;
         let moved = saved::compare(&saved.plan, &now);
@@ -538,7 +526,7 @@ async fn apply_saved(ui: &Ui, plan_file: &Path, spec_arg: &SpecArg, parallelism:
         if !now.has_changes() {
             return if record_manifests(ui, graph, &now, None, &conns).await { ExitStatus::Success } else { ExitStatus::Error };
         }
-        carry_out(ui, graph, &now, &conns, parallelism).await
+        carry_out(ui, graph, &now, &conns, run.parallelism).await
     })
     .await
 }
