@@ -490,8 +490,7 @@ async fn apply_instance(graph: &Graph, i: usize, transport: SharedTransport, cha
         Ok(f) => f,
         Err(e) => return Outcome::Failed(format!("re-reading state: {e}")),
     };
-    let decision =
-        crate::plan::planner::guard(inst, inst.desired.with_changed_deps(inst.desired.diff(&facts).ignoring(&inst.ignore), changed, false));
+    let decision = inst.desired.with_changed_deps(inst.decide(&facts), changed, false);
     match decision.action {
         Action::NoOp => return Outcome::Unchanged(format!("already up to date when re-checked ({})", decision.reason)),
         Action::Conflict => return Outcome::Failed(decision.reason),

@@ -46,6 +46,27 @@ pub struct Instance {
     pub ignore: Vec<String>,
 }
 
+impl Instance {
+    /// What to do given what the probe found: the kind's pure diff, with the drift `ignore`
+    /// accepts left out, and a replacement `prevent_destroy` forbids turned into a conflict.
+    /// The planner and the executor both decide through this.
+    pub fn decide(&self, facts: &crate::resource::HostFacts) -> crate::resource::Decision {
+        use crate::resource::{Action, Decision};
+        let decision = self.desired.diff(facts).ignoring(&self.ignore);
+        if self.prevent_destroy && decision.action == Action::Replace {
+            return Decision::new(
+                Action::Conflict,
+                format!(
+                    "{}: the plan would replace it ({}); replace it by hand, or set prevent_destroy = false for this apply",
+                    crate::resource::manifest::PROTECTED,
+                    decision.reason
+                ),
+            );
+        }
+        decision
+    }
+}
+
 /// Instances and their dependencies, validated acyclic.
 #[derive(Debug, Clone, Default)]
 pub struct Graph {

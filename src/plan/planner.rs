@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::{Action, Change, HostError, Plan, textdiff};
 use crate::graph::Graph;
-use crate::resource::manifest::{Claims, Manifest, Orphan, PROTECTED};
+use crate::resource::manifest::{Claims, Manifest, Orphan};
 use crate::resource::{ContentChange, Decision, HostFacts, ProbeRequest};
 use crate::transport::{SharedTransport, TransportError, read_files};
 
@@ -90,7 +90,7 @@ pub async fn plan_host(
         let contents = read_files(transport, &wanted).await.map_err(|e| e.to_string())?;
         wanted.into_iter().zip(contents).filter_map(|(p, c)| c.map(|c| (p, c))).collect()
     };
-    Ok((plan_from_facts(graph, host, &facts, &old), manifest))
+    Ok((plan_changes(graph, host, &facts, &old, orphans), manifest))
 }
 
 /// This spec's manifest on the host; one that cannot be read stops the host's plan (removals
@@ -138,6 +138,7 @@ fn owned_elsewhere(graph: &Graph, i: usize, facts: &HostFacts) -> Option<String>
     let inst = &graph.instances[i];
     let mut mine = Claims::default();
     mine.add(&inst.id.resource, &inst.desired);
+    let my_paths = inst.desired.paths();
     for (spec, manifest) in &facts.manifests {
         let Ok(manifest) = manifest else { continue };
         if *spec == graph.spec_name {
@@ -148,7 +149,7 @@ fn owned_elsewhere(graph: &Graph, i: usize, facts: &HostFacts) -> Option<String>
                 crate::resource::manifest::Owned::Unit { name, file: Some(_) } => mine.units.get(name).map(|_| name.as_str()),
                 _ => None,
             };
-            let path = entry.owns.paths().into_iter().find(|p| inst.desired.paths().contains(p));
+            let path = entry.owns.paths().into_iter().find(|p| my_paths.contains(p));
             if let Some(what) = path.or(unit) {
                 return Some(format!(
                     "{what} is managed by spec `{spec}` ({} there, in {}); two specs must not manage one path: \
@@ -166,7 +167,12 @@ fn owned_elsewhere(graph: &Graph, i: usize, facts: &HostFacts) -> Option<String>
 /// Plans one host's instances from what its probe found and the old contents of changed files.
 /// Pure: the plan-rendering snapshot tests feed it made-up facts.
 pub fn plan_from_facts(graph: &Graph, host: &str, facts: &HostFacts, old: &BTreeMap<String, Vec<u8>>) -> Vec<Change> {
-    let removals = orphans(graph, host, facts).into_iter().map(|orphan| {
+    plan_changes(graph, host, facts, old, orphans(graph, host, facts))
+}
+
+/// [`plan_from_facts`] with the host's removals already known.
+fn plan_changes(graph: &Graph, host: &str, facts: &HostFacts, old: &BTreeMap<String, Vec<u8>>, orphans: Vec<Orphan>) -> Vec<Change> {
+    let removals = orphans.into_iter().map(|orphan| {
         let mut decision = orphan.diff(facts);
         if graph.destroy {
             decision.reason = decision.reason.replacen(crate::resource::manifest::GONE, "destroy", 1);
@@ -205,31 +211,17 @@ pub fn plan_from_facts(graph: &Graph, host: &str, facts: &HostFacts, old: &BTree
 /// `restart_on` resource changes will restart).
 fn decide(graph: &Graph, i: usize, facts: &HostFacts) -> Decision {
     let inst = &graph.instances[i];
-    let d = guard(inst, inst.desired.diff(facts).ignoring(&inst.ignore));
+    let d = inst.decide(facts);
     if inst.desired.restart_triggers().is_empty() {
         return d;
     }
     let changing: Vec<crate::spec::ResourceId> = graph.deps[i]
         .iter()
         .map(|&j| &graph.instances[j])
-        .filter(|dep| dep.id.host == inst.id.host && dep.desired.diff(facts).action.is_change())
+        .filter(|dep| dep.id.host == inst.id.host && dep.decide(facts).action.is_change())
         .map(|dep| dep.id.resource.clone())
         .collect();
     inst.desired.with_changed_deps(d, &changing, true)
-}
-
-/// What `prevent_destroy` makes of a decision: a replacement is refused.
-pub fn guard(inst: &crate::graph::Instance, decision: Decision) -> Decision {
-    if inst.prevent_destroy && decision.action == Action::Replace {
-        return Decision::new(
-            Action::Conflict,
-            format!(
-                "{PROTECTED}: the plan would replace it ({}); replace it by hand, or set prevent_destroy = false for this apply",
-                decision.reason
-            ),
-        );
-    }
-    decision
 }
 
 /// Runs the probe for the given instances and, meanwhile, gets ready locally what their diff

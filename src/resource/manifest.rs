@@ -222,18 +222,15 @@ impl Claims {
 
 /// A manifest entry whose resource is no longer in the spec (or, for `destroy`, every entry),
 /// minus what resources still in the spec claim.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Orphan {
     /// The entry as the manifest has it.
     pub entry: Managed,
     /// Its paths that another resource of the spec now manages (left alone).
-    #[serde(default)]
     pub claimed: Vec<String>,
     /// The resource still in the spec that now claims its unit, account or every path, if any.
-    #[serde(default)]
     pub adopted_by: Option<String>,
     /// A firewall resource remains on the host: its rewrite drops these rules.
-    #[serde(default)]
     pub firewall_remains: Option<String>,
 }
 

@@ -95,13 +95,9 @@ fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// The directory paths written in `path` are relative to.
 /// A spec name that is safe as a file name on every host.
 fn valid_spec_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 100
-        && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    name.len() <= 100 && !name.starts_with('.') && valid_host_name(name)
 }
 
 /// The spec's name when it does not set one: its file's stem, or for `cairn.toml` its
@@ -113,11 +109,12 @@ fn default_spec_name(path: &Path) -> String {
     } else {
         stem
     };
-    let safe: String = raw.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' }).collect();
-    let safe = safe.trim_start_matches('.').to_string();
+    let safe: String = raw.chars().map(|c| if name_char(c, true) { c } else { '-' }).collect();
+    let safe: String = safe.trim_start_matches('.').chars().take(100).collect();
     if safe.is_empty() { "cairn".to_string() } else { safe }
 }
 
+/// The directory paths written in `path` are relative to.
 fn dir_of(path: &Path) -> PathBuf {
     path.parent().map(Path::to_path_buf).unwrap_or_default()
 }
@@ -159,12 +156,17 @@ fn claim_name<K: Ord + Clone>(keys: &mut BTreeMap<K, Span>, key: &K, what: &str,
     true
 }
 
+/// Letters, digits, `_` and `-`, and `.` when `dot`.
+fn name_char(c: char, dot: bool) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-' || (dot && c == '.')
+}
+
 fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !s.is_empty() && s.chars().all(|c| name_char(c, false))
 }
 
 fn valid_host_name(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+    !s.is_empty() && s.chars().all(|c| name_char(c, true))
 }
 
 /// `[ssh]` as merged from every file, each value with where it was set.

@@ -4,14 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::transport::{Stdin, Transport, TransportError, argv};
+use crate::transport::{Stdin, Transport, TransportError, argv, run_ok};
 
-/// The host directory.
-pub const STATE_DIR: &str = "/var/lib/cairn";
 /// The lock file.
 pub const LOCK_PATH: &str = "/var/lib/cairn/lock";
-/// The manifests' directory.
-pub use crate::resource::manifest::MANIFEST_DIR;
 
 /// Who holds a host's apply lock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,12 +133,8 @@ fi
 pub async fn write_manifest(transport: &dyn Transport, manifest: &crate::resource::manifest::Manifest) -> Result<(), TransportError> {
     let path = crate::resource::manifest::Manifest::path_for(&manifest.spec);
     let text = if manifest.resources.is_empty() { String::new() } else { manifest.to_text() };
-    let out = transport.run(&argv(&["sh", "-c", MANIFEST_SCRIPT, "cairn-manifest", &path]), Stdin::Bytes(text.as_bytes())).await?;
-    if out.success() {
-        Ok(())
-    } else {
-        Err(TransportError::Remote { host: transport.host().to_string(), operation: format!("write {path}"), detail: out.error_text() })
-    }
+    let args = argv(&["sh", "-c", MANIFEST_SCRIPT, "cairn-manifest", &path]);
+    run_ok(transport, &args, Stdin::Bytes(text.as_bytes()), &format!("write {path}")).await.map(|_| ())
 }
 
 /// The outcome of one attempt to lock a host.
@@ -157,14 +149,7 @@ pub enum LockAttempt {
 /// Tries once to take `transport`'s host lock for `me`.
 pub async fn try_lock(transport: &dyn Transport, me: &LockHolder) -> Result<LockAttempt, TransportError> {
     let record = serde_json::to_vec(me).unwrap_or_default();
-    let out = transport.run(&argv(&["sh", "-c", LOCK_SCRIPT, "cairn-lock"]), Stdin::Bytes(&record)).await?;
-    if !out.success() {
-        return Err(TransportError::Remote {
-            host: transport.host().to_string(),
-            operation: "take the apply lock".into(),
-            detail: out.error_text(),
-        });
-    }
+    let out = run_ok(transport, &argv(&["sh", "-c", LOCK_SCRIPT, "cairn-lock"]), Stdin::Bytes(&record), "take the apply lock").await?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.splitn(2, '\n');
     match lines.next().map(str::trim) {
@@ -176,14 +161,8 @@ pub async fn try_lock(transport: &dyn Transport, me: &LockHolder) -> Result<Lock
 /// Releases `transport`'s host lock if it is `id`'s; with `id = None` removes whatever lock is
 /// there (`cairn unlock`) and returns the holder it removed.
 pub async fn unlock(transport: &dyn Transport, id: Option<&str>) -> Result<Option<LockHolder>, TransportError> {
-    let out = transport.run(&argv(&["sh", "-c", UNLOCK_SCRIPT, "cairn-unlock", id.unwrap_or("")]), Stdin::Null).await?;
-    if !out.success() {
-        return Err(TransportError::Remote {
-            host: transport.host().to_string(),
-            operation: "release the apply lock".into(),
-            detail: out.error_text(),
-        });
-    }
+    let args = argv(&["sh", "-c", UNLOCK_SCRIPT, "cairn-unlock", id.unwrap_or("")]);
+    let out = run_ok(transport, &args, Stdin::Null, "release the apply lock").await?;
     Ok(serde_json::from_slice(&out.stdout).ok())
 }
 

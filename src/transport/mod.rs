@@ -129,6 +129,22 @@ pub trait Transport: Send + Sync {
 /// A shared handle to a host's transport.
 pub type SharedTransport = Arc<dyn Transport>;
 
+/// Runs `argv` and turns a non-zero exit into [`TransportError::Remote`] for `operation`, with
+/// what the host said; the output of a successful run is returned.
+pub async fn run_ok(
+    transport: &dyn Transport,
+    argv: &[String],
+    stdin: Stdin<'_>,
+    operation: &str,
+) -> Result<CommandOutput, TransportError> {
+    let out = transport.run(argv, stdin).await?;
+    if out.success() {
+        Ok(out)
+    } else {
+        Err(TransportError::Remote { host: transport.host().to_string(), operation: operation.to_string(), detail: out.error_text() })
+    }
+}
+
 /// Builds an argv from string slices.
 pub fn argv<S: AsRef<str>>(parts: &[S]) -> Vec<String> {
     parts.iter().map(|s| s.as_ref().to_string()).collect()

@@ -73,12 +73,7 @@ pub async fn write_file_atomic(
         Content::Bytes(b) => Stdin::Bytes(b),
         Content::File(p) => Stdin::File(p),
     };
-    let out = transport.run(&args, stdin).await?;
-    if out.success() {
-        Ok(())
-    } else {
-        Err(TransportError::Remote { host: transport.host().to_string(), operation: format!("write {path}"), detail: out.error_text() })
-    }
+    super::run_ok(transport, &args, stdin, &format!("write {path}")).await.map(|_| ())
 }
 
 /// Reads many files with one command. `None` for a path that is missing or not a regular file.
