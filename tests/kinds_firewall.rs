@@ -234,7 +234,8 @@ async fn engine_applies_repairs_and_leaves_other_tables_alone_in_a_netns() {
     let conns: planner::Connections = BTreeMap::from([("box".to_string(), Ok(shared))]);
 
     let plan = planner::plan(&g, &conns).await;
-    let actions: Vec<(String, Action, String)> = plan.changes().map(|c| (c.id.resource.to_string(), c.action, c.reason.clone())).collect();
+    let actions: Vec<(String, Action, String)> =
+        plan.changes().map(|c| (c.id.resource.to_string(), c.action, c.reason.to_string())).collect();
     assert_eq!(
         actions,
         [
@@ -252,13 +253,13 @@ async fn engine_applies_repairs_and_leaves_other_tables_alone_in_a_netns() {
 
     let plan = planner::plan(&g, &conns).await;
     assert!(!plan.has_changes() && !plan.has_errors(), "{}", render::text(&plan, TextOptions::default()));
-    assert_eq!(plan.changes().next().map(|c| c.reason.as_str()), Some("rules match"));
+    assert_eq!(plan.changes().next().map(|c| c.reason.to_string()), Some("rules match".to_string()));
 
     // A rule added by hand in cairn's table is drift, shown as a rule diff, and repaired.
     ns.ok(&["nft", "add", "rule", "inet", "cairn", "input", "tcp", "dport", "9999", "drop"]);
     let plan = planner::plan(&g, &conns).await;
     let change = plan.changes().next().unwrap();
-    assert_eq!((change.action, change.reason.as_str()), (Action::Update, "rules differ (1 to remove)"));
+    assert_eq!((change.action, change.reason.to_string().as_str()), (Action::Update, "rules differ (1 to remove)"));
     assert!(change.diff.as_deref().unwrap().contains("\n-    tcp dport 9999 drop\n"), "{:?}", change.diff);
     let report = cairn::apply::apply(&g, &plan, &conns, Default::default(), Arc::new(cairn::apply::Silent)).await;
     assert!(report.success(), "{report:?}");
@@ -270,7 +271,7 @@ async fn engine_applies_repairs_and_leaves_other_tables_alone_in_a_netns() {
     let handle = handles.lines().find(|l| l.contains("rule 1\"")).and_then(|l| l.rsplit("handle ").next()).unwrap().trim().to_string();
     ns.ok(&["nft", "delete", "rule", "inet", "cairn", "input", "handle", &handle]);
     let plan = planner::plan(&g, &conns).await;
-    assert_eq!(plan.changes().next().map(|c| c.reason.as_str()), Some("rules differ (1 to add)"));
+    assert_eq!(plan.changes().next().map(|c| c.reason.to_string()), Some("rules differ (1 to add)".to_string()));
 
     // Rules outside cairn's table are untouched.
     assert!(ns.ok(&["nft", "list", "table", "inet", "other"]).contains("tcp dport 7777 drop"));

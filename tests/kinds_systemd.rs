@@ -199,7 +199,7 @@ fn only_checks_is_no_changes() {
     let plan = plan_of(&g, &[("node1", settled(&g, "node1")), ("node2", settled(&g, "node2"))]);
     assert!(!plan.has_changes());
     assert_eq!(plan.summary().check, 2);
-    assert!(plan.changes().any(|c| c.action == Action::Check && c.reason == "will check: etcd health"));
+    assert!(plan.changes().any(|c| c.action == Action::Check && c.reason.to_string() == "will check: etcd health"));
     assert_eq!(render::text(&plan, TextOptions::default()), "No changes. 8 resource instances on 2 hosts match the spec.\n");
 }
 
@@ -226,7 +226,10 @@ fn plan_shows_a_pending_restart() {
     n1.paths.get_mut("/etc/etcd/etcd.config.yml").unwrap().mtime = 1001;
     let plan = plan_of(&g, &[("node1", n1)]);
     let c = plan.changes().find(|c| c.id.resource.to_string() == "unit.etcd").unwrap();
-    assert_eq!((c.action, c.reason.as_str()), (Action::Restart, "restart pending: etcd.config.yml changed after the service started"));
+    assert_eq!(
+        (c.action, c.reason.to_string().as_str()),
+        (Action::Restart, "restart pending: etcd.config.yml changed after the service started")
+    );
     assert!(render::text(&plan, TextOptions::default()).contains("1 to restart; 1 check will run."));
 }
 

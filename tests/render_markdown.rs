@@ -25,8 +25,10 @@ fn change(host: &str, kind: Kind, name: &str, action: Action, reason: &str, targ
     .unwrap()
 }
 
+/// An attribute as the kinds make it: `sha256` is a digest of the content.
 fn attr(name: &str, before: Option<&str>, after: Option<&str>) -> AttrChange {
-    AttrChange { name: name.into(), before: before.map(Into::into), after: after.map(Into::into) }
+    let (before, after) = (before.map(Into::into), after.map(Into::into));
+    if name == "sha256" { AttrChange::digest(name, before, after) } else { AttrChange::new(name, before, after) }
 }
 
 fn plan(hosts: Vec<(&str, &str, Vec<Change>)>) -> Plan {

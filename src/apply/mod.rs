@@ -14,13 +14,12 @@ use serde::Serialize;
 
 use crate::graph::{Graph, InstanceId};
 use crate::plan::planner::{Connections, probe};
-use crate::plan::{Action, Plan};
+use crate::plan::{Action, Change, Plan};
 use crate::resource::Desired;
+use crate::resource::removal::Orphan;
 use crate::spec::ResourceId;
-use crate::transport::SharedTransport;
-
-/// How a failure because the host could not be read at plan time begins.
-pub const HOST_UNREADABLE: &str = "host could not be read";
+use crate::state::manifest::Manifest;
+use crate::transport::{SharedTransport, Transport};
 
 /// Knobs for a run.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +44,8 @@ pub enum Outcome {
     Unchanged(String),
     /// Tried and failed; the message says why.
     Failed(String),
+    /// Not tried: its host could not be read when the plan was made (the error).
+    HostUnreadable(String),
     /// Not tried because something it depends on failed.
     Skipped(String),
     /// A check passed (it changed nothing).
@@ -74,10 +75,12 @@ pub struct InstanceResult {
 pub struct ApplyReport {
     /// Every instance's result.
     pub results: Vec<InstanceResult>,
+    /// Hosts whose manifest could not be recorded after the run, with the error.
+    pub unrecorded: Vec<(String, String)>,
 }
 
 impl ApplyReport {
-    /// No failures and no skips.
+    /// No failures and no skips (the manifests aside: see `unrecorded`).
     pub fn success(&self) -> bool {
         self.results.iter().all(|r| r.outcome.is_ok())
     }
@@ -225,13 +228,11 @@ pub async fn apply(
 ) -> ApplyReport {
     let removed = remove_orphans(plan, connections, &reporter).await;
     let n = graph.instances.len();
-    let instance_changes = || plan.changes().filter(|c| c.removal.is_none() && c.instance < n);
-    let planned: BTreeMap<usize, (Action, String)> = instance_changes().map(|c| (c.instance, (c.action, c.reason.clone()))).collect();
+    let instance_changes = || plan.changes().filter_map(|c| c.instance().filter(|&i| i < n).map(|i| (i, c)));
+    let planned: BTreeMap<usize, (Action, String)> = instance_changes().map(|(i, c)| (i, (c.action, c.reason.to_string()))).collect();
     let host_errors: BTreeMap<&str, &str> = plan.errors.iter().map(|e| (e.host.as_str(), e.error.as_str())).collect();
-    let rolling: BTreeSet<usize> = instance_changes()
-        .filter(|c| c.disruptive && graph.instances[c.instance].desired.rolling().is_some())
-        .map(|c| c.instance)
-        .collect();
+    let rolling: BTreeSet<usize> =
+        instance_changes().filter(|(i, c)| c.disruptive && graph.instances[*i].desired.rolling().is_some()).map(|(i, _)| i).collect();
     let mut sched = Scheduler::new(graph, options.parallelism, rolling_gates(graph, &rolling), &rolling);
     let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
     let mut tasks: tokio::task::JoinSet<(usize, Outcome)> = tokio::task::JoinSet::new();
@@ -259,8 +260,8 @@ pub async fn apply(
                     continue;
                 }
                 if let Some(err) = host_errors.get(inst.id.host.as_str()) {
-                    let why = format!("{HOST_UNREADABLE}: {err}");
-                    finish(&mut sched.state, &mut outcomes, &*reporter, graph, i, Outcome::Failed(why), false);
+                    let o = Outcome::HostUnreadable((*err).to_string());
+                    finish(&mut sched.state, &mut outcomes, &*reporter, graph, i, o, false);
                     progressed = true;
                     continue;
                 }
@@ -340,15 +341,36 @@ pub async fn apply(
             outcome: outcomes[i].clone().unwrap_or_else(|| Outcome::Skipped("never became ready".into())),
         }))
         .collect();
-    ApplyReport { results }
+    let mut report = ApplyReport { results, unrecorded: Vec::new() };
+    report.unrecorded = record_manifests(graph, plan, Some(&report), connections).await;
+    report
+}
+
+/// Records, after a run that found nothing to change, what the spec manages on each host (a
+/// manifest may still be missing or out of date). Returns the hosts where that failed.
+pub async fn record_unchanged(graph: &Graph, plan: &Plan, connections: &Connections) -> Vec<(String, String)> {
+    record_manifests(graph, plan, None, connections).await
+}
+
+/// The last step of every run: writes each host's manifest where what the spec manages there
+/// changed ([`manifests_after`]). Returns the hosts where writing failed, with the error.
+async fn record_manifests(graph: &Graph, plan: &Plan, report: Option<&ApplyReport>, connections: &Connections) -> Vec<(String, String)> {
+    let mut failed = Vec::new();
+    for (host, manifest) in manifests_after(graph, plan, report) {
+        let Some(Ok(t)) = connections.get(&host) else { continue };
+        if let Err(e) = crate::state::host::write_manifest(t.as_ref(), &manifest).await {
+            failed.push((host, e.to_string()));
+        }
+    }
+    failed
 }
 
 /// Carries out the plan's removals: hosts in parallel, each host's in plan order, each re-read
 /// and re-decided right before it acts. A failed removal does not stop the others (each owns
 /// something different); its manifest entry stays, so the next plan tries again.
 async fn remove_orphans(plan: &Plan, connections: &Connections, reporter: &Arc<dyn Reporter>) -> Vec<InstanceResult> {
-    let mut by_host: BTreeMap<String, Vec<crate::plan::Change>> = BTreeMap::new();
-    for c in plan.changes().filter(|c| c.removal.is_some()) {
+    let mut by_host: BTreeMap<String, Vec<Change>> = BTreeMap::new();
+    for c in plan.changes().filter(|c| c.removal().is_some()) {
         by_host.entry(c.id.host.clone()).or_default().push(c.clone());
     }
     let mut tasks = tokio::task::JoinSet::new();
@@ -358,10 +380,10 @@ async fn remove_orphans(plan: &Plan, connections: &Connections, reporter: &Arc<d
         tasks.spawn(async move {
             let mut results = Vec::new();
             for c in changes {
-                let Some(orphan) = &c.removal else { continue };
+                let Some(orphan) = c.removal() else { continue };
                 let outcome = match (c.action, &transport) {
-                    (Action::NoOp, _) => Outcome::Unchanged(c.reason.clone()),
-                    (Action::Conflict, _) => Outcome::Failed(c.reason.clone()),
+                    (Action::NoOp, _) => Outcome::Unchanged(c.reason.to_string()),
+                    (Action::Conflict, _) => Outcome::Failed(c.reason.to_string()),
                     (_, Some(Ok(t))) => {
                         reporter.started(&c.id, c.action);
                         remove_one(orphan, t.as_ref()).await
@@ -388,10 +410,10 @@ async fn remove_orphans(plan: &Plan, connections: &Connections, reporter: &Arc<d
 /// The manifests that must change after a run, by host: each planned host's manifest of this
 /// spec with what ended well put in and what was removed taken out. `report` is `None` when
 /// nothing was applied (the plan had no changes): the plan's no-ops count as ended well then.
-pub fn manifests_after(graph: &Graph, plan: &Plan, report: Option<&ApplyReport>) -> BTreeMap<String, crate::resource::manifest::Manifest> {
+pub fn manifests_after(graph: &Graph, plan: &Plan, report: Option<&ApplyReport>) -> BTreeMap<String, Manifest> {
     let outcomes: BTreeMap<&InstanceId, &Outcome> =
         report.map(|r| r.results.iter().map(|x| (&x.id, &x.outcome)).collect()).unwrap_or_default();
-    let ended_well = |c: &crate::plan::Change| match report {
+    let ended_well = |c: &Change| match report {
         Some(_) => outcomes.get(&c.id).is_some_and(|o| o.is_ok()),
         None => matches!(c.action, Action::NoOp | Action::Check),
     };
@@ -401,14 +423,16 @@ pub fn manifests_after(graph: &Graph, plan: &Plan, report: Option<&ApplyReport>)
         let mut kept = Vec::new();
         let mut removed = BTreeSet::new();
         for c in changes.iter().filter(|c| ended_well(c)) {
-            if c.removal.is_some() {
+            if c.removal().is_some() {
                 removed.insert(c.id.resource.to_string());
-            } else if let Some(inst) = graph.instances.get(c.instance) {
+            } else if let Some(inst) = c.instance().and_then(|i| graph.instances.get(i)) {
                 let created = c.action == Action::Create && matches!(outcomes.get(&c.id), Some(Outcome::Done(_)));
-                kept.push((c.id.resource.to_string(), inst.prevent_destroy, inst.desired.owned(created)));
+                if let Some(owned) = inst.desired.owned(created) {
+                    kept.push((c.id.resource.to_string(), inst.prevent_destroy, owned));
+                }
             }
         }
-        let next = crate::resource::manifest::updated(&graph.spec_name, previous.as_ref(), &kept, &removed);
+        let next = Manifest::updated(&graph.spec_name, previous.as_ref(), &kept, &removed);
         let same = previous.as_ref().is_some_and(|p| p.resources == next.resources) || (previous.is_none() && next.resources.is_empty());
         if !same {
             changed.insert(host.clone(), next);
@@ -418,7 +442,7 @@ pub fn manifests_after(graph: &Graph, plan: &Plan, report: Option<&ApplyReport>)
 }
 
 /// Re-reads one removal's state, re-decides, and removes.
-async fn remove_one(orphan: &crate::resource::manifest::Orphan, transport: &dyn crate::transport::Transport) -> Outcome {
+async fn remove_one(orphan: &Orphan, transport: &dyn Transport) -> Outcome {
     let mut request = crate::resource::ProbeRequest::default();
     orphan.add_to_probe(&mut request);
     let facts = match request.run(transport).await {
@@ -428,9 +452,9 @@ async fn remove_one(orphan: &crate::resource::manifest::Orphan, transport: &dyn 
     let decision = orphan.diff(&facts);
     match decision.action {
         Action::NoOp => Outcome::Unchanged(format!("already done when re-checked ({})", decision.reason)),
-        Action::Conflict => Outcome::Failed(decision.reason),
+        Action::Conflict => Outcome::Failed(decision.reason.to_string()),
         _ => match orphan.apply(transport, &decision).await {
-            Ok(()) => Outcome::Done(decision.reason),
+            Ok(()) => Outcome::Done(decision.reason.to_string()),
             Err(e) => Outcome::Failed(e.to_string()),
         },
     }
@@ -493,11 +517,11 @@ async fn apply_instance(graph: &Graph, i: usize, transport: SharedTransport, cha
     let decision = inst.desired.with_changed_deps(inst.decide(&facts), changed, false);
     match decision.action {
         Action::NoOp => return Outcome::Unchanged(format!("already up to date when re-checked ({})", decision.reason)),
-        Action::Conflict => return Outcome::Failed(decision.reason),
+        Action::Conflict => return Outcome::Failed(decision.reason.to_string()),
         _ => {}
     }
     match inst.desired.apply(transport.as_ref(), &decision).await {
-        Ok(()) => Outcome::Done(decision.reason),
+        Ok(()) => Outcome::Done(decision.reason.to_string()),
         Err(e) => Outcome::Failed(e.to_string()),
     }
 }

@@ -18,7 +18,7 @@ pub async fn connect_all(spec: &Spec, graph: &Graph) -> (Connections, Option<Arc
             Ok(d) => Some(Arc::new(d)),
             Err(e) => {
                 let err = format!("cannot create a private directory for ssh control sockets: {e}");
-                return (graph.hosts.keys().map(|h| (h.clone(), Err(err.clone()))).collect(), None);
+                return (graph.hosts.keys().map(|h| (h.clone(), Err(crate::plan::planner::Unreachable(err.clone())))).collect(), None);
             }
         }
     } else {
@@ -37,7 +37,7 @@ pub async fn connect_all(spec: &Spec, graph: &Graph) -> (Connections, Option<Arc
     let mut conns = Connections::new();
     while let Some(joined) = tasks.join_next().await {
         if let Ok((name, conn)) = joined {
-            conns.insert(name, conn);
+            conns.insert(name, conn.map_err(crate::plan::planner::Unreachable));
         }
     }
     (conns, control_dir)

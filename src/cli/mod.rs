@@ -405,7 +405,7 @@ async fn plan_and_apply(ui: &Ui, spec: &Spec, graph: &Arc<Graph>, verb: &str, sp
         let plan = planner::plan(graph, &conns).await;
         print_plan(ui, &plan, PlanFormat::Text);
         if !plan.has_changes() {
-            let recorded = record_manifests(ui, graph, &plan, None, &conns).await;
+            let recorded = record_unchanged(ui, graph, &plan, &conns).await;
             return if plan.has_errors() || !recorded { ExitStatus::Error } else { ExitStatus::Success };
         }
         if !run.auto_approve && !confirm() {
@@ -428,18 +428,14 @@ async fn carry_out(ui: &Ui, graph: &Arc<Graph>, plan: &Plan, conns: &planner::Co
     let reporter = Arc::new(progress::Progress::new(graph, plan));
     let report = crate::apply::apply(graph, plan, conns, ApplyOptions { parallelism }, reporter.clone()).await;
     reporter.finish();
-    let recorded = record_manifests(ui, graph, plan, Some(&report), conns).await;
+    let recorded = report_unrecorded(ui, &report.unrecorded);
     print!("{}", progress::report_text(&report, ui.color));
     if report.success() && recorded { ExitStatus::Success } else { ExitStatus::Error }
 }
 
 /// A plan that would remove or replace a `prevent_destroy` resource is not applied at all.
 fn refuse_protected(ui: &Ui, plan: &Plan) -> Option<ExitStatus> {
-    let protected: Vec<String> = plan
-        .changes()
-        .filter(|c| c.action == crate::plan::Action::Conflict && c.reason.starts_with(crate::resource::manifest::PROTECTED))
-        .map(|c| format!("  {}: {}", c.id, c.reason))
-        .collect();
+    let protected: Vec<String> = plan.protected().map(|c| format!("  {}: {}", c.id, c.reason)).collect();
     if protected.is_empty() {
         return None;
     }
@@ -447,24 +443,18 @@ fn refuse_protected(ui: &Ui, plan: &Plan) -> Option<ExitStatus> {
     Some(ExitStatus::Error)
 }
 
-/// Writes each host's manifest when what the spec manages there changed (after an apply, or
-/// when an apply found nothing to change). Failures are reported; returns whether all went.
-async fn record_manifests(
-    ui: &Ui,
-    graph: &Graph,
-    plan: &Plan,
-    report: Option<&crate::apply::ApplyReport>,
-    conns: &planner::Connections,
-) -> bool {
-    let mut ok = true;
-    for (host, manifest) in crate::apply::manifests_after(graph, plan, report) {
-        let Some(Ok(t)) = conns.get(&host) else { continue };
-        if let Err(e) = host::write_manifest(t.as_ref(), &manifest).await {
-            ui.error(&format!("cannot record what the spec manages on {host}: {e}; the next apply records it again"));
-            ok = false;
-        }
+/// Records what the spec manages on each host after an apply that found nothing to change;
+/// returns whether every host's record was written.
+async fn record_unchanged(ui: &Ui, graph: &Graph, plan: &Plan, conns: &planner::Connections) -> bool {
+    report_unrecorded(ui, &crate::apply::record_unchanged(graph, plan, conns).await)
+}
+
+/// Tells which hosts' manifests could not be written; returns whether all were.
+fn report_unrecorded(ui: &Ui, unrecorded: &[(String, String)]) -> bool {
+    for (host, e) in unrecorded {
+        ui.error(&format!("cannot record what the spec manages on {host}: {e}; the next apply records it again"));
     }
-    ok
+    unrecorded.is_empty()
 }
 
 /// `cairn show PLAN`.
@@ -524,7 +514,7 @@ async fn apply_saved(ui: &Ui, plan_file: &Path, spec_arg: &SpecArg, run: RunArgs
         }
         print_plan(ui, &now, PlanFormat::Text);
         if !now.has_changes() {
-            return if record_manifests(ui, graph, &now, None, &conns).await { ExitStatus::Success } else { ExitStatus::Error };
+            return if record_unchanged(ui, graph, &now, &conns).await { ExitStatus::Success } else { ExitStatus::Error };
         }
         carry_out(ui, graph, &now, &conns, run.parallelism).await
     })
@@ -679,7 +669,7 @@ async fn unlock(ui: &Ui, spec_path: &Path, name: &str) -> ExitStatus {
     let graph = &graph;
     with_connections(ui, &spec, graph, |conns| async move {
         let Some(Ok(t)) = conns.get(name) else {
-            let why = conns.get(name).and_then(|c| c.as_ref().err().cloned()).unwrap_or_else(|| "not in the spec".into());
+            let why = conns.get(name).and_then(|c| c.as_ref().err().map(ToString::to_string)).unwrap_or_else(|| "not in the spec".into());
             ui.error(&format!("cannot unlock {name}: {why}"));
             return ExitStatus::Error;
         };

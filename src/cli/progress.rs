@@ -8,9 +8,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use std::collections::BTreeMap;
 
-use crate::apply::{ApplyReport, HOST_UNREADABLE, Outcome, Reporter};
+use crate::apply::{ApplyReport, Outcome, Reporter};
 use crate::graph::{Graph, InstanceId};
 use crate::plan::{Action, Plan};
+
+/// How the failure of an instance whose host could not be read at plan time is told.
+const HOST_UNREADABLE: &str = "host could not be read";
 
 /// Shows apply progress.
 pub struct Progress {
@@ -62,6 +65,7 @@ impl Reporter for Progress {
                 self.line(format!("done     {id}"));
             }
             Outcome::Failed(why) => self.line(format!("FAILED   {id}: {why}")),
+            Outcome::HostUnreadable(err) => self.line(format!("FAILED   {id}: {HOST_UNREADABLE}: {err}")),
             Outcome::Skipped(why) => self.line(format!("skipped  {id}: {why}")),
             Outcome::Unchanged(_) => {}
             Outcome::Passed(why) => self.line(format!("passed   {id}: {why}")),
@@ -76,10 +80,8 @@ pub fn report_text(report: &ApplyReport, color: bool) -> String {
     let red = |s: &str| if color { format!("\x1b[31m{s}\x1b[0m") } else { s.to_string() };
     let mut unreachable: BTreeMap<&str, (&str, usize)> = BTreeMap::new();
     for r in &report.results {
-        if let Outcome::Failed(why) = &r.outcome
-            && why.starts_with(HOST_UNREADABLE)
-        {
-            unreachable.entry(r.id.host.as_str()).or_insert((why.as_str(), 0)).1 += 1;
+        if let Outcome::HostUnreadable(err) = &r.outcome {
+            unreachable.entry(r.id.host.as_str()).or_insert((err.as_str(), 0)).1 += 1;
         }
     }
     for r in &report.results {
@@ -98,10 +100,10 @@ pub fn report_text(report: &ApplyReport, color: bool) -> String {
     }
     for (host, (why, _)) in &unreachable {
         let total = report.results.iter().filter(|r| r.id.host == *host).count();
-        let _ = writeln!(out, "{} {host} (none of its {total} resources applied): {why}", red("failed: "));
+        let _ = writeln!(out, "{} {host} (none of its {total} resources applied): {HOST_UNREADABLE}: {why}", red("failed: "));
     }
     let done = report.count(super::is_done);
-    let failed = report.count(|o| matches!(o, Outcome::Failed(_)));
+    let failed = report.count(|o| matches!(o, Outcome::Failed(_) | Outcome::HostUnreadable(_)));
     let skipped = report.count(|o| matches!(o, Outcome::Skipped(_)));
     let unchanged = report.count(|o| matches!(o, Outcome::Unchanged(_)));
     let passed = report.count(|o| matches!(o, Outcome::Passed(_)));

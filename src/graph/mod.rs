@@ -51,17 +51,11 @@ impl Instance {
     /// accepts left out, and a replacement `prevent_destroy` forbids turned into a conflict.
     /// The planner and the executor both decide through this.
     pub fn decide(&self, facts: &crate::resource::HostFacts) -> crate::resource::Decision {
-        use crate::resource::{Action, Decision};
+        use crate::resource::{Action, Decision, Protected, Reason};
         let decision = self.desired.diff(facts).ignoring(&self.ignore);
         if self.prevent_destroy && decision.action == Action::Replace {
-            return Decision::new(
-                Action::Conflict,
-                format!(
-                    "{}: the plan would replace it ({}); replace it by hand, or set prevent_destroy = false for this apply",
-                    crate::resource::manifest::PROTECTED,
-                    decision.reason
-                ),
-            );
+            let because = Box::new(decision.reason);
+            return Decision::new(Action::Conflict, Reason::Protected(Protected::Replacement { because }));
         }
         decision
     }
@@ -460,9 +454,6 @@ impl Graph {
         for &old in &keep {
             let mut inst = self.instances[old].clone();
             inst.dep_reasons = inst.dep_reasons.into_iter().filter_map(|(d, r)| renumber.get(&d).map(|&n| (n, r))).collect();
-            if !picked(&inst) {
-                inst.dep_reasons.insert(usize::MAX, "included as a dependency of a --host/--target selection".into());
-            }
             g.hosts.entry(inst.id.host.clone()).or_insert_with(|| self.hosts[&inst.id.host].clone());
             g.instances.push(inst);
             g.deps.push(self.deps[old].iter().filter_map(|d| renumber.get(d).copied()).collect());

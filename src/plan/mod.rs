@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::graph::InstanceId;
-pub use crate::resource::{Action, AttrChange};
+use crate::resource::removal::Orphan;
+pub use crate::resource::{Action, AttrChange, Reason};
+use crate::state::manifest::Manifest;
 
 /// Version of the JSON plan format (`docs/plan-json.md`). Bump on any incompatible change.
 pub const FORMAT_VERSION: &str = "1";
@@ -22,13 +24,15 @@ pub const FORMAT_VERSION: &str = "1";
 pub struct Change {
     /// Which resource on which host.
     pub id: InstanceId,
-    /// Index of the instance in the graph.
+    /// What the change is about: an instance of the graph, or a removal.
     #[serde(skip)]
-    pub instance: usize,
+    pub subject: Subject,
     /// What will be done.
     pub action: Action,
-    /// Why.
-    pub reason: String,
+    /// Why. Saved plan files keep its words (read back as [`Reason::Found`]): a saved plan is
+    /// compared with a fresh one, never acted on.
+    #[serde(with = "reason_as_text")]
+    pub reason: Reason,
     /// What it acts on ("/etc/demo/motd").
     pub target: String,
     /// Attribute changes (before → after).
@@ -46,16 +50,55 @@ pub struct Change {
     /// ([`crate::resource::HostFacts::describe`]); a saved plan is refused when it differs at apply.
     #[serde(default)]
     pub observed: Vec<String>,
-    /// For the removal of something the spec no longer has: what the manifest says it owns
-    /// (`instance` is then not an index into the graph).
-    #[serde(skip)]
-    pub removal: Option<crate::resource::manifest::Orphan>,
+}
+
+/// A reason in a saved plan file: its words.
+mod reason_as_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Reason;
+
+    pub(super) fn serialize<S: Serializer>(reason: &Reason, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(reason)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Reason, D::Error> {
+        String::deserialize(d).map(Reason::from)
+    }
+}
+
+/// What a [`Change`] is about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Subject {
+    /// The instance at this index of the graph.
+    Instance(usize),
+    /// The removal of something the spec no longer has, as the manifest records it.
+    Removal(Box<Orphan>),
+    /// Read back from a saved plan file: only compared with a fresh plan, never applied.
+    #[default]
+    Saved,
 }
 
 impl Change {
     /// The same decision, whatever was observed: what a saved plan must still agree on.
-    pub fn decision(&self) -> (&InstanceId, Action, &str, &[AttrChange], Option<&str>) {
-        (&self.id, self.action, &self.reason, &self.attrs, self.diff.as_deref())
+    pub fn decision(&self) -> (&InstanceId, Action, String, &[AttrChange], Option<&str>) {
+        (&self.id, self.action, self.reason.to_string(), &self.attrs, self.diff.as_deref())
+    }
+
+    /// The graph index of the instance it changes (`None` for a removal).
+    pub fn instance(&self) -> Option<usize> {
+        match self.subject {
+            Subject::Instance(i) => Some(i),
+            Subject::Removal(_) | Subject::Saved => None,
+        }
+    }
+
+    /// The removal it carries out, if it is one.
+    pub fn removal(&self) -> Option<&Orphan> {
+        match &self.subject {
+            Subject::Removal(orphan) => Some(orphan),
+            Subject::Instance(_) | Subject::Saved => None,
+        }
     }
 }
 
@@ -102,7 +145,7 @@ pub struct Plan {
     /// Each planned host's manifest of this spec as the plan found it (`None`: none yet), for
     /// hosts that keep one (reached over ssh).
     #[serde(skip)]
-    pub manifests: BTreeMap<String, Option<crate::resource::manifest::Manifest>>,
+    pub manifests: BTreeMap<String, Option<Manifest>>,
 }
 
 impl Plan {
@@ -148,6 +191,11 @@ impl Plan {
         }
         self.hosts.retain(|_, changes| !changes.is_empty());
         self
+    }
+
+    /// The changes `prevent_destroy` blocks: a plan with any is not applied at all.
+    pub fn protected(&self) -> impl Iterator<Item = &Change> {
+        self.changes().filter(|c| c.action == Action::Conflict && c.reason.is_protected())
     }
 
     /// Every change, in host order.

@@ -1,20 +1,54 @@
 //! The planner: probes every host once (in parallel), diffs each instance purely, and fetches
 //! the old content of changed text files in one more batched read per host to show diffs. The
-//! probe also reads the host's manifests ([`crate::resource::manifest`]): what this spec managed
+//! probe also reads the host's manifests ([`crate::state::manifest`]): what this spec managed
 //! there and no longer has becomes a removal (read with one more probe, only when there is
 //! one), and a path another spec manages blocks the instance that wants it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{Action, Change, HostError, Plan, textdiff};
+use super::{Action, Change, HostError, Plan, Subject, textdiff};
 use crate::graph::Graph;
-use crate::resource::manifest::{Claims, Manifest, Orphan};
-use crate::resource::{ContentChange, Decision, HostFacts, ProbeRequest};
+use crate::resource::probe::UnreadableManifest;
+use crate::resource::removal::{Claims, Orphan};
+use crate::resource::{ContentChange, Decision, HostFacts, ProbeRequest, Reason};
+use crate::state::manifest::{Manifest, Owned};
 use crate::transport::{SharedTransport, TransportError, read_files};
 
 /// Connections to hosts, by host name. A host whose connection failed has its error instead.
-pub type Connections = BTreeMap<String, Result<SharedTransport, String>>;
+pub type Connections = BTreeMap<String, Result<SharedTransport, Unreachable>>;
+
+/// Why a host could not be connected to, as the transport said it (its whole cause chain).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreachable(pub String);
+
+/// Why a host could not be planned.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// No connection.
+    #[error(transparent)]
+    Unreachable(#[from] Unreachable),
+    /// The graph has the host but no connection was opened for it.
+    #[error("{0}: no connection")]
+    NotConnected(String),
+    /// Reading the host failed.
+    #[error(transparent)]
+    Read(#[from] TransportError),
+    /// This spec's manifest on the host cannot be read: removals cannot be planned.
+    #[error(
+        "{host}: cannot read what spec `{spec}` manages there: {error}; fix the file or delete it (cairn then stops removing what \
+         the spec drops, until the next apply writes it again)"
+    )]
+    Manifest {
+        /// The host.
+        host: String,
+        /// The spec's name.
+        spec: String,
+        /// What is wrong with the file.
+        error: UnreadableManifest,
+    },
+}
 
 /// Reads every host in `graph` and decides what each instance needs.
 pub async fn plan(graph: &Arc<Graph>, connections: &Connections) -> Plan {
@@ -26,8 +60,8 @@ pub async fn plan(graph: &Arc<Graph>, connections: &Connections) -> Plan {
         tasks.spawn(async move {
             let result = match conn {
                 Some(Ok(t)) => plan_host(&graph, &host, t.as_ref()).await,
-                Some(Err(e)) => Err(e),
-                None => Err(format!("{host}: no connection")),
+                Some(Err(e)) => Err(PlanError::from(e)),
+                None => Err(PlanError::NotConnected(host.clone())),
             };
             (host, result)
         });
@@ -41,7 +75,7 @@ pub async fn plan(graph: &Arc<Graph>, connections: &Connections) -> Plan {
                 }
                 plan.hosts.insert(host, changes);
             }
-            Ok((host, Err(error))) => plan.errors.push(HostError { host, error }),
+            Ok((host, Err(error))) => plan.errors.push(HostError { host, error: error.to_string() }),
             Err(e) => plan.errors.push(HostError { host: "?".into(), error: format!("planner task failed: {e}") }),
         }
     }
@@ -61,9 +95,9 @@ pub async fn plan_host(
     graph: &Graph,
     host: &str,
     transport: &dyn crate::transport::Transport,
-) -> Result<(Vec<Change>, Option<Manifest>), String> {
+) -> Result<(Vec<Change>, Option<Manifest>), PlanError> {
     let order = graph.host_order(host);
-    let mut facts = probe_with(graph, &order, transport, keeps_manifest(graph, host)).await.map_err(|e| e.to_string())?;
+    let mut facts = probe_with(graph, &order, transport, keeps_manifest(graph, host)).await?;
     let manifest = own_manifest(graph, host, &facts)?;
     let orphans = orphans(graph, host, &facts);
     if !orphans.is_empty() {
@@ -71,7 +105,7 @@ pub async fn plan_host(
         for o in &orphans {
             o.add_to_probe(&mut request);
         }
-        facts.absorb(request.run(transport).await.map_err(|e| e.to_string())?);
+        facts.absorb(request.run(transport).await?);
     }
     // Old contents for diffs, fetched together in one command.
     let wanted: Vec<String> = order
@@ -87,7 +121,7 @@ pub async fn plan_host(
     let old: BTreeMap<String, Vec<u8>> = if wanted.is_empty() {
         BTreeMap::new()
     } else {
-        let contents = read_files(transport, &wanted).await.map_err(|e| e.to_string())?;
+        let contents = read_files(transport, &wanted).await?;
         wanted.into_iter().zip(contents).filter_map(|(p, c)| c.map(|c| (p, c))).collect()
     };
     Ok((plan_changes(graph, host, &facts, &old, orphans), manifest))
@@ -95,15 +129,11 @@ pub async fn plan_host(
 
 /// This spec's manifest on the host; one that cannot be read stops the host's plan (removals
 /// cannot be planned without it).
-fn own_manifest(graph: &Graph, host: &str, facts: &HostFacts) -> Result<Option<Manifest>, String> {
+fn own_manifest(graph: &Graph, host: &str, facts: &HostFacts) -> Result<Option<Manifest>, PlanError> {
     match facts.manifests.get(&graph.spec_name) {
         None => Ok(None),
         Some(Ok(m)) => Ok(Some(m.clone())),
-        Some(Err(e)) => Err(format!(
-            "{host}: cannot read what spec `{}` manages there: {e}; fix the file or delete it (cairn then stops removing what \
-             the spec drops, until the next apply writes it again)",
-            graph.spec_name
-        )),
+        Some(Err(error)) => Err(PlanError::Manifest { host: host.to_string(), spec: graph.spec_name.clone(), error: error.clone() }),
     }
 }
 
@@ -112,7 +142,7 @@ fn claims(graph: &Graph, host: &str) -> Claims {
     let mut claims = Claims::default();
     for i in graph.host_order(host) {
         let inst = &graph.instances[i];
-        claims.add(&inst.id.resource, &inst.desired);
+        inst.desired.claim(&inst.id.resource, &mut claims);
     }
     claims
 }
@@ -134,10 +164,10 @@ pub fn orphans(graph: &Graph, host: &str, facts: &HostFacts) -> Vec<Orphan> {
 }
 
 /// Another spec on the host that manages one of the paths (or the unit) `i` wants, if any.
-fn owned_elsewhere(graph: &Graph, i: usize, facts: &HostFacts) -> Option<String> {
+fn owned_elsewhere(graph: &Graph, i: usize, facts: &HostFacts) -> Option<Reason> {
     let inst = &graph.instances[i];
     let mut mine = Claims::default();
-    mine.add(&inst.id.resource, &inst.desired);
+    inst.desired.claim(&inst.id.resource, &mut mine);
     let my_paths = inst.desired.paths();
     for (spec, manifest) in &facts.manifests {
         let Ok(manifest) = manifest else { continue };
@@ -146,18 +176,17 @@ fn owned_elsewhere(graph: &Graph, i: usize, facts: &HostFacts) -> Option<String>
         }
         for entry in &manifest.resources {
             let unit = match &entry.owns {
-                crate::resource::manifest::Owned::Unit { name, file: Some(_) } => mine.units.get(name).map(|_| name.as_str()),
+                Owned::Unit(u) if u.file.is_some() => mine.units.get(&u.name).map(|_| u.name.as_str()),
                 _ => None,
             };
             let path = entry.owns.paths().into_iter().find(|p| my_paths.contains(p));
             if let Some(what) = path.or(unit) {
-                return Some(format!(
-                    "{what} is managed by spec `{spec}` ({} there, in {}); two specs must not manage one path: \
-                     remove it from one of them (`cairn destroy` there removes everything that spec manages), \
-                     or, if both are this spec run from two folders, give it one `name = \"...\"`",
-                    entry.id,
-                    Manifest::path_for(spec)
-                ));
+                return Some(Reason::OwnedElsewhere {
+                    what: what.to_string(),
+                    spec: spec.clone(),
+                    resource: entry.id.clone(),
+                    manifest: Manifest::path_for(spec),
+                });
             }
         }
     }
@@ -174,24 +203,24 @@ pub fn plan_from_facts(graph: &Graph, host: &str, facts: &HostFacts, old: &BTree
 fn plan_changes(graph: &Graph, host: &str, facts: &HostFacts, old: &BTreeMap<String, Vec<u8>>, orphans: Vec<Orphan>) -> Vec<Change> {
     let removals = orphans.into_iter().map(|orphan| {
         let mut decision = orphan.diff(facts);
-        if graph.destroy {
-            decision.reason = decision.reason.replacen(crate::resource::manifest::GONE, "destroy", 1);
+        if let Reason::Removal { destroy, .. } = &mut decision.reason {
+            *destroy = graph.destroy;
         }
         let mut request = ProbeRequest::default();
         orphan.add_to_probe(&mut request);
+        let target = orphan.target();
         Change {
             id: crate::graph::InstanceId { resource: orphan.id(), host: host.to_string() },
-            instance: usize::MAX,
+            subject: Subject::Removal(Box::new(orphan)),
             action: decision.action,
             reason: decision.reason,
-            target: orphan.target(),
+            target,
             attrs: decision.attrs,
             diff: None,
             sensitive: false,
             disruptive: false,
             waits_for: Vec::new(),
             observed: facts.describe(&request),
-            removal: Some(orphan),
         }
     });
     let instances = graph.host_order(host).into_iter().map(|i| {
@@ -267,7 +296,7 @@ fn change_for(graph: &Graph, i: usize, d: Decision, old: &BTreeMap<String, Vec<u
         inst.dep_reasons.iter().filter_map(|(dep, why)| graph.instances.get(*dep).map(|d| format!("waits for {}: {why}", d.id))).collect();
     Change {
         id: inst.id.clone(),
-        instance: i,
+        subject: Subject::Instance(i),
         action: d.action,
         reason: d.reason,
         target: inst.desired.target(),
@@ -277,6 +306,5 @@ fn change_for(graph: &Graph, i: usize, d: Decision, old: &BTreeMap<String, Vec<u
         disruptive: false,
         waits_for,
         observed: Vec::new(),
-        removal: None,
     }
 }

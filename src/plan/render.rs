@@ -1,12 +1,48 @@
 //! Plan views: human text (grouped by host, optionally coloured), stable JSON, and compact
 //! GitHub-flavoured markdown for a pull-request comment. Pure functions of a [`Plan`]; the CLI
-//! decides where they go.
+//! decides where they go. The words of every [`Reason`] are made here (its `Display`).
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
 use serde::Serialize;
 
 use super::{Action, Change, FORMAT_VERSION, Plan, Summary};
+use crate::resource::{Protected, Reason};
+
+/// How every removal's reason begins.
+const REMOVED: &str = "no longer in the spec";
+
+/// How a reason of something `prevent_destroy` protects begins.
+const PROTECTED: &str = "protected by prevent_destroy";
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Found { text } => f.write_str(text),
+            Reason::OnlyIgnoredDrift { ignored } => write!(f, "matches the spec apart from drift it ignores ({})", ignored.join(", ")),
+            Reason::DriftIgnoring { differs, ignored } => {
+                let differs: Vec<String> = differs.iter().map(|d| format!("{d} differs")).collect();
+                write!(f, "{} (ignoring {})", differs.join(", "), ignored.join(", "))
+            }
+            Reason::Removal { destroy, detail } => write!(f, "{}; {detail}", if *destroy { "destroy" } else { REMOVED }),
+            Reason::Protected(Protected::Removal { detail }) => write!(
+                f,
+                "{PROTECTED}: removing it would {detail}; keep it in the spec, \
+                 or apply it once with prevent_destroy = false before removing it"
+            ),
+            Reason::Protected(Protected::Replacement { because }) => write!(
+                f,
+                "{PROTECTED}: the plan would replace it ({because}); replace it by hand, or set prevent_destroy = false for this apply"
+            ),
+            Reason::OwnedElsewhere { what, spec, resource, manifest } => write!(
+                f,
+                "{what} is managed by spec `{spec}` ({resource} there, in {manifest}); two specs must not manage one path: \
+                 remove it from one of them (`cairn destroy` there removes everything that spec manages), \
+                 or, if both are this spec run from two folders, give it one `name = \"...\"`"
+            ),
+        }
+    }
+}
 
 /// How to draw the text view.
 #[derive(Debug, Clone, Copy, Default)]
@@ -153,7 +189,7 @@ fn render_change(out: &mut String, c: &Change, opts: TextOptions, paint: &Paint)
         return;
     }
     for a in &c.attrs {
-        let (before, after) = if c.sensitive && a.name == "sha256" {
+        let (before, after) = if c.sensitive && a.digest {
             ("(sensitive)".to_string(), "(sensitive)".to_string())
         } else {
             (a.before.clone().unwrap_or_else(|| "(none)".into()), a.after.clone().unwrap_or_else(|| "(none)".into()))
@@ -215,14 +251,15 @@ fn markdown_change(c: &Change) -> String {
     if !c.target.is_empty() {
         let _ = write!(out, " {}", code_span(&c.target));
     }
-    if !c.reason.is_empty() {
-        let _ = write!(out, " — {}", md_escape(&c.reason));
+    let reason = c.reason.to_string();
+    if !reason.is_empty() {
+        let _ = write!(out, " — {}", md_escape(&reason));
     }
     if c.disruptive {
         out.push_str(" _(disruptive)_");
     }
     for a in &c.attrs {
-        let (before, after) = if c.sensitive && a.name == "sha256" {
+        let (before, after) = if c.sensitive && a.digest {
             (SENSITIVE, SENSITIVE)
         } else {
             (a.before.as_deref().unwrap_or(ABSENT), a.after.as_deref().unwrap_or(ABSENT))
@@ -319,7 +356,7 @@ struct JsonChange<'a> {
     resource: String,
     kind: &'static str,
     action: Action,
-    reason: &'a str,
+    reason: String,
     target: &'a str,
     attributes: Vec<JsonAttr>,
     diff: Option<&'a str>,
@@ -344,13 +381,13 @@ pub fn json(plan: &Plan) -> String {
             resource: c.id.resource.to_string(),
             kind: c.id.resource.kind.as_str(),
             action: c.action,
-            reason: &c.reason,
+            reason: c.reason.to_string(),
             target: &c.target,
             attributes: c
                 .attrs
                 .iter()
                 .map(|a| {
-                    let redact = c.sensitive && a.name == "sha256";
+                    let redact = c.sensitive && a.digest;
                     JsonAttr {
                         name: a.name.clone(),
                         before: if redact { Some(SENSITIVE.into()) } else { a.before.clone() },

@@ -20,8 +20,12 @@ use time::OffsetDateTime;
 
 use super::ca::{Issued, LeafRequest, LoadedCa, San, SecretPem, inspect, issue, issued_by, same_public_key, spki_of_public_key_pem};
 use super::file::sha256_hex;
-use super::{Action, ApplyError, AttrChange, Decision, HostFacts, KeyFact, PathFact, PathKind, ProbeRequest, fix_attrs, run_checked};
-use crate::spec::{CaSource, CaSpec, CertSpec, Diagnostic, Duration, TemplateText, Usage, check_san, san_error};
+use super::removal::Claims;
+use super::{
+    Action, ApplyError, AttrChange, Decision, HostFacts, KeyFact, PathFact, PathKind, ProbeRequest, ResourceKind, fix_attrs, run_checked,
+};
+use crate::spec::{CaSource, CaSpec, CertSpec, Diagnostic, Duration, Kind, ResourceId, TemplateText, Usage, check_san, san_error};
+use crate::state::manifest::Owned;
 use crate::state::pki::{CaFiles, CaStore};
 use crate::transport::{Content, FileAttrs, Transport, argv, write_file_atomic};
 
@@ -147,28 +151,6 @@ impl DesiredCert {
             }),
             _ => Err(errors),
         }
-    }
-
-    /// The host paths this instance owns (the CA certificate file may be shared by the
-    /// certificates of one CA, so it is not claimed).
-    pub fn paths(&self) -> Vec<&str> {
-        vec![self.cert_path.as_str(), self.key_path.as_str()]
-    }
-
-    /// What the probe must gather: stat + text of the certificate, stat + derived public key of
-    /// the key (never its content or hash), stat + hash of the CA file.
-    pub fn add_to_probe(&self, probe: &mut ProbeRequest) {
-        probe.paths.insert(self.cert_path.clone());
-        probe.certs.insert(self.cert_path.clone());
-        probe.keys.insert(self.key_path.clone());
-        if let Some(p) = &self.ca_path {
-            probe.paths.insert(p.clone());
-        }
-    }
-
-    /// Decides what to do now.
-    pub fn diff(&self, facts: &HostFacts) -> Decision {
-        self.diff_at(facts, OffsetDateTime::now_utc().unix_timestamp())
     }
 
     /// Decides what to do at time `now` (seconds since the epoch). Pure.
@@ -343,38 +325,6 @@ impl DesiredCert {
         }
     }
 
-    /// Carries out a decision made by [`DesiredCert::diff`].
-    pub async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
-        if matches!(decision.action, Action::Create | Action::Replace) {
-            return self.issue_and_write(transport).await;
-        }
-        let mut ca_pem: Option<String> = None;
-        for file in ["key", "cert", "ca"] {
-            let Some(path) = self.file_path(file) else { continue };
-            let mine: Vec<AttrChange> = decision
-                .attrs
-                .iter()
-                .filter_map(|a| {
-                    a.name.strip_prefix(file).and_then(|n| n.strip_prefix(' ')).map(|n| AttrChange { name: n.to_string(), ..a.clone() })
-                })
-                .collect();
-            if mine.iter().any(|a| a.name == "content") {
-                if ca_pem.is_none() {
-                    // The certificate the diff compared with; the CA key is not needed for this.
-                    ca_pem = match &self.ca_cert {
-                        Some(c) => Some(c.pem.clone()),
-                        None => Some(self.load_ca().await?.cert_pem.clone()),
-                    };
-                }
-                let pem = ca_pem.as_deref().unwrap_or_default();
-                write_file_atomic(transport, path, Content::Bytes(pem.as_bytes()), &self.attrs(CERT_MODE)).await?;
-            } else if !mine.is_empty() {
-                fix_attrs(transport, path, &mine).await?;
-            }
-        }
-        Ok(())
-    }
-
     fn attrs(&self, mode: u32) -> FileAttrs {
         FileAttrs { mode: Some(mode), owner: self.owner.clone(), group: self.group.clone() }
     }
@@ -413,6 +363,85 @@ impl DesiredCert {
         write_file_atomic(transport, &self.cert_path, Content::Bytes(issued.cert_pem.as_bytes()), &self.attrs(CERT_MODE)).await?;
         if let Some(ca_path) = &self.ca_path {
             write_file_atomic(transport, ca_path, Content::Bytes(ca_pem.as_bytes()), &self.attrs(CERT_MODE)).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl ResourceKind for DesiredCert {
+    fn kind(&self) -> Kind {
+        Kind::Cert
+    }
+
+    /// Key material: never shown.
+    fn sensitive(&self) -> bool {
+        true
+    }
+
+    fn owned(&self, _created: bool) -> Option<Owned> {
+        Some(super::file::owned_files(self.paths().into_iter().map(|p| (p, None))))
+    }
+
+    /// Its files and the CA file it writes (shared by the certificates of one CA).
+    fn claim(&self, id: &ResourceId, claims: &mut Claims) {
+        claims.add_paths(id, self.paths().into_iter().chain(self.ca_path.as_deref()));
+    }
+
+    fn requires_users(&self) -> Vec<&str> {
+        self.owner.iter().chain(&self.group).map(String::as_str).collect()
+    }
+
+    /// The host paths this instance owns (the CA certificate file may be shared by the
+    /// certificates of one CA, so it is not claimed).
+    fn paths(&self) -> Vec<&str> {
+        vec![self.cert_path.as_str(), self.key_path.as_str()]
+    }
+
+    /// What the probe must gather: stat + text of the certificate, stat + derived public key of
+    /// the key (never its content or hash), stat + hash of the CA file.
+    fn add_to_probe(&self, probe: &mut ProbeRequest) {
+        probe.paths.insert(self.cert_path.clone());
+        probe.certs.insert(self.cert_path.clone());
+        probe.keys.insert(self.key_path.clone());
+        if let Some(p) = &self.ca_path {
+            probe.paths.insert(p.clone());
+        }
+    }
+
+    /// Decides what to do now.
+    fn diff(&self, facts: &HostFacts) -> Decision {
+        self.diff_at(facts, OffsetDateTime::now_utc().unix_timestamp())
+    }
+
+    /// Carries out a decision made by [`DesiredCert::diff`].
+    async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
+        if matches!(decision.action, Action::Create | Action::Replace) {
+            return self.issue_and_write(transport).await;
+        }
+        let mut ca_pem: Option<String> = None;
+        for file in ["key", "cert", "ca"] {
+            let Some(path) = self.file_path(file) else { continue };
+            let mine: Vec<AttrChange> = decision
+                .attrs
+                .iter()
+                .filter_map(|a| {
+                    a.name.strip_prefix(file).and_then(|n| n.strip_prefix(' ')).map(|n| AttrChange { name: n.to_string(), ..a.clone() })
+                })
+                .collect();
+            if mine.iter().any(|a| a.name == "content") {
+                if ca_pem.is_none() {
+                    // The certificate the diff compared with; the CA key is not needed for this.
+                    ca_pem = match &self.ca_cert {
+                        Some(c) => Some(c.pem.clone()),
+                        None => Some(self.load_ca().await?.cert_pem.clone()),
+                    };
+                }
+                let pem = ca_pem.as_deref().unwrap_or_default();
+                write_file_atomic(transport, path, Content::Bytes(pem.as_bytes()), &self.attrs(CERT_MODE)).await?;
+            } else if !mine.is_empty() {
+                fix_attrs(transport, path, &mine).await?;
+            }
         }
         Ok(())
     }
@@ -538,8 +567,8 @@ mod tests {
         let (_, facts) = good(&fx);
         let d = fx.desired.diff_at(&facts, NOW + 86_400);
         assert_eq!(d.action, Action::NoOp, "{}", d.reason);
-        assert!(d.reason.starts_with("certificate valid until 2037-"), "{}", d.reason);
-        assert!(d.reason.contains("issued by CA etcd"));
+        assert!(d.reason.to_string().starts_with("certificate valid until 2037-"), "{}", d.reason);
+        assert!(d.reason.to_string().contains("issued by CA etcd"));
     }
 
     #[test]
@@ -548,7 +577,7 @@ mod tests {
         let (_, facts) = good(&fx);
         fx.desired.leaf.sans.push(San::parse("10.0.0.244"));
         let d = fx.desired.diff_at(&facts, NOW);
-        assert_eq!((d.action, d.reason.as_str()), (Action::Replace, "SAN 10.0.0.244 missing"));
+        assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Replace, "SAN 10.0.0.244 missing"));
         assert_eq!(d.attrs[0].name, "sans");
         assert_eq!(d.attrs[0].after.as_deref(), Some("10.0.0.241, 10.0.0.244, 127.0.0.1, localhost"));
     }
@@ -559,7 +588,7 @@ mod tests {
         let (_, facts) = good(&fx);
         fx.desired.leaf.sans.retain(|s| s.to_string() != "localhost");
         let d = fx.desired.diff_at(&facts, NOW);
-        assert_eq!((d.action, d.reason.as_str()), (Action::Replace, "SAN localhost not wanted"));
+        assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Replace, "SAN localhost not wanted"));
     }
 
     #[test]
@@ -568,12 +597,12 @@ mod tests {
         let (_, facts) = good(&fx);
         fx.desired.leaf.usages = vec![Usage::Server];
         let d = fx.desired.diff_at(&facts, NOW);
-        assert_eq!((d.action, d.reason.as_str()), (Action::Replace, "usage client not wanted"));
+        assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Replace, "usage client not wanted"));
         let mut fx2 = fixture();
         fx2.desired.leaf.usages = vec![Usage::Server];
         let (_, facts) = good(&fx2);
         fx2.desired.leaf.usages = vec![Usage::Client, Usage::Server];
-        assert_eq!(fx2.desired.diff_at(&facts, NOW).reason, "usage client missing");
+        assert_eq!(fx2.desired.diff_at(&facts, NOW).reason.to_string(), "usage client missing");
     }
 
     #[test]
@@ -587,9 +616,9 @@ mod tests {
         assert_eq!(fx.desired.diff_at(&facts, NOW).action, Action::NoOp);
         // 28 days later: 12 days left.
         let d = fx.desired.diff_at(&facts, NOW + 28 * 86_400);
-        assert_eq!((d.action, d.reason.as_str()), (Action::Replace, "expires in 12 days"));
+        assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Replace, "expires in 12 days"));
         let d = fx.desired.diff_at(&facts, NOW + 43 * 86_400);
-        assert_eq!(d.reason, "expired 3 days ago");
+        assert_eq!(d.reason.to_string(), "expired 3 days ago");
     }
 
     #[test]
@@ -599,7 +628,7 @@ mod tests {
         let issued = issue(&loaded(&other), &fx.desired.leaf, now()).unwrap();
         let facts = facts_for(&fx.desired, &issued, &fx.ca.cert_pem);
         let d = fx.desired.diff_at(&facts, NOW);
-        assert_eq!((d.action, d.reason.as_str()), (Action::Replace, "signed by another CA"));
+        assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Replace, "signed by another CA"));
     }
 
     #[test]
@@ -609,29 +638,29 @@ mod tests {
         let stranger = rcgen::KeyPair::generate().unwrap();
         facts.keys.insert(fx.desired.key_path.clone(), KeyFact::PublicKey(stranger.public_key_pem()));
         let d = fx.desired.diff_at(&facts, NOW);
-        assert_eq!((d.action, d.reason.as_str()), (Action::Replace, "key does not match"));
+        assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Replace, "key does not match"));
         facts.keys.insert(fx.desired.key_path.clone(), KeyFact::Unreadable);
-        assert_eq!(fx.desired.diff_at(&facts, NOW).reason, "key cannot be read");
+        assert_eq!(fx.desired.diff_at(&facts, NOW).reason.to_string(), "key cannot be read");
         // No openssl on the host: the key cannot be checked, which is said, and not a reason to churn.
         facts.keys.insert(fx.desired.key_path.clone(), KeyFact::NoOpenssl);
         let d = fx.desired.diff_at(&facts, NOW);
         assert_eq!(d.action, Action::NoOp);
-        assert!(d.reason.contains("key not checked"));
+        assert!(d.reason.to_string().contains("key not checked"));
     }
 
     #[test]
     fn missing_files_are_named() {
         let fx = fixture();
         let d = fx.desired.diff_at(&HostFacts::default(), NOW);
-        assert_eq!((d.action, d.reason.as_str()), (Action::Create, "certificate does not exist"));
+        assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Create, "certificate does not exist"));
         let (_, mut facts) = good(&fx);
         facts.paths.remove(&fx.desired.key_path);
         facts.keys.remove(&fx.desired.key_path);
-        assert_eq!(fx.desired.diff_at(&facts, NOW).reason, "key file is missing");
+        assert_eq!(fx.desired.diff_at(&facts, NOW).reason.to_string(), "key file is missing");
         let (_, mut facts) = good(&fx);
         facts.paths.remove("/etc/etcd/pki/ca.pem");
         let d = fx.desired.diff_at(&facts, NOW);
-        assert_eq!((d.action, d.reason.as_str()), (Action::Update, "CA certificate file is missing"));
+        assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Update, "CA certificate file is missing"));
     }
 
     #[test]
@@ -639,7 +668,7 @@ mod tests {
         let fx = fixture();
         let (_, mut facts) = good(&fx);
         facts.certs.insert(fx.desired.cert_path.clone(), "hello\n".into());
-        assert_eq!(fx.desired.diff_at(&facts, NOW).reason, "certificate contains no CERTIFICATE block");
+        assert_eq!(fx.desired.diff_at(&facts, NOW).reason.to_string(), "certificate contains no CERTIFICATE block");
     }
 
     #[test]
@@ -648,7 +677,7 @@ mod tests {
         fx.desired.ca_cert = None;
         let d = fx.desired.diff_at(&HostFacts::default(), NOW);
         assert_eq!(
-            (d.action, d.reason.as_str()),
+            (d.action, d.reason.to_string().as_str()),
             (Action::Create, "CA etcd will be created; the certificate will be issued by the new CA etcd")
         );
         let (_, facts) = good(&fx);
@@ -661,10 +690,10 @@ mod tests {
         let (_, mut facts) = good(&fx);
         facts.paths.insert(fx.desired.key_path.clone(), PathFact { owner: "root".into(), ..fact(0o644, None) });
         let d = fx.desired.diff_at(&facts, NOW);
-        assert_eq!((d.action, d.reason.as_str()), (Action::Update, "key mode differs, key owner differs"));
+        assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Update, "key mode differs, key owner differs"));
         facts.paths.insert("/etc/etcd/pki/ca.pem".into(), fact(0o644, Some("0".repeat(64))));
         facts.paths.insert(fx.desired.key_path.clone(), fact(0o600, None));
-        assert_eq!(fx.desired.diff_at(&facts, NOW).reason, "CA certificate file differs");
+        assert_eq!(fx.desired.diff_at(&facts, NOW).reason.to_string(), "CA certificate file differs");
     }
 
     #[test]
@@ -675,7 +704,7 @@ mod tests {
         fx.desired.leaf.subject = Subject { organization: Some("etcd".into()), ..Subject::default() };
         fx.desired.leaf.key = KeyType::Ed25519;
         assert_eq!(
-            fx.desired.diff_at(&facts, NOW).reason,
+            fx.desired.diff_at(&facts, NOW).reason.to_string(),
             "common name is etcd-1, not etcd-2, subject differs, key type is ecdsa-p256, not ed25519"
         );
     }

@@ -6,8 +6,9 @@
 
 use std::time::Duration;
 
-use super::{Action, ApplyError, Decision};
-use crate::spec::{CheckCommand, CheckSpec, Diagnostic, TemplateText};
+use super::{Action, ApplyError, Decision, HostFacts, ResourceKind};
+use crate::spec::{CheckCommand, CheckSpec, Diagnostic, Kind, TemplateText};
+use crate::state::manifest::Owned;
 use crate::transport::{Stdin, Transport};
 
 /// How much of a failed attempt's output goes into the error.
@@ -61,19 +62,6 @@ impl DesiredCheck {
         })
     }
 
-    /// What the plan shows; a check always runs when the apply gets to it.
-    pub fn diff(&self) -> Decision {
-        Decision::new(Action::Check, format!("will check: {}", self.description))
-    }
-
-    /// The command as shown in plans ("etcdctl endpoint health").
-    pub fn target(&self) -> String {
-        match self.argv.as_slice() {
-            [sh, c, script] if sh == "sh" && c == "-c" => script.clone(),
-            _ => crate::transport::quote_argv(&self.argv),
-        }
-    }
-
     /// Runs the check until it passes or its attempts are used up. Returns how it passed.
     pub async fn run(&self, transport: &dyn Transport) -> Result<String, ApplyError> {
         let attempts = self.retries.saturating_add(1);
@@ -105,6 +93,34 @@ impl DesiredCheck {
         }
         let tries = if attempts == 1 { "1 attempt".to_string() } else { format!("{attempts} attempts") };
         Err(ApplyError::Failed(format!("check failed: {} (`{}`) after {tries}: {last}", self.description, self.target())))
+    }
+}
+
+#[async_trait::async_trait]
+impl ResourceKind for DesiredCheck {
+    fn kind(&self) -> Kind {
+        Kind::Check
+    }
+
+    /// What the plan shows; a check always runs when the apply gets to it.
+    fn diff(&self, _facts: &HostFacts) -> Decision {
+        Decision::new(Action::Check, format!("will check: {}", self.description))
+    }
+
+    async fn apply(&self, transport: &dyn Transport, _decision: &Decision) -> Result<(), ApplyError> {
+        self.run(transport).await.map(|_| ())
+    }
+
+    fn owned(&self, _created: bool) -> Option<Owned> {
+        None
+    }
+
+    /// The command as shown in plans ("etcdctl endpoint health").
+    fn target(&self) -> String {
+        match self.argv.as_slice() {
+            [sh, c, script] if sh == "sh" && c == "-c" => script.clone(),
+            _ => crate::transport::quote_argv(&self.argv),
+        }
     }
 }
 
@@ -144,8 +160,8 @@ mod tests {
 
     #[test]
     fn plan_shows_a_check_that_changes_nothing() {
-        let d = check(&["true"], 0).diff();
-        assert_eq!((d.action, d.reason.as_str()), (Action::Check, "will check: demo health"));
+        let d = check(&["true"], 0).diff(&HostFacts::default());
+        assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Check, "will check: demo health"));
         assert!(!d.action.is_change());
         assert_eq!(check(&["sh", "-c", "a | b"], 0).target(), "a | b");
         assert_eq!(check(&["etcdctl", "endpoint health"], 0).target(), "etcdctl 'endpoint health'");

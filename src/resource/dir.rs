@@ -1,7 +1,9 @@
 //! `dir`: a directory with mode and (optionally) owner and group. Parents are created as needed.
 
-use super::{Action, ApplyError, AttrChange, Decision, PathFact, PathKind, attr_changes, fix_attrs, run_checked};
-use crate::spec::{Diagnostic, DirSpec, TemplateText};
+use super::removal::{Orphan, Removal};
+use super::{Action, ApplyError, AttrChange, Decision, HostFacts, PathFact, PathKind, ResourceKind, attr_changes, fix_attrs, run_checked};
+use crate::spec::{Diagnostic, DirSpec, Kind, TemplateText};
+use crate::state::manifest::{Owned, OwnedDir};
 use crate::transport::{Transport, argv};
 
 /// Default mode of a managed directory.
@@ -36,7 +38,7 @@ impl DesiredDir {
     }
 
     /// Decides what to do given what is at the path.
-    pub fn diff(&self, observed: Option<&PathFact>) -> Decision {
+    pub fn diff_at(&self, observed: Option<&PathFact>) -> Decision {
         let Some(observed) = observed else {
             let mut d = Decision::new(Action::Create, "directory does not exist");
             d.attrs.push(AttrChange::new("mode", None, Some(format!("{:04o}", self.mode))));
@@ -63,14 +65,74 @@ impl DesiredDir {
         d.attrs = attrs;
         d
     }
+}
 
-    /// Carries out a decision made by [`DesiredDir::diff`].
-    pub async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
+#[async_trait::async_trait]
+impl ResourceKind for DesiredDir {
+    fn kind(&self) -> Kind {
+        Kind::Dir
+    }
+
+    fn paths(&self) -> Vec<&str> {
+        vec![self.path.as_str()]
+    }
+
+    fn managed_dir(&self) -> Option<&str> {
+        Some(&self.path)
+    }
+
+    fn diff(&self, facts: &HostFacts) -> Decision {
+        self.diff_at(facts.path(&self.path))
+    }
+
+    fn owned(&self, created: bool) -> Option<Owned> {
+        Some(Owned::Dir(OwnedDir { path: self.path.clone(), created, purge: self.purge }))
+    }
+
+    fn requires_users(&self) -> Vec<&str> {
+        self.owner.iter().chain(&self.group).map(String::as_str).collect()
+    }
+
+    /// Carries out a decision made by [`DesiredDir::diff_at`].
+    async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
         if decision.action == Action::Create {
             run_checked(transport, &argv(&["mkdir", "-p", "--", &self.path])).await?;
         }
         let attrs: Vec<AttrChange> = decision.attrs.iter().filter(|a| a.name != "mode" || a.after.is_some()).cloned().collect();
         fix_attrs(transport, &self.path, &attrs).await
+    }
+}
+
+/// A directory leaves with the spec only if cairn made it (and it is empty), or with `purge`.
+#[async_trait::async_trait]
+impl Removal for OwnedDir {
+    fn rank(&self) -> u8 {
+        3
+    }
+
+    fn diff(&self, _orphan: &Orphan, facts: &HostFacts) -> Decision {
+        let path = &self.path;
+        match facts.path(path) {
+            None => Decision::noop("already absent"),
+            Some(p) if p.kind != PathKind::Dir => Decision::noop(format!("{path} is no longer a directory, left alone")),
+            Some(_) if self.purge => Decision::new(Action::Delete, format!("delete {path} with its contents (purge)")),
+            Some(_) if self.created => Decision::new(Action::Delete, format!("delete {path} if empty (cairn made it)")),
+            Some(_) => Decision::noop(format!("{path} kept: cairn did not make it (set purge = true to delete it)")),
+        }
+    }
+
+    async fn apply(&self, _orphan: &Orphan, transport: &dyn Transport, _decision: &Decision) -> Result<(), ApplyError> {
+        let path = &self.path;
+        if self.purge {
+            // Never `rm -rf` a top-level directory, whatever the manifest says.
+            if path.trim_end_matches('/').matches('/').count() < 2 {
+                return Err(ApplyError::Failed(format!("refusing to purge {path}: too close to /; delete it by hand")));
+            }
+            run_checked(transport, &argv(&["rm", "-rf", "--", path])).await
+        } else {
+            // Kept when something is still in it: it holds what no spec manages.
+            run_checked(transport, &argv(&["rmdir", "--ignore-fail-on-non-empty", "--", path])).await
+        }
     }
 }
 
@@ -88,27 +150,27 @@ mod tests {
 
     #[test]
     fn missing_dir_is_created_with_its_attributes() {
-        let d = desired().diff(None);
-        assert_eq!((d.action, d.reason.as_str()), (Action::Create, "directory does not exist"));
+        let d = desired().diff_at(None);
+        assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Create, "directory does not exist"));
         assert_eq!(d.attrs.len(), 2);
     }
 
     #[test]
     fn matching_dir_is_a_noop() {
-        let d = desired().diff(Some(&observed(PathKind::Dir, 0o750, "etcd")));
+        let d = desired().diff_at(Some(&observed(PathKind::Dir, 0o750, "etcd")));
         assert_eq!(d, Decision::noop("directory exists with the right mode and ownership"));
     }
 
     #[test]
     fn drifted_mode_and_group_are_updated() {
-        let d = desired().diff(Some(&observed(PathKind::Dir, 0o755, "root")));
-        assert_eq!((d.action, d.reason.as_str()), (Action::Update, "mode differs, group differs"));
+        let d = desired().diff_at(Some(&observed(PathKind::Dir, 0o755, "root")));
+        assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Update, "mode differs, group differs"));
     }
 
     #[test]
     fn file_in_the_way_is_a_conflict() {
-        let d = desired().diff(Some(&observed(PathKind::File, 0o644, "root")));
+        let d = desired().diff_at(Some(&observed(PathKind::File, 0o644, "root")));
         assert_eq!(d.action, Action::Conflict);
-        assert!(d.reason.contains("a regular file"), "{}", d.reason);
+        assert!(d.reason.to_string().contains("a regular file"), "{}", d.reason);
     }
 }

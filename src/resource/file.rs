@@ -3,8 +3,13 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{Action, ApplyError, AttrChange, ContentChange, Decision, PathFact, PathKind, attr_changes, fix_attrs};
-use crate::spec::{ContentSource, Diagnostic, FileSpec, TemplateText};
+use super::removal::{Orphan, Removal};
+use super::{
+    Action, ApplyError, AttrChange, ContentChange, Decision, HostFacts, PathFact, PathKind, ResourceKind, attr_changes, fix_attrs,
+    run_checked,
+};
+use crate::spec::{ContentSource, Diagnostic, FileSpec, Kind, TemplateText};
+use crate::state::manifest::{Owned, OwnedFile, OwnedFiles};
 use crate::transport::{Content, FileAttrs, Transport, write_file_atomic};
 
 /// Default mode of a managed file.
@@ -58,8 +63,22 @@ impl DesiredFile {
         }
     }
 
+    fn new_attrs(&self) -> Vec<AttrChange> {
+        let mut attrs = vec![
+            AttrChange::new("mode", None, Some(format!("{:04o}", self.mode))),
+            AttrChange::new("size", None, Some(format!("{} bytes", self.content.len()))),
+        ];
+        if let Some(o) = &self.owner {
+            attrs.push(AttrChange::new("owner", None, Some(o.clone())));
+        }
+        if let Some(g) = &self.group {
+            attrs.push(AttrChange::new("group", None, Some(g.clone())));
+        }
+        attrs
+    }
+
     /// Decides what to do given what is at the path.
-    pub fn diff(&self, observed: Option<&PathFact>) -> Decision {
+    pub fn diff_at(&self, observed: Option<&PathFact>) -> Decision {
         let Some(observed) = observed else {
             let mut d = Decision::new(Action::Create, "file does not exist");
             d.content = Some(ContentChange::FromEmpty);
@@ -95,28 +114,45 @@ impl DesiredFile {
         if content_differs {
             d.content = Some(ContentChange::FetchOld { path: self.path.clone() });
             let before = observed.sha256.as_deref().map(short_hash);
-            d.attrs.push(AttrChange::new("sha256", before, Some(short_hash(&self.sha256))));
+            d.attrs.push(AttrChange::digest("sha256", before, Some(short_hash(&self.sha256))));
         }
         d.attrs.extend(attrs);
         d
     }
+}
 
-    fn new_attrs(&self) -> Vec<AttrChange> {
-        let mut attrs = vec![
-            AttrChange::new("mode", None, Some(format!("{:04o}", self.mode))),
-            AttrChange::new("size", None, Some(format!("{} bytes", self.content.len()))),
-        ];
-        if let Some(o) = &self.owner {
-            attrs.push(AttrChange::new("owner", None, Some(o.clone())));
-        }
-        if let Some(g) = &self.group {
-            attrs.push(AttrChange::new("group", None, Some(g.clone())));
-        }
-        attrs
+#[async_trait::async_trait]
+impl ResourceKind for DesiredFile {
+    fn kind(&self) -> Kind {
+        Kind::File
     }
 
-    /// Carries out a decision made by [`DesiredFile::diff`].
-    pub async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
+    fn paths(&self) -> Vec<&str> {
+        vec![self.path.as_str()]
+    }
+
+    fn sensitive(&self) -> bool {
+        self.sensitive
+    }
+
+    fn new_text(&self) -> Option<&[u8]> {
+        (!self.sensitive).then_some(self.content.as_slice())
+    }
+
+    fn diff(&self, facts: &HostFacts) -> Decision {
+        self.diff_at(facts.path(&self.path))
+    }
+
+    fn owned(&self, _created: bool) -> Option<Owned> {
+        Some(owned_files([(self.path.as_str(), (!self.sensitive).then_some(self.sha256.as_str()))]))
+    }
+
+    fn requires_users(&self) -> Vec<&str> {
+        self.owner.iter().chain(&self.group).map(String::as_str).collect()
+    }
+
+    /// Carries out a decision made by [`DesiredFile::diff_at`].
+    async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
         if decision.content.is_some() {
             let attrs = FileAttrs { mode: Some(self.mode), owner: self.owner.clone(), group: self.group.clone() };
             write_file_atomic(transport, &self.path, Content::Bytes(&self.content), &attrs).await?;
@@ -124,6 +160,51 @@ impl DesiredFile {
         } else {
             fix_attrs(transport, &self.path, &decision.attrs).await
         }
+    }
+}
+
+/// What a kind that writes files owns: each path, with the sha256 of what cairn wrote when it
+/// may be recorded (never for secrets or content made at apply).
+pub(crate) fn owned_files<'a>(files: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) -> Owned {
+    let files = files.into_iter().map(|(path, sha256)| OwnedFile { path: path.to_string(), sha256: sha256.map(str::to_string) });
+    Owned::Files(OwnedFiles { files: files.collect() })
+}
+
+/// Files leave with the spec (`file`, and the files of `binary` and `cert`): deleted, saying
+/// which were edited on the host since cairn wrote them.
+#[async_trait::async_trait]
+impl Removal for OwnedFiles {
+    fn rank(&self) -> u8 {
+        2
+    }
+
+    fn diff(&self, orphan: &Orphan, facts: &HostFacts) -> Decision {
+        let present: Vec<&OwnedFile> = self
+            .files
+            .iter()
+            .filter(|f| !orphan.claimed.contains(&f.path))
+            .filter(|f| facts.path(&f.path).is_some_and(|p| matches!(p.kind, PathKind::File | PathKind::Symlink)))
+            .collect();
+        if present.is_empty() {
+            return Decision::noop("already absent");
+        }
+        let edited: Vec<&str> = present
+            .iter()
+            .filter(|f| f.sha256.is_some() && facts.path(&f.path).and_then(|p| p.sha256.as_ref()) != f.sha256.as_ref())
+            .map(|f| f.path.as_str())
+            .collect();
+        let what = present.iter().map(|f| f.path.as_str()).collect::<Vec<_>>().join(", ");
+        let mut reason = format!("delete {what}");
+        if !edited.is_empty() {
+            reason.push_str(&format!(" (changed on the host since cairn wrote it: {})", edited.join(", ")));
+        }
+        Decision::new(Action::Delete, reason)
+    }
+
+    async fn apply(&self, orphan: &Orphan, transport: &dyn Transport, _decision: &Decision) -> Result<(), ApplyError> {
+        let mut cmd = vec!["rm".to_string(), "-f".into(), "--".into()];
+        cmd.extend(orphan.paths().into_iter().map(str::to_string));
+        run_checked(transport, &cmd).await
     }
 }
 
@@ -166,35 +247,35 @@ mod tests {
 
     #[test]
     fn missing_file_is_created() {
-        let d = desired("hi\n").diff(None);
-        assert_eq!((d.action, d.reason.as_str()), (Action::Create, "file does not exist"));
+        let d = desired("hi\n").diff_at(None);
+        assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Create, "file does not exist"));
         assert_eq!(d.content, Some(ContentChange::FromEmpty));
     }
 
     #[test]
     fn matching_file_is_a_noop_with_reason() {
-        let d = desired("hi\n").diff(Some(&observed("hi\n", 0o644, "root")));
+        let d = desired("hi\n").diff_at(Some(&observed("hi\n", 0o644, "root")));
         assert_eq!(d, Decision::noop("content, mode and ownership match"));
     }
 
     #[test]
     fn unmanaged_group_is_not_reported() {
         // group is None in the spec, "adm" on the host: not a change.
-        assert_eq!(desired("x").diff(Some(&observed("x", 0o644, "root"))).action, Action::NoOp);
+        assert_eq!(desired("x").diff_at(Some(&observed("x", 0o644, "root"))).action, Action::NoOp);
     }
 
     #[test]
     fn content_change_fetches_old_content_for_the_diff() {
-        let d = desired("new\n").diff(Some(&observed("old\n", 0o644, "root")));
-        assert_eq!((d.action, d.reason.as_str()), (Action::Update, "content differs"));
+        let d = desired("new\n").diff_at(Some(&observed("old\n", 0o644, "root")));
+        assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Update, "content differs"));
         assert_eq!(d.content, Some(ContentChange::FetchOld { path: "/etc/demo/motd".into() }));
         assert_eq!(d.attrs[0].name, "sha256");
     }
 
     #[test]
     fn mode_and_owner_drift_is_fixed_without_rewriting() {
-        let d = desired("x").diff(Some(&observed("x", 0o600, "nobody")));
-        assert_eq!((d.action, d.reason.as_str()), (Action::Update, "mode differs, owner differs"));
+        let d = desired("x").diff_at(Some(&observed("x", 0o600, "nobody")));
+        assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Update, "mode differs, owner differs"));
         assert_eq!(d.content, None);
         assert_eq!(
             d.attrs,
@@ -208,31 +289,32 @@ mod tests {
     #[test]
     fn ignored_attributes_are_accepted_drift() {
         let ignore = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-        let mode_only = desired("x").diff(Some(&observed("x", 0o600, "root")));
+        let mode_only = desired("x").diff_at(Some(&observed("x", 0o600, "root")));
         let d = mode_only.ignoring(&ignore(&["mode"]));
-        assert_eq!(d, Decision::noop("matches the spec apart from drift it ignores (mode)"));
-        let both = desired("new\n").diff(Some(&observed("old\n", 0o600, "root"))).ignoring(&ignore(&["mode"]));
-        assert_eq!((both.action, both.reason.as_str()), (Action::Update, "content differs (ignoring mode)"));
+        assert_eq!(d, Decision::noop(crate::resource::Reason::OnlyIgnoredDrift { ignored: ignore(&["mode"]) }));
+        assert_eq!(d.reason.to_string(), "matches the spec apart from drift it ignores (mode)");
+        let both = desired("new\n").diff_at(Some(&observed("old\n", 0o600, "root"))).ignoring(&ignore(&["mode"]));
+        assert_eq!((both.action, both.reason.to_string().as_str()), (Action::Update, "content differs (ignoring mode)"));
         assert!(both.attrs.iter().all(|a| a.name != "mode"));
-        let content = desired("new\n").diff(Some(&observed("old\n", 0o644, "root"))).ignoring(&ignore(&["content"]));
+        let content = desired("new\n").diff_at(Some(&observed("old\n", 0o644, "root"))).ignoring(&ignore(&["content"]));
         assert_eq!(content.action, Action::NoOp);
         // Creation is untouched: something new gets every attribute of the spec.
-        assert_eq!(desired("x").diff(None).ignoring(&ignore(&["mode", "content"])).action, Action::Create);
+        assert_eq!(desired("x").diff_at(None).ignoring(&ignore(&["mode", "content"])).action, Action::Create);
     }
 
     #[test]
     fn directory_in_the_way_is_a_conflict() {
         let mut o = observed("", 0o755, "root");
         o.kind = PathKind::Dir;
-        let d = desired("x").diff(Some(&o));
+        let d = desired("x").diff_at(Some(&o));
         assert_eq!(d.action, Action::Conflict);
-        assert!(d.reason.contains("a directory"));
+        assert!(d.reason.to_string().contains("a directory"));
     }
 
     #[test]
     fn symlink_is_replaced() {
         let mut o = observed("", 0o777, "root");
         o.kind = PathKind::Symlink;
-        assert_eq!(desired("x").diff(Some(&o)).action, Action::Replace);
+        assert_eq!(desired("x").diff_at(Some(&o)).action, Action::Replace);
     }
 }

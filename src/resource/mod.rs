@@ -1,6 +1,9 @@
-//! Resource kinds. Each kind turns its spec into a per-host desired state (`from_spec`, given a
-//! template renderer), says what the host probe must gather for it, decides purely from desired
-//! and observed state what to do and why (`diff`), and carries out that decision (`apply`).
+//! Resource kinds. A kind is one file (`dir.rs`, `file.rs`, `unit.rs`, …) behind one trait,
+//! [`ResourceKind`]: it turns its spec into a per-host desired state (`from_spec`, given a
+//! template renderer, registered in [`Desired`]), says what the host probe must gather for it,
+//! decides purely from desired and observed state what to do and why (`diff`, a [`Decision`]
+//! with a typed [`Reason`]), carries that decision out (`apply`), says what it owns on the host
+//! for the manifest, and removes what it owned once it leaves the spec ([`removal::Removal`]).
 //! Knows nothing of rendering plans or of the CLI.
 
 pub mod binary;
@@ -10,17 +13,21 @@ pub mod check;
 pub mod dir;
 pub mod file;
 pub mod firewall;
-pub mod manifest;
+mod kind;
 pub mod probe;
+pub mod reason;
+pub mod removal;
 pub mod unit;
 pub mod user;
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{Diagnostic, Kind, ResourceBody, ResourceId, Spec, StartMode, TemplateText, TransportKind};
+use crate::spec::{Diagnostic, ResourceBody, ResourceId, Spec, TemplateText, TransportKind};
 use crate::transport::{Transport, TransportError};
 
+pub use kind::ResourceKind;
 pub use probe::{HostFacts, KeyFact, PathFact, PathKind, ProbeRequest};
+pub use reason::{Protected, Reason};
 
 /// What a change does to an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -89,12 +96,20 @@ pub struct AttrChange {
     pub before: Option<String>,
     /// Desired value.
     pub after: Option<String>,
+    /// The values are digests of the content: hidden when the content is sensitive.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub digest: bool,
 }
 
 impl AttrChange {
     /// An attribute going from `before` to `after`.
     pub fn new(name: &str, before: Option<String>, after: Option<String>) -> Self {
-        Self { name: name.to_string(), before, after }
+        Self { name: name.to_string(), before, after, digest: false }
+    }
+
+    /// A content digest (`sha256`) going from `before` to `after`.
+    pub fn digest(name: &str, before: Option<String>, after: Option<String>) -> Self {
+        Self { digest: true, ..Self::new(name, before, after) }
     }
 }
 
@@ -121,8 +136,8 @@ pub enum ContentChange {
 pub struct Decision {
     /// What to do.
     pub action: Action,
-    /// Why, in words a reviewer understands ("file does not exist", "up to date").
-    pub reason: String,
+    /// Why ("file does not exist", "up to date"); words are made by the plan renderer.
+    pub reason: Reason,
     /// Attribute-level differences.
     pub attrs: Vec<AttrChange>,
     /// Whether the content must be (re)written, and how to show the change.
@@ -131,12 +146,12 @@ pub struct Decision {
 
 impl Decision {
     /// Nothing to do, and why.
-    pub fn noop(reason: impl Into<String>) -> Self {
+    pub fn noop(reason: impl Into<Reason>) -> Self {
         Self { action: Action::NoOp, reason: reason.into(), attrs: Vec::new(), content: None }
     }
 
     /// `action` because of `reason`.
-    pub fn new(action: Action, reason: impl Into<String>) -> Self {
+    pub fn new(action: Action, reason: impl Into<Reason>) -> Self {
         Self { action, reason: reason.into(), attrs: Vec::new(), content: None }
     }
 
@@ -158,23 +173,24 @@ impl Decision {
         if self.attrs.len() == before && !content_ignored {
             return self;
         }
-        let accepted = ignore.join(", ");
+        let ignored = ignore.to_vec();
         if self.attrs.is_empty() && self.content.is_none() {
-            return Decision::noop(format!("matches the spec apart from drift it ignores ({accepted})"));
+            return Decision::noop(Reason::OnlyIgnoredDrift { ignored });
         }
-        let mut reasons: Vec<String> = Vec::new();
+        let mut differs: Vec<String> = Vec::new();
         for a in &self.attrs {
-            let what = if a.name == "sha256" { "content differs".to_string() } else { format!("{} differs", a.name) };
-            if a.name != "size" && !reasons.contains(&what) {
-                reasons.push(what);
+            let what = if a.name == "sha256" { "content" } else { a.name.as_str() };
+            if a.name != "size" && !differs.iter().any(|d| d == what) {
+                differs.push(what.to_string());
             }
         }
-        self.reason = format!("{} (ignoring {accepted})", reasons.join(", "));
+        self.reason = Reason::DriftIgnoring { differs, ignored };
         self
     }
 }
 
-/// What one instance should look like on its host, after templating.
+/// What one instance should look like on its host, after templating: one variant per kind, the
+/// registry of kinds. Everything else a kind does is behind [`ResourceKind`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Desired {
     /// A directory.
@@ -224,210 +240,46 @@ impl Desired {
         }
     }
 
-    /// The kind.
-    pub fn kind(&self) -> Kind {
+    /// The kind's behaviour for this instance.
+    pub fn get(&self) -> &(dyn ResourceKind + 'static) {
         match self {
-            Desired::Dir(_) => Kind::Dir,
-            Desired::File(_) => Kind::File,
-            Desired::Unit(_) => Kind::Unit,
-            Desired::User(_) => Kind::User,
-            Desired::Check(_) => Kind::Check,
-            Desired::Cert(_) => Kind::Cert,
-            Desired::Binary(_) => Kind::Binary,
-            Desired::Firewall(_) => Kind::Firewall,
+            Desired::Dir(d) => d,
+            Desired::File(f) => f,
+            Desired::Unit(u) => u,
+            Desired::User(u) => u,
+            Desired::Check(c) => c,
+            Desired::Cert(c) => c.as_ref(),
+            Desired::Binary(b) => b,
+            Desired::Firewall(f) => f,
         }
     }
 
-    /// The host paths this instance manages (for duplicate detection and implied edges).
-    pub fn paths(&self) -> Vec<&str> {
+    /// The kind's behaviour for this instance, to adjust it.
+    pub fn get_mut(&mut self) -> &mut (dyn ResourceKind + 'static) {
         match self {
-            Desired::Dir(d) => vec![d.path.as_str()],
-            Desired::File(f) => vec![f.path.as_str()],
-            Desired::Unit(u) => u.content.as_ref().map(|_| u.path.as_str()).into_iter().collect(),
-            Desired::User(_) | Desired::Check(_) => Vec::new(),
-            Desired::Cert(c) => c.paths(),
-            Desired::Binary(b) => b.targets.iter().map(|t| t.path.as_str()).collect(),
-            Desired::Firewall(_) => Vec::new(),
+            Desired::Dir(d) => d,
+            Desired::File(f) => f,
+            Desired::Unit(u) => u,
+            Desired::User(u) => u,
+            Desired::Check(c) => c,
+            Desired::Cert(c) => c.as_mut(),
+            Desired::Binary(b) => b,
+            Desired::Firewall(f) => f,
         }
     }
+}
 
-    /// The directory this instance manages, if any (files below it depend on it).
-    pub fn managed_dir(&self) -> Option<&str> {
-        match self {
-            Desired::Dir(d) => Some(&d.path),
-            Desired::File(_) | Desired::Cert(_) | Desired::Binary(_) | Desired::Firewall(_) => None,
-            Desired::Unit(_) | Desired::User(_) | Desired::Check(_) => None,
-        }
+impl std::ops::Deref for Desired {
+    type Target = dyn ResourceKind;
+
+    fn deref(&self) -> &Self::Target {
+        self.get()
     }
+}
 
-    /// A short human summary of the target ("/etc/demo/motd").
-    pub fn target(&self) -> String {
-        match self {
-            Desired::Unit(u) => u.name.clone(),
-            Desired::User(u) => format!("user {}", u.name),
-            Desired::Check(c) => c.target(),
-            Desired::Firewall(f) => f.target(),
-            _ => self.paths().join(", "),
-        }
-    }
-
-    /// Whether the content must never be shown.
-    pub fn sensitive(&self) -> bool {
-        match self {
-            Desired::Dir(_) | Desired::Binary(_) | Desired::Firewall(_) => false,
-            Desired::File(f) => f.sensitive,
-            Desired::Unit(_) | Desired::User(_) | Desired::Check(_) => false,
-            Desired::Cert(_) => true,
-        }
-    }
-
-    /// The new text content to diff against, when it is text and may be shown.
-    pub fn new_text(&self) -> Option<&[u8]> {
-        match self {
-            Desired::File(f) if !f.sensitive => Some(&f.content),
-            Desired::Unit(u) => u.content.as_deref(),
-            Desired::Firewall(f) => Some(f.text.as_bytes()),
-            _ => None,
-        }
-    }
-
-    /// Adds what this instance needs to the host's probe.
-    pub fn add_to_probe(&self, probe: &mut ProbeRequest) {
-        if let Desired::Cert(c) = self {
-            return c.add_to_probe(probe);
-        }
-        for p in self.paths() {
-            probe.paths.insert(p.to_string());
-        }
-        match self {
-            Desired::Unit(u) => {
-                probe.units.insert(u.name.clone());
-                probe.paths.extend(u.probe_paths().into_iter().map(str::to_string));
-            }
-            Desired::User(u) => {
-                probe.users.insert(u.name.clone());
-                probe.groups.extend(u.group_names().into_iter().map(str::to_string));
-            }
-            Desired::Binary(b) => {
-                if let Some(cmd) = &b.version_command {
-                    probe.versions.insert(cmd.clone());
-                }
-            }
-            Desired::Firewall(_) => probe.firewall = true,
-            _ => {}
-        }
-    }
-
-    /// Gets ready locally what `diff` needs before it can decide (a binary's archive, fetched
-    /// into the local cache once per run). Never fails: a failure is kept for `diff` to report.
-    pub async fn prepare(&self) {
-        if let Desired::Binary(b) = self {
-            b.prepare().await;
-        }
-    }
-
-    /// Decides, purely, what to do given what the probe found.
-    pub fn diff(&self, facts: &HostFacts) -> Decision {
-        match self {
-            Desired::Dir(d) => d.diff(facts.path(&d.path)),
-            Desired::File(f) => f.diff(facts.path(&f.path)),
-            Desired::Unit(u) => u.diff(facts),
-            Desired::User(u) => u.diff(facts),
-            Desired::Check(c) => c.diff(),
-            Desired::Cert(c) => c.diff(facts),
-            Desired::Binary(b) => b.diff(facts),
-            Desired::Firewall(f) => f.diff(facts.firewall.as_ref()),
-        }
-    }
-
-    /// Carries out `decision` on the host.
-    pub async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
-        match self {
-            Desired::Dir(d) => d.apply(transport, decision).await,
-            Desired::File(f) => f.apply(transport, decision).await,
-            Desired::Unit(u) => u.apply(transport, decision).await,
-            Desired::User(u) => u.apply(transport, decision).await,
-            Desired::Check(c) => c.run(transport).await.map(|_| ()),
-            Desired::Cert(c) => c.apply(transport, decision).await,
-            Desired::Binary(b) => b.apply(transport, decision).await,
-            Desired::Firewall(f) => f.apply(transport, decision).await,
-        }
-    }
-
-    /// The instance on the same host whose apply carries this one's state, when it is not this
-    /// one (firewall resources share one table per host). The graph makes this instance wait for it.
-    pub fn written_by(&self) -> Option<&ResourceId> {
-        match self {
-            Desired::Firewall(f) => f.written_by.as_ref(),
-            _ => None,
-        }
-    }
-
-    /// Resources whose changes restart this instance (`restart_on` of a unit); they are also
-    /// dependencies.
-    pub fn restart_triggers(&self) -> &[ResourceId] {
-        match self {
-            Desired::Unit(u) => &u.restart_on,
-            _ => &[],
-        }
-    }
-
-    /// Tells an instance the host paths its restart triggers manage on its host (their mtimes
-    /// are compared with the service's start time).
-    pub fn watch_paths(&mut self, paths: Vec<unit::WatchedPath>) {
-        if let Desired::Unit(u) = self {
-            u.watched = paths;
-        }
-    }
-
-    /// Adjusts a decision for dependencies on the same host that changed (at apply time) or are
-    /// planned to change (at plan time, `planned`): a unit restarts for its `restart_on`.
-    pub fn with_changed_deps(&self, decision: Decision, changed: &[ResourceId], planned: bool) -> Decision {
-        match self {
-            Desired::Unit(u) => u.with_changed_deps(decision, changed, planned),
-            _ => decision,
-        }
-    }
-
-    /// User and group names this instance needs to exist (owners of files and directories):
-    /// it is applied after the instance on its host that provides them.
-    pub fn requires_users(&self) -> Vec<&str> {
-        match self {
-            Desired::Dir(d) => d.owner.iter().chain(&d.group).map(String::as_str).collect(),
-            Desired::File(f) => f.owner.iter().chain(&f.group).map(String::as_str).collect(),
-            Desired::Cert(c) => c.owner.iter().chain(&c.group).map(String::as_str).collect(),
-            Desired::User(u) => u.groups.iter().map(String::as_str).filter(|g| *g != u.group).collect(),
-            _ => Vec::new(),
-        }
-    }
-
-    /// User and group names this instance creates.
-    pub fn provides_users(&self) -> Vec<&str> {
-        match self {
-            Desired::User(u) => vec![u.name.as_str(), u.group.as_str()],
-            _ => Vec::new(),
-        }
-    }
-
-    /// Whether the executor must start this resource's instances on all their hosts at once.
-    pub fn start_together(&self) -> bool {
-        matches!(self, Desired::Unit(u) if u.start == StartMode::Together)
-    }
-
-    /// `rolling`: how many hosts may be disrupted at once, and the check gating each batch.
-    pub fn rolling(&self) -> Option<(usize, Option<&crate::spec::ResourceId>)> {
-        match self {
-            Desired::Unit(u) => u.rolling.as_ref().map(|(batch, check)| (*batch, check.as_ref())),
-            _ => None,
-        }
-    }
-
-    /// Whether carrying out `decision` interrupts a running service (see `rolling`).
-    pub fn disrupts(&self, facts: &HostFacts, decision: &Decision) -> bool {
-        match self {
-            Desired::Unit(u) => u.disrupts(facts, decision),
-            _ => false,
-        }
+impl std::ops::DerefMut for Desired {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.get_mut()
     }
 }
 

@@ -8,7 +8,73 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::Digest as _;
 
+use crate::state::manifest::{MANIFEST_DIR, Manifest, ManifestError};
 use crate::transport::{Stdin, Transport, TransportError, argv};
+
+/// Output of the probe that cannot be understood (a cut-off or foreign answer).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    /// A line of an unexpected shape.
+    #[error("unexpected {what} {line:?}")]
+    Unexpected {
+        /// What the line was to be ("stat line").
+        what: &'static str,
+        /// The line.
+        line: String,
+    },
+    /// A value that does not parse.
+    #[error("bad {what} {value:?}")]
+    Bad {
+        /// Which value ("mode in").
+        what: &'static str,
+        /// The text around it.
+        value: String,
+    },
+    /// No end marker: the output was cut off.
+    #[error("probe output ended early")]
+    EndedEarly,
+    /// `systemctl show` failed on the host.
+    #[error("systemctl show failed: {0}")]
+    SystemctlShow(String),
+    /// `systemctl show` answered for another number of units than asked.
+    #[error("systemctl show reported {reported} unit(s) for {asked} asked")]
+    UnitCount {
+        /// Blocks reported.
+        reported: usize,
+        /// Units asked for.
+        asked: usize,
+    },
+    /// A unit's properties do not parse.
+    #[error("{name}: {source}")]
+    Unit {
+        /// The unit.
+        name: String,
+        /// What is wrong.
+        source: Box<ProbeError>,
+    },
+}
+
+impl ProbeError {
+    /// A line of an unexpected shape.
+    pub fn unexpected(what: &'static str, line: &str) -> Self {
+        ProbeError::Unexpected { what, line: line.to_string() }
+    }
+
+    /// A value that does not parse.
+    pub fn bad(what: &'static str, value: &str) -> Self {
+        ProbeError::Bad { what, value: value.to_string() }
+    }
+}
+
+/// A manifest file on the host that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {error}")]
+pub struct UnreadableManifest {
+    /// Its path on the host.
+    pub path: String,
+    /// Why.
+    pub error: ManifestError,
+}
 
 /// What the probe must gather on one host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -100,7 +166,7 @@ pub struct HostFacts {
     pub keys: BTreeMap<String, KeyFact>,
     /// Every spec's manifest on the host by spec name (file stem), when asked for; a file that
     /// does not parse has the reason instead.
-    pub manifests: BTreeMap<String, Result<super::manifest::Manifest, String>>,
+    pub manifests: BTreeMap<String, Result<Manifest, UnreadableManifest>>,
 }
 
 /// The public side of a private key file, as derived on the host.
@@ -375,7 +441,7 @@ impl ProbeRequest {
         }
         if self.manifests {
             out.push_str("M\t");
-            out.push_str(super::manifest::MANIFEST_DIR);
+            out.push_str(MANIFEST_DIR);
             out.push('\n');
         }
         out.into_bytes()
@@ -389,12 +455,12 @@ impl ProbeRequest {
         if !out.success() {
             return Err(failed(out.error_text()));
         }
-        parse_probe_output(&String::from_utf8_lossy(&out.stdout)).map_err(failed)
+        parse_probe_output(&String::from_utf8_lossy(&out.stdout)).map_err(|e| failed(e.to_string()))
     }
 }
 
 /// Parses the probe's output. Pure; tested on raw output.
-pub fn parse_probe_output(text: &str) -> Result<HostFacts, String> {
+pub fn parse_probe_output(text: &str) -> Result<HostFacts, ProbeError> {
     let mut facts = HostFacts::default();
     let mut hashes: BTreeMap<String, String> = BTreeMap::new();
     let mut complete = false;
@@ -408,7 +474,7 @@ pub fn parse_probe_output(text: &str) -> Result<HostFacts, String> {
             "S" => {
                 let f: Vec<&str> = rest.splitn(7, '\t').collect();
                 let [kind, mode, owner, group, size, mtime, path] = f.as_slice() else {
-                    return Err(format!("unexpected stat line {line:?}"));
+                    return Err(ProbeError::unexpected("stat line", line));
                 };
                 let kind = match *kind {
                     "regular file" | "regular empty file" => PathKind::File,
@@ -418,32 +484,32 @@ pub fn parse_probe_output(text: &str) -> Result<HostFacts, String> {
                 };
                 let fact = PathFact {
                     kind,
-                    mode: u32::from_str_radix(mode, 8).map_err(|_| format!("bad mode in {line:?}"))?,
+                    mode: u32::from_str_radix(mode, 8).map_err(|_| ProbeError::bad("mode in", line))?,
                     owner: (*owner).to_string(),
                     group: (*group).to_string(),
-                    size: size.parse().map_err(|_| format!("bad size in {line:?}"))?,
-                    mtime: mtime.parse().map_err(|_| format!("bad mtime in {line:?}"))?,
+                    size: size.parse().map_err(|_| ProbeError::bad("size in", line))?,
+                    mtime: mtime.parse().map_err(|_| ProbeError::bad("mtime in", line))?,
                     sha256: None,
                 };
                 facts.paths.insert((*path).to_string(), fact);
             }
             "H" => {
-                let (hash, path) = rest.split_once("  ").ok_or_else(|| format!("unexpected hash line {line:?}"))?;
+                let (hash, path) = rest.split_once("  ").ok_or_else(|| ProbeError::unexpected("hash line", line))?;
                 hashes.insert(path.to_string(), hash.to_string());
             }
             "UN" => unit_names.push(rest.to_string()),
             "US" => unit_lines.push(rest),
-            "UX" => return Err(format!("systemctl show failed: {}", rest.trim())),
+            "UX" => return Err(ProbeError::SystemctlShow(rest.trim().to_string())),
             "PW" => passwd.push(rest),
             "GR" => group.push(rest),
             "C" => {
-                let (text, path) = rest.split_once('\t').ok_or_else(|| format!("unexpected certificate line {line:?}"))?;
+                let (text, path) = rest.split_once('\t').ok_or_else(|| ProbeError::unexpected("certificate line", line))?;
                 let cert = facts.certs.entry(path.to_string()).or_default();
                 cert.push_str(text);
                 cert.push('\n');
             }
             "K" => {
-                let (text, path) = rest.split_once('\t').ok_or_else(|| format!("unexpected key line {line:?}"))?;
+                let (text, path) = rest.split_once('\t').ok_or_else(|| ProbeError::unexpected("key line", line))?;
                 let fact = match text {
                     "!noopenssl" => KeyFact::NoOpenssl,
                     "!unreadable" => KeyFact::Unreadable,
@@ -459,7 +525,7 @@ pub fn parse_probe_output(text: &str) -> Result<HostFacts, String> {
                 facts.keys.insert(path.to_string(), fact);
             }
             "V" => {
-                let (argv, first) = rest.split_once('\t').ok_or_else(|| format!("unexpected version line {line:?}"))?;
+                let (argv, first) = rest.split_once('\t').ok_or_else(|| ProbeError::unexpected("version line", line))?;
                 let first = first.trim();
                 if !first.is_empty() {
                     facts.versions.insert(argv.split('\u{1f}').map(str::to_string).collect(), first.to_string());
@@ -467,15 +533,15 @@ pub fn parse_probe_output(text: &str) -> Result<HostFacts, String> {
             }
             "FWSSH" | "FWNFT" => facts.firewall.get_or_insert_with(Default::default).parse_line(tag, rest)?,
             "M" => {
-                let (path, text) = rest.split_once('\t').ok_or_else(|| format!("unexpected manifest line {line:?}"))?;
+                let (path, text) = rest.split_once('\t').ok_or_else(|| ProbeError::unexpected("manifest line", line))?;
                 manifest_text.entry(path.to_string()).or_default().push_str(text);
             }
             "E" => complete = true,
-            _ => return Err(format!("unexpected probe output {line:?}")),
+            _ => return Err(ProbeError::unexpected("probe output", line)),
         }
     }
     if !complete {
-        return Err("probe output ended early".to_string());
+        return Err(ProbeError::EndedEarly);
     }
     facts.units = super::unit::parse_show(&unit_names, &unit_lines)?;
     facts.users = super::user::parse_passwd(&passwd)?;
@@ -487,7 +553,7 @@ pub fn parse_probe_output(text: &str) -> Result<HostFacts, String> {
     }
     for (path, text) in manifest_text {
         let name = path.rsplit('/').next().unwrap_or(&path).trim_end_matches(".json").to_string();
-        facts.manifests.insert(name, super::manifest::Manifest::parse(&text).map_err(|e| format!("{path}: {e}")));
+        facts.manifests.insert(name, Manifest::parse(&text).map_err(|error| UnreadableManifest { path, error }));
     }
     Ok(facts)
 }
@@ -575,7 +641,7 @@ mod tests {
         assert_eq!(facts.users["etcd"].uid, 998);
         assert_eq!(facts.groups["etcd"].gid, 997);
         let err = parse_probe_output("UN\tx.service\nUX\tSystem has not been booted with systemd \nE\tend\n").unwrap_err();
-        assert_eq!(err, "systemctl show failed: System has not been booted with systemd");
+        assert_eq!(err.to_string(), "systemctl show failed: System has not been booted with systemd");
     }
 
     #[tokio::test]

@@ -12,8 +12,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::file::sha256_hex;
-use super::{Action, ApplyError, AttrChange, ContentChange, Decision, HostFacts, PathFact, PathKind, attr_changes, fix_attrs};
-use crate::spec::{ContentSource, Diagnostic, ResourceId, StartMode, TemplateText, UnitSpec, UnitState};
+use super::probe::ProbeError;
+use super::removal::{Claims, Orphan, Removal};
+use super::{
+    Action, ApplyError, AttrChange, ContentChange, Decision, HostFacts, PathFact, PathKind, ProbeRequest, ResourceKind, attr_changes,
+    fix_attrs, run_checked,
+};
+use crate::spec::{ContentSource, Diagnostic, Kind, ResourceId, StartMode, TemplateText, UnitSpec, UnitState};
+use crate::state::manifest::{Owned, OwnedUnit};
 use crate::transport::{Content, FileAttrs, Stdin, Transport, argv, write_file_atomic};
 
 /// Where unit files are written.
@@ -114,14 +120,6 @@ impl DesiredUnit {
         })
     }
 
-    /// Whether carrying out `decision` interrupts the running service (a restart, or a new unit
-    /// file for an active unit): such changes are what `rolling` spaces out. Starting a stopped
-    /// unit interrupts nothing.
-    pub fn disrupts(&self, facts: &HostFacts, decision: &Decision) -> bool {
-        let active = facts.units.get(&self.name).is_some_and(UnitFact::is_active);
-        active && self.state == UnitState::Running && matches!(decision.action, Action::Restart | Action::Update | Action::Replace)
-    }
-
     /// The paths whose mtime the probe must report: the unit file and the watched paths.
     pub fn probe_paths(&self) -> Vec<&str> {
         let mut paths: Vec<&str> = self.watched.iter().map(|w| w.path.as_str()).collect();
@@ -129,129 +127,6 @@ impl DesiredUnit {
             paths.push(&self.path);
         }
         paths
-    }
-
-    /// Decides, purely, what to do given what the probe found.
-    pub fn diff(&self, facts: &HostFacts) -> Decision {
-        let Some(unit) = facts.units.get(&self.name) else {
-            return Decision::new(Action::Conflict, format!("the probe did not report {}", self.name));
-        };
-        let mut reasons: Vec<String> = Vec::new();
-        let mut attrs: Vec<AttrChange> = Vec::new();
-        let mut action = Action::NoOp;
-        let mut content = None;
-        let mut file_written = false;
-
-        if let (Some(bytes), Some(sha)) = (&self.content, &self.sha256) {
-            match facts.path(&self.path) {
-                None => {
-                    action = Action::Create;
-                    reasons.push("unit file missing".into());
-                    content = Some(ContentChange::FromEmpty);
-                    attrs.push(AttrChange::new("size", None, Some(format!("{} bytes", bytes.len()))));
-                    file_written = true;
-                }
-                Some(f) if matches!(f.kind, PathKind::Dir | PathKind::Other) => {
-                    return Decision::new(
-                        Action::Conflict,
-                        format!("{} is {}; cairn will not remove it to write a unit file there", self.path, f.kind.describe()),
-                    );
-                }
-                Some(f) if f.kind == PathKind::Symlink => {
-                    action = Action::Update;
-                    reasons.push("unit file is a symbolic link (masked?); it will be replaced".into());
-                    content = Some(ContentChange::FromEmpty);
-                    file_written = true;
-                }
-                Some(f) => {
-                    if f.sha256.as_deref() != Some(sha.as_str()) {
-                        action = Action::Update;
-                        reasons.push("unit file content differs".into());
-                        content = Some(ContentChange::FetchOld { path: self.path.clone() });
-                        attrs.push(AttrChange::new("sha256", f.sha256.as_deref().map(short), Some(short(sha))));
-                        file_written = true;
-                    } else {
-                        let drift = attr_changes(f, 0o644, Some("root"), Some("root"));
-                        if !drift.is_empty() {
-                            action = Action::Update;
-                            reasons.extend(drift.iter().map(|a| format!("unit file {} differs", a.name)));
-                            attrs.extend(drift);
-                        }
-                    }
-                }
-            }
-        } else if unit.load_state == "not-found" {
-            return Decision::new(
-                Action::Conflict,
-                format!("{} does not exist on the host and the spec gives no content to write its unit file", self.name),
-            );
-        }
-        if !file_written && unit.need_daemon_reload {
-            action = bump(action);
-            reasons.push("unit file changed on disk; daemon-reload pending".into());
-            attrs.push(AttrChange::new(ATTR_RELOAD, Some("pending".into()), Some("done".into())));
-        }
-
-        // Enablement. A new unit file has no state yet: it is enabled after it is written.
-        let ufs = if file_written && action == Action::Create { "" } else { unit.unit_file_state.as_str() };
-        let is_enabled = matches!(ufs, "enabled" | "enabled-runtime" | "alias");
-        let fixed = matches!(ufs, "static" | "generated" | "transient" | "indirect");
-        let shown = |s: &str| if s.is_empty() { None } else { Some(s.to_string()) };
-        if self.enabled && !is_enabled && !fixed {
-            action = bump(action);
-            reasons.push("not enabled".into());
-            attrs.push(AttrChange::new(ATTR_ENABLED, shown(ufs), Some("enabled".into())));
-        } else if !self.enabled && is_enabled {
-            action = bump(action);
-            reasons.push("enabled, wanted disabled".into());
-            attrs.push(AttrChange::new(ATTR_ENABLED, shown(ufs), Some("disabled".into())));
-        }
-
-        // Running state, and restarts of a running unit.
-        let active = unit.is_active();
-        let before_state = Some(unit.active_state.clone());
-        let mut restart_only = false;
-        match self.state {
-            UnitState::Running if !active => {
-                action = bump(action);
-                reasons.push(match unit.active_state.as_str() {
-                    "inactive" => "stopped, wanted running".to_string(),
-                    other => format!("{other}, wanted running"),
-                });
-                attrs.push(AttrChange::new(ATTR_STATE, before_state, Some("running".into())));
-            }
-            UnitState::Running => {
-                let pending = self.restart_pending(facts, unit, file_written);
-                if file_written {
-                    reasons.push("the running unit will be restarted".into());
-                    attrs.push(AttrChange::new(ATTR_STATE, before_state, Some("restarted".into())));
-                } else if !pending.is_empty() {
-                    reasons.extend(pending.iter().map(|p| format!("restart pending: {p} changed after the service started")));
-                    attrs.push(AttrChange::new(ATTR_STATE, before_state, Some("restarted".into())));
-                    restart_only = true;
-                }
-            }
-            UnitState::Stopped if active || unit.active_state == "activating" => {
-                action = bump(action);
-                reasons.push(format!("{}, wanted stopped", if active { "running" } else { "activating" }));
-                attrs.push(AttrChange::new(ATTR_STATE, before_state, Some("stopped".into())));
-            }
-            UnitState::Stopped => {}
-        }
-        if restart_only && action == Action::NoOp {
-            action = Action::Restart;
-        }
-        if action == Action::NoOp {
-            let running = if self.state == UnitState::Running { "running" } else { "stopped" };
-            let enabled = match (self.enabled, fixed) {
-                (_, true) => ufs,
-                (true, false) => "enabled",
-                (false, false) => "disabled",
-            };
-            let file = if self.content.is_some() { ", unit file up to date" } else { "" };
-            return Decision::noop(format!("{running} and {enabled}{file}"));
-        }
-        Decision { action, reason: reasons.join(", "), attrs, content }
     }
 
     /// Names of watched files (and the unit file) modified after the unit became active.
@@ -269,60 +144,6 @@ impl DesiredUnit {
             }
         }
         names
-    }
-
-    /// Adds a restart when resources in `restart_on` changed (at apply time) or will change (at
-    /// plan time), unless the decision already starts, restarts or stops the unit.
-    pub fn with_changed_deps(&self, mut decision: Decision, changed: &[ResourceId], planned: bool) -> Decision {
-        let triggers: Vec<String> = self.restart_on.iter().filter(|r| changed.contains(r)).map(ToString::to_string).collect();
-        if triggers.is_empty() || self.state == UnitState::Stopped || decision.action == Action::Conflict {
-            return decision;
-        }
-        if decision.attrs.iter().any(|a| a.name == ATTR_STATE) {
-            return decision;
-        }
-        let verb = match (planned, triggers.len()) {
-            (true, 1) => "changes",
-            (true, _) => "change",
-            (false, _) => "changed",
-        };
-        let why = format!("restart: {} {verb}", triggers.join(", "));
-        decision.attrs.push(AttrChange::new(ATTR_STATE, Some("active".into()), Some("restarted".into())));
-        if decision.action == Action::NoOp {
-            decision.action = Action::Restart;
-            decision.reason = why;
-        } else {
-            decision.reason = format!("{}, {why}", decision.reason);
-        }
-        decision
-    }
-
-    /// Carries out a decision made by [`DesiredUnit::diff`] (and [`DesiredUnit::with_changed_deps`]).
-    pub async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
-        let wanted = |name: &str| decision.attrs.iter().find(|a| a.name == name).and_then(|a| a.after.clone());
-        let mut reload = wanted(ATTR_RELOAD).is_some();
-        if let (Some(_), Some(bytes)) = (&decision.content, &self.content) {
-            let attrs = FileAttrs { mode: Some(0o644), owner: Some("root".into()), group: Some("root".into()) };
-            write_file_atomic(transport, &self.path, Content::Bytes(bytes), &attrs).await?;
-            reload = true;
-        } else {
-            fix_attrs(transport, &self.path, &decision.attrs).await?;
-        }
-        if reload {
-            self.systemctl(transport, &["daemon-reload"]).await?;
-        }
-        match wanted(ATTR_ENABLED).as_deref() {
-            Some("enabled") => self.systemctl(transport, &["enable", "--", &self.name]).await?,
-            Some("disabled") => self.systemctl(transport, &["disable", "--", &self.name]).await?,
-            _ => {}
-        }
-        match wanted(ATTR_STATE).as_deref() {
-            Some("stopped") => self.systemctl(transport, &["stop", "--", &self.name]).await?,
-            Some("running") => self.start(transport, "start").await?,
-            Some("restarted") => self.start(transport, "restart").await?,
-            _ => {}
-        }
-        Ok(())
     }
 
     async fn systemctl(&self, transport: &dyn Transport, args: &[&str]) -> Result<(), ApplyError> {
@@ -407,6 +228,242 @@ impl DesiredUnit {
     }
 }
 
+#[async_trait::async_trait]
+impl ResourceKind for DesiredUnit {
+    fn kind(&self) -> Kind {
+        Kind::Unit
+    }
+
+    /// The unit file, when cairn writes it.
+    fn paths(&self) -> Vec<&str> {
+        self.content.as_ref().map(|_| self.path.as_str()).into_iter().collect()
+    }
+
+    fn target(&self) -> String {
+        self.name.clone()
+    }
+
+    fn new_text(&self) -> Option<&[u8]> {
+        self.content.as_deref()
+    }
+
+    fn add_to_probe(&self, probe: &mut ProbeRequest) {
+        probe.paths.extend(self.paths().into_iter().map(str::to_string));
+        probe.units.insert(self.name.clone());
+        probe.paths.extend(self.probe_paths().into_iter().map(str::to_string));
+    }
+
+    fn owned(&self, _created: bool) -> Option<Owned> {
+        Some(Owned::Unit(OwnedUnit { name: self.name.clone(), file: self.content.as_ref().map(|_| self.path.clone()) }))
+    }
+
+    fn claim(&self, id: &ResourceId, claims: &mut Claims) {
+        claims.add_paths(id, self.paths());
+        claims.units.entry(self.name.clone()).or_insert_with(|| id.to_string());
+    }
+
+    fn restart_triggers(&self) -> &[ResourceId] {
+        &self.restart_on
+    }
+
+    fn watch_paths(&mut self, paths: Vec<WatchedPath>) {
+        self.watched = paths;
+    }
+
+    fn start_together(&self) -> bool {
+        self.start == StartMode::Together
+    }
+
+    fn rolling(&self) -> Option<(usize, Option<&ResourceId>)> {
+        self.rolling.as_ref().map(|(batch, check)| (*batch, check.as_ref()))
+    }
+
+    /// Whether carrying out `decision` interrupts the running service (a restart, or a new unit
+    /// file for an active unit): such changes are what `rolling` spaces out. Starting a stopped
+    /// unit interrupts nothing.
+    fn disrupts(&self, facts: &HostFacts, decision: &Decision) -> bool {
+        let active = facts.units.get(&self.name).is_some_and(UnitFact::is_active);
+        active && self.state == UnitState::Running && matches!(decision.action, Action::Restart | Action::Update | Action::Replace)
+    }
+
+    /// Decides, purely, what to do given what the probe found.
+    fn diff(&self, facts: &HostFacts) -> Decision {
+        let Some(unit) = facts.units.get(&self.name) else {
+            return Decision::new(Action::Conflict, format!("the probe did not report {}", self.name));
+        };
+        let mut reasons: Vec<String> = Vec::new();
+        let mut attrs: Vec<AttrChange> = Vec::new();
+        let mut action = Action::NoOp;
+        let mut content = None;
+        let mut file_written = false;
+
+        if let (Some(bytes), Some(sha)) = (&self.content, &self.sha256) {
+            match facts.path(&self.path) {
+                None => {
+                    action = Action::Create;
+                    reasons.push("unit file missing".into());
+                    content = Some(ContentChange::FromEmpty);
+                    attrs.push(AttrChange::new("size", None, Some(format!("{} bytes", bytes.len()))));
+                    file_written = true;
+                }
+                Some(f) if matches!(f.kind, PathKind::Dir | PathKind::Other) => {
+                    return Decision::new(
+                        Action::Conflict,
+                        format!("{} is {}; cairn will not remove it to write a unit file there", self.path, f.kind.describe()),
+                    );
+                }
+                Some(f) if f.kind == PathKind::Symlink => {
+                    action = Action::Update;
+                    reasons.push("unit file is a symbolic link (masked?); it will be replaced".into());
+                    content = Some(ContentChange::FromEmpty);
+                    file_written = true;
+                }
+                Some(f) => {
+                    if f.sha256.as_deref() != Some(sha.as_str()) {
+                        action = Action::Update;
+                        reasons.push("unit file content differs".into());
+                        content = Some(ContentChange::FetchOld { path: self.path.clone() });
+                        attrs.push(AttrChange::digest("sha256", f.sha256.as_deref().map(short), Some(short(sha))));
+                        file_written = true;
+                    } else {
+                        let drift = attr_changes(f, 0o644, Some("root"), Some("root"));
+                        if !drift.is_empty() {
+                            action = Action::Update;
+                            reasons.extend(drift.iter().map(|a| format!("unit file {} differs", a.name)));
+                            attrs.extend(drift);
+                        }
+                    }
+                }
+            }
+        } else if unit.load_state == "not-found" {
+            return Decision::new(
+                Action::Conflict,
+                format!("{} does not exist on the host and the spec gives no content to write its unit file", self.name),
+            );
+        }
+        if !file_written && unit.need_daemon_reload {
+            action = bump(action);
+            reasons.push("unit file changed on disk; daemon-reload pending".into());
+            attrs.push(AttrChange::new(ATTR_RELOAD, Some("pending".into()), Some("done".into())));
+        }
+
+        // Enablement. A new unit file has no state yet: it is enabled after it is written.
+        let ufs = if file_written && action == Action::Create { "" } else { unit.unit_file_state.as_str() };
+        let is_enabled = matches!(ufs, "enabled" | "enabled-runtime" | "alias");
+        let fixed = matches!(ufs, "static" | "generated" | "transient" | "indirect");
+        let shown = |s: &str| if s.is_empty() { None } else { Some(s.to_string()) };
+        if self.enabled && !is_enabled && !fixed {
+            action = bump(action);
+            reasons.push("not enabled".into());
+            attrs.push(AttrChange::new(ATTR_ENABLED, shown(ufs), Some("enabled".into())));
+        } else if !self.enabled && is_enabled {
+            action = bump(action);
+            reasons.push("enabled, wanted disabled".into());
+            attrs.push(AttrChange::new(ATTR_ENABLED, shown(ufs), Some("disabled".into())));
+        }
+
+        // Running state, and restarts of a running unit.
+        let active = unit.is_active();
+        let before_state = Some(unit.active_state.clone());
+        let mut restart_only = false;
+        match self.state {
+            UnitState::Running if !active => {
+                action = bump(action);
+                reasons.push(match unit.active_state.as_str() {
+                    "inactive" => "stopped, wanted running".to_string(),
+                    other => format!("{other}, wanted running"),
+                });
+                attrs.push(AttrChange::new(ATTR_STATE, before_state, Some("running".into())));
+            }
+            UnitState::Running => {
+                let pending = self.restart_pending(facts, unit, file_written);
+                if file_written {
+                    reasons.push("the running unit will be restarted".into());
+                    attrs.push(AttrChange::new(ATTR_STATE, before_state, Some("restarted".into())));
+                } else if !pending.is_empty() {
+                    reasons.extend(pending.iter().map(|p| format!("restart pending: {p} changed after the service started")));
+                    attrs.push(AttrChange::new(ATTR_STATE, before_state, Some("restarted".into())));
+                    restart_only = true;
+                }
+            }
+            UnitState::Stopped if active || unit.active_state == "activating" => {
+                action = bump(action);
+                reasons.push(format!("{}, wanted stopped", if active { "running" } else { "activating" }));
+                attrs.push(AttrChange::new(ATTR_STATE, before_state, Some("stopped".into())));
+            }
+            UnitState::Stopped => {}
+        }
+        if restart_only && action == Action::NoOp {
+            action = Action::Restart;
+        }
+        if action == Action::NoOp {
+            let running = if self.state == UnitState::Running { "running" } else { "stopped" };
+            let enabled = match (self.enabled, fixed) {
+                (_, true) => ufs,
+                (true, false) => "enabled",
+                (false, false) => "disabled",
+            };
+            let file = if self.content.is_some() { ", unit file up to date" } else { "" };
+            return Decision::noop(format!("{running} and {enabled}{file}"));
+        }
+        Decision { action, reason: reasons.join(", ").into(), attrs, content }
+    }
+
+    /// Adds a restart when resources in `restart_on` changed (at apply time) or will change (at
+    /// plan time), unless the decision already starts, restarts or stops the unit.
+    fn with_changed_deps(&self, mut decision: Decision, changed: &[ResourceId], planned: bool) -> Decision {
+        let triggers: Vec<String> = self.restart_on.iter().filter(|r| changed.contains(r)).map(ToString::to_string).collect();
+        if triggers.is_empty() || self.state == UnitState::Stopped || decision.action == Action::Conflict {
+            return decision;
+        }
+        if decision.attrs.iter().any(|a| a.name == ATTR_STATE) {
+            return decision;
+        }
+        let verb = match (planned, triggers.len()) {
+            (true, 1) => "changes",
+            (true, _) => "change",
+            (false, _) => "changed",
+        };
+        let why = format!("restart: {} {verb}", triggers.join(", "));
+        decision.attrs.push(AttrChange::new(ATTR_STATE, Some("active".into()), Some("restarted".into())));
+        if decision.action == Action::NoOp {
+            decision.action = Action::Restart;
+            decision.reason = why.into();
+        } else {
+            decision.reason = format!("{}, {why}", decision.reason).into();
+        }
+        decision
+    }
+
+    /// Carries out a decision made by [`DesiredUnit::diff`] (and [`DesiredUnit::with_changed_deps`]).
+    async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
+        let wanted = |name: &str| decision.attrs.iter().find(|a| a.name == name).and_then(|a| a.after.clone());
+        let mut reload = wanted(ATTR_RELOAD).is_some();
+        if let (Some(_), Some(bytes)) = (&decision.content, &self.content) {
+            let attrs = FileAttrs { mode: Some(0o644), owner: Some("root".into()), group: Some("root".into()) };
+            write_file_atomic(transport, &self.path, Content::Bytes(bytes), &attrs).await?;
+            reload = true;
+        } else {
+            fix_attrs(transport, &self.path, &decision.attrs).await?;
+        }
+        if reload {
+            self.systemctl(transport, &["daemon-reload"]).await?;
+        }
+        match wanted(ATTR_ENABLED).as_deref() {
+            Some("enabled") => self.systemctl(transport, &["enable", "--", &self.name]).await?,
+            Some("disabled") => self.systemctl(transport, &["disable", "--", &self.name]).await?,
+            _ => {}
+        }
+        match wanted(ATTR_STATE).as_deref() {
+            Some("stopped") => self.systemctl(transport, &["stop", "--", &self.name]).await?,
+            Some("running") => self.start(transport, "start").await?,
+            Some("restarted") => self.start(transport, "restart").await?,
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
 /// One look at a unit while waiting for it to start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Invocation {
@@ -450,9 +507,80 @@ fn properties(text: &str) -> BTreeMap<String, String> {
     text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
+/// The step of a unit removal that deletes its unit file (the steps travel as attributes: the
+/// plan shows them, apply does exactly them).
+const ATTR_UNIT_FILE: &str = "unit file";
+
+/// A unit leaves with the spec: stopped, disabled and its unit file (when cairn wrote it)
+/// deleted, doing only the steps it needs.
+#[async_trait::async_trait]
+impl Removal for OwnedUnit {
+    fn rank(&self) -> u8 {
+        0
+    }
+
+    fn adopted_by(&self, claims: &Claims, _claimed_all: Option<&str>) -> Option<String> {
+        claims.units.get(&self.name).cloned()
+    }
+
+    fn add_to_probe(&self, _orphan: &Orphan, probe: &mut ProbeRequest) {
+        probe.units.insert(self.name.clone());
+    }
+
+    fn diff(&self, _orphan: &Orphan, facts: &HostFacts) -> Decision {
+        let name = &self.name;
+        let unit = facts.units.get(name);
+        let active = unit.is_some_and(|u| matches!(u.active_state.as_str(), "active" | "activating" | "reloading"));
+        let enabled = unit.is_some_and(|u| u.unit_file_state.starts_with("enabled"));
+        let unit_file = self.file.as_ref().filter(|f| facts.path(f).is_some());
+        let mut d = Decision::noop("");
+        let mut steps = Vec::new();
+        if active {
+            steps.push("stop");
+            d.attrs.push(AttrChange::new(ATTR_STATE, unit.map(|u| u.active_state.clone()), Some("stopped".into())));
+        }
+        if enabled {
+            steps.push("disable");
+            d.attrs.push(AttrChange::new(ATTR_ENABLED, Some("enabled".into()), Some("disabled".into())));
+        }
+        if let Some(f) = unit_file {
+            steps.push("delete its unit file");
+            d.attrs.push(AttrChange::new(ATTR_UNIT_FILE, Some(f.clone()), None));
+        }
+        if steps.is_empty() {
+            return Decision::noop(format!("{name} is stopped, disabled and has no unit file"));
+        }
+        d.action = Action::Delete;
+        d.reason = format!("{} {name}", steps.join(", ")).into();
+        d
+    }
+
+    async fn apply(&self, _orphan: &Orphan, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
+        let name = self.name.as_str();
+        let step = |attr: &str| decision.attrs.iter().find(|a| a.name == attr);
+        if step(ATTR_STATE).is_some() {
+            run_checked(transport, &argv(&["systemctl", "stop", "--", name])).await?;
+        }
+        if step(ATTR_ENABLED).is_some() {
+            run_checked(transport, &argv(&["systemctl", "disable", "--", name])).await?;
+        }
+        if let Some(path) = step(ATTR_UNIT_FILE).and_then(|a| a.before.as_deref()) {
+            run_checked(transport, &argv(&["rm", "-f", "--", path])).await?;
+            run_checked(transport, &argv(&["systemctl", "daemon-reload"])).await?;
+        }
+        // A unit that failed while it ran stays listed as failed until this.
+        let _ = transport.run(&argv(&["systemctl", "reset-failed", "--", name]), Stdin::Null).await;
+        Ok(())
+    }
+
+    fn target(&self, _paths: &[&str]) -> String {
+        self.name.clone()
+    }
+}
+
 /// Pairs the unit names the probe echoed with the blocks of `systemctl show` output (one block
 /// per name, in order, separated by blank lines). Pure; tested on raw output.
-pub fn parse_show(names: &[String], lines: &[&str]) -> Result<BTreeMap<String, UnitFact>, String> {
+pub fn parse_show(names: &[String], lines: &[&str]) -> Result<BTreeMap<String, UnitFact>, ProbeError> {
     let mut blocks: Vec<BTreeMap<String, String>> = Vec::new();
     let mut current: BTreeMap<String, String> = BTreeMap::new();
     for line in lines {
@@ -462,7 +590,7 @@ pub fn parse_show(names: &[String], lines: &[&str]) -> Result<BTreeMap<String, U
             }
             continue;
         }
-        let (k, v) = line.split_once('=').ok_or_else(|| format!("unexpected systemctl show line {line:?}"))?;
+        let (k, v) = line.split_once('=').ok_or_else(|| ProbeError::unexpected("systemctl show line", line))?;
         // xargs may split a long list over several systemctl runs without a blank line between.
         if current.contains_key(k) {
             blocks.push(std::mem::take(&mut current));
@@ -473,7 +601,7 @@ pub fn parse_show(names: &[String], lines: &[&str]) -> Result<BTreeMap<String, U
         blocks.push(current);
     }
     if blocks.len() != names.len() {
-        return Err(format!("systemctl show reported {} unit(s) for {} asked", blocks.len(), names.len()));
+        return Err(ProbeError::UnitCount { reported: blocks.len(), asked: names.len() });
     }
     let mut units = BTreeMap::new();
     for (name, block) in names.iter().zip(blocks) {
@@ -483,7 +611,8 @@ pub fn parse_show(names: &[String], lines: &[&str]) -> Result<BTreeMap<String, U
             active_state: get("ActiveState"),
             sub_state: get("SubState"),
             unit_file_state: get("UnitFileState"),
-            active_enter: parse_timestamp(&get("ActiveEnterTimestamp")).map_err(|e| format!("{name}: {e}"))?,
+            active_enter: parse_timestamp(&get("ActiveEnterTimestamp"))
+                .map_err(|e| ProbeError::Unit { name: name.clone(), source: Box::new(e) })?,
             fragment_path: get("FragmentPath"),
             need_daemon_reload: get("NeedDaemonReload") == "yes",
         };
@@ -495,16 +624,16 @@ pub fn parse_show(names: &[String], lines: &[&str]) -> Result<BTreeMap<String, U
 /// Parses `ActiveEnterTimestamp`: `@1700000000` (`--timestamp=unix`, systemd ≥ 251), or the
 /// default `Mon 2026-11-23 19:44:28 UTC` (the probe sets `TZ=UTC` for older systemd), or empty
 /// (never active).
-pub fn parse_timestamp(s: &str) -> Result<Option<i64>, String> {
+pub fn parse_timestamp(s: &str) -> Result<Option<i64>, ProbeError> {
     let s = s.trim();
     if s.is_empty() || s == "n/a" {
         return Ok(None);
     }
     if let Some(secs) = s.strip_prefix('@') {
         let whole = secs.split('.').next().unwrap_or(secs);
-        return whole.parse().map(Some).map_err(|_| format!("bad timestamp {s:?}"));
+        return whole.parse().map(Some).map_err(|_| ProbeError::bad("timestamp", s));
     }
-    let bad = || format!("bad timestamp {s:?}");
+    let bad = || ProbeError::bad("timestamp", s);
     let parts: Vec<&str> = s.split_whitespace().collect();
     let [_, date, time, "UTC"] = parts.as_slice() else { return Err(bad()) };
     let num = |x: &str| x.parse::<i64>().map_err(|_| bad());
@@ -635,7 +764,7 @@ mod tests {
         u.active_enter = None;
         let d = desired(Some("[Unit]\n")).diff(&facts(u, None, None));
         assert_eq!(d.action, Action::Create);
-        assert_eq!(d.reason, "unit file missing, not enabled, stopped, wanted running");
+        assert_eq!(d.reason.to_string(), "unit file missing, not enabled, stopped, wanted running");
         assert_eq!(d.content, Some(ContentChange::FromEmpty));
         assert_eq!(state_attr(&d), Some((Some("inactive".into()), Some("running".into()))));
     }
@@ -644,7 +773,7 @@ mod tests {
     fn changed_unit_file_is_rewritten_and_the_unit_restarted() {
         let d = desired(Some("new\n")).diff(&facts(running(), Some(unit_file("old\n", 1)), None));
         assert_eq!(d.action, Action::Update);
-        assert_eq!(d.reason, "unit file content differs, the running unit will be restarted");
+        assert_eq!(d.reason.to_string(), "unit file content differs, the running unit will be restarted");
         assert_eq!(d.content, Some(ContentChange::FetchOld { path: "/etc/systemd/system/etcd.service".into() }));
         assert_eq!(state_attr(&d), Some((Some("active".into()), Some("restarted".into()))));
     }
@@ -655,7 +784,7 @@ mod tests {
         u.active_state = "inactive".into();
         u.unit_file_state = "disabled".into();
         let d = desired(None).diff(&facts(u, None, None));
-        assert_eq!((d.action, d.reason.as_str()), (Action::Update, "not enabled, stopped, wanted running"));
+        assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Update, "not enabled, stopped, wanted running"));
         let enabled = d.attrs.iter().find(|a| a.name == "enabled").unwrap();
         assert_eq!((enabled.before.as_deref(), enabled.after.as_deref()), (Some("disabled"), Some("enabled")));
     }
@@ -665,7 +794,7 @@ mod tests {
         let mut u = running();
         u.active_state = "failed".into();
         let d = desired(None).diff(&facts(u, None, None));
-        assert_eq!((d.action, d.reason.as_str()), (Action::Update, "failed, wanted running"));
+        assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Update, "failed, wanted running"));
     }
 
     #[test]
@@ -674,7 +803,7 @@ mod tests {
         want.state = UnitState::Stopped;
         want.enabled = false;
         let d = want.diff(&facts(running(), None, None));
-        assert_eq!((d.action, d.reason.as_str()), (Action::Update, "enabled, wanted disabled, running, wanted stopped"));
+        assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Update, "enabled, wanted disabled, running, wanted stopped"));
         assert_eq!(state_attr(&d), Some((Some("active".into()), Some("stopped".into()))));
         let mut u = running();
         u.active_state = "inactive".into();
@@ -686,7 +815,7 @@ mod tests {
     fn dependency_newer_than_the_service_is_a_pending_restart() {
         let d = desired(None).diff(&facts(running(), None, Some(1_700_000_200)));
         assert_eq!(d.action, Action::Restart);
-        assert_eq!(d.reason, "restart pending: etcd.config.yml changed after the service started");
+        assert_eq!(d.reason.to_string(), "restart pending: etcd.config.yml changed after the service started");
         // Same second as the start: not newer.
         assert_eq!(desired(None).diff(&facts(running(), None, Some(1_700_000_100))).action, Action::NoOp);
     }
@@ -703,7 +832,10 @@ mod tests {
     #[test]
     fn own_unit_file_newer_than_the_service_is_a_pending_restart() {
         let d = desired(Some("x")).diff(&facts(running(), Some(unit_file("x", 1_700_000_101)), None));
-        assert_eq!((d.action, d.reason.as_str()), (Action::Restart, "restart pending: etcd.service changed after the service started"));
+        assert_eq!(
+            (d.action, d.reason.to_string().as_str()),
+            (Action::Restart, "restart pending: etcd.service changed after the service started")
+        );
     }
 
     #[test]
@@ -711,7 +843,7 @@ mod tests {
         let mut u = running();
         u.need_daemon_reload = true;
         let d = desired(Some("x")).diff(&facts(u, Some(unit_file("x", 1)), None));
-        assert_eq!((d.action, d.reason.as_str()), (Action::Update, "unit file changed on disk; daemon-reload pending"));
+        assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Update, "unit file changed on disk; daemon-reload pending"));
     }
 
     #[test]
@@ -743,9 +875,9 @@ mod tests {
         let other = ResourceId::new(Kind::File, "motd");
         let noop = want.diff(&facts(running(), None, None));
         let planned = want.with_changed_deps(noop.clone(), std::slice::from_ref(&cfg), true);
-        assert_eq!((planned.action, planned.reason.as_str()), (Action::Restart, "restart: file.etcd-config changes"));
+        assert_eq!((planned.action, planned.reason.to_string().as_str()), (Action::Restart, "restart: file.etcd-config changes"));
         let done = want.with_changed_deps(noop.clone(), std::slice::from_ref(&cfg), false);
-        assert_eq!(done.reason, "restart: file.etcd-config changed");
+        assert_eq!(done.reason.to_string(), "restart: file.etcd-config changed");
         assert_eq!(state_attr(&done), Some((Some("active".into()), Some("restarted".into()))));
         // Not in restart_on: nothing.
         assert_eq!(want.with_changed_deps(noop, &[other], true).action, Action::NoOp);

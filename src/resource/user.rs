@@ -1,12 +1,15 @@
 //! `user`: a user account and its primary group (created when missing), with uid, home, shell
 //! and supplementary groups when the spec sets them. The probe's share is `getent passwd` and
 //! `getent group` over every name the host's users need. Users are deleted only when they leave
-//! the spec with `remove = true` (see [`super::manifest`]).
+//! the spec with `remove = true` (their [`Removal`] is below).
 
 use std::collections::BTreeMap;
 
-use super::{Action, ApplyError, AttrChange, Decision, HostFacts, run_checked};
-use crate::spec::UserSpec;
+use super::probe::ProbeError;
+use super::removal::{Claims, Orphan, Removal};
+use super::{Action, ApplyError, AttrChange, Decision, HostFacts, ProbeRequest, ResourceKind, run_checked};
+use crate::spec::{Kind, ResourceId, UserSpec};
+use crate::state::manifest::{Owned, OwnedUser};
 use crate::transport::{Transport, argv};
 
 /// Creates the group `$1` unless it exists; `$2` non-empty makes it a system group.
@@ -76,9 +79,41 @@ impl DesiredUser {
     pub fn group_names(&self) -> Vec<&str> {
         std::iter::once(self.group.as_str()).chain(self.groups.iter().map(String::as_str)).collect()
     }
+}
+
+#[async_trait::async_trait]
+impl ResourceKind for DesiredUser {
+    fn kind(&self) -> Kind {
+        Kind::User
+    }
+
+    fn target(&self) -> String {
+        format!("user {}", self.name)
+    }
+
+    fn add_to_probe(&self, probe: &mut ProbeRequest) {
+        probe.users.insert(self.name.clone());
+        probe.groups.extend(self.group_names().into_iter().map(str::to_string));
+    }
+
+    fn owned(&self, _created: bool) -> Option<Owned> {
+        Some(Owned::User(OwnedUser { name: self.name.clone(), remove: self.remove }))
+    }
+
+    fn claim(&self, id: &ResourceId, claims: &mut Claims) {
+        claims.users.entry(self.name.clone()).or_insert_with(|| id.to_string());
+    }
+
+    fn requires_users(&self) -> Vec<&str> {
+        self.groups.iter().map(String::as_str).filter(|g| *g != self.group).collect()
+    }
+
+    fn provides_users(&self) -> Vec<&str> {
+        vec![self.name.as_str(), self.group.as_str()]
+    }
 
     /// Decides, purely, what to do given the host's accounts.
-    pub fn diff(&self, facts: &HostFacts) -> Decision {
+    fn diff(&self, facts: &HostFacts) -> Decision {
         let group = facts.groups.get(&self.group);
         let Some(user) = facts.users.get(&self.name) else {
             let reason = if group.is_some() { "user does not exist" } else { "user and group do not exist" };
@@ -149,7 +184,7 @@ impl DesiredUser {
 
     /// Carries out a decision made by [`DesiredUser::diff`]: the group first, then `useradd`
     /// or `usermod`.
-    pub async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
+    async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
         let system = if self.system { "system" } else { "" };
         run_checked(transport, &argv(&["sh", "-c", GROUP_SCRIPT, "cairn-group", &self.group, system])).await?;
         let changed = |name: &str| decision.attrs.iter().find(|a| a.name == name).and_then(|a| a.after.clone());
@@ -200,13 +235,48 @@ fn gid_name(facts: &HostFacts, gid: u32) -> String {
     facts.groups.iter().find(|(_, g)| g.gid == gid).map_or_else(|| gid.to_string(), |(n, _)| n.clone())
 }
 
+/// An account leaves with the spec only when `remove = true`; its home is kept.
+#[async_trait::async_trait]
+impl Removal for OwnedUser {
+    fn rank(&self) -> u8 {
+        4
+    }
+
+    fn adopted_by(&self, claims: &Claims, _claimed_all: Option<&str>) -> Option<String> {
+        claims.users.get(&self.name).cloned()
+    }
+
+    fn add_to_probe(&self, _orphan: &Orphan, probe: &mut ProbeRequest) {
+        if self.remove {
+            probe.users.insert(self.name.clone());
+        }
+    }
+
+    fn diff(&self, _orphan: &Orphan, facts: &HostFacts) -> Decision {
+        let name = &self.name;
+        match (self.remove, facts.users.contains_key(name)) {
+            (false, _) => Decision::noop(format!("account {name} kept (set remove = true to delete accounts)")),
+            (true, false) => Decision::noop("already absent"),
+            (true, true) => Decision::new(Action::Delete, format!("delete account {name} (its home is kept)")),
+        }
+    }
+
+    async fn apply(&self, _orphan: &Orphan, transport: &dyn Transport, _decision: &Decision) -> Result<(), ApplyError> {
+        run_checked(transport, &argv(&["userdel", "--", &self.name])).await
+    }
+
+    fn target(&self, _paths: &[&str]) -> String {
+        format!("user {}", self.name)
+    }
+}
+
 /// Parses `getent passwd` lines (`name:x:uid:gid:gecos:home:shell`). Pure.
-pub fn parse_passwd(lines: &[&str]) -> Result<BTreeMap<String, UserFact>, String> {
+pub fn parse_passwd(lines: &[&str]) -> Result<BTreeMap<String, UserFact>, ProbeError> {
     let mut users = BTreeMap::new();
     for line in lines {
         let f: Vec<&str> = line.split(':').collect();
-        let [name, _, uid, gid, _, home, shell] = f.as_slice() else { return Err(format!("unexpected passwd line {line:?}")) };
-        let num = |s: &str| s.parse::<u32>().map_err(|_| format!("bad id in passwd line {line:?}"));
+        let [name, _, uid, gid, _, home, shell] = f.as_slice() else { return Err(ProbeError::unexpected("passwd line", line)) };
+        let num = |s: &str| s.parse::<u32>().map_err(|_| ProbeError::bad("id in passwd line", line));
         users.insert(
             (*name).to_string(),
             UserFact { uid: num(uid)?, gid: num(gid)?, home: (*home).to_string(), shell: (*shell).to_string() },
@@ -216,12 +286,12 @@ pub fn parse_passwd(lines: &[&str]) -> Result<BTreeMap<String, UserFact>, String
 }
 
 /// Parses `getent group` lines (`name:x:gid:member,member`). Pure.
-pub fn parse_group(lines: &[&str]) -> Result<BTreeMap<String, GroupFact>, String> {
+pub fn parse_group(lines: &[&str]) -> Result<BTreeMap<String, GroupFact>, ProbeError> {
     let mut groups = BTreeMap::new();
     for line in lines {
         let f: Vec<&str> = line.split(':').collect();
-        let [name, _, gid, members] = f.as_slice() else { return Err(format!("unexpected group line {line:?}")) };
-        let gid = gid.parse::<u32>().map_err(|_| format!("bad gid in group line {line:?}"))?;
+        let [name, _, gid, members] = f.as_slice() else { return Err(ProbeError::unexpected("group line", line)) };
+        let gid = gid.parse::<u32>().map_err(|_| ProbeError::bad("gid in group line", line))?;
         let members = members.split(',').filter(|m| !m.is_empty()).map(str::to_string).collect();
         groups.insert((*name).to_string(), GroupFact { gid, members });
     }
@@ -263,9 +333,9 @@ mod tests {
     #[test]
     fn missing_user_and_group_are_created() {
         let d = desired().diff(&facts(&[], &["ssl-cert:x:110:"]));
-        assert_eq!((d.action, d.reason.as_str()), (Action::Create, "user and group do not exist"));
+        assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Create, "user and group do not exist"));
         let d = desired().diff(&facts(&[], &["etcd:x:997:", "ssl-cert:x:110:"]));
-        assert_eq!((d.action, d.reason.as_str()), (Action::Create, "user does not exist"));
+        assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Create, "user does not exist"));
     }
 
     #[test]
@@ -281,7 +351,7 @@ mod tests {
         want.uid = Some(900);
         let d = want.diff(&facts(&["etcd:x:998:0::/home/etcd:/bin/bash"], &["etcd:x:997:", "root:x:0:", "ssl-cert:x:110:"]));
         assert_eq!(d.action, Action::Update);
-        assert_eq!(d.reason, "uid differs, primary group differs, home differs, shell differs, not in group ssl-cert");
+        assert_eq!(d.reason.to_string(), "uid differs, primary group differs, home differs, shell differs, not in group ssl-cert");
         let group = d.attrs.iter().find(|a| a.name == "group").unwrap();
         assert_eq!((group.before.as_deref(), group.after.as_deref()), (Some("root"), Some("etcd")));
     }
@@ -289,7 +359,7 @@ mod tests {
     #[test]
     fn missing_primary_group_is_reported() {
         let d = desired().diff(&facts(&["etcd:x:998:50::/var/lib/etcd:/usr/sbin/nologin"], &["ssl-cert:x:110:etcd"]));
-        assert_eq!((d.action, d.reason.as_str()), (Action::Update, "group etcd does not exist"));
+        assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Update, "group etcd does not exist"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What cairn keeps on each host, under `/var/lib/cairn/` (0700, root only): the apply lock
 //! (`lock`) and, per spec, the manifest of what that spec manages there
-//! (`manifests/<spec>.json`). The scripts are constants; values travel as arguments or on stdin.
+//! (`manifests/<spec>.json`, format in [`super::manifest`]). The scripts are constants; values
+//! travel as arguments or on stdin.
 
 use serde::{Deserialize, Serialize};
 
@@ -130,8 +131,8 @@ fi
 "#;
 
 /// Writes `manifest` to its host (deletes the file when it lists nothing).
-pub async fn write_manifest(transport: &dyn Transport, manifest: &crate::resource::manifest::Manifest) -> Result<(), TransportError> {
-    let path = crate::resource::manifest::Manifest::path_for(&manifest.spec);
+pub async fn write_manifest(transport: &dyn Transport, manifest: &super::manifest::Manifest) -> Result<(), TransportError> {
+    let path = super::manifest::Manifest::path_for(&manifest.spec);
     let text = if manifest.resources.is_empty() { String::new() } else { manifest.to_text() };
     let args = argv(&["sh", "-c", MANIFEST_SCRIPT, "cairn-manifest", &path]);
     run_ok(transport, &args, Stdin::Bytes(text.as_bytes()), &format!("write {path}")).await.map(|_| ())

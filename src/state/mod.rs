@@ -4,6 +4,7 @@
 //! ([`host`]).
 
 pub mod host;
+pub mod manifest;
 pub mod pki;
 
 use std::io::Write as _;

@@ -19,8 +19,11 @@ pub mod fetch;
 
 use std::path::Path;
 
-use super::{Action, ApplyError, AttrChange, Decision, HostFacts, PathKind, attr_changes, check_rendered_path, fix_attrs};
-use crate::spec::{BinaryFiles, BinarySpec, Diagnostic, Located, TemplateText};
+use super::{
+    Action, ApplyError, AttrChange, Decision, HostFacts, PathKind, ProbeRequest, ResourceKind, attr_changes, check_rendered_path, fix_attrs,
+};
+use crate::spec::{BinaryFiles, BinarySpec, Diagnostic, Kind, Located, TemplateText};
+use crate::state::manifest::Owned;
 use crate::transport::{Content, FileAttrs, Transport, write_file_atomic};
 use fetch::ArtifactSlot;
 
@@ -143,15 +146,6 @@ impl DesiredBinary {
         self.targets.iter().any(|t| t.member.is_some())
     }
 
-    /// Fetches what `diff` needs to know the desired sha256s: the archive, for `extract`
-    /// (nothing for a bare file, whose sha256 is the spec's). Once per run; the outcome, good or
-    /// bad, is kept for `diff` to read.
-    pub async fn prepare(&self) {
-        if self.is_archive() {
-            self.artifact.resolve(&self.url).await;
-        }
-    }
-
     /// The desired sha256 of every target, from the spec (bare file) or the fetched archive.
     fn wanted(&self) -> Result<Vec<String>, String> {
         if !self.is_archive() {
@@ -162,11 +156,6 @@ impl DesiredBinary {
             Some(Err(e)) => Err(e.clone()),
             Some(Ok(a)) => self.targets.iter().map(|t| a.member(t.member.as_deref()).map(|m| m.sha256)).collect(),
         }
-    }
-
-    /// Decides what to do given what the probe found.
-    pub fn diff(&self, facts: &HostFacts) -> Decision {
-        self.decide(self.wanted(), facts)
     }
 
     /// The pure decision, given the desired sha256 of every target (or why it is unknown).
@@ -254,10 +243,46 @@ impl DesiredBinary {
             })
             .collect()
     }
+}
+
+#[async_trait::async_trait]
+impl ResourceKind for DesiredBinary {
+    fn kind(&self) -> Kind {
+        Kind::Binary
+    }
+
+    fn paths(&self) -> Vec<&str> {
+        self.targets.iter().map(|t| t.path.as_str()).collect()
+    }
+
+    fn add_to_probe(&self, probe: &mut ProbeRequest) {
+        probe.paths.extend(self.paths().into_iter().map(str::to_string));
+        if let Some(cmd) = &self.version_command {
+            probe.versions.insert(cmd.clone());
+        }
+    }
+
+    fn owned(&self, _created: bool) -> Option<Owned> {
+        Some(super::file::owned_files(self.paths().into_iter().map(|p| (p, None))))
+    }
+
+    /// Fetches what `diff` needs to know the desired sha256s: the archive, for `extract`
+    /// (nothing for a bare file, whose sha256 is the spec's). Once per run; the outcome, good or
+    /// bad, is kept for `diff` to read.
+    async fn prepare(&self) {
+        if self.is_archive() {
+            self.artifact.resolve(&self.url).await;
+        }
+    }
+
+    /// Decides what to do given what the probe found.
+    fn diff(&self, facts: &HostFacts) -> Decision {
+        self.decide(self.wanted(), facts)
+    }
 
     /// Carries out a decision made by [`DesiredBinary::diff`]: uploads the files whose content
     /// differs (fetching the url if this run has not yet), fixes attributes of the others.
-    pub async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
+    async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
         let fattrs = FileAttrs { mode: Some(self.mode), owner: self.owner.clone(), group: self.group.clone() };
         for t in &self.targets {
             let attrs = self.attrs_of(&t.path, &decision.attrs);

@@ -314,7 +314,7 @@ fn sums() -> Vec<String> {
 #[test]
 fn missing_files_are_created() {
     let d = etcd_pair().decide(Ok(sums()), &HostFacts::default());
-    assert_eq!((d.action, d.reason.as_str()), (Action::Create, "files do not exist"));
+    assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Create, "files do not exist"));
     assert_eq!(d.content, None, "binaries are never fetched back from hosts for a text diff");
     assert_eq!(
         d.attrs,
@@ -341,7 +341,7 @@ fn different_sha_is_an_update_with_old_and_new() {
     let mut f2 = f.clone();
     f2.versions.insert(vec![ETCD.into(), "--version".into()], "etcd Version: 3.5.21".into());
     let d = b.decide(Ok(sums()), &f2);
-    assert_eq!((d.action, d.reason.as_str()), (Action::Update, "sha256 differs on /usr/local/bin/etcd"));
+    assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Update, "sha256 differs on /usr/local/bin/etcd"));
     assert_eq!(
         d.attrs,
         vec![
@@ -360,12 +360,12 @@ fn bare_file_uses_the_spec_sha_and_plain_attribute_names() {
     b.sha256 = "c".repeat(64);
     let f = facts(&[("/usr/local/bin/tool", file_fact(&"d".repeat(64), 0o755))]);
     let d = b.diff(&f); // no fetch needed: the spec's sha256 is the file's
-    assert_eq!((d.action, d.reason.as_str()), (Action::Update, "sha256 differs"));
+    assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Update, "sha256 differs"));
     assert_eq!(d.attrs, vec![AttrChange::new("sha256", Some("d".repeat(12)), Some("c".repeat(12)))]);
     let f = facts(&[("/usr/local/bin/tool", file_fact(&"c".repeat(64), 0o755))]);
     assert_eq!(b.diff(&f), Decision::noop("sha256 matches"));
     let d = b.diff(&HostFacts::default());
-    assert_eq!((d.action, d.reason.as_str()), (Action::Create, "file does not exist"));
+    assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Create, "file does not exist"));
 }
 
 #[test]
@@ -373,7 +373,7 @@ fn mode_drift_is_fixed_without_uploading() {
     let f = facts(&[(ETCD, file_fact(&"1".repeat(64), 0o700)), (ETCDCTL, file_fact(&"2".repeat(64), 0o755))]);
     let b = etcd_pair();
     let d = b.decide(Ok(sums()), &f);
-    assert_eq!((d.action, d.reason.as_str()), (Action::Update, "mode differs on /usr/local/bin/etcd"));
+    assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Update, "mode differs on /usr/local/bin/etcd"));
     assert_eq!(b.attrs_of(ETCD, &d.attrs), vec![AttrChange::new("mode", Some("0700".into()), Some("0755".into()))]);
 }
 
@@ -384,13 +384,13 @@ fn a_directory_in_the_way_is_a_conflict() {
     dir.sha256 = None;
     let d = etcd_pair().decide(Ok(sums()), &facts(&[(ETCD, dir)]));
     assert_eq!(d.action, Action::Conflict);
-    assert_eq!(d.reason, "/usr/local/bin/etcd is a directory; cairn will not remove it to install a file there");
+    assert_eq!(d.reason.to_string(), "/usr/local/bin/etcd is a directory; cairn will not remove it to install a file there");
 }
 
 #[test]
 fn a_fetch_failure_blocks_the_instance_with_its_message() {
     let d = etcd_pair().decide(Err("sha256 mismatch for x: …".into()), &HostFacts::default());
-    assert_eq!((d.action, d.reason.as_str()), (Action::Conflict, "sha256 mismatch for x: …"));
+    assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Conflict, "sha256 mismatch for x: …"));
 }
 
 #[test]

@@ -16,11 +16,15 @@
 pub mod lockout;
 pub mod nft;
 
-use super::{Action, ApplyError, ContentChange, Decision};
+use super::probe::ProbeError;
+use super::removal::{Claims, Orphan, Removal};
+use super::{Action, ApplyError, ContentChange, Decision, HostFacts, ProbeRequest, ResourceKind, run_checked};
+use crate::spec::Kind;
 use crate::spec::diagnostic::Diagnostic;
 use crate::spec::firewall::{FirewallRule, parse_cidr};
 use crate::spec::model::TemplateText;
 use crate::spec::{FirewallSpec, ResourceId};
+use crate::state::manifest::{Owned, OwnedFirewall};
 use crate::transport::{Stdin, Transport, argv};
 
 /// What the probe learned for firewalls on one host.
@@ -53,7 +57,7 @@ pub enum NftTable {
 
 impl FirewallFacts {
     /// Reads one of the probe's firewall lines (`FWSSH` or `FWNFT`, tag already split off).
-    pub fn parse_line(&mut self, tag: &str, rest: &str) -> Result<(), String> {
+    pub fn parse_line(&mut self, tag: &str, rest: &str) -> Result<(), ProbeError> {
         match tag {
             "FWSSH" => {
                 let s = rest.trim();
@@ -66,10 +70,10 @@ impl FirewallFacts {
                     "no-nft" => NftTable::NoNft,
                     "error" if detail.contains("No such file or directory") => NftTable::Missing,
                     "error" => NftTable::Error(detail.trim().to_string()),
-                    _ => return Err(format!("unexpected nft report {rest:?}")),
+                    _ => return Err(ProbeError::unexpected("nft report", rest)),
                 };
             }
-            _ => return Err(format!("unexpected firewall probe line {tag:?}")),
+            _ => return Err(ProbeError::unexpected("firewall probe line", tag)),
         }
         Ok(())
     }
@@ -142,13 +146,8 @@ impl DesiredFirewall {
         Ok(Self { rules, resource: String::new(), text: nft::desired_text(&sections), sections, written_by: None, ssh_port: None })
     }
 
-    /// What the plan names as the target.
-    pub fn target(&self) -> String {
-        format!("table {}", nft::TABLE)
-    }
-
     /// Decides what to do given what the probe found. Pure.
-    pub fn diff(&self, facts: Option<&FirewallFacts>) -> Decision {
+    pub fn diff_at(&self, facts: Option<&FirewallFacts>) -> Decision {
         let Some(facts) = facts else {
             return Decision::new(Action::Conflict, "the host probe did not report the firewall");
         };
@@ -193,9 +192,45 @@ impl DesiredFirewall {
         d.content = Some(ContentChange::Text { old });
         d
     }
+}
+
+#[async_trait::async_trait]
+impl ResourceKind for DesiredFirewall {
+    fn kind(&self) -> Kind {
+        Kind::Firewall
+    }
+
+    fn new_text(&self) -> Option<&[u8]> {
+        Some(self.text.as_bytes())
+    }
+
+    fn add_to_probe(&self, probe: &mut ProbeRequest) {
+        probe.firewall = true;
+    }
+
+    fn diff(&self, facts: &HostFacts) -> Decision {
+        self.diff_at(facts.firewall.as_ref())
+    }
+
+    fn owned(&self, _created: bool) -> Option<Owned> {
+        Some(Owned::Firewall(OwnedFirewall {}))
+    }
+
+    fn claim(&self, id: &ResourceId, claims: &mut Claims) {
+        claims.firewall.get_or_insert_with(|| id.to_string());
+    }
+
+    fn written_by(&self) -> Option<&ResourceId> {
+        self.written_by.as_ref()
+    }
+
+    /// What the plan names as the target.
+    fn target(&self) -> String {
+        format!("table {}", nft::TABLE)
+    }
 
     /// Replaces the whole table in one `nft -f` transaction (only the writing instance acts).
-    pub async fn apply(&self, transport: &dyn Transport, _decision: &Decision) -> Result<(), ApplyError> {
+    async fn apply(&self, transport: &dyn Transport, _decision: &Decision) -> Result<(), ApplyError> {
         if self.written_by.is_some() {
             return Ok(());
         }
@@ -241,6 +276,42 @@ pub fn link(items: &mut [(&str, Option<u16>, &ResourceId, &mut DesiredFirewall)]
         fw.sections = sections;
         fw.written_by = writer.get(*host).filter(|w| *w != *id).cloned();
         fw.ssh_port = *port;
+    }
+}
+
+/// The table leaves when no firewall resource remains on the host; while one does, its rewrite
+/// drops the rules of those that left.
+#[async_trait::async_trait]
+impl Removal for OwnedFirewall {
+    fn rank(&self) -> u8 {
+        1
+    }
+
+    fn add_to_probe(&self, orphan: &Orphan, probe: &mut ProbeRequest) {
+        if orphan.firewall_remains.is_none() {
+            probe.firewall = true;
+        }
+    }
+
+    fn diff(&self, orphan: &Orphan, facts: &HostFacts) -> Decision {
+        if let Some(writer) = &orphan.firewall_remains {
+            return Decision::noop(format!("its rules leave the table that {writer} rewrites"));
+        }
+        match facts.firewall.as_ref().map(|f| &f.table) {
+            Some(NftTable::Json(_)) => Decision::new(Action::Delete, format!("drop table {} (no firewall resource remains)", nft::TABLE)),
+            Some(NftTable::Error(e)) => Decision::new(Action::Conflict, format!("cannot read the table: {e}")),
+            _ => Decision::noop("already absent"),
+        }
+    }
+
+    async fn apply(&self, _orphan: &Orphan, transport: &dyn Transport, _decision: &Decision) -> Result<(), ApplyError> {
+        let mut cmd = argv(&["nft", "delete", "table"]);
+        cmd.extend(nft::TABLE.split(' ').map(str::to_string));
+        run_checked(transport, &cmd).await
+    }
+
+    fn target(&self, _paths: &[&str]) -> String {
+        format!("table {}", nft::TABLE)
     }
 }
 

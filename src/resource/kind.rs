@@ -1,0 +1,114 @@
+//! The trait every resource kind implements. A kind is one file under `resource/`: its desired
+//! state (built from the spec by `from_spec`, registered in [`super::Desired`]), its share of the
+//! host probe, the pure `diff`, `apply`, what it owns on the host for the manifest, and — in the
+//! same file — the removal of what it owned once it leaves the spec
+//! ([`super::removal::Removal`]). The engine only ever calls these methods; most have defaults,
+//! so a kind states only what it has.
+
+use super::removal::Claims;
+use super::{ApplyError, Decision, HostFacts, ProbeRequest};
+use crate::spec::{Kind, ResourceId};
+use crate::state::manifest::Owned;
+use crate::transport::Transport;
+
+/// One resource kind's behaviour, for one instance (a resource on one host).
+#[async_trait::async_trait]
+pub trait ResourceKind: Send + Sync {
+    /// The kind.
+    fn kind(&self) -> Kind;
+
+    /// The host paths this instance manages (duplicate detection, implied edges, claims).
+    fn paths(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
+    /// The directory this instance manages, if any (what is below it depends on it).
+    fn managed_dir(&self) -> Option<&str> {
+        None
+    }
+
+    /// A short human summary of the target ("/etc/demo/motd").
+    fn target(&self) -> String {
+        self.paths().join(", ")
+    }
+
+    /// Whether the content must never be shown.
+    fn sensitive(&self) -> bool {
+        false
+    }
+
+    /// The new text content to diff against, when it is text and may be shown.
+    fn new_text(&self) -> Option<&[u8]> {
+        None
+    }
+
+    /// Adds what this instance needs to the host's probe. The default asks for its paths.
+    fn add_to_probe(&self, probe: &mut ProbeRequest) {
+        probe.paths.extend(self.paths().into_iter().map(str::to_string));
+    }
+
+    /// Gets ready locally what `diff` needs before it can decide (e.g. a fetched archive).
+    /// Never fails: a failure is kept for `diff` to report.
+    async fn prepare(&self) {}
+
+    /// Decides, purely, what to do given what the probe found, and why.
+    fn diff(&self, facts: &HostFacts) -> Decision;
+
+    /// Carries out `decision` on the host.
+    async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError>;
+
+    /// What this instance owns on its host, for the manifest (`None`: nothing, e.g. a check).
+    /// `created` says whether this run made it.
+    fn owned(&self, created: bool) -> Option<Owned>;
+
+    /// Records what this instance (resource `id`) claims on its host: a removal of something
+    /// that left the spec never touches it. The default claims its paths.
+    fn claim(&self, id: &ResourceId, claims: &mut Claims) {
+        claims.add_paths(id, self.paths());
+    }
+
+    /// The instance on the same host whose apply carries this one's state, when it is not this
+    /// one (firewall resources share one table per host). The graph makes it wait for that one.
+    fn written_by(&self) -> Option<&ResourceId> {
+        None
+    }
+
+    /// Resources whose changes restart this instance; they are also dependencies.
+    fn restart_triggers(&self) -> &[ResourceId] {
+        &[]
+    }
+
+    /// Tells the instance the host paths its restart triggers manage on its host.
+    fn watch_paths(&mut self, _paths: Vec<super::unit::WatchedPath>) {}
+
+    /// Adjusts a decision for dependencies on the same host that changed (apply) or are planned
+    /// to change (plan, `planned`).
+    fn with_changed_deps(&self, decision: Decision, _changed: &[ResourceId], _planned: bool) -> Decision {
+        decision
+    }
+
+    /// User and group names this instance needs to exist (it is applied after their provider).
+    fn requires_users(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
+    /// User and group names this instance creates.
+    fn provides_users(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
+    /// Whether the executor must start this resource's instances on all their hosts at once.
+    fn start_together(&self) -> bool {
+        false
+    }
+
+    /// `rolling`: how many hosts may be disrupted at once, and the check gating each batch.
+    fn rolling(&self) -> Option<(usize, Option<&ResourceId>)> {
+        None
+    }
+
+    /// Whether carrying out `decision` interrupts a running service (see `rolling`).
+    fn disrupts(&self, _facts: &HostFacts, _decision: &Decision) -> bool {
+        false
+    }
+}

@@ -1,0 +1,90 @@
+//! Why a decision was made, as data. Kinds explain their own findings in a sentence
+//! ([`Reason::Found`]); what other layers act on — a removal, a block by `prevent_destroy`, a path
+//! another spec owns, drift accepted by `ignore` — is a variant of its own, so no layer ever
+//! looks at words. The words of every variant are made by the plan renderer
+//! (`plan::render`, its `Display` for [`Reason`]).
+
+use serde::{Deserialize, Serialize};
+
+/// Why an instance gets its action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+pub enum Reason {
+    /// The kind's own account of what it found ("file does not exist", "up to date").
+    Found {
+        /// The sentence.
+        text: String,
+    },
+    /// Only `ignore`d attributes differ: nothing to do.
+    OnlyIgnoredDrift {
+        /// The `ignore` list.
+        ignored: Vec<String>,
+    },
+    /// Some attributes differ, and the `ignore`d ones are left out.
+    DriftIgnoring {
+        /// What differs ("content", "mode").
+        differs: Vec<String>,
+        /// The `ignore` list.
+        ignored: Vec<String>,
+    },
+    /// The host's manifest lists it and the spec no longer has it (or `destroy` removes all).
+    Removal {
+        /// `cairn destroy` plans it.
+        destroy: bool,
+        /// What the removal does or found, in the kind's words ("delete /etc/old").
+        detail: String,
+    },
+    /// `prevent_destroy` forbids what the plan would do.
+    Protected(Protected),
+    /// Another spec's manifest on the host owns what this instance wants.
+    OwnedElsewhere {
+        /// The path or unit both want.
+        what: String,
+        /// The other spec's name.
+        spec: String,
+        /// Its resource there.
+        resource: String,
+        /// Its manifest file.
+        manifest: String,
+    },
+}
+
+/// What `prevent_destroy` prevented.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "would", rename_all = "kebab-case")]
+pub enum Protected {
+    /// Removing something that left the spec.
+    Removal {
+        /// What the removal would do ("delete /etc/keep").
+        detail: String,
+    },
+    /// Replacing a resource still in the spec.
+    Replacement {
+        /// Why it would be replaced.
+        because: Box<Reason>,
+    },
+}
+
+impl Reason {
+    /// A kind's own sentence.
+    pub fn found(text: impl Into<String>) -> Self {
+        Reason::Found { text: text.into() }
+    }
+
+    /// Whether `prevent_destroy` blocks the change (the whole apply is refused then).
+    pub fn is_protected(&self) -> bool {
+        matches!(self, Reason::Protected(_))
+    }
+}
+
+impl From<String> for Reason {
+    fn from(text: String) -> Self {
+        Reason::Found { text }
+    }
+}
+
+impl From<&str> for Reason {
+    fn from(text: &str) -> Self {
+        Reason::found(text)
+    }
+}
