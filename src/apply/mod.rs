@@ -243,48 +243,9 @@ pub async fn apply(
         while progressed {
             progressed = false;
             for i in 0..n {
-                if sched.state[i] != State::Pending {
-                    continue;
-                }
-                let inst = &graph.instances[i];
-                if let Some(failed_dep) = graph.deps[i].iter().find(|&&d| sched.state[d] == State::NotOk) {
-                    let why = format!("{} did not complete", graph.instances[*failed_dep].id);
-                    finish(&mut sched.state, &mut outcomes, &*reporter, graph, i, Outcome::Skipped(why), false);
+                if let Some((outcome, ok)) = settled(graph, &sched, i, &planned, &host_errors) {
+                    finish(&mut sched.state, &mut outcomes, &*reporter, graph, i, outcome, ok);
                     progressed = true;
-                    continue;
-                }
-                if let Some(failed_gate) = sched.gates[i].iter().find(|&&d| sched.state[d] == State::NotOk) {
-                    let why = format!("rolling restart stopped: {} did not complete", graph.instances[*failed_gate].id);
-                    finish(&mut sched.state, &mut outcomes, &*reporter, graph, i, Outcome::Skipped(why), false);
-                    progressed = true;
-                    continue;
-                }
-                if let Some(err) = host_errors.get(inst.id.host.as_str()) {
-                    let o = Outcome::HostUnreadable((*err).to_string());
-                    finish(&mut sched.state, &mut outcomes, &*reporter, graph, i, o, false);
-                    progressed = true;
-                    continue;
-                }
-                if !sched.ready(i) {
-                    continue;
-                }
-                match planned.get(&i) {
-                    None => {
-                        let o = Outcome::Skipped("not in the plan".into());
-                        finish(&mut sched.state, &mut outcomes, &*reporter, graph, i, o, false);
-                        progressed = true;
-                    }
-                    Some((Action::NoOp, reason)) => {
-                        let o = Outcome::Unchanged(reason.clone());
-                        finish(&mut sched.state, &mut outcomes, &*reporter, graph, i, o, true);
-                        progressed = true;
-                    }
-                    Some((Action::Conflict, reason)) => {
-                        let o = Outcome::Failed(reason.clone());
-                        finish(&mut sched.state, &mut outcomes, &*reporter, graph, i, o, false);
-                        progressed = true;
-                    }
-                    Some(_) => {}
                 }
             }
         }
@@ -484,6 +445,40 @@ fn rolling_gates(graph: &Graph, rolling: &BTreeSet<usize>) -> Vec<BTreeSet<usize
         }
     }
     gates
+}
+
+/// How pending instance `i` ends without any remote work, if it does: skipped after a failed
+/// dependency or rolling gate, failed for an unreadable host or a conflict, unchanged when the
+/// plan has nothing to do (with whether dependents may go on). `None`: it waits, or needs work.
+fn settled(
+    graph: &Graph,
+    sched: &Scheduler<'_>,
+    i: usize,
+    planned: &BTreeMap<usize, (Action, String)>,
+    host_errors: &BTreeMap<&str, &str>,
+) -> Option<(Outcome, bool)> {
+    if sched.state[i] != State::Pending {
+        return None;
+    }
+    if let Some(failed_dep) = graph.deps[i].iter().find(|&&d| sched.state[d] == State::NotOk) {
+        return Some((Outcome::Skipped(format!("{} did not complete", graph.instances[*failed_dep].id)), false));
+    }
+    if let Some(failed_gate) = sched.gates[i].iter().find(|&&d| sched.state[d] == State::NotOk) {
+        let why = format!("rolling restart stopped: {} did not complete", graph.instances[*failed_gate].id);
+        return Some((Outcome::Skipped(why), false));
+    }
+    if let Some(err) = host_errors.get(graph.instances[i].id.host.as_str()) {
+        return Some((Outcome::HostUnreadable((*err).to_string()), false));
+    }
+    if !sched.ready(i) {
+        return None;
+    }
+    match planned.get(&i) {
+        None => Some((Outcome::Skipped("not in the plan".into()), false)),
+        Some((Action::NoOp, reason)) => Some((Outcome::Unchanged(reason.clone()), true)),
+        Some((Action::Conflict, reason)) => Some((Outcome::Failed(reason.clone()), false)),
+        Some(_) => None,
+    }
 }
 
 fn finish(

@@ -14,12 +14,15 @@
 //! The CA is read at plan time (certificate only) and created, when missing, by the first apply
 //! that needs it (see [`crate::state::pki`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use time::OffsetDateTime;
 
-use super::ca::{Issued, LeafRequest, LoadedCa, San, SecretPem, inspect, issue, issued_by, same_public_key, spki_of_public_key_pem};
+use super::ca::{
+    CertInfo, Issued, LeafRequest, LoadedCa, San, SecretPem, inspect, issue, issued_by, same_public_key, spki_of_public_key_pem,
+};
 use super::file::sha256_hex;
+use super::probe::ProbeError;
 use super::removal::Claims;
 use super::{
     Action, ApplyError, AttrChange, Decision, HostFacts, KeyFact, PathFact, PathKind, ProbeRequest, ResourceKind, fix_attrs, run_checked,
@@ -156,20 +159,10 @@ impl DesiredCert {
     /// Decides what to do at time `now` (seconds since the epoch). Pure.
     pub fn diff_at(&self, facts: &HostFacts, now: i64) -> Decision {
         let name = &self.ca.name;
-        let cert_fact = facts.path(&self.cert_path);
-        let key_fact = facts.path(&self.key_path);
-        let ca_fact = self.ca_path.as_deref().and_then(|p| facts.path(p));
-        for (what, path, fact) in [
-            ("cert_path", Some(&self.cert_path), cert_fact),
-            ("key_path", Some(&self.key_path), key_fact),
-            ("ca_path", self.ca_path.as_ref(), ca_fact),
-        ] {
-            if let (Some(path), Some(f)) = (path, fact)
-                && matches!(f.kind, PathKind::Dir | PathKind::Other)
-            {
-                return Decision::new(Action::Conflict, format!("{what} {path} is {}; cairn will not remove it", f.kind.describe()));
-            }
+        if let Some(conflict) = self.path_in_the_way(facts) {
+            return conflict;
         }
+        let cert_fact = facts.path(&self.cert_path);
         let Some(ca) = &self.ca_cert else {
             let action = if cert_fact.is_none() { Action::Create } else { Action::Replace };
             return self.issue_decision(
@@ -199,6 +192,42 @@ impl DesiredCert {
         let Some(info) = info else {
             return self.issue_decision(Action::Replace, reasons.join(", "), None);
         };
+        let key_unchecked = self.reissue_reasons(facts, ca, &info, now, &mut reasons);
+        if !reasons.is_empty() {
+            let mut d = self.issue_decision(Action::Replace, reasons.join(", "), Some(&info.sans));
+            let wanted_usages: BTreeSet<Usage> = self.leaf.usages.iter().copied().collect();
+            if info.usages != wanted_usages {
+                d.attrs.push(AttrChange::new("usages", Some(join(&info.usages)), Some(join(&wanted_usages))));
+            }
+            return d;
+        }
+        if let Some(update) = self.attr_update(facts, ca, cert_fact) {
+            return update;
+        }
+        let until = OffsetDateTime::from_unix_timestamp(info.not_after).map(|t| t.date().to_string()).unwrap_or_default();
+        let mut reason = format!("certificate valid until {until}, issued by CA {name}, matching its key, SANs and usages");
+        if key_unchecked {
+            reason = format!(
+                "certificate valid until {until}, issued by CA {name}, SANs and usages match (key not checked: no openssl on the host)"
+            );
+        }
+        Decision::noop(reason)
+    }
+
+    /// A directory or special file where one of the files goes: a conflict.
+    fn path_in_the_way(&self, facts: &HostFacts) -> Option<Decision> {
+        let paths = [("cert_path", Some(&self.cert_path)), ("key_path", Some(&self.key_path)), ("ca_path", self.ca_path.as_ref())];
+        paths.into_iter().find_map(|(what, path)| {
+            let path = path?;
+            let f = facts.path(path).filter(|f| matches!(f.kind, PathKind::Dir | PathKind::Other))?;
+            Some(Decision::new(Action::Conflict, format!("{what} {path} is {}; cairn will not remove it", f.kind.describe())))
+        })
+    }
+
+    /// Why the readable certificate `info` on the host must be issued again (pushed onto
+    /// `reasons`); returns whether the key could not be checked (no openssl there).
+    fn reissue_reasons(&self, facts: &HostFacts, ca: &CaCert, info: &CertInfo, now: i64, reasons: &mut Vec<String>) -> bool {
+        let key_fact = facts.path(&self.key_path);
         if !issued_by(&info.der, &ca.der) {
             reasons.push("signed by another CA".into());
         }
@@ -243,14 +272,14 @@ impl DesiredCert {
         if left < self.renew_before.secs {
             reasons.push(if left <= 0 { format!("expired {} ago", span_words(-left)) } else { format!("expires in {}", span_words(left)) });
         }
-        if !reasons.is_empty() {
-            let mut d = self.issue_decision(Action::Replace, reasons.join(", "), Some(&info.sans));
-            if info.usages != wanted_usages {
-                d.attrs.push(AttrChange::new("usages", Some(join(&info.usages)), Some(join(&wanted_usages))));
-            }
-            return d;
-        }
-        // A good certificate: only the files' attributes and the CA file can need work.
+        key_unchecked
+    }
+
+    /// For a good certificate: the update its files' attributes or the CA file need, if any.
+    fn attr_update(&self, facts: &HostFacts, ca: &CaCert, cert_fact: &PathFact) -> Option<Decision> {
+        let name = &self.ca.name;
+        let key_fact = facts.path(&self.key_path);
+        let ca_fact = self.ca_path.as_deref().and_then(|p| facts.path(p));
         let mut attrs = Vec::new();
         self.file_attrs("key", KEY_MODE, key_fact, &mut attrs);
         self.file_attrs("cert", CERT_MODE, Some(cert_fact), &mut attrs);
@@ -270,28 +299,21 @@ impl DesiredCert {
                 }
             }
         }
-        if !attrs.is_empty() {
-            let reason = attrs
-                .iter()
-                .map(|a| match a.name.as_str() {
-                    "ca content" if a.before.is_none() => "CA certificate file is missing".to_string(),
-                    "ca content" => "CA certificate file differs".to_string(),
-                    other => format!("{other} differs"),
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            let mut d = Decision::new(Action::Update, reason);
-            d.attrs = attrs;
-            return d;
+        if attrs.is_empty() {
+            return None;
         }
-        let until = OffsetDateTime::from_unix_timestamp(info.not_after).map(|t| t.date().to_string()).unwrap_or_default();
-        let mut reason = format!("certificate valid until {until}, issued by CA {name}, matching its key, SANs and usages");
-        if key_unchecked {
-            reason = format!(
-                "certificate valid until {until}, issued by CA {name}, SANs and usages match (key not checked: no openssl on the host)"
-            );
-        }
-        Decision::noop(reason)
+        let reason = attrs
+            .iter()
+            .map(|a| match a.name.as_str() {
+                "ca content" if a.before.is_none() => "CA certificate file is missing".to_string(),
+                "ca content" => "CA certificate file differs".to_string(),
+                other => format!("{other} differs"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut d = Decision::new(Action::Update, reason);
+        d.attrs = attrs;
+        Some(d)
     }
 
     fn issue_decision(&self, action: Action, reason: String, before_sans: Option<&BTreeSet<San>>) -> Decision {
@@ -333,7 +355,7 @@ impl DesiredCert {
     async fn load_ca(&self) -> Result<LoadedCa, ApplyError> {
         let ca = self.ca.clone();
         let joined = tokio::task::spawn_blocking(move || ensure_ca(&ca)).await;
-        joined.map_err(|e| ApplyError::Failed(format!("CA task failed: {e}")))?.map_err(ApplyError::Failed)
+        joined.map_err(|e| ApplyError::Failed(format!("CA task failed: {e}")))?.map_err(|e| ApplyError::Failed(e.to_string()))
     }
 
     async fn issue_and_write(&self, transport: &dyn Transport) -> Result<(), ApplyError> {
@@ -447,31 +469,97 @@ impl ResourceKind for DesiredCert {
     }
 }
 
-/// Reads the CA certificate (never the key) for planning: `None` when a generated CA does not
-/// exist yet.
-pub fn read_ca_cert(ca: &CaSpec) -> Result<Option<CaCert>, String> {
+/// Reads one `C` line of the probe (tag split off): a line of a certificate file's text,
+/// `TEXT<TAB>PATH`, appended to that file's text.
+pub fn parse_cert_line(certs: &mut BTreeMap<String, String>, rest: &str, line: &str) -> Result<(), ProbeError> {
+    let (text, path) = rest.split_once('\t').ok_or_else(|| ProbeError::unexpected("certificate line", line))?;
+    let cert = certs.entry(path.to_string()).or_default();
+    cert.push_str(text);
+    cert.push('\n');
+    Ok(())
+}
+
+/// Reads one `K` line of the probe (tag split off): a line of the public key derived from a key
+/// file, `TEXT<TAB>PATH`, or `!noopenssl` / `!unreadable` for that file.
+pub fn parse_key_line(keys: &mut BTreeMap<String, KeyFact>, rest: &str, line: &str) -> Result<(), ProbeError> {
+    let (text, path) = rest.split_once('\t').ok_or_else(|| ProbeError::unexpected("key line", line))?;
+    let fact = match text {
+        "!noopenssl" => KeyFact::NoOpenssl,
+        "!unreadable" => KeyFact::Unreadable,
+        _ => {
+            let entry = keys.entry(path.to_string()).or_insert_with(|| KeyFact::PublicKey(String::new()));
+            if let KeyFact::PublicKey(pem) = entry {
+                pem.push_str(text);
+                pem.push('\n');
+            }
+            return Ok(());
+        }
+    };
+    keys.insert(path.to_string(), fact);
+    Ok(())
+}
+
+/// Why a CA cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    /// The local CA store failed (reading, generating or storing it).
+    #[error("{0}")]
+    Store(String),
+    /// An imported CA's file cannot be read.
+    #[error("cannot read {path}: {error}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The certificate does not parse.
+    #[error("its certificate {0}")]
+    Certificate(String),
+    /// The certificate is no CA's.
+    #[error("its certificate is not a CA certificate (no basicConstraints CA:TRUE)")]
+    NotCa,
+    /// The key cannot sign with the certificate (unreadable, or not the certificate's).
+    #[error("{0}")]
+    Key(String),
+}
+
+/// A CA that cannot be made ready to sign: which, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("CA {ca}: {error}")]
+pub struct UnusableCa {
+    /// The CA's name.
+    pub ca: String,
+    /// Why.
+    pub error: CaError,
+}
+
+/// The CA certificate as the plan needs it (never the key): `None` for a generated CA that does
+/// not exist yet. An imported CA's key is checked against its certificate here already.
+pub fn read_ca_cert(ca: &CaSpec) -> Result<Option<CaCert>, CaError> {
     let pem = match &ca.source {
-        CaSource::Store { dir } => CaStore::new(dir).read_cert().map_err(|e| e.to_string())?,
+        CaSource::Store { dir } => CaStore::new(dir).read_cert().map_err(|e| CaError::Store(e.to_string()))?,
         CaSource::Imported { cert_file, .. } => {
-            Some(std::fs::read_to_string(cert_file).map_err(|e| format!("cannot read {}: {e}", cert_file.display()))?)
+            Some(std::fs::read_to_string(cert_file).map_err(|error| CaError::Read { path: cert_file.display().to_string(), error })?)
         }
     };
     let Some(pem) = pem else { return Ok(None) };
-    let info = inspect(&pem).map_err(|e| format!("its certificate {e}"))?;
+    let info = inspect(&pem).map_err(|e| CaError::Certificate(e.to_string()))?;
     if !info.is_ca {
-        return Err("its certificate is not a CA certificate (no basicConstraints CA:TRUE)".into());
+        return Err(CaError::NotCa);
     }
     if let CaSource::Imported { .. } = &ca.source {
         // An imported pair is the user's own files: check now that the key fits, rather than at
         // the first apply. (A generated CA's key is only read to sign.)
-        ensure_ca(ca).map_err(|e| e.trim_start_matches(&format!("CA {}: ", ca.name)).to_string())?;
+        ensure_ca(ca).map_err(|unusable| unusable.error)?;
     }
     Ok(Some(CaCert { pem, der: info.der }))
 }
 
 /// The CA ready to sign, generating and storing it first when it is a generated CA that does
 /// not exist yet. Blocking (key generation, files).
-pub fn ensure_ca(ca: &CaSpec) -> Result<LoadedCa, String> {
+pub fn ensure_ca(ca: &CaSpec) -> Result<LoadedCa, UnusableCa> {
+    let unusable = |error| UnusableCa { ca: ca.name.clone(), error };
     let files = match &ca.source {
         CaSource::Store { dir } => {
             let store = CaStore::new(dir);
@@ -479,15 +567,16 @@ pub fn ensure_ca(ca: &CaSpec) -> Result<LoadedCa, String> {
                 let made = super::ca::generate_ca(ca, OffsetDateTime::now_utc()).map_err(|e| format!("generating CA {}: {e}", ca.name))?;
                 Ok(CaFiles { cert_pem: made.cert_pem, key_pem: made.key_pem.expose_str().to_string() })
             };
-            store.ensure(generate).map_err(|e| format!("CA {}: {e}", ca.name))?.0
+            store.ensure(generate).map_err(|e| unusable(CaError::Store(e.to_string())))?.0
         }
         CaSource::Imported { cert_file, key_file } => {
-            let read =
-                |p: &std::path::Path| std::fs::read_to_string(p).map_err(|e| format!("CA {}: cannot read {}: {e}", ca.name, p.display()));
+            let read = |p: &std::path::Path| {
+                std::fs::read_to_string(p).map_err(|error| unusable(CaError::Read { path: p.display().to_string(), error }))
+            };
             CaFiles { cert_pem: read(cert_file)?, key_pem: read(key_file)? }
         }
     };
-    LoadedCa::new(files.cert_pem, &SecretPem::new(files.key_pem)).map_err(|e| format!("CA {}: {e}", ca.name))
+    LoadedCa::new(files.cert_pem, &SecretPem::new(files.key_pem)).map_err(|e| unusable(CaError::Key(e.to_string())))
 }
 
 fn join<T: std::fmt::Display>(items: &BTreeSet<T>) -> String {
@@ -744,9 +833,9 @@ mod tests {
         let other = generate_ca(&ca_spec("x", KeyType::EcdsaP256), now()).unwrap();
         std::fs::write(tmp.path().join("ca-key.pem"), other.key_pem.expose_bytes()).unwrap();
         let err = ensure_ca(&spec).unwrap_err();
-        assert_eq!(err, "CA ext: the CA key does not belong to the CA certificate");
+        assert_eq!(err.to_string(), "CA ext: the CA key does not belong to the CA certificate");
         // Reported when planning already.
-        assert_eq!(read_ca_cert(&spec).unwrap_err(), "the CA key does not belong to the CA certificate");
+        assert_eq!(read_ca_cert(&spec).unwrap_err().to_string(), "the CA key does not belong to the CA certificate");
     }
 
     #[test]

@@ -472,26 +472,8 @@ pub fn parse_probe_output(text: &str) -> Result<HostFacts, ProbeError> {
         let rest = fields.next().unwrap_or_default();
         match tag {
             "S" => {
-                let f: Vec<&str> = rest.splitn(7, '\t').collect();
-                let [kind, mode, owner, group, size, mtime, path] = f.as_slice() else {
-                    return Err(ProbeError::unexpected("stat line", line));
-                };
-                let kind = match *kind {
-                    "regular file" | "regular empty file" => PathKind::File,
-                    "directory" => PathKind::Dir,
-                    "symbolic link" => PathKind::Symlink,
-                    _ => PathKind::Other,
-                };
-                let fact = PathFact {
-                    kind,
-                    mode: u32::from_str_radix(mode, 8).map_err(|_| ProbeError::bad("mode in", line))?,
-                    owner: (*owner).to_string(),
-                    group: (*group).to_string(),
-                    size: size.parse().map_err(|_| ProbeError::bad("size in", line))?,
-                    mtime: mtime.parse().map_err(|_| ProbeError::bad("mtime in", line))?,
-                    sha256: None,
-                };
-                facts.paths.insert((*path).to_string(), fact);
+                let (path, fact) = parse_stat_line(rest, line)?;
+                facts.paths.insert(path, fact);
             }
             "H" => {
                 let (hash, path) = rest.split_once("  ").ok_or_else(|| ProbeError::unexpected("hash line", line))?;
@@ -502,28 +484,8 @@ pub fn parse_probe_output(text: &str) -> Result<HostFacts, ProbeError> {
             "UX" => return Err(ProbeError::SystemctlShow(rest.trim().to_string())),
             "PW" => passwd.push(rest),
             "GR" => group.push(rest),
-            "C" => {
-                let (text, path) = rest.split_once('\t').ok_or_else(|| ProbeError::unexpected("certificate line", line))?;
-                let cert = facts.certs.entry(path.to_string()).or_default();
-                cert.push_str(text);
-                cert.push('\n');
-            }
-            "K" => {
-                let (text, path) = rest.split_once('\t').ok_or_else(|| ProbeError::unexpected("key line", line))?;
-                let fact = match text {
-                    "!noopenssl" => KeyFact::NoOpenssl,
-                    "!unreadable" => KeyFact::Unreadable,
-                    _ => {
-                        let entry = facts.keys.entry(path.to_string()).or_insert_with(|| KeyFact::PublicKey(String::new()));
-                        if let KeyFact::PublicKey(pem) = entry {
-                            pem.push_str(text);
-                            pem.push('\n');
-                        }
-                        continue;
-                    }
-                };
-                facts.keys.insert(path.to_string(), fact);
-            }
+            "C" => super::cert::parse_cert_line(&mut facts.certs, rest, line)?,
+            "K" => super::cert::parse_key_line(&mut facts.keys, rest, line)?,
             "V" => {
                 let (argv, first) = rest.split_once('\t').ok_or_else(|| ProbeError::unexpected("version line", line))?;
                 let first = first.trim();
@@ -556,6 +518,30 @@ pub fn parse_probe_output(text: &str) -> Result<HostFacts, ProbeError> {
         facts.manifests.insert(name, Manifest::parse(&text).map_err(|error| UnreadableManifest { path, error }));
     }
     Ok(facts)
+}
+
+/// Parses one `S` line of `stat -c 'S\t%F\t%a\t%U\t%G\t%s\t%Y\t%n'` (tag split off).
+fn parse_stat_line(rest: &str, line: &str) -> Result<(String, PathFact), ProbeError> {
+    let f: Vec<&str> = rest.splitn(7, '\t').collect();
+    let [kind, mode, owner, group, size, mtime, path] = f.as_slice() else {
+        return Err(ProbeError::unexpected("stat line", line));
+    };
+    let kind = match *kind {
+        "regular file" | "regular empty file" => PathKind::File,
+        "directory" => PathKind::Dir,
+        "symbolic link" => PathKind::Symlink,
+        _ => PathKind::Other,
+    };
+    let fact = PathFact {
+        kind,
+        mode: u32::from_str_radix(mode, 8).map_err(|_| ProbeError::bad("mode in", line))?,
+        owner: (*owner).to_string(),
+        group: (*group).to_string(),
+        size: size.parse().map_err(|_| ProbeError::bad("size in", line))?,
+        mtime: mtime.parse().map_err(|_| ProbeError::bad("mtime in", line))?,
+        sha256: None,
+    };
+    Ok(((*path).to_string(), fact))
 }
 
 #[cfg(test)]

@@ -276,7 +276,7 @@ mod tests {
     fn removals_are_ordered_units_first_accounts_last_deepest_directories_first() {
         let entry = |id: &str, owns: Owned| Orphan::new(Managed { id: id.into(), prevent_destroy: false, owns }, &Claims::default());
         let dir = |p: &str| Owned::Dir(OwnedDir { path: p.into(), created: true, purge: false });
-        let mut orphans = vec![
+        let mut orphans = [
             entry("user.u", Owned::User(OwnedUser { name: "u".into(), remove: true })),
             entry("dir.a", dir("/srv/a")),
             entry("dir.ab", dir("/srv/a/b")),

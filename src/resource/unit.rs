@@ -94,6 +94,22 @@ impl UnitFact {
     }
 }
 
+/// A unit decision being put together from its parts (file, enablement, state).
+struct Draft {
+    action: Action,
+    reasons: Vec<String>,
+    attrs: Vec<AttrChange>,
+    content: Option<ContentChange>,
+    /// The unit file is (re)written.
+    file_written: bool,
+}
+
+impl Default for Draft {
+    fn default() -> Self {
+        Self { action: Action::NoOp, reasons: Vec::new(), attrs: Vec::new(), content: None, file_written: false }
+    }
+}
+
 impl DesiredUnit {
     /// Renders a `[unit.*]` table for one host.
     pub fn from_spec(
@@ -226,6 +242,114 @@ impl DesiredUnit {
             lines.join("\n")
         ))
     }
+
+    /// The unit file's share of a decision (and a pending daemon-reload); `Some` when the host's
+    /// state blocks the unit.
+    fn diff_unit_file(&self, facts: &HostFacts, unit: &UnitFact, d: &mut Draft) -> Option<Decision> {
+        if let (Some(bytes), Some(sha)) = (&self.content, &self.sha256) {
+            match facts.path(&self.path) {
+                None => {
+                    d.action = Action::Create;
+                    d.reasons.push("unit file missing".into());
+                    d.content = Some(ContentChange::FromEmpty);
+                    d.attrs.push(AttrChange::new("size", None, Some(format!("{} bytes", bytes.len()))));
+                    d.file_written = true;
+                }
+                Some(f) if matches!(f.kind, PathKind::Dir | PathKind::Other) => {
+                    return Some(Decision::new(
+                        Action::Conflict,
+                        format!("{} is {}; cairn will not remove it to write a unit file there", self.path, f.kind.describe()),
+                    ));
+                }
+                Some(f) if f.kind == PathKind::Symlink => {
+                    d.action = Action::Update;
+                    d.reasons.push("unit file is a symbolic link (masked?); it will be replaced".into());
+                    d.content = Some(ContentChange::FromEmpty);
+                    d.file_written = true;
+                }
+                Some(f) if f.sha256.as_deref() != Some(sha.as_str()) => {
+                    d.action = Action::Update;
+                    d.reasons.push("unit file content differs".into());
+                    d.content = Some(ContentChange::FetchOld { path: self.path.clone() });
+                    d.attrs.push(AttrChange::digest("sha256", f.sha256.as_deref().map(short), Some(short(sha))));
+                    d.file_written = true;
+                }
+                Some(f) => {
+                    let drift = attr_changes(f, 0o644, Some("root"), Some("root"));
+                    if !drift.is_empty() {
+                        d.action = Action::Update;
+                        d.reasons.extend(drift.iter().map(|a| format!("unit file {} differs", a.name)));
+                        d.attrs.extend(drift);
+                    }
+                }
+            }
+        } else if unit.load_state == "not-found" {
+            return Some(Decision::new(
+                Action::Conflict,
+                format!("{} does not exist on the host and the spec gives no content to write its unit file", self.name),
+            ));
+        }
+        if !d.file_written && unit.need_daemon_reload {
+            d.action = bump(d.action);
+            d.reasons.push("unit file changed on disk; daemon-reload pending".into());
+            d.attrs.push(AttrChange::new(ATTR_RELOAD, Some("pending".into()), Some("done".into())));
+        }
+        None
+    }
+
+    /// Enablement's share of a decision. A new unit file has no state yet: it is enabled after it
+    /// is written. Returns the unit file state as judged and whether it cannot be changed.
+    fn diff_enablement<'u>(&self, unit: &'u UnitFact, d: &mut Draft) -> (&'u str, bool) {
+        let ufs = if d.file_written && d.action == Action::Create { "" } else { unit.unit_file_state.as_str() };
+        let is_enabled = matches!(ufs, "enabled" | "enabled-runtime" | "alias");
+        let fixed = matches!(ufs, "static" | "generated" | "transient" | "indirect");
+        let shown = |s: &str| if s.is_empty() { None } else { Some(s.to_string()) };
+        if self.enabled && !is_enabled && !fixed {
+            d.action = bump(d.action);
+            d.reasons.push("not enabled".into());
+            d.attrs.push(AttrChange::new(ATTR_ENABLED, shown(ufs), Some("enabled".into())));
+        } else if !self.enabled && is_enabled {
+            d.action = bump(d.action);
+            d.reasons.push("enabled, wanted disabled".into());
+            d.attrs.push(AttrChange::new(ATTR_ENABLED, shown(ufs), Some("disabled".into())));
+        }
+        (ufs, fixed)
+    }
+
+    /// The running state's share of a decision, and restarts of a running unit. Returns whether
+    /// the only change is a pending restart.
+    fn diff_state(&self, facts: &HostFacts, unit: &UnitFact, d: &mut Draft) -> bool {
+        let active = unit.is_active();
+        let before_state = Some(unit.active_state.clone());
+        match self.state {
+            UnitState::Running if !active => {
+                d.action = bump(d.action);
+                d.reasons.push(match unit.active_state.as_str() {
+                    "inactive" => "stopped, wanted running".to_string(),
+                    other => format!("{other}, wanted running"),
+                });
+                d.attrs.push(AttrChange::new(ATTR_STATE, before_state, Some("running".into())));
+            }
+            UnitState::Running => {
+                let pending = self.restart_pending(facts, unit, d.file_written);
+                if d.file_written {
+                    d.reasons.push("the running unit will be restarted".into());
+                    d.attrs.push(AttrChange::new(ATTR_STATE, before_state, Some("restarted".into())));
+                } else if !pending.is_empty() {
+                    d.reasons.extend(pending.iter().map(|p| format!("restart pending: {p} changed after the service started")));
+                    d.attrs.push(AttrChange::new(ATTR_STATE, before_state, Some("restarted".into())));
+                    return true;
+                }
+            }
+            UnitState::Stopped if active || unit.active_state == "activating" => {
+                d.action = bump(d.action);
+                d.reasons.push(format!("{}, wanted stopped", if active { "running" } else { "activating" }));
+                d.attrs.push(AttrChange::new(ATTR_STATE, before_state, Some("stopped".into())));
+            }
+            UnitState::Stopped => {}
+        }
+        false
+    }
 }
 
 #[async_trait::async_trait]
@@ -291,108 +415,13 @@ impl ResourceKind for DesiredUnit {
         let Some(unit) = facts.units.get(&self.name) else {
             return Decision::new(Action::Conflict, format!("the probe did not report {}", self.name));
         };
-        let mut reasons: Vec<String> = Vec::new();
-        let mut attrs: Vec<AttrChange> = Vec::new();
-        let mut action = Action::NoOp;
-        let mut content = None;
-        let mut file_written = false;
-
-        if let (Some(bytes), Some(sha)) = (&self.content, &self.sha256) {
-            match facts.path(&self.path) {
-                None => {
-                    action = Action::Create;
-                    reasons.push("unit file missing".into());
-                    content = Some(ContentChange::FromEmpty);
-                    attrs.push(AttrChange::new("size", None, Some(format!("{} bytes", bytes.len()))));
-                    file_written = true;
-                }
-                Some(f) if matches!(f.kind, PathKind::Dir | PathKind::Other) => {
-                    return Decision::new(
-                        Action::Conflict,
-                        format!("{} is {}; cairn will not remove it to write a unit file there", self.path, f.kind.describe()),
-                    );
-                }
-                Some(f) if f.kind == PathKind::Symlink => {
-                    action = Action::Update;
-                    reasons.push("unit file is a symbolic link (masked?); it will be replaced".into());
-                    content = Some(ContentChange::FromEmpty);
-                    file_written = true;
-                }
-                Some(f) => {
-                    if f.sha256.as_deref() != Some(sha.as_str()) {
-                        action = Action::Update;
-                        reasons.push("unit file content differs".into());
-                        content = Some(ContentChange::FetchOld { path: self.path.clone() });
-                        attrs.push(AttrChange::digest("sha256", f.sha256.as_deref().map(short), Some(short(sha))));
-                        file_written = true;
-                    } else {
-                        let drift = attr_changes(f, 0o644, Some("root"), Some("root"));
-                        if !drift.is_empty() {
-                            action = Action::Update;
-                            reasons.extend(drift.iter().map(|a| format!("unit file {} differs", a.name)));
-                            attrs.extend(drift);
-                        }
-                    }
-                }
-            }
-        } else if unit.load_state == "not-found" {
-            return Decision::new(
-                Action::Conflict,
-                format!("{} does not exist on the host and the spec gives no content to write its unit file", self.name),
-            );
+        let mut draft = Draft::default();
+        if let Some(conflict) = self.diff_unit_file(facts, unit, &mut draft) {
+            return conflict;
         }
-        if !file_written && unit.need_daemon_reload {
-            action = bump(action);
-            reasons.push("unit file changed on disk; daemon-reload pending".into());
-            attrs.push(AttrChange::new(ATTR_RELOAD, Some("pending".into()), Some("done".into())));
-        }
-
-        // Enablement. A new unit file has no state yet: it is enabled after it is written.
-        let ufs = if file_written && action == Action::Create { "" } else { unit.unit_file_state.as_str() };
-        let is_enabled = matches!(ufs, "enabled" | "enabled-runtime" | "alias");
-        let fixed = matches!(ufs, "static" | "generated" | "transient" | "indirect");
-        let shown = |s: &str| if s.is_empty() { None } else { Some(s.to_string()) };
-        if self.enabled && !is_enabled && !fixed {
-            action = bump(action);
-            reasons.push("not enabled".into());
-            attrs.push(AttrChange::new(ATTR_ENABLED, shown(ufs), Some("enabled".into())));
-        } else if !self.enabled && is_enabled {
-            action = bump(action);
-            reasons.push("enabled, wanted disabled".into());
-            attrs.push(AttrChange::new(ATTR_ENABLED, shown(ufs), Some("disabled".into())));
-        }
-
-        // Running state, and restarts of a running unit.
-        let active = unit.is_active();
-        let before_state = Some(unit.active_state.clone());
-        let mut restart_only = false;
-        match self.state {
-            UnitState::Running if !active => {
-                action = bump(action);
-                reasons.push(match unit.active_state.as_str() {
-                    "inactive" => "stopped, wanted running".to_string(),
-                    other => format!("{other}, wanted running"),
-                });
-                attrs.push(AttrChange::new(ATTR_STATE, before_state, Some("running".into())));
-            }
-            UnitState::Running => {
-                let pending = self.restart_pending(facts, unit, file_written);
-                if file_written {
-                    reasons.push("the running unit will be restarted".into());
-                    attrs.push(AttrChange::new(ATTR_STATE, before_state, Some("restarted".into())));
-                } else if !pending.is_empty() {
-                    reasons.extend(pending.iter().map(|p| format!("restart pending: {p} changed after the service started")));
-                    attrs.push(AttrChange::new(ATTR_STATE, before_state, Some("restarted".into())));
-                    restart_only = true;
-                }
-            }
-            UnitState::Stopped if active || unit.active_state == "activating" => {
-                action = bump(action);
-                reasons.push(format!("{}, wanted stopped", if active { "running" } else { "activating" }));
-                attrs.push(AttrChange::new(ATTR_STATE, before_state, Some("stopped".into())));
-            }
-            UnitState::Stopped => {}
-        }
+        let (ufs, fixed) = self.diff_enablement(unit, &mut draft);
+        let restart_only = self.diff_state(facts, unit, &mut draft);
+        let Draft { mut action, reasons, attrs, content, .. } = draft;
         if restart_only && action == Action::NoOp {
             action = Action::Restart;
         }
