@@ -17,7 +17,7 @@
 # evaluated) runs under `timeout 10` and prints `V<TAB>argv<TAB>first line` when it succeeds: a
 # few forks per version command, none when no binary asks for one.
 # Also prints UN/US/UX (systemd units), PW/GR (getent), FWSSH/FWNFT (firewall) and M (manifest
-# lines); ProbeOutput's parser in probe.rs reads them all.
+# lines); parse_probe_output in probe.rs reads them all.
 set -u
 unit_props=$1
 paths='' certs='' keys='' fw='' versions='' manifests=''
