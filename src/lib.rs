@@ -18,3 +18,41 @@ pub mod resource;
 pub mod spec;
 pub mod state;
 pub mod transport;
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    fn files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files(&path, ext, out);
+            } else if path.extension().is_some_and(|e| e == ext) {
+                out.push(path);
+            }
+        }
+    }
+
+    /// Every shell script under `src/` is sent by a Rust file beside it (`include_str!`), so no
+    /// script escapes `.ci/run`'s shellcheck, and none lies around unused.
+    #[test]
+    fn every_shell_script_is_included_by_a_rust_file_beside_it() {
+        let mut scripts = Vec::new();
+        files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), "sh", &mut scripts);
+        assert!(scripts.len() >= 7, "found only {scripts:?}");
+        for script in scripts {
+            let dir = script.parent().unwrap();
+            let name = script.file_name().unwrap().to_str().unwrap();
+            let needle = format!("include_str!(\"{name}\")");
+            let used = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|rs| rs.extension().is_some_and(|e| e == "rs"))
+                .any(|rs| std::fs::read_to_string(rs).unwrap().contains(&needle));
+            assert!(used, "{} is not included by any .rs file beside it", script.display());
+            let text = std::fs::read_to_string(&script).unwrap();
+            assert!(text.starts_with("#!/bin/sh\n"), "{} must start with #!/bin/sh", script.display());
+        }
+    }
+}

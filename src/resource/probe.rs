@@ -1,8 +1,9 @@
 //! The host probe: one remote command per host that gathers what every resource on it needs
 //! (for paths: type, mode, owner, group, size, mtime, and sha256 of regular files; for systemd
 //! units one `systemctl show`; for accounts `getent passwd` and `getent group`), however many
-//! resources there are. The request travels on stdin as `TAG<TAB>value` lines; the script is a
-//! constant, so nothing from the spec is ever pasted into a shell command.
+//! resources there are. The request travels on stdin as `TAG<TAB>value` lines; the script is
+//! fixed (`probe.sh` beside this file, compiled in), so nothing from the spec is ever pasted into
+//! a shell command.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -280,130 +281,9 @@ impl HostFacts {
     }
 }
 
-/// Reads the request from stdin, then prints `C` lines with the text of each requested
-/// certificate (read with shell builtins, at most 500 lines each), `K` lines with the public key
-/// of each requested private key file (`openssl pkey -pubout`: one openssl per key, as openssl
-/// derives one key per process; the private key itself never leaves the host and key files are
-/// stat'ed but never hashed), `S` lines from one `stat` over every existing path and `H` lines
-/// from one `sha256sum` over the regular files among them, then `E end` so a cut-off output is
-/// detected. Missing paths print nothing. `[`, `read` and `printf` are shell builtins, so apart
-/// from key checks and version commands the whole probe forks a handful of processes whatever the
-/// number of paths. Each requested version command (`V` lines: an argv joined by the unit
-/// separator, split back into words with globbing off, never evaluated) runs under `timeout 10`
-/// and prints `V<TAB>argv<TAB>first line` when it succeeds: a few forks per version command, none
-/// when no binary asks for one.
-const PROBE_SCRIPT: &str = r#"set -u
-unit_props=$1
-paths='' certs='' keys='' fw='' versions='' manifests=''
-units='' users='' groups=''
-nl='
-'
-while IFS='	' read -r tag value; do
-  case $tag in
-    P) paths="$paths$value$nl" ;;
-    UNIT) units="$units$value$nl" ;;
-    USER) users="$users$value$nl" ;;
-    GROUP) groups="$groups$value$nl" ;;
-    C) certs="$certs$value$nl" ;;
-    K) keys="$keys$value$nl" ;;
-    V) versions="$versions$value$nl" ;;
-    FW) fw=1 ;;
-    M) manifests=$value ;;
-  esac
-done
-existing='' files=''
-while IFS= read -r p; do
-  [ -z "$p" ] && continue
-  if [ -e "$p" ] || [ -L "$p" ]; then
-    existing="$existing$p$nl"
-    if [ -f "$p" ] && [ ! -L "$p" ] && [ -r "$p" ]; then files="$files$p$nl"; fi
-  fi
-done <<CAIRN_PATHS
-$paths
-CAIRN_PATHS
-while IFS= read -r p; do
-  [ -z "$p" ] && continue
-  if [ -f "$p" ] && [ -r "$p" ]; then
-    n=0
-    while IFS= read -r l || [ -n "$l" ]; do
-      n=$((n + 1)); [ "$n" -gt 500 ] && break
-      printf 'C\t%s\t%s\n' "$l" "$p"
-    done < "$p"
-  fi
-done <<CAIRN_CERTS
-$certs
-CAIRN_CERTS
-if command -v openssl >/dev/null 2>&1; then have_openssl=1; else have_openssl=''; fi
-while IFS= read -r p; do
-  [ -z "$p" ] && continue
-  if [ -e "$p" ] || [ -L "$p" ]; then
-    existing="$existing$p$nl"
-    if [ -z "$have_openssl" ]; then printf 'K\t!noopenssl\t%s\n' "$p"; continue; fi
-    if pub=$(openssl pkey -in "$p" -passin pass: -pubout 2>/dev/null); then
-      while IFS= read -r l; do printf 'K\t%s\t%s\n' "$l" "$p"; done <<CAIRN_PUB
-$pub
-CAIRN_PUB
-    else
-      printf 'K\t!unreadable\t%s\n' "$p"
-    fi
-  fi
-done <<CAIRN_KEYS
-$keys
-CAIRN_KEYS
-printf '%s' "$existing" | xargs -r -d '\n' stat -c 'S	%F	%a	%U	%G	%s	%Y	%n' --
-printf '%s' "$files" | xargs -r -d '\n' sha256sum -- | sed 's/^/H	/'
-if [ -n "$units" ]; then
-  while IFS= read -r u; do
-    [ -n "$u" ] && printf 'UN\t%s\n' "$u"
-  done <<CAIRN_UNITS
-$units
-CAIRN_UNITS
-  if show=$(printf '%s' "$units" | xargs -r -d '\n' systemctl show --timestamp=unix -p "$unit_props" -- 2>/dev/null) ||
-    show=$(printf '%s' "$units" | TZ=UTC xargs -r -d '\n' systemctl show -p "$unit_props" -- 2>&1); then
-    printf '%s\n' "$show" | sed 's/^/US\t/'
-  else
-    printf 'UX\t%s\n' "$(printf '%s' "$show" | tr '\n' ' ')"
-  fi
-fi
-if [ -n "$users" ]; then printf '%s' "$users" | xargs -r -d '\n' getent passwd | sed 's/^/PW\t/'; fi
-if [ -n "$groups" ]; then printf '%s' "$groups" | xargs -r -d '\n' getent group | sed 's/^/GR\t/'; fi
-us=$(printf '\037')
-while IFS= read -r v; do
-  [ -z "$v" ] && continue
-  if out=$(IFS=$us; set -f; set -- $v; timeout 10 "$@" </dev/null 2>&1); then
-    printf 'V\t%s\t%s\n' "$v" "${out%%"$nl"*}"
-  fi
-done <<CAIRN_VERSIONS
-$versions
-CAIRN_VERSIONS
-if [ -n "$fw" ]; then
-  # cairn's SSH session: from the environment, or (behind sudo, which resets it) from the
-  # nearest ancestor process that has it.
-  conn=${SSH_CONNECTION:-} pid=$PPID n=0
-  while [ -z "$conn" ] && [ "$n" -lt 8 ] && [ "$pid" -gt 1 ]; do
-    conn=$(tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | sed -n 's/^SSH_CONNECTION=//p')
-    read -r stat < "/proc/$pid/stat" || break
-    stat=${stat##*) }; set -- $stat; pid=$2 n=$((n + 1))
-  done
-  printf 'FWSSH\t%s\n' "$conn"
-  if command -v nft >/dev/null 2>&1; then
-    if out=$(nft -j list table inet cairn 2>&1); then
-      printf 'FWNFT\tjson\t%s\n' "$(printf '%s' "$out" | tr -d '\n')"
-    else
-      printf 'FWNFT\terror\t%s\n' "$(printf '%s' "$out" | tr '\n' ' ')"
-    fi
-  else
-    printf 'FWNFT\tno-nft\n'
-  fi
-fi
-if [ -n "$manifests" ]; then
-  for f in "$manifests"/*.json; do
-    [ -f "$f" ] || continue
-    while IFS= read -r l || [ -n "$l" ]; do printf 'M\t%s\t%s\n' "$f" "$l"; done < "$f"
-  done
-fi
-echo 'E	end'
-"#;
+/// The probe script ([`ProbeRequest::argv`]): reads the request on stdin, prints tagged lines
+/// ending in `E end`. What it reads, prints and forks is described in `probe.sh`.
+const PROBE_SCRIPT: &str = include_str!("probe.sh");
 
 impl ProbeRequest {
     /// The probe's argv.

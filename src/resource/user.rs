@@ -12,10 +12,8 @@ use crate::spec::{Kind, ResourceId, UserSpec};
 use crate::state::manifest::{Owned, OwnedUser};
 use crate::transport::{Transport, argv};
 
-/// Creates the group `$1` unless it exists; `$2` non-empty makes it a system group.
-const GROUP_SCRIPT: &str = r#"getent group "$1" >/dev/null && exit 0
-if [ -n "$2" ]; then exec groupadd --system -- "$1"; else exec groupadd -- "$1"; fi
-"#;
+/// Creates the group `$1` unless it exists; `$2` non-empty makes it a system group (`group.sh`).
+const GROUP_SCRIPT: &str = include_str!("group.sh");
 
 /// A user as it should be on one host.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,8 @@
 //! What cairn keeps on each host, under `/var/lib/cairn/` (0700, root only): the apply lock
 //! (`lock`) and, per spec, the manifest of what that spec manages there
-//! (`manifests/<spec>.json`, format in [`super::manifest`]). The scripts are constants; values
-//! travel as arguments or on stdin.
+//! (`manifests/<spec>.json`, format in [`super::manifest`]). The scripts are fixed (`lock.sh`,
+//! `unlock.sh` and `manifest.sh` beside this file, compiled in with `include_str!`); values travel
+//! as arguments or on stdin.
 
 use serde::{Deserialize, Serialize};
 
@@ -82,53 +83,18 @@ fn process_start(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Takes the lock when it is free: the holder record is written to a temp file and hard-linked
-/// to the lock path (`ln` fails if it exists, atomically). Prints `ACQUIRED`, or `HELD` and the
-/// current holder.
-const LOCK_SCRIPT: &str = r#"set -eu
-umask 077
-mkdir -p /var/lib/cairn
-chmod 0700 /var/lib/cairn
-tmp=$(mktemp /var/lib/cairn/.lock.XXXXXXXXXX)
-trap 'rm -f -- "$tmp"' EXIT
-cat > "$tmp"
-if ln -- "$tmp" /var/lib/cairn/lock 2>/dev/null; then
-  echo ACQUIRED
-else
-  echo HELD
-  cat /var/lib/cairn/lock 2>/dev/null || true
-fi
-"#;
+/// Takes the lock when it is free (hard link of a temp file holding the record on stdin; `ln`
+/// fails if it exists, atomically). Prints `ACQUIRED`, or `HELD` and the current holder
+/// (`lock.sh`).
+const LOCK_SCRIPT: &str = include_str!("lock.sh");
 
 /// Removes the lock if it is the one with id `$1` (or any lock when `$1` is empty: `unlock`).
-/// Prints what was removed.
-const UNLOCK_SCRIPT: &str = r#"set -eu
-[ -e /var/lib/cairn/lock ] || { echo NONE; exit 0; }
-if [ -z "$1" ] || grep -qF -- "\"id\":\"$1\"" /var/lib/cairn/lock; then
-  cat /var/lib/cairn/lock
-  rm -f /var/lib/cairn/lock
-else
-  echo OTHER
-fi
-"#;
+/// Prints what was removed, `NONE` or `OTHER` (`unlock.sh`).
+const UNLOCK_SCRIPT: &str = include_str!("unlock.sh");
 
 /// Replaces the manifest `$1` with stdin atomically (0600 in a 0700 directory), or deletes it
-/// when stdin is empty (the spec manages nothing there any more).
-const MANIFEST_SCRIPT: &str = r#"set -eu
-umask 077
-mkdir -p /var/lib/cairn/manifests
-chmod 0700 /var/lib/cairn /var/lib/cairn/manifests
-tmp=$(mktemp /var/lib/cairn/manifests/.tmp.XXXXXXXXXX)
-trap 'rm -f -- "$tmp"' EXIT
-cat > "$tmp"
-if [ -s "$tmp" ]; then
-  sync -- "$tmp"
-  mv -f -- "$tmp" "$1"
-  trap - EXIT
-else
-  rm -f -- "$1"
-fi
-"#;
+/// when stdin is empty (`manifest.sh`).
+const MANIFEST_SCRIPT: &str = include_str!("manifest.sh");
 
 /// Writes `manifest` to its host (deletes the file when it lists nothing).
 pub async fn write_manifest(transport: &dyn Transport, manifest: &super::manifest::Manifest) -> Result<(), TransportError> {

@@ -1,6 +1,7 @@
 //! Host-side operations every transport gets for free, built only on [`Transport::run`]: atomic
 //! file writes (temp file in the same directory, owner and mode set, fsync, rename) and reading
-//! many files in one command. The scripts are constants; paths and values travel as arguments.
+//! many files in one command. The scripts are fixed (`write.sh` and `read.sh` beside this file,
+//! compiled in with `include_str!`); paths and values travel as arguments.
 
 use std::path::Path;
 
@@ -18,31 +19,13 @@ pub struct FileAttrs {
     pub group: Option<String>,
 }
 
-/// Writes the content into a temp file beside `$1` (created 0600 by mktemp, so nothing else can
-/// read it meanwhile), sets owner and mode, fsyncs it, renames it over the destination, then
-/// fsyncs the directory. Any failure removes the temp file and leaves the destination as it was.
-const WRITE_SCRIPT: &str = r#"set -eu
-dest=$1 mode=$2 owner=$3 group=$4
-dir=$(dirname -- "$dest")
-tmp=$(mktemp -- "$dir/.cairn-tmp.XXXXXXXXXX")
-trap 'rm -f -- "$tmp"' EXIT
-cat > "$tmp"
-if [ -n "$owner$group" ]; then chown -- "$owner:$group" "$tmp"; fi
-if [ -n "$mode" ]; then chmod -- "$mode" "$tmp"; fi
-sync -- "$tmp"
-mv -f -- "$tmp" "$dest"
-trap - EXIT
-sync -- "$dir" 2>/dev/null || true
-"#;
+/// Writes stdin atomically to `$1` with mode `$2` and owner `$3:$4` (temp file beside it, fsync,
+/// rename; a failure leaves the destination as it was). See `write.sh`.
+const WRITE_SCRIPT: &str = include_str!("write.sh");
 
 /// Prints, for each argument, `-` if it is not a readable regular file, else its size on a line
-/// followed by exactly that many bytes.
-const READ_SCRIPT: &str = r#"for f do
-  if [ -f "$f" ] && [ -r "$f" ]; then
-    n=$(wc -c < "$f"); n=$((n + 0)); printf '%s\n' "$n"; head -c "$n" -- "$f"
-  else printf -- '-\n'; fi
-done
-"#;
+/// followed by exactly that many bytes (`read.sh`).
+const READ_SCRIPT: &str = include_str!("read.sh");
 
 /// Where the bytes of an atomic write come from.
 #[derive(Debug, Clone, Copy)]
