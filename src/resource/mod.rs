@@ -124,7 +124,7 @@ pub enum ContentChange {
     /// The old content is nothing (new file).
     FromEmpty,
     /// The old content as the kind itself renders it (e.g. a firewall table's canonical rules),
-    /// diffed against [`Desired::new_text`].
+    /// diffed against [`ResourceKind::new_text`].
     Text {
         /// The observed text.
         old: String,
