@@ -3,15 +3,21 @@
 
 pub mod diagnostic;
 pub mod firewall;
+mod host;
+mod id;
 mod load;
 pub mod model;
 pub mod module;
 pub mod pki;
+mod template;
 
 pub use diagnostic::{Diagnostic, Diagnostics, FileId, Located, SourceMap, Span};
 pub use firewall::FirewallSpec;
+pub use host::{HostKeyChecking, HostSpec, Selector, SshDefaults, TransportKind};
+pub use id::{Kind, ResourceId};
 pub use load::{LoadError, load, load_module, load_str, module_roots};
 pub(crate) use load::{binary_bad_scheme, binary_url_scheme_ok};
 pub use model::*;
 pub use module::{InputDecl, InputType, ModuleDef, ModuleScope};
 pub use pki::*;
+pub use template::TemplateText;

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use super::diagnostic::{Diagnostic, Located, Span};
-use super::model::TemplateText;
+use super::template::TemplateText;
 
 /// A key algorithm and size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
