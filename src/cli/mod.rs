@@ -198,17 +198,9 @@ pub enum Command {
     Module(module::ModuleCommand),
 }
 
-/// `30s`, `2m`, `1h` or plain seconds.
+/// `30s`, `2m`, `1h` or plain seconds ([`spec::duration::parse_wait`]).
 fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
-    let (number, unit) = text.trim().split_at(text.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(text.trim().len()));
-    let n: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration; write e.g. 30s, 2m or 1h"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(format!("`{text}` is not a duration; write e.g. 30s, 2m or 1h")),
-    };
-    Ok(std::time::Duration::from_secs(secs))
+    spec::duration::parse_wait(text).ok_or_else(|| format!("`{text}` is not a duration; write e.g. 30s, 2m or 1h"))
 }
 
 /// `plan --format`.

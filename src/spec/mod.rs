@@ -2,6 +2,7 @@
 //! reporting every problem at once with file:line:col. Knows nothing of hosts or SSH.
 
 pub mod diagnostic;
+pub mod duration;
 pub mod firewall;
 mod host;
 mod id;
@@ -12,6 +13,7 @@ pub mod pki;
 mod template;
 
 pub use diagnostic::{Diagnostic, Diagnostics, FileId, Located, SourceMap, Span};
+pub use duration::Duration;
 pub use firewall::FirewallSpec;
 pub use host::{HostKeyChecking, HostSpec, Selector, SshDefaults, TransportKind};
 pub use id::{Kind, ResourceId};
