@@ -19,8 +19,8 @@ use std::collections::BTreeSet;
 use time::OffsetDateTime;
 
 use super::ca::{Issued, LeafRequest, LoadedCa, San, SecretPem, inspect, issue, issued_by, same_public_key, spki_of_public_key_pem};
-use super::file::sha256_hex;
 use super::{Action, ApplyError, AttrChange, Decision, HostFacts, KeyFact, PathFact, PathKind, ProbeRequest, fix_attrs, run_checked};
+use crate::hash::sha256_hex;
 use crate::spec::{CaSource, CaSpec, CertSpec, Diagnostic, Duration, TemplateText, Usage, check_san, san_error};
 use crate::state::pki::{CaFiles, CaStore};
 use crate::transport::{Content, FileAttrs, Transport, argv, write_file_atomic};

@@ -1,9 +1,8 @@
 //! `file`: a file with exact content, mode and (optionally) owner and group. Written atomically;
 //! an attribute-only drift is fixed with chmod/chown without rewriting the content.
 
-use sha2::{Digest, Sha256};
-
 use super::{Action, ApplyError, AttrChange, ContentChange, Decision, PathFact, PathKind, attr_changes, fix_attrs};
+use crate::hash::sha256_hex;
 use crate::spec::{ContentSource, Diagnostic, FileSpec, TemplateText};
 use crate::transport::{Content, FileAttrs, Transport, write_file_atomic};
 
@@ -125,11 +124,6 @@ impl DesiredFile {
             fix_attrs(transport, &self.path, &decision.attrs).await
         }
     }
-}
-
-/// sha256 of bytes, lower-case hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 fn short_hash(h: &str) -> String {

@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::file::sha256_hex;
 use super::{Action, ApplyError, AttrChange, ContentChange, Decision, HostFacts, PathFact, PathKind, attr_changes, fix_attrs};
+use crate::hash::sha256_hex;
 use crate::spec::{ContentSource, Diagnostic, ResourceId, StartMode, TemplateText, UnitSpec, UnitState};
 use crate::transport::{Content, FileAttrs, Stdin, Transport, argv, write_file_atomic};
 
