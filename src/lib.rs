@@ -11,6 +11,7 @@
 pub mod apply;
 pub mod cli;
 pub mod graph;
+pub mod hash;
 pub mod lab;
 pub mod module;
 pub mod plan;

@@ -45,7 +45,7 @@ fn write_spec(lab: &Lab, text: &str) {
 }
 
 fn sha256(bytes: &[u8]) -> String {
-    cairn::resource::file::sha256_hex(bytes)
+    cairn::hash::sha256_hex(bytes)
 }
 
 #[test]

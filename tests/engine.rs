@@ -165,7 +165,7 @@ fn fact(kind: PathKind, mode: u32, content: Option<&str>) -> PathFact {
         group: "root".into(),
         size: content.map_or(4096, |c| c.len() as u64),
         mtime: 0,
-        sha256: content.map(|c| cairn::resource::file::sha256_hex(c.as_bytes())),
+        sha256: content.map(|c| cairn::hash::sha256_hex(c.as_bytes())),
     }
 }
 

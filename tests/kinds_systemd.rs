@@ -163,7 +163,7 @@ fn file(content: &str, mtime: i64) -> PathFact {
         group: "root".into(),
         size: content.len() as u64,
         mtime,
-        sha256: Some(cairn::resource::file::sha256_hex(content.as_bytes())),
+        sha256: Some(cairn::hash::sha256_hex(content.as_bytes())),
     }
 }
 

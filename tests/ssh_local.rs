@@ -14,8 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn::spec::model::HostKeyChecking;
-use cairn::transport::ssh::{ControlDir, SshConfig, SshTransport, close_all_masters};
+use cairn::transport::ssh::{ControlDir, HostKeyPolicy, SshConfig, SshTransport, close_all_masters};
 use cairn::transport::{Content, FileAttrs, Stdin, Transport, TransportError, argv, read_files, write_file_atomic};
 use sshd::Sshd;
 
@@ -40,7 +39,7 @@ fn config(s: &Sshd) -> SshConfig {
         user: "root".to_string(),
         identity_file: Some(s.client_key.clone()),
         known_hosts_file: Some(s.known_hosts.clone()),
-        host_key_checking: HostKeyChecking::Strict,
+        host_key_checking: HostKeyPolicy::Strict,
         r#become: false,
         connect_timeout: Duration::from_secs(5),
     }
@@ -242,7 +241,7 @@ async fn strict_host_keys_refuse_unknown_and_changed_keys() {
     let other_pub: Vec<&str> = other_pub.split_whitespace().take(2).collect();
     let changed = s.dir().join("known_hosts.changed");
     std::fs::write(&changed, format!("[127.0.0.1]:{} {}\n", s.port, other_pub.join(" "))).unwrap();
-    for policy in [HostKeyChecking::Strict, HostKeyChecking::AcceptNew] {
+    for policy in [HostKeyPolicy::Strict, HostKeyPolicy::AcceptNew] {
         let mut cfg = config(&s);
         cfg.known_hosts_file = Some(changed.clone());
         cfg.host_key_checking = policy;
@@ -261,14 +260,14 @@ async fn accept_new_adds_an_unknown_host_then_strict_accepts_it() {
     std::fs::write(&file, "").unwrap();
     let mut cfg = config(&s);
     cfg.known_hosts_file = Some(file.clone());
-    cfg.host_key_checking = HostKeyChecking::AcceptNew;
+    cfg.host_key_checking = HostKeyPolicy::AcceptNew;
     let t = SshTransport::connect(cfg.clone(), &dir).await.unwrap();
     t.close().await;
     let found =
         std::process::Command::new("ssh-keygen").arg("-F").arg(format!("[127.0.0.1]:{}", s.port)).arg("-f").arg(&file).output().unwrap();
     assert!(found.status.success(), "key not added: {:?}", std::fs::read_to_string(&file));
 
-    cfg.host_key_checking = HostKeyChecking::Strict;
+    cfg.host_key_checking = HostKeyPolicy::Strict;
     let t = SshTransport::connect(cfg, &dir).await.unwrap();
     assert!(t.run(&argv(&["true"]), Stdin::Null).await.unwrap().success());
     t.close().await;
@@ -491,7 +490,7 @@ async fn ctrl_c_child() {
         user: "root".to_string(),
         identity_file: Some(std::env::var("CAIRN_TEST_CTRL_C_KEY").unwrap().into()),
         known_hosts_file: Some(std::env::var("CAIRN_TEST_CTRL_C_KNOWN_HOSTS").unwrap().into()),
-        host_key_checking: HostKeyChecking::Strict,
+        host_key_checking: HostKeyPolicy::Strict,
         r#become: false,
         connect_timeout: Duration::from_secs(5),
     };

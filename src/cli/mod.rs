@@ -64,6 +64,26 @@ impl SpecArg {
     }
 }
 
+/// `--host NAME`, shared by commands that can be limited to some hosts.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HostsArg {
+    /// Only these hosts (repeatable).
+    #[arg(long = "host", value_name = "NAME")]
+    pub hosts: Vec<String>,
+}
+
+/// `--host NAME` and `--target ID`, shared by commands that can be limited to some hosts and
+/// resources.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SelectArgs {
+    /// `--host`.
+    #[command(flatten)]
+    pub host: HostsArg,
+    /// Only these resources, `kind.name` (repeatable).
+    #[arg(long = "target", value_name = "ID")]
+    pub targets: Vec<String>,
+}
+
 /// Flags of the commands that change hosts (`apply`, `destroy`).
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct RunArgs {
@@ -102,12 +122,9 @@ pub enum Command {
         /// Exit 0 when nothing would change, 2 when something would, 1 on error.
         #[arg(long)]
         detailed_exitcode: bool,
-        /// Only these hosts (repeatable).
-        #[arg(long = "host", value_name = "NAME")]
-        hosts: Vec<String>,
-        /// Only these resources, `kind.name` (repeatable).
-        #[arg(long = "target", value_name = "ID")]
-        targets: Vec<String>,
+        /// `--host` and `--target`.
+        #[command(flatten)]
+        select: SelectArgs,
         /// Also save the plan to FILE (mode 0600) for `cairn show` and `cairn apply FILE`.
         #[arg(short = 'o', long = "out", value_name = "FILE")]
         out: Option<PathBuf>,
@@ -121,12 +138,9 @@ pub enum Command {
         /// Print the drift as JSON (the `plan --json` schema, differing instances only).
         #[arg(long)]
         json: bool,
-        /// Only these hosts (repeatable).
-        #[arg(long = "host", value_name = "NAME")]
-        hosts: Vec<String>,
-        /// Only these resources, `kind.name` (repeatable).
-        #[arg(long = "target", value_name = "ID")]
-        targets: Vec<String>,
+        /// `--host` and `--target`.
+        #[command(flatten)]
+        select: SelectArgs,
     },
     /// Print a saved plan (`cairn plan -o FILE`) without touching any host.
     Show {
@@ -152,12 +166,9 @@ pub enum Command {
         /// Confirmation, parallelism and lock waiting.
         #[command(flatten)]
         run: RunArgs,
-        /// Only these hosts (repeatable).
-        #[arg(long = "host", value_name = "NAME")]
-        hosts: Vec<String>,
-        /// Only these resources, `kind.name` (repeatable).
-        #[arg(long = "target", value_name = "ID")]
-        targets: Vec<String>,
+        /// `--host` and `--target`.
+        #[command(flatten)]
+        select: SelectArgs,
     },
     /// Remove everything the spec manages on its hosts, as each host's manifest records it:
     /// plan the removals, show them, ask, apply.
@@ -168,9 +179,9 @@ pub enum Command {
         /// Confirmation, parallelism and lock waiting.
         #[command(flatten)]
         run: RunArgs,
-        /// Only these hosts (repeatable).
-        #[arg(long = "host", value_name = "NAME")]
-        hosts: Vec<String>,
+        /// `--host`.
+        #[command(flatten)]
+        select: HostsArg,
     },
     /// Remove a host's apply lock left by a run that was killed.
     Unlock {
@@ -198,17 +209,9 @@ pub enum Command {
     Module(module::ModuleCommand),
 }
 
-/// `30s`, `2m`, `1h` or plain seconds.
+/// `30s`, `2m`, `1h` or plain seconds ([`spec::duration::parse_wait`]).
 fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
-    let (number, unit) = text.trim().split_at(text.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(text.trim().len()));
-    let n: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration; write e.g. 30s, 2m or 1h"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(format!("`{text}` is not a duration; write e.g. 30s, 2m or 1h")),
-    };
-    Ok(std::time::Duration::from_secs(secs))
+    spec::duration::parse_wait(text).ok_or_else(|| format!("`{text}` is not a duration; write e.g. 30s, 2m or 1h"))
 }
 
 /// `plan --format`.
@@ -322,7 +325,7 @@ async fn run(cli: Cli) -> ExitStatus {
         Command::Graph { spec, format } => graph(&ui, &spec.path(), format),
         Command::Lab(_) | Command::Module(_) => ExitStatus::Error, // handled before the runtime starts
         Command::Show { plan, json, format } => show(&ui, &plan, PlanFormat::pick(format, json)),
-        Command::Drift { spec, json, hosts, targets } => {
+        Command::Drift { spec, json, select: SelectArgs { host: HostsArg { hosts }, targets } } => {
             let Some((spec, graph)) = load_graph(&ui, &spec.path(), &hosts, &targets) else { return ExitStatus::Error };
             let (ui, graph) = (&ui, &graph);
             with_connections(ui, &spec, graph, |conns| async move {
@@ -342,7 +345,14 @@ async fn run(cli: Cli) -> ExitStatus {
             })
             .await
         }
-        Command::Plan { spec: spec_arg, json, format, detailed_exitcode, hosts, targets, out } => {
+        Command::Plan {
+            spec: spec_arg,
+            json,
+            format,
+            detailed_exitcode,
+            select: SelectArgs { host: HostsArg { hosts }, targets },
+            out,
+        } => {
             let format = PlanFormat::pick(format, json);
             let spec_path = spec_arg.path();
             let Some((spec, graph)) = load_graph(&ui, &spec_path, &hosts, &targets) else { return ExitStatus::Error };
@@ -372,7 +382,7 @@ async fn run(cli: Cli) -> ExitStatus {
             .await
         }
         Command::Unlock { host, spec } => unlock(&ui, &spec.path(), &host).await,
-        Command::Destroy { spec: spec_arg, run, hosts } => {
+        Command::Destroy { spec: spec_arg, run, select: HostsArg { hosts } } => {
             let spec_path = spec_arg.path();
             let Some((spec, graph)) = load_graph(&ui, &spec_path, &hosts, &[]) else { return ExitStatus::Error };
             let graph = Arc::new(Arc::unwrap_or_clone(graph).for_destroy());
@@ -384,7 +394,7 @@ async fn run(cli: Cli) -> ExitStatus {
             plan_and_apply(&ui, &spec, &graph, "destroy", &spec_path, run).await
         }
         Command::Apply { plan: Some(plan_file), spec, run, .. } => apply_saved(&ui, &plan_file, &spec, run).await,
-        Command::Apply { plan: None, spec: spec_arg, run, hosts, targets } => {
+        Command::Apply { plan: None, spec: spec_arg, run, select: SelectArgs { host: HostsArg { hosts }, targets } } => {
             let spec_path = spec_arg.path();
             let Some((spec, graph)) = load_graph(&ui, &spec_path, &hosts, &targets) else { return ExitStatus::Error };
             plan_and_apply(&ui, &spec, &graph, "apply", &spec_path, run).await

@@ -21,12 +21,12 @@ use time::OffsetDateTime;
 use super::ca::{
     CertInfo, Issued, LeafRequest, LoadedCa, San, SecretPem, inspect, issue, issued_by, same_public_key, spki_of_public_key_pem,
 };
-use super::file::sha256_hex;
 use super::probe::ProbeError;
 use super::removal::Claims;
 use super::{
     Action, ApplyError, AttrChange, Decision, HostFacts, KeyFact, PathFact, PathKind, ProbeRequest, ResourceKind, fix_attrs, run_checked,
 };
+use crate::hash::sha256_hex;
 use crate::spec::{CaSource, CaSpec, CertSpec, Diagnostic, Duration, Kind, ResourceId, TemplateText, Usage, check_san, san_error};
 use crate::state::manifest::Owned;
 use crate::state::pki::{CaFiles, CaStore};

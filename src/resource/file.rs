@@ -1,13 +1,12 @@
 //! `file`: a file with exact content, mode and (optionally) owner and group. Written atomically;
 //! an attribute-only drift is fixed with chmod/chown without rewriting the content.
 
-use sha2::{Digest, Sha256};
-
 use super::removal::{Orphan, Removal};
 use super::{
     Action, ApplyError, AttrChange, ContentChange, Decision, HostFacts, PathFact, PathKind, ResourceKind, attr_changes, fix_attrs,
     run_checked,
 };
+use crate::hash::sha256_hex;
 use crate::spec::{ContentSource, Diagnostic, FileSpec, Kind, TemplateText};
 use crate::state::manifest::{Owned, OwnedFile, OwnedFiles};
 use crate::transport::{Content, FileAttrs, Transport, write_file_atomic};
@@ -206,11 +205,6 @@ impl Removal for OwnedFiles {
         cmd.extend(orphan.paths().into_iter().map(str::to_string));
         run_checked(transport, &cmd).await
     }
-}
-
-/// sha256 of bytes, lower-case hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 fn short_hash(h: &str) -> String {

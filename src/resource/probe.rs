@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sha2::Digest as _;
+use crate::hash::sha256_hex;
 
 use crate::state::manifest::{MANIFEST_DIR, Manifest, ManifestError};
 use crate::transport::{Stdin, Transport, TransportError, argv};
@@ -208,7 +208,7 @@ impl HostFacts {
     /// re-planning). Certificate and table contents appear as sha256 sums; private keys only as
     /// the sum of their public key.
     pub fn describe(&self, request: &ProbeRequest) -> Vec<String> {
-        let sum = |text: &str| hex::encode(sha2::Sha256::digest(text.as_bytes()));
+        let sum = |text: &str| sha256_hex(text.as_bytes());
         let mut lines = Vec::new();
         for path in &request.paths {
             lines.push(match self.paths.get(path) {

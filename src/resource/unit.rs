@@ -11,13 +11,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::file::sha256_hex;
 use super::probe::ProbeError;
 use super::removal::{Claims, Orphan, Removal};
 use super::{
     Action, ApplyError, AttrChange, ContentChange, Decision, HostFacts, PathFact, PathKind, ProbeRequest, ResourceKind, attr_changes,
     fix_attrs, run_checked,
 };
+use crate::hash::sha256_hex;
 use crate::spec::{ContentSource, Diagnostic, Kind, ResourceId, StartMode, TemplateText, UnitSpec, UnitState};
 use crate::state::manifest::{Owned, OwnedUnit};
 use crate::transport::{Content, FileAttrs, Stdin, Transport, argv, write_file_atomic};

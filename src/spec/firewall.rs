@@ -7,6 +7,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::diagnostic::Span;
+use super::template::TemplateText;
 
 /// `[firewall.NAME]`: rules evaluated in order in cairn's nftables table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +29,7 @@ pub struct FirewallRule {
     pub from: Vec<Cidr>,
     /// `from` entries written as templates, rendered per host into comma-separated addresses or
     /// networks and validated then (added to `from`).
-    pub from_templates: Vec<super::model::TemplateText>,
+    pub from_templates: Vec<TemplateText>,
     /// What to do with a matching packet.
     pub action: FirewallAction,
 }

@@ -629,19 +629,15 @@ impl Loader {
                 wanted = wanted.strip_prefix(&prefix).unwrap_or(&wanted).to_string();
                 known = known.iter().filter_map(|k| k.strip_prefix(&prefix)).map(str::to_string).collect();
             }
-            let mut diag = Diagnostic::at(&a.span, format!("`after` names `{wanted}`, which is not defined"));
-            diag = match did_you_mean(&wanted, known.iter().map(String::as_str)) {
-                Some(m) => diag.with_label(format!("did you mean `{m}`?")).with_help(format!("write \"{m}\", or define [{wanted}]")),
-                None => diag.with_label("no such resource").with_help(if known.is_empty() {
-                    "no resources are defined; remove this entry".to_string()
-                } else {
-                    format!(
-                        "`after` must name a resource defined in the spec; defined: {}",
-                        quote_list(&known.iter().map(String::as_str).collect::<Vec<_>>())
-                    )
-                }),
+            let help = if known.is_empty() {
+                "no resources are defined; remove this entry".to_string()
+            } else {
+                format!(
+                    "`after` must name a resource defined in the spec; defined: {}",
+                    quote_list(&known.iter().map(String::as_str).collect::<Vec<_>>())
+                )
             };
-            self.diags.push(diag);
+            self.diags.push(undefined_reference(&a.span, "after", &wanted, &known, "no such resource", help));
         }
     }
 
@@ -904,4 +900,15 @@ fn missing_file(written: &Located<String>, what: &str, resolved: &Path, why: &st
     Diagnostic::at(&written.span, format!("cannot read {what} file `{}`", written.value))
         .with_label(format!("{why}: {}", resolved.display()))
         .with_help(format!("{what} paths are relative to the spec file that names them; check the name"))
+}
+
+/// The error for a reference (`after`, `restart_on`, `wait_for`) naming `wanted`, which is not
+/// defined: "did you mean" the closest of `known` when one is close, else `missing` as the label
+/// and `help` as the help.
+fn undefined_reference(span: &Span, field: &str, wanted: &str, known: &[String], missing: &str, help: String) -> Diagnostic {
+    let diag = Diagnostic::at(span, format!("`{field}` names `{wanted}`, which is not defined"));
+    match did_you_mean(wanted, known.iter().map(String::as_str)) {
+        Some(m) => diag.with_label(format!("did you mean `{m}`?")).with_help(format!("write \"{m}\", or define [{wanted}]")),
+        None => diag.with_label(missing).with_help(help),
+    }
 }

@@ -1,6 +1,10 @@
 //! The validated spec: what the user asked for, with every value's source position kept so later
 //! layers (templating, graph building) can still point at the line that caused a problem.
 //! Strings that may hold template syntax are kept as [`TemplateText`] and rendered per host later.
+//!
+//! The leaf types the kind models share (ids, hosts and selectors, template text) live in their
+//! own files (`id.rs`, `host.rs`, `template.rs`) and are re-exported here, so the dependencies
+//! between the model files point one way: `model` → `module`/`pki`/`firewall` → leaves.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,6 +12,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::diagnostic::{Located, SourceMap, Span};
+use super::firewall::FirewallSpec;
+pub use super::host::{HostKeyChecking, HostSpec, Selector, SshDefaults, TransportKind};
+pub use super::id::{Kind, ResourceId};
+use super::module::ModuleScope;
+use super::pki::CertSpec;
+pub use super::template::TemplateText;
 
 /// A whole spec after loading and validation, includes merged.
 #[derive(Debug, Clone, Default)]
@@ -32,210 +42,7 @@ pub struct Spec {
     /// Resources in the order they were written (module resources where the module is used).
     pub resources: Vec<ResourceSpec>,
     /// Module instances (`[module.NAME]`), in the order they were written.
-    pub modules: Vec<Arc<super::module::ModuleScope>>,
-}
-
-/// How strictly an SSH server's host key is checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum HostKeyChecking {
-    /// The key must already be in `known_hosts_file`.
-    #[default]
-    Strict,
-    /// Unknown hosts are added on first contact; a changed key is still refused.
-    AcceptNew,
-    /// No checking at all (warned about).
-    Off,
-}
-
-/// `[ssh]`: defaults for every host reached over ssh.
-#[derive(Debug, Clone, Default)]
-pub struct SshDefaults {
-    /// Login user; default `root`.
-    pub user: Option<String>,
-    /// Port; default 22.
-    pub port: Option<u16>,
-    /// Private key file (`~` expanded).
-    pub identity_file: Option<PathBuf>,
-    /// known_hosts file (`~` expanded); default `~/.ssh/known_hosts`.
-    pub known_hosts_file: Option<PathBuf>,
-    /// Host key policy.
-    pub host_key_checking: HostKeyChecking,
-    /// Run commands through `sudo -n` (for non-root users).
-    pub r#become: bool,
-    /// Seconds to wait for a connection; default 10.
-    pub connect_timeout_secs: Option<u64>,
-}
-
-/// How a host is reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TransportKind {
-    /// Over SSH.
-    #[default]
-    Ssh,
-    /// On the machine running cairn.
-    Local,
-}
-
-/// `[hosts.NAME]`.
-#[derive(Debug, Clone)]
-pub struct HostSpec {
-    /// The host's name (the table key).
-    pub name: String,
-    /// Address to connect to; also `host.address` in templates.
-    pub address: String,
-    /// Per-host overrides of `[ssh]`.
-    pub port: Option<u16>,
-    /// Per-host login user.
-    pub user: Option<String>,
-    /// Per-host `become`.
-    pub r#become: Option<bool>,
-    /// Labels for selectors (`role=etcd`).
-    pub labels: BTreeMap<String, String>,
-    /// ssh or local.
-    pub transport: TransportKind,
-    /// Where the host table was written.
-    pub span: Span,
-}
-
-/// Resource kinds cairn knows. The id of a resource is `kind.name`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// A directory.
-    Dir,
-    /// A file with content.
-    File,
-    /// A systemd unit.
-    Unit,
-    /// A user account (and its group).
-    User,
-    /// A command that must succeed.
-    Check,
-    /// A certificate authority on the machine running cairn (no hosts, no instances).
-    Ca,
-    /// A certificate and private key issued by a `ca`.
-    Cert,
-    /// A release file or archive fetched by url, verified by sha256, pushed to hosts.
-    Binary,
-    /// Firewall rules in cairn's nftables table.
-    Firewall,
-}
-
-impl Kind {
-    /// Every kind, in the order a spec's tables are read.
-    pub const ALL: &'static [Kind] =
-        &[Kind::Dir, Kind::File, Kind::Unit, Kind::User, Kind::Check, Kind::Firewall, Kind::Binary, Kind::Ca, Kind::Cert];
-
-    /// The table name (`file`, `dir`, …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Dir => "dir",
-            Kind::File => "file",
-            Kind::Unit => "unit",
-            Kind::User => "user",
-            Kind::Check => "check",
-            Kind::Ca => "ca",
-            Kind::Cert => "cert",
-            Kind::Binary => "binary",
-            Kind::Firewall => "firewall",
-        }
-    }
-
-    /// Parses a table name.
-    pub fn parse(s: &str) -> Option<Kind> {
-        Kind::ALL.iter().copied().find(|k| k.as_str() == s)
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// `kind.name`, e.g. `file.motd`; module resources carry a prefix (`etcd.file.config`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub struct ResourceId {
-    /// Module instance path, empty for resources written in the spec itself.
-    pub module: Option<String>,
-    /// The kind.
-    pub kind: Kind,
-    /// The name within its kind.
-    pub name: String,
-}
-
-impl ResourceId {
-    /// A top-level resource id.
-    pub fn new(kind: Kind, name: impl Into<String>) -> Self {
-        Self { module: None, kind, name: name.into() }
-    }
-
-    /// Parses `kind.name` or `module.kind.name`.
-    pub fn parse(s: &str) -> Option<ResourceId> {
-        let parts: Vec<&str> = s.split('.').collect();
-        match parts.as_slice() {
-            [kind, name] => Some(ResourceId { module: None, kind: Kind::parse(kind)?, name: (*name).to_string() }),
-            [module, kind, name] => {
-                Some(ResourceId { module: Some((*module).to_string()), kind: Kind::parse(kind)?, name: (*name).to_string() })
-            }
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for ResourceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(m) = &self.module {
-            write!(f, "{m}.")?;
-        }
-        write!(f, "{}.{}", self.kind, self.name)
-    }
-}
-
-/// Which hosts a resource applies to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Selector {
-    /// `"*"`: every host.
-    All,
-    /// A host name.
-    Name(String),
-    /// `label=value`.
-    Label(String, String),
-}
-
-impl Selector {
-    /// Parses `"*"`, `"name"` or `"label=value"`.
-    pub fn parse(s: &str) -> Selector {
-        if s == "*" {
-            Selector::All
-        } else if let Some((k, v)) = s.split_once('=') {
-            Selector::Label(k.trim().to_string(), v.trim().to_string())
-        } else {
-            Selector::Name(s.to_string())
-        }
-    }
-
-    /// Whether `host` is selected.
-    pub fn matches(&self, host: &HostSpec) -> bool {
-        match self {
-            Selector::All => true,
-            Selector::Name(n) => &host.name == n,
-            Selector::Label(k, v) => host.labels.get(k) == Some(v),
-        }
-    }
-}
-
-/// A string that may contain template syntax, rendered per host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TemplateText {
-    /// The template source.
-    pub text: String,
-    /// Where it came from: the TOML string, or the template file (whole file span).
-    pub span: Span,
-    /// A name for error messages: the template file path, or `file.motd.content`.
-    pub name: String,
+    pub modules: Vec<Arc<ModuleScope>>,
 }
 
 /// A Unix permission mode, e.g. `0o644`.
@@ -408,11 +215,11 @@ pub enum ResourceBody {
     /// A check command.
     Check(CheckSpec),
     /// A certificate (`[cert.*]`; `[ca.*]` tables are not resources).
-    Cert(Box<super::pki::CertSpec>),
+    Cert(Box<CertSpec>),
     /// A downloaded binary or archive.
     Binary(BinarySpec),
     /// Firewall rules.
-    Firewall(super::firewall::FirewallSpec),
+    Firewall(FirewallSpec),
 }
 
 /// One resource table (`[file.motd]`).
@@ -433,7 +240,7 @@ pub struct ResourceSpec {
     /// Attributes whose drift is not reported nor corrected (`ignore = ["mode"]`).
     pub ignore: Vec<String>,
     /// The module instance this resource comes from (extra template context: `inputs`, `module`).
-    pub scope: Option<Arc<super::module::ModuleScope>>,
+    pub scope: Option<Arc<ModuleScope>>,
 }
 
 /// What a `[binary.*]` installs: members of an archive, or the downloaded file itself.

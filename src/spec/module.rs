@@ -9,7 +9,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 use super::diagnostic::{Located, Span};
-use super::model::{HostSpec, ResourceId, Selector};
+use super::host::{HostSpec, Selector};
+use super::id::ResourceId;
 
 /// The type of a module input (`type = "..."` in `[inputs.NAME]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use super::diagnostic::{Diagnostic, Located, Span};
-use super::model::TemplateText;
+use super::duration::Duration;
+use super::template::TemplateText;
 
 /// A key algorithm and size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -79,58 +80,6 @@ impl Usage {
 impl fmt::Display for Usage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// A span of time written as `100y`, `10y`, `30d`, `12h` (a year is 365 days).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Duration {
-    /// Length in seconds.
-    pub secs: i64,
-}
-
-impl Duration {
-    /// Parses `<number><unit>` groups (`1y`, `90d`, `1y30d`); units `y`, `w`, `d`, `h`.
-    pub fn parse(s: &str) -> Option<Duration> {
-        let mut secs: i64 = 0;
-        let mut digits = String::new();
-        let mut any = false;
-        for c in s.chars() {
-            if c.is_ascii_digit() {
-                digits.push(c);
-                continue;
-            }
-            let unit: i64 = match c {
-                'y' => 365 * 86_400,
-                'w' => 7 * 86_400,
-                'd' => 86_400,
-                'h' => 3_600,
-                _ => return None,
-            };
-            let n: i64 = digits.parse().ok()?;
-            secs = secs.checked_add(n.checked_mul(unit)?)?;
-            digits.clear();
-            any = true;
-        }
-        (any && digits.is_empty() && secs > 0).then_some(Duration { secs })
-    }
-
-    /// Whole days (rounded down).
-    pub fn days(self) -> i64 {
-        self.secs / 86_400
-    }
-}
-
-impl fmt::Display for Duration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let d = self.secs / 86_400;
-        let h = (self.secs % 86_400) / 3_600;
-        match (d, h) {
-            (0, h) => write!(f, "{h}h"),
-            (d, 0) if d % 365 == 0 => write!(f, "{}y", d / 365),
-            (d, 0) => write!(f, "{d}d"),
-            (d, h) => write!(f, "{d}d{h}h"),
-        }
     }
 }
 
@@ -282,19 +231,6 @@ pub fn check_san(s: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(Duration::parse("100y").map(|d| d.days()), Some(36_500));
-        assert_eq!(Duration::parse("30d").map(|d| d.secs), Some(30 * 86_400));
-        assert_eq!(Duration::parse("12h").map(|d| d.secs), Some(43_200));
-        assert_eq!(Duration::parse("1y30d").map(|d| d.days()), Some(395));
-        for bad in ["", "10", "y", "10 y", "30days", "1.5y", "0d", "-1d", "99999999999999999999y"] {
-            assert_eq!(Duration::parse(bad), None, "{bad}");
-        }
-        assert_eq!(Duration::parse("10y").unwrap().to_string(), "10y");
-        assert_eq!(Duration::parse("36h").unwrap().to_string(), "1d12h");
-    }
 
     #[test]
     fn sans() {

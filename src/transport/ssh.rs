@@ -2,8 +2,8 @@
 //! command multiplexed over it as its own channel.
 //!
 //! This module owns:
-//! - [`SshConfig`]: how one host is reached, resolved from the spec's `[ssh]` defaults and the
-//!   host table ([`SshConfig::from_spec`]).
+//! - [`SshConfig`] and [`HostKeyPolicy`]: how one host is reached, as plain values; the CLI
+//!   builds them from the spec (`cli/connect.rs`), so the transport knows nothing of specs.
 //! - [`SshTransport`]: connecting (host key policy, connect timeout, keep-alives), running argv
 //!   with stdin (bytes, or a local file handed to ssh as a file descriptor so big uploads never
 //!   pass through cairn's memory), a bound of [`MAX_CHANNELS_PER_HOST`] concurrent channels
@@ -24,7 +24,7 @@
 mod control;
 mod errors;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -35,7 +35,6 @@ use tokio::sync::{RwLock, Semaphore};
 pub use control::{ControlDir, close_all_masters, install_ctrl_c_cleanup};
 
 use super::{CommandOutput, Stdin, Transport, TransportError, TransportStats, quote_argv};
-use crate::spec::model::{HostKeyChecking, HostSpec, SshDefaults};
 
 /// At most this many commands run at once over one host's master (sshd's default
 /// `MaxSessions` is 10; more concurrent channels are refused by the server).
@@ -50,6 +49,18 @@ pub const KEEPALIVE_EVERY: Duration = Duration::from_secs(10);
 
 /// `ServerAliveInterval`: how often ssh probes a silent server (3 missed probes drop the link).
 pub const SERVER_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// How strictly the server's host key is checked against `known_hosts_file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostKeyPolicy {
+    /// The key must already be known.
+    #[default]
+    Strict,
+    /// An unknown host's key is added on first contact; a changed key is still refused.
+    AcceptNew,
+    /// No checking at all (warned about).
+    Off,
+}
 
 /// How one host is reached over ssh.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +78,7 @@ pub struct SshConfig {
     /// known_hosts file checked (and, with accept-new, appended to); `None` uses ssh's default.
     pub known_hosts_file: Option<PathBuf>,
     /// Host key policy.
-    pub host_key_checking: HostKeyChecking,
+    pub host_key_checking: HostKeyPolicy,
     /// Run every command through `sudo -n --`.
     pub r#become: bool,
     /// How long establishing the connection may take (whole seconds, at least 1).
@@ -75,35 +86,9 @@ pub struct SshConfig {
 }
 
 impl SshConfig {
-    /// Resolves `host`'s settings over the `[ssh]` defaults: user `root`, port 22, known_hosts
-    /// `~/.ssh/known_hosts`, timeout 10 s; `~` expanded in paths.
-    pub fn from_spec(defaults: &SshDefaults, host: &HostSpec) -> SshConfig {
-        let known_hosts = defaults.known_hosts_file.clone().unwrap_or_else(|| PathBuf::from("~/.ssh/known_hosts"));
-        SshConfig {
-            host_name: host.name.clone(),
-            address: host.address.clone(),
-            port: host.port.or(defaults.port).unwrap_or(22),
-            user: host.user.clone().or_else(|| defaults.user.clone()).unwrap_or_else(|| "root".to_string()),
-            identity_file: defaults.identity_file.as_deref().map(expand_tilde),
-            known_hosts_file: Some(expand_tilde(&known_hosts)),
-            host_key_checking: defaults.host_key_checking,
-            r#become: host.r#become.unwrap_or(defaults.r#become),
-            connect_timeout: Duration::from_secs(defaults.connect_timeout_secs.unwrap_or(10)),
-        }
-    }
-
     /// `user@address:port`, for messages.
     fn target(&self) -> String {
         format!("{}@{}:{}", self.user, self.address, self.port)
-    }
-}
-
-/// `~` or `~/rest` → `$HOME/rest`; anything else (including `~user`) unchanged.
-fn expand_tilde(path: &Path) -> PathBuf {
-    let Ok(rest) = path.strip_prefix("~") else { return path.to_path_buf() };
-    match std::env::var_os("HOME") {
-        Some(home) if !home.is_empty() => PathBuf::from(home).join(rest),
-        _ => path.to_path_buf(),
     }
 }
 
@@ -153,9 +138,9 @@ impl SshTransport {
             .user(cfg.user.clone())
             .port(cfg.port)
             .known_hosts_check(match cfg.host_key_checking {
-                HostKeyChecking::Strict => KnownHosts::Strict,
-                HostKeyChecking::AcceptNew => KnownHosts::Add,
-                HostKeyChecking::Off => KnownHosts::Accept,
+                HostKeyPolicy::Strict => KnownHosts::Strict,
+                HostKeyPolicy::AcceptNew => KnownHosts::Add,
+                HostKeyPolicy::Off => KnownHosts::Accept,
             })
             .connect_timeout(Duration::from_secs(timeout_secs))
             .server_alive_interval(SERVER_ALIVE_INTERVAL)
@@ -170,7 +155,7 @@ impl SshTransport {
         if let Some(known_hosts) = &cfg.known_hosts_file {
             builder.user_known_hosts_file(known_hosts);
         }
-        if cfg.host_key_checking == HostKeyChecking::Off {
+        if cfg.host_key_checking == HostKeyPolicy::Off {
             tracing::warn!(host = %cfg.host_name, "host key checking is off");
         }
 
@@ -399,53 +384,6 @@ impl Drop for SshTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::model::TransportKind;
-
-    fn host(name: &str) -> HostSpec {
-        HostSpec {
-            name: name.to_string(),
-            address: "10.0.0.5".to_string(),
-            port: None,
-            user: None,
-            r#become: None,
-            labels: Default::default(),
-            transport: TransportKind::Ssh,
-            span: Default::default(),
-        }
-    }
-
-    #[test]
-    fn from_spec_fills_defaults_and_expands_tilde() {
-        let home = std::env::var("HOME").unwrap_or_default();
-        let cfg = SshConfig::from_spec(&SshDefaults::default(), &host("web1"));
-        assert_eq!(cfg.user, "root");
-        assert_eq!(cfg.port, 22);
-        assert_eq!(cfg.connect_timeout, Duration::from_secs(10));
-        assert_eq!(cfg.host_key_checking, HostKeyChecking::Strict);
-        assert!(!cfg.r#become);
-        assert_eq!(cfg.identity_file, None);
-        assert_eq!(cfg.known_hosts_file, Some(PathBuf::from(&home).join(".ssh/known_hosts")));
-
-        let defaults = SshDefaults {
-            user: Some("deploy".into()),
-            port: Some(2222),
-            identity_file: Some("~/.ssh/id_cairn".into()),
-            known_hosts_file: Some("/etc/cairn/known_hosts".into()),
-            host_key_checking: HostKeyChecking::AcceptNew,
-            r#become: true,
-            connect_timeout_secs: Some(3),
-        };
-        let mut h = host("db1");
-        h.port = Some(22022);
-        h.user = Some("admin".into());
-        h.r#become = Some(false);
-        let cfg = SshConfig::from_spec(&defaults, &h);
-        assert_eq!((cfg.user.as_str(), cfg.port, cfg.r#become), ("admin", 22022, false));
-        assert_eq!(cfg.identity_file, Some(PathBuf::from(&home).join(".ssh/id_cairn")));
-        assert_eq!(cfg.known_hosts_file, Some(PathBuf::from("/etc/cairn/known_hosts")));
-        assert_eq!(cfg.connect_timeout, Duration::from_secs(3));
-        assert_eq!(expand_tilde(Path::new("~other/x")), PathBuf::from("~other/x"));
-    }
 
     #[test]
     fn command_line_quotes_once_and_prefixes_sudo() {

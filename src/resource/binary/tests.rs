@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::archive::{Format, unpack};
 use super::fetch::{ArtifactSlot, fetch};
 use super::*;
-use crate::resource::{PathFact, file::sha256_hex};
+use crate::hash::sha256_hex;
+use crate::resource::PathFact;
 
 // ---------- archive builders ----------
 

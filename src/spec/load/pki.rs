@@ -8,9 +8,10 @@ use std::path::Path;
 use super::reader::{TableReader, Value, choice_of, expect_table, quote_list};
 use super::{Loader, check_resource_name, claim_resource_id, is_templated, missing_file, read_bytes};
 use crate::spec::diagnostic::{Diagnostic, Diagnostics, FileId, Located, Span, did_you_mean};
+use crate::spec::duration::Duration;
 use crate::spec::model::{Kind, ResourceBody, ResourceId, TemplateText};
 use crate::spec::module::ModuleScope;
-use crate::spec::pki::{CaSource, CaSpec, CertSpec, Duration, KeyType, Subject, Usage, check_san, san_error};
+use crate::spec::pki::{CaSource, CaSpec, CertSpec, KeyType, Subject, Usage, check_san, san_error};
 
 /// Default lifetime of a generated CA.
 pub const DEFAULT_CA_VALIDITY: &str = "10y";

@@ -7,8 +7,7 @@ use toml::de::DeValue;
 
 use super::reader::quote_list;
 use super::reader::{TableReader, type_phrase};
-use super::{Loader, bad_after_id, read_content, valid_name};
-use crate::spec::diagnostic::did_you_mean;
+use super::{Loader, bad_after_id, read_content, undefined_reference, valid_name};
 use crate::spec::diagnostic::{Diagnostic, Diagnostics, Located, SourceMap};
 use crate::spec::model::{CheckCommand, CheckSpec, Kind, ResourceId, RollingSpec, StartMode, TemplateText, UnitSpec, UnitState, UserSpec};
 
@@ -205,15 +204,11 @@ impl Loader {
                 continue;
             }
             let wanted = w.value.to_string();
-            let diag = Diagnostic::at(&w.span, format!("`wait_for` names `{wanted}`, which is not defined"));
-            let diag = match did_you_mean(&wanted, checks.iter().map(String::as_str)) {
-                Some(m) => diag.with_label(format!("did you mean `{m}`?")).with_help(format!("write \"{m}\", or define [{wanted}]")),
-                None => diag.with_label("no such check").with_help(format!(
-                    "define the check that gates each batch of restarts; checks defined: {}",
-                    if checks.is_empty() { "none".to_string() } else { quote_list(&checks.iter().map(String::as_str).collect::<Vec<_>>()) }
-                )),
-            };
-            self.diags.push(diag);
+            let help = format!(
+                "define the check that gates each batch of restarts; checks defined: {}",
+                if checks.is_empty() { "none".to_string() } else { quote_list(&checks.iter().map(String::as_str).collect::<Vec<_>>()) }
+            );
+            self.diags.push(undefined_reference(&w.span, "wait_for", &wanted, &checks, "no such check", help));
         }
     }
 
@@ -225,15 +220,11 @@ impl Loader {
                 continue;
             }
             let wanted = a.value.to_string();
-            let diag = Diagnostic::at(&a.span, format!("`restart_on` names `{wanted}`, which is not defined"));
-            let diag = match did_you_mean(&wanted, known.iter().map(String::as_str)) {
-                Some(m) => diag.with_label(format!("did you mean `{m}`?")).with_help(format!("write \"{m}\", or define [{wanted}]")),
-                None => diag.with_label("no such resource").with_help(format!(
-                    "`restart_on` lists resources of the spec whose changes restart the unit; defined: {}",
-                    quote_list(&known.iter().map(String::as_str).collect::<Vec<_>>())
-                )),
-            };
-            self.diags.push(diag);
+            let help = format!(
+                "`restart_on` lists resources of the spec whose changes restart the unit; defined: {}",
+                quote_list(&known.iter().map(String::as_str).collect::<Vec<_>>())
+            );
+            self.diags.push(undefined_reference(&a.span, "restart_on", &wanted, &known, "no such resource", help));
         }
     }
 }

@@ -4,8 +4,7 @@
 
 use std::error::Error as StdError;
 
-use super::SshConfig;
-use crate::spec::model::HostKeyChecking;
+use super::{HostKeyPolicy, SshConfig};
 
 /// Every message in the chain, joined with ": ", each one cleaned up (ssh's log is multi-line),
 /// repeated messages dropped.
@@ -49,7 +48,7 @@ pub(super) fn classify_connect(chain: &str, cfg: &SshConfig) -> Option<String> {
     }
     if c.contains("Host key verification failed") || c.contains("host key is known for") {
         let hint = match cfg.host_key_checking {
-            HostKeyChecking::Strict => "; add its key to that file (ssh-keyscan) or set host_key_checking = \"accept-new\"",
+            HostKeyPolicy::Strict => "; add its key to that file (ssh-keyscan) or set host_key_checking = \"accept-new\"",
             _ => "",
         };
         return Some(format!("host key unknown: {target} is not in {known_hosts} (strict host key checking){hint}"));
