@@ -728,8 +728,8 @@ fn load_graph(ui: &Ui, path: &Path, hosts: &[String], targets: &[String]) -> Opt
     match Graph::build(&spec) {
         Ok(graph) => match graph.restrict(hosts, targets) {
             Ok(g) => Some((spec, Arc::new(g))),
-            Err(msg) => {
-                ui.error(&msg);
+            Err(e) => {
+                ui.error(&e.to_string());
                 None
             }
         },
