@@ -354,7 +354,7 @@ async fn run(cli: Cli) -> ExitStatus {
                     let digest = saved::spec_digest(spec_ref, &spec_path);
                     let saved = saved::SavedPlan::new(plan.clone(), &spec_path, digest, &hosts, &targets);
                     if let Err(e) = saved.write(out) {
-                        ui.error(&e);
+                        ui.error(&e.to_string());
                         return ExitStatus::Error;
                     }
                     if format == PlanFormat::Text {
@@ -478,7 +478,7 @@ fn show(ui: &Ui, path: &Path, format: PlanFormat) -> ExitStatus {
             ExitStatus::Success
         }
         Err(e) => {
-            ui.error(&e);
+            ui.error(&e.to_string());
             ExitStatus::Error
         }
     }
@@ -489,7 +489,7 @@ async fn apply_saved(ui: &Ui, plan_file: &Path, spec_arg: &SpecArg, run: RunArgs
     let saved = match saved::SavedPlan::read(plan_file) {
         Ok(s) => s,
         Err(e) => {
-            ui.error(&e);
+            ui.error(&e.to_string());
             return ExitStatus::Error;
         }
     };
