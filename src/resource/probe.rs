@@ -465,7 +465,7 @@ pub fn parse_probe_output(text: &str) -> Result<HostFacts, String> {
                     facts.versions.insert(argv.split('\u{1f}').map(str::to_string).collect(), first.to_string());
                 }
             }
-            "FWSSH" | "FWNFT" => facts.firewall.get_or_insert_with(Default::default).parse_line(tag, rest)?,
+            "FWSSH" | "FWNFT" => facts.firewall.get_or_insert_with(Default::default).parse_line(tag, rest).map_err(|e| e.to_string())?,
             "M" => {
                 let (path, text) = rest.split_once('\t').ok_or_else(|| format!("unexpected manifest line {line:?}"))?;
                 manifest_text.entry(path.to_string()).or_default().push_str(text);
