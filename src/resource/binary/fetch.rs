@@ -81,7 +81,7 @@ impl Artifact {
         let Some((root, manifest)) = &self.unpacked else {
             return Err(format!("{} is not an unpacked archive", self.file.path.display()));
         };
-        let entry = manifest.lookup(member)?;
+        let entry = manifest.lookup(member).map_err(|e| e.to_string())?;
         Ok(LocalFile { path: archive::local_path(root, entry), sha256: entry.sha256.clone(), size: entry.size })
     }
 }
