@@ -226,7 +226,7 @@ async fn http_download_happens_once_for_many_hosts_and_once_per_cache() {
     assert_eq!(a.member(Some("etcdctl")).unwrap().sha256, sha256_hex(b"etcdctl binary\n"));
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     // 404 is an error naming the url.
-    let err = fetch(cache.path(), &format!("{base}/missing"), &"0".repeat(64), false).await.unwrap_err();
+    let err = fetch(cache.path(), &format!("{base}/missing"), &"0".repeat(64), false).await.unwrap_err().to_string();
     assert_eq!(err, format!("GET {base}/missing: HTTP 404 Not Found"));
 }
 
@@ -250,7 +250,7 @@ async fn sha_mismatch_names_both_sums_and_caches_nothing() {
     let expected = sha256_hex(b"original");
     let cache = tempfile::tempdir().unwrap();
     let url = format!("file://{}", file.display());
-    let err = fetch(cache.path(), &url, &expected, false).await.unwrap_err();
+    let err = fetch(cache.path(), &url, &expected, false).await.unwrap_err().to_string();
     assert_eq!(
         err,
         format!(
@@ -268,7 +268,7 @@ async fn a_bare_file_is_not_an_archive() {
     let file = src.path().join("tool");
     std::fs::write(&file, b"#!/bin/sh\n").unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let err = fetch(cache.path(), &format!("file://{}", file.display()), &sha256_hex(b"#!/bin/sh\n"), true).await.unwrap_err();
+    let err = fetch(cache.path(), &format!("file://{}", file.display()), &sha256_hex(b"#!/bin/sh\n"), true).await.unwrap_err().to_string();
     assert!(err.contains("is not an archive cairn can unpack") && err.contains("use `path` instead of `extract`"), "{err}");
 }
 
@@ -389,8 +389,14 @@ fn a_directory_in_the_way_is_a_conflict() {
 
 #[test]
 fn a_fetch_failure_blocks_the_instance_with_its_message() {
-    let d = etcd_pair().decide(Err("sha256 mismatch for x: …".into()), &HostFacts::default());
-    assert_eq!((d.action, d.reason.as_str()), (Action::Conflict, "sha256 mismatch for x: …"));
+    let err = FetchError::ShaMismatch { url: "x".into(), expected: "1".repeat(64), actual: "2".repeat(64) };
+    let d = etcd_pair().decide(Err(err), &HostFacts::default());
+    let want = format!(
+        "sha256 mismatch for x: the spec expects {}, the downloaded file has {}; it was not cached or used",
+        "1".repeat(64),
+        "2".repeat(64)
+    );
+    assert_eq!((d.action, d.reason.as_str()), (Action::Conflict, want.as_str()));
 }
 
 #[test]
@@ -414,6 +420,6 @@ async fn https_sets_up_tls_and_reports_a_failed_handshake_with_its_cause() {
     });
     let url = format!("https://{addr}/tool");
     let cache = tempfile::tempdir().unwrap();
-    let err = fetch(cache.path(), &url, &"0".repeat(64), false).await.unwrap_err();
+    let err = fetch(cache.path(), &url, &"0".repeat(64), false).await.unwrap_err().to_string();
     assert!(err.starts_with(&format!("GET {url}: ")), "{err}");
 }
