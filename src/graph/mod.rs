@@ -494,3 +494,18 @@ impl Graph {
         Ok(g)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_selection_of_nothing_is_an_error_naming_it() {
+        let err = Graph::default().restrict(&["db1".to_string()], &[]).unwrap_err();
+        assert_eq!(err.to_string(), "--host db1: no such host in the spec (hosts: )");
+        let err = Graph::default().restrict(&[], &["file.motd".to_string()]).unwrap_err();
+        assert_eq!(err.to_string(), "--target file.motd: no such resource in the spec (write it as kind.name, e.g. file.motd)");
+        let known = GraphError::UnknownHost { host: "x".into(), known: vec!["a".into(), "b".into()] };
+        assert_eq!(known.to_string(), "--host x: no such host in the spec (hosts: a, b)");
+    }
+}
