@@ -364,7 +364,7 @@ async fn run(cli: Cli) -> ExitStatus {
                     let digest = saved::spec_digest(spec_ref, &spec_path);
                     let saved = saved::SavedPlan::new(plan.clone(), &spec_path, digest, &hosts, &targets);
                     if let Err(e) = saved.write(out) {
-                        ui.error(&e);
+                        ui.error(&e.to_string());
                         return ExitStatus::Error;
                     }
                     if format == PlanFormat::Text {
@@ -478,7 +478,7 @@ fn show(ui: &Ui, path: &Path, format: PlanFormat) -> ExitStatus {
             ExitStatus::Success
         }
         Err(e) => {
-            ui.error(&e);
+            ui.error(&e.to_string());
             ExitStatus::Error
         }
     }
@@ -489,7 +489,7 @@ async fn apply_saved(ui: &Ui, plan_file: &Path, spec_arg: &SpecArg, run: RunArgs
     let saved = match saved::SavedPlan::read(plan_file) {
         Ok(s) => s,
         Err(e) => {
-            ui.error(&e);
+            ui.error(&e.to_string());
             return ExitStatus::Error;
         }
     };
@@ -728,8 +728,8 @@ fn load_graph(ui: &Ui, path: &Path, hosts: &[String], targets: &[String]) -> Opt
     match Graph::build(&spec) {
         Ok(graph) => match graph.restrict(hosts, targets) {
             Ok(g) => Some((spec, Arc::new(g))),
-            Err(msg) => {
-                ui.error(&msg);
+            Err(e) => {
+                ui.error(&e.to_string());
                 None
             }
         },

@@ -14,6 +14,25 @@ use crate::module::{Templater, host_context, module_context};
 use crate::resource::Desired;
 use crate::spec::{Diagnostic, Diagnostics, HostSpec, Located, ResourceId, Span, Spec};
 
+/// A `--host`/`--target` selection that names something the spec does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GraphError {
+    /// `--host` names no host of the spec.
+    #[error("--host {host}: no such host in the spec (hosts: {})", .known.join(", "))]
+    UnknownHost {
+        /// The name given.
+        host: String,
+        /// The spec's hosts, sorted.
+        known: Vec<String>,
+    },
+    /// `--target` names no resource of the spec.
+    #[error("--target {target}: no such resource in the spec (write it as kind.name, e.g. file.motd)")]
+    UnknownTarget {
+        /// The name given.
+        target: String,
+    },
+}
+
 /// A resource on one host.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct InstanceId {
@@ -421,19 +440,18 @@ impl Graph {
 
     /// Keeps only instances on `hosts` (all when empty) of `targets` (all when empty), plus
     /// everything they depend on. Errors when a name matches nothing.
-    pub fn restrict(self, hosts: &[String], targets: &[String]) -> Result<Graph, String> {
+    pub fn restrict(self, hosts: &[String], targets: &[String]) -> Result<Graph, GraphError> {
         if hosts.is_empty() && targets.is_empty() {
             return Ok(self);
         }
         for h in hosts {
             if !self.hosts.contains_key(h) {
-                let known: Vec<&str> = self.hosts.keys().map(String::as_str).collect();
-                return Err(format!("--host {h}: no such host in the spec (hosts: {})", known.join(", ")));
+                return Err(GraphError::UnknownHost { host: h.clone(), known: self.hosts.keys().cloned().collect() });
             }
         }
         for t in targets {
             if !self.instances.iter().any(|i| i.id.resource.to_string() == *t) {
-                return Err(format!("--target {t}: no such resource in the spec (write it as kind.name, e.g. file.motd)"));
+                return Err(GraphError::UnknownTarget { target: t.clone() });
             }
         }
         let picked = |i: &Instance| {
@@ -465,5 +483,20 @@ impl Graph {
             }
         }
         Ok(g)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_selection_of_nothing_is_an_error_naming_it() {
+        let err = Graph::default().restrict(&["db1".to_string()], &[]).unwrap_err();
+        assert_eq!(err.to_string(), "--host db1: no such host in the spec (hosts: )");
+        let err = Graph::default().restrict(&[], &["file.motd".to_string()]).unwrap_err();
+        assert_eq!(err.to_string(), "--target file.motd: no such resource in the spec (write it as kind.name, e.g. file.motd)");
+        let known = GraphError::UnknownHost { host: "x".into(), known: vec!["a".into(), "b".into()] };
+        assert_eq!(known.to_string(), "--host x: no such host in the spec (hosts: a, b)");
     }
 }

@@ -6,13 +6,74 @@
 //! A plan file holds what the text and JSON views hold, plus the observed-state lines; sensitive
 //! content never enters a plan, and keys still to be made are made at apply time.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::{FORMAT_VERSION, Plan};
 use crate::spec::Spec;
+
+/// Why a plan file could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum SavedPlanError {
+    /// The plan could not be turned into JSON.
+    #[error("cannot encode the plan: {source}")]
+    Encode {
+        /// serde's error.
+        source: serde_json::Error,
+    },
+    /// The plan file could not be written.
+    #[error("cannot write the plan to {}: {source}", .path.display())]
+    Write {
+        /// The plan file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The plan file could not be read.
+    #[error("cannot read the plan file {}: {source}", .path.display())]
+    Read {
+        /// The plan file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not JSON.
+    #[error("{} is not a cairn plan file (write one with `cairn plan -o FILE`): {source}", .path.display())]
+    NotJson {
+        /// The file.
+        path: PathBuf,
+        /// serde's error.
+        source: serde_json::Error,
+    },
+    /// The file is JSON without the plan file's `format` field.
+    #[error("{} is not a cairn plan file (write one with `cairn plan -o FILE`)", .path.display())]
+    NotAPlan {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The plan was written by another version of cairn.
+    #[error(
+        "{} was written by cairn {version}; this is cairn {}: make the plan again with this version",
+        .path.display(),
+        env!("CARGO_PKG_VERSION")
+    )]
+    OtherVersion {
+        /// The plan file.
+        path: PathBuf,
+        /// The version that wrote it (`?` when it does not say).
+        version: String,
+    },
+    /// The file says it is a plan of this version but does not hold one.
+    #[error("{} is a damaged plan file: {source}", .path.display())]
+    Damaged {
+        /// The plan file.
+        path: PathBuf,
+        /// serde's error.
+        source: serde_json::Error,
+    },
+}
 
 /// The `format` field of every plan file.
 pub const MAGIC: &str = "cairn-plan";
@@ -102,29 +163,25 @@ impl SavedPlan {
     }
 
     /// Writes it to `path`: mode 0600, atomically.
-    pub fn write(&self, path: &Path) -> Result<(), String> {
-        let mut json = serde_json::to_vec_pretty(self).map_err(|e| format!("cannot encode the plan: {e}"))?;
+    pub fn write(&self, path: &Path) -> Result<(), SavedPlanError> {
+        let mut json = serde_json::to_vec_pretty(self).map_err(|source| SavedPlanError::Encode { source })?;
         json.push(b'\n');
-        crate::state::write_atomic(path, &json, 0o600).map_err(|e| format!("cannot write the plan to {}: {e}", path.display()))
+        crate::state::write_atomic(path, &json, 0o600).map_err(|source| SavedPlanError::Write { path: path.to_path_buf(), source })
     }
 
     /// Reads a plan file, refusing anything that is not one, or one from another cairn.
-    pub fn read(path: &Path) -> Result<Self, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read the plan file {}: {e}", path.display()))?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("{} is not a cairn plan file (write one with `cairn plan -o FILE`): {e}", path.display()))?;
+    pub fn read(path: &Path) -> Result<Self, SavedPlanError> {
+        let bytes = std::fs::read(path).map_err(|source| SavedPlanError::Read { path: path.to_path_buf(), source })?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|source| SavedPlanError::NotJson { path: path.to_path_buf(), source })?;
         if value.get("format").and_then(|f| f.as_str()) != Some(MAGIC) {
-            return Err(format!("{} is not a cairn plan file (write one with `cairn plan -o FILE`)", path.display()));
+            return Err(SavedPlanError::NotAPlan { path: path.to_path_buf() });
         }
         let version = value.get("cairn_version").and_then(|v| v.as_str()).unwrap_or("?");
         if version != env!("CARGO_PKG_VERSION") {
-            return Err(format!(
-                "{} was written by cairn {version}; this is cairn {}: make the plan again with this version",
-                path.display(),
-                env!("CARGO_PKG_VERSION")
-            ));
+            return Err(SavedPlanError::OtherVersion { path: path.to_path_buf(), version: version.to_string() });
         }
-        serde_json::from_value(value).map_err(|e| format!("{} is a damaged plan file: {e}", path.display()))
+        serde_json::from_value(value).map_err(|source| SavedPlanError::Damaged { path: path.to_path_buf(), source })
     }
 }
 
@@ -195,4 +252,31 @@ pub fn compare(saved: &Plan, now: &Plan) -> Vec<Moved> {
         }
     }
     moved
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        let p = path.display();
+        let err = SavedPlan::read(&path).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("cannot read the plan file {p}: ")), "{err}");
+        std::fs::write(&path, "not json").unwrap();
+        let err = SavedPlan::read(&path).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("{p} is not a cairn plan file (write one with `cairn plan -o FILE`): ")), "{err}");
+        std::fs::write(&path, "{}").unwrap();
+        let err = SavedPlan::read(&path).unwrap_err().to_string();
+        assert_eq!(err, format!("{p} is not a cairn plan file (write one with `cairn plan -o FILE`)"));
+        std::fs::write(&path, r#"{"format": "cairn-plan", "cairn_version": "0.0.1"}"#).unwrap();
+        let err = SavedPlan::read(&path).unwrap_err().to_string();
+        let ours = env!("CARGO_PKG_VERSION");
+        assert_eq!(err, format!("{p} was written by cairn 0.0.1; this is cairn {ours}: make the plan again with this version"));
+        std::fs::write(&path, format!(r#"{{"format": "cairn-plan", "cairn_version": "{ours}"}}"#)).unwrap();
+        let err = SavedPlan::read(&path).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("{p} is a damaged plan file: ")), "{err}");
+    }
 }

@@ -66,9 +66,30 @@ pub enum PkiError {
         /// rcgen's error.
         source: rcgen::Error,
     },
+    /// The CA certificate cannot be read.
+    #[error("the CA certificate {source}")]
+    CaCertificate {
+        /// What is wrong with it.
+        source: InspectError,
+    },
     /// A certificate or key could not be used.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// Why PEM text is not a readable certificate. The message is the end of a sentence about the
+/// certificate ("is not PEM"): callers put its name first ("the CA certificate is not PEM").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InspectError {
+    /// The text is not PEM.
+    #[error("is not PEM")]
+    NotPem,
+    /// The PEM has no `CERTIFICATE` block.
+    #[error("contains no CERTIFICATE block")]
+    NoCertificate,
+    /// The first `CERTIFICATE` block is not a valid X.509 certificate.
+    #[error("cannot be parsed")]
+    Unparsable,
 }
 
 fn rc(what: &str) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
@@ -173,7 +194,7 @@ impl fmt::Debug for LoadedCa {
 impl LoadedCa {
     /// Checks that `key` is the key of `cert_pem` and that it is a CA certificate.
     pub fn new(cert_pem: String, key: &SecretPem) -> Result<LoadedCa, PkiError> {
-        let info = inspect(&cert_pem).map_err(|e| PkiError::Invalid(format!("the CA certificate {e}")))?;
+        let info = inspect(&cert_pem).map_err(|source| PkiError::CaCertificate { source })?;
         if !info.is_ca {
             return Err(PkiError::Invalid("the CA certificate is not a CA (no basicConstraints CA:TRUE)".into()));
         }
@@ -260,14 +281,14 @@ pub struct CertInfo {
 }
 
 /// Reads the first certificate of PEM text. The error says what is wrong ("cannot be parsed").
-pub fn inspect(pem_text: &str) -> Result<CertInfo, String> {
+pub fn inspect(pem_text: &str) -> Result<CertInfo, InspectError> {
     let block = pem::parse_many(pem_text)
-        .map_err(|_| "is not PEM".to_string())?
+        .map_err(|_| InspectError::NotPem)?
         .into_iter()
         .find(|p| p.tag() == "CERTIFICATE")
-        .ok_or_else(|| "contains no CERTIFICATE block".to_string())?;
+        .ok_or(InspectError::NoCertificate)?;
     let der = block.contents().to_vec();
-    let (_, cert) = X509Certificate::from_der(&der).map_err(|_| "cannot be parsed".to_string())?;
+    let (_, cert) = X509Certificate::from_der(&der).map_err(|_| InspectError::Unparsable)?;
     let mut sans = BTreeSet::new();
     if let Ok(Some(ext)) = cert.subject_alternative_name() {
         for name in &ext.value.general_names {
@@ -444,6 +465,15 @@ pub(crate) mod tests {
         assert!(issued_by(&der, &inspect(&a.cert_pem).unwrap().der));
         // Same subject, other key: the signature check catches it.
         assert!(!issued_by(&der, &inspect(&b.cert_pem).unwrap().der));
+    }
+
+    #[test]
+    fn unreadable_certificates_say_why() {
+        assert_eq!(inspect("").unwrap_err().to_string(), "contains no CERTIFICATE block");
+        assert_eq!(inspect("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap_err().to_string(), "cannot be parsed");
+        let ca = generate_ca(&ca_spec("etcd", KeyType::EcdsaP256), OffsetDateTime::now_utc()).unwrap();
+        let err = LoadedCa::new(String::new(), &ca.key_pem).unwrap_err().to_string();
+        assert_eq!(err, "the CA certificate contains no CERTIFICATE block");
     }
 
     #[test]

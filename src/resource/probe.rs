@@ -45,6 +45,9 @@ pub enum ProbeError {
         /// Units asked for.
         asked: usize,
     },
+    /// A firewall line of the probe does not parse.
+    #[error(transparent)]
+    Firewall(#[from] super::firewall::ProbeLineError),
     /// A unit's properties do not parse.
     #[error("{name}: {source}")]
     Unit {

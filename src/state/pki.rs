@@ -29,9 +29,9 @@ pub enum StoreError {
     /// The store is there but unusable (half-written, wrong permissions).
     #[error("{0}")]
     Broken(String),
-    /// The generator failed.
-    #[error("{0}")]
-    Generate(String),
+    /// The generator failed (its error, as the caller made it).
+    #[error(transparent)]
+    Generate(Box<dyn std::error::Error + Send + Sync>),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -123,7 +123,10 @@ impl CaStore {
 
     /// The CA, created with `generate` first if it does not exist. Returns the CA and whether it
     /// was created by this call.
-    pub fn ensure(&self, generate: impl FnOnce() -> Result<CaFiles, String>) -> Result<(CaFiles, bool), StoreError> {
+    pub fn ensure(
+        &self,
+        generate: impl FnOnce() -> Result<CaFiles, Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Result<(CaFiles, bool), StoreError> {
         let _guard = CREATE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(ca) = self.read()? {
             return Ok((ca, false));
@@ -248,7 +251,7 @@ mod tests {
     fn generator_failure_leaves_nothing() {
         let tmp = tempfile::tempdir().unwrap();
         let store = CaStore::new(tmp.path().join("etcd"));
-        assert!(store.ensure(|| Err("no".into())).is_err());
+        assert_eq!(store.ensure(|| Err("no".into())).unwrap_err().to_string(), "no");
         assert!(!store.dir().exists());
     }
 }

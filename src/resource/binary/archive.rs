@@ -12,9 +12,120 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+/// Why an archive could not be unpacked, or a member not found in it. `Clone` (causes are
+/// shared) because a fetch's outcome is kept and read by every host that needs it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ArchiveError {
+    /// No file or link of that name.
+    #[error(
+        "the archive has no file `{member}` (after stripping its top folder); it has: {}",
+        listing(.names)
+    )]
+    NoSuchMember {
+        /// The member asked for.
+        member: String,
+        /// Every member the archive has, sorted.
+        names: Vec<String>,
+    },
+    /// Links lead to links more than 16 times.
+    #[error("archive member `{member}` is a chain of links too long to follow")]
+    LinkChainTooLong {
+        /// The member asked for.
+        member: String,
+    },
+    /// A member name starts with `/`.
+    #[error("archive member `{name}` has an absolute path")]
+    AbsolutePath {
+        /// The member's name.
+        name: String,
+    },
+    /// A member name contains a NUL byte.
+    #[error("archive member `{name}` contains a NUL byte")]
+    NulByte {
+        /// The member's name.
+        name: String,
+    },
+    /// A member name has a `..` component.
+    #[error("archive member `{name}` contains `..`")]
+    ParentDir {
+        /// The member's name.
+        name: String,
+    },
+    /// A symbolic link to an absolute path.
+    #[error("archive member `{name}` is a symbolic link to the absolute path `{target}`, outside the archive")]
+    SymlinkAbsolute {
+        /// The link's name.
+        name: String,
+        /// Where it points.
+        target: String,
+    },
+    /// A symbolic link whose target climbs out of the archive.
+    #[error("archive member `{name}` is a symbolic link to `{target}`, outside the archive")]
+    SymlinkOutside {
+        /// The link's name.
+        name: String,
+        /// Where it points.
+        target: String,
+    },
+    /// A hard link whose target is not a safe member name.
+    #[error("hard link `{name}`: {source}")]
+    HardLink {
+        /// The link's name, as in the archive.
+        name: String,
+        /// What is wrong with its target.
+        source: Box<ArchiveError>,
+    },
+    /// A member could not be written into the extraction directory.
+    #[error("unpacking `{local}`: {source}")]
+    Write {
+        /// The member's path relative to the extraction directory.
+        local: String,
+        /// The cause.
+        source: Arc<std::io::Error>,
+    },
+    /// The archive file could not be opened.
+    #[error("opening {}: {source}", .path.display())]
+    Open {
+        /// The archive file.
+        path: PathBuf,
+        /// The cause.
+        source: Arc<std::io::Error>,
+    },
+    /// The tar stream is damaged (or its compression).
+    #[error("reading the tar archive: {source}")]
+    Tar {
+        /// The cause.
+        source: Arc<std::io::Error>,
+    },
+    /// The zip file is damaged.
+    #[error("reading the zip archive: {source}")]
+    Zip {
+        /// The cause.
+        source: Arc<zip::result::ZipError>,
+    },
+    /// A zip symbolic link's target could not be read.
+    #[error("reading link `{name}`: {source}")]
+    ZipLink {
+        /// The link's name.
+        name: String,
+        /// The cause.
+        source: Arc<std::io::Error>,
+    },
+}
+
+/// At most 12 names, then how many more: "a, b and 3 more".
+fn listing(names: &[String]) -> String {
+    let shown = names.iter().take(12).map(String::as_str).collect::<Vec<_>>().join(", ");
+    match names.len().saturating_sub(12) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}
 
 /// Archive formats cairn unpacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +177,7 @@ pub struct Manifest {
 
 impl Manifest {
     /// The regular file a member name resolves to, following links inside the archive.
-    pub fn lookup(&self, member: &str) -> Result<&Entry, String> {
+    pub fn lookup(&self, member: &str) -> Result<&Entry, ArchiveError> {
         let mut name = normalize(member).map(|c| c.join("/")).unwrap_or_else(|_| member.to_string());
         for _ in 0..16 {
             if let Some(e) = self.files.get(&name) {
@@ -77,33 +188,30 @@ impl Manifest {
                 None => return Err(self.missing(member)),
             }
         }
-        Err(format!("archive member `{member}` is a chain of links too long to follow"))
+        Err(ArchiveError::LinkChainTooLong { member: member.to_string() })
     }
 
-    fn missing(&self, member: &str) -> String {
-        let mut names: Vec<&str> = self.files.keys().chain(self.links.keys()).map(String::as_str).collect();
+    fn missing(&self, member: &str) -> ArchiveError {
+        let mut names: Vec<String> = self.files.keys().chain(self.links.keys()).cloned().collect();
         names.sort_unstable();
-        let total = names.len();
-        names.truncate(12);
-        let more = if total > names.len() { format!(" and {} more", total - names.len()) } else { String::new() };
-        format!("the archive has no file `{member}` (after stripping its top folder); it has: {}{more}", names.join(", "))
+        ArchiveError::NoSuchMember { member: member.to_string(), names }
     }
 }
 
 /// Splits a member name into safe components: no absolute paths, no `..`, no NUL; `.` and empty
 /// components are dropped.
-pub fn normalize(name: &str) -> Result<Vec<String>, String> {
+pub fn normalize(name: &str) -> Result<Vec<String>, ArchiveError> {
     if name.starts_with('/') {
-        return Err(format!("archive member `{name}` has an absolute path"));
+        return Err(ArchiveError::AbsolutePath { name: name.to_string() });
     }
     if name.contains('\0') {
-        return Err(format!("archive member `{name}` contains a NUL byte"));
+        return Err(ArchiveError::NulByte { name: name.to_string() });
     }
     let mut out = Vec::new();
     for c in name.split('/') {
         match c {
             "" | "." => {}
-            ".." => return Err(format!("archive member `{name}` contains `..`")),
+            ".." => return Err(ArchiveError::ParentDir { name: name.to_string() }),
             c => out.push(c.to_string()),
         }
     }
@@ -112,10 +220,10 @@ pub fn normalize(name: &str) -> Result<Vec<String>, String> {
 
 /// Resolves a symbolic link's target against the link's folder; refuses targets outside the
 /// archive.
-fn resolve_symlink(link: &[String], target: &str) -> Result<Vec<String>, String> {
+fn resolve_symlink(link: &[String], target: &str) -> Result<Vec<String>, ArchiveError> {
     let name = link.join("/");
     if target.starts_with('/') {
-        return Err(format!("archive member `{name}` is a symbolic link to the absolute path `{target}`, outside the archive"));
+        return Err(ArchiveError::SymlinkAbsolute { name, target: target.to_string() });
     }
     let mut out: Vec<String> = link[..link.len().saturating_sub(1)].to_vec();
     for c in target.split('/') {
@@ -123,7 +231,7 @@ fn resolve_symlink(link: &[String], target: &str) -> Result<Vec<String>, String>
             "" | "." => {}
             ".." => {
                 if out.pop().is_none() {
-                    return Err(format!("archive member `{name}` is a symbolic link to `{target}`, outside the archive"));
+                    return Err(ArchiveError::SymlinkOutside { name, target: target.to_string() });
                 }
             }
             c => out.push(c.to_string()),
@@ -154,7 +262,7 @@ impl<'a> Unpacker<'a> {
         Self { dest, names: Vec::new(), files: Vec::new(), links: Vec::new() }
     }
 
-    fn entry(&mut self, raw_name: &str, kind: Kind, content: &mut dyn Read) -> Result<(), String> {
+    fn entry(&mut self, raw_name: &str, kind: Kind, content: &mut dyn Read) -> Result<(), ArchiveError> {
         let parts = normalize(raw_name)?;
         if parts.is_empty() {
             return Ok(());
@@ -164,9 +272,10 @@ impl<'a> Unpacker<'a> {
                 let local = parts.join("/");
                 let path = self.dest.join(&local);
                 if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| format!("unpacking `{local}`: {e}"))?;
+                    std::fs::create_dir_all(parent).map_err(|e| ArchiveError::Write { local: local.clone(), source: Arc::new(e) })?;
                 }
-                let (sha256, size) = copy_hashing(content, &path).map_err(|e| format!("unpacking `{local}`: {e}"))?;
+                let (sha256, size) =
+                    copy_hashing(content, &path).map_err(|e| ArchiveError::Write { local: local.clone(), source: Arc::new(e) })?;
                 self.files.push((parts.clone(), Entry { local, sha256, size }));
             }
             Kind::Symlink(target) => {
@@ -174,7 +283,8 @@ impl<'a> Unpacker<'a> {
                 self.links.push((parts.clone(), resolved));
             }
             Kind::Hardlink(target) => {
-                let resolved = normalize(&target).map_err(|e| format!("hard link `{raw_name}`: {e}"))?;
+                let resolved =
+                    normalize(&target).map_err(|e| ArchiveError::HardLink { name: raw_name.to_string(), source: Box::new(e) })?;
                 self.links.push((parts.clone(), resolved));
             }
             Kind::Dir | Kind::Other => {}
@@ -226,8 +336,9 @@ pub fn copy_hashing(from: &mut dyn Read, to: &Path) -> std::io::Result<(String, 
 }
 
 /// Unpacks `archive` (of `format`) into the empty directory `dest`. Blocking.
-pub fn unpack(archive: &Path, format: Format, dest: &Path) -> Result<Manifest, String> {
-    let open = || File::open(archive).map(BufReader::new).map_err(|e| format!("opening {}: {e}", archive.display()));
+pub fn unpack(archive: &Path, format: Format, dest: &Path) -> Result<Manifest, ArchiveError> {
+    let open =
+        || File::open(archive).map(BufReader::new).map_err(|e| ArchiveError::Open { path: archive.to_path_buf(), source: Arc::new(e) });
     let mut u = Unpacker::new(dest);
     match format {
         Format::TarGz => unpack_tar(flate2::read::MultiGzDecoder::new(open()?), &mut u)?,
@@ -238,11 +349,12 @@ pub fn unpack(archive: &Path, format: Format, dest: &Path) -> Result<Manifest, S
     Ok(u.finish())
 }
 
-fn unpack_tar(reader: impl Read, u: &mut Unpacker<'_>) -> Result<(), String> {
+fn unpack_tar(reader: impl Read, u: &mut Unpacker<'_>) -> Result<(), ArchiveError> {
+    let tar_error = |e| ArchiveError::Tar { source: Arc::new(e) };
     let mut archive = tar::Archive::new(reader);
-    let entries = archive.entries().map_err(|e| format!("reading the tar archive: {e}"))?;
+    let entries = archive.entries().map_err(tar_error)?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| format!("reading the tar archive: {e}"))?;
+        let mut entry = entry.map_err(tar_error)?;
         // Metadata records (e.g. git archive's `pax_global_header`) are not members.
         if matches!(
             entry.header().entry_type(),
@@ -264,16 +376,17 @@ fn unpack_tar(reader: impl Read, u: &mut Unpacker<'_>) -> Result<(), String> {
     Ok(())
 }
 
-fn unpack_zip(reader: impl Read + std::io::Seek, u: &mut Unpacker<'_>) -> Result<(), String> {
-    let mut zip = zip::ZipArchive::new(reader).map_err(|e| format!("reading the zip archive: {e}"))?;
+fn unpack_zip(reader: impl Read + std::io::Seek, u: &mut Unpacker<'_>) -> Result<(), ArchiveError> {
+    let zip_error = |e| ArchiveError::Zip { source: Arc::new(e) };
+    let mut zip = zip::ZipArchive::new(reader).map_err(zip_error)?;
     for i in 0..zip.len() {
-        let mut file = zip.by_index(i).map_err(|e| format!("reading the zip archive: {e}"))?;
+        let mut file = zip.by_index(i).map_err(zip_error)?;
         let name = file.name().to_string();
         let kind = if file.is_dir() {
             Kind::Dir
         } else if file.is_symlink() {
             let mut target = String::new();
-            file.read_to_string(&mut target).map_err(|e| format!("reading link `{name}`: {e}"))?;
+            file.read_to_string(&mut target).map_err(|e| ArchiveError::ZipLink { name: name.clone(), source: Arc::new(e) })?;
             Kind::Symlink(target)
         } else if file.is_file() {
             Kind::File
@@ -297,12 +410,28 @@ mod tests {
     #[test]
     fn names_are_normalized_and_traversal_refused() {
         assert_eq!(normalize("./a//b/./c").unwrap(), vec!["a", "b", "c"]);
-        assert!(normalize("/etc/passwd").unwrap_err().contains("absolute path"));
-        assert!(normalize("a/../../x").unwrap_err().contains("`..`"));
+        assert!(normalize("/etc/passwd").unwrap_err().to_string().contains("absolute path"));
+        assert!(normalize("a/../../x").unwrap_err().to_string().contains("`..`"));
         let link = vec!["top".to_string(), "bin".to_string(), "l".to_string()];
         assert_eq!(resolve_symlink(&link, "../lib/x").unwrap(), vec!["top", "lib", "x"]);
-        assert!(resolve_symlink(&link, "../../../x").unwrap_err().contains("outside the archive"));
-        assert!(resolve_symlink(&link, "/bin/sh").unwrap_err().contains("absolute path"));
+        assert!(resolve_symlink(&link, "../../../x").unwrap_err().to_string().contains("outside the archive"));
+        assert!(resolve_symlink(&link, "/bin/sh").unwrap_err().to_string().contains("absolute path"));
+    }
+
+    #[test]
+    fn a_missing_member_lists_twelve_names_and_counts_the_rest() {
+        let mut m = Manifest::default();
+        for i in 0..14 {
+            m.files.insert(format!("f{i:02}"), Entry { local: String::new(), sha256: String::new(), size: 0 });
+        }
+        let shown = (0..12).map(|i| format!("f{i:02}")).collect::<Vec<_>>().join(", ");
+        let want = format!("the archive has no file `x` (after stripping its top folder); it has: {shown} and 2 more");
+        assert_eq!(m.lookup("x").unwrap_err().to_string(), want);
+        m.files.retain(|name, _| name.as_str() < "f02");
+        assert_eq!(
+            m.lookup("x").unwrap_err().to_string(),
+            "the archive has no file `x` (after stripping its top folder); it has: f00, f01"
+        );
     }
 
     #[test]

@@ -23,7 +23,178 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::OnceCell;
 
-use super::archive::{self, Manifest};
+use super::archive::{self, ArchiveError, Manifest};
+
+/// Why a url could not be fetched into the cache, or a file found in what was fetched. `Clone`
+/// (causes are shared) because one fetch's outcome is kept and read by every host that needs it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FetchError {
+    /// A member was asked of a url that was not unpacked.
+    #[error("{} is not an unpacked archive", .path.display())]
+    NotUnpacked {
+        /// The downloaded file.
+        path: PathBuf,
+    },
+    /// The unpacked archive has no such member (or its links cannot be followed).
+    #[error(transparent)]
+    Member(#[from] ArchiveError),
+    /// The url's content is not an archive cairn unpacks.
+    #[error(
+        "{url} is not an archive cairn can unpack (expected tar.gz, tar.xz, tar or zip); to install it as it is, use `path` instead of `extract`"
+    )]
+    NotAnArchive {
+        /// The url.
+        url: String,
+    },
+    /// Unpacking the downloaded archive failed.
+    #[error("cannot unpack {url}: {source}")]
+    Unpack {
+        /// The url.
+        url: String,
+        /// Why.
+        source: ArchiveError,
+    },
+    /// The url has not been fetched in this run (planning reads only what was fetched).
+    #[error("{url} has not been fetched")]
+    NotFetched {
+        /// The url.
+        url: String,
+    },
+    /// The cache directory could not be created.
+    #[error("creating the download cache {}: {source}", .dir.display())]
+    CreateCache {
+        /// The directory.
+        dir: PathBuf,
+        /// The cause.
+        source: Arc<std::io::Error>,
+    },
+    /// A file of the cache could not be read or written.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: Arc<std::io::Error>,
+    },
+    /// The list of an unpacked archive's members could not be encoded.
+    #[error("{source}")]
+    EncodeManifest {
+        /// serde's error.
+        source: Arc<serde_json::Error>,
+    },
+    /// The list of an unpacked archive's members could not be written.
+    #[error("writing the manifest: {source}")]
+    WriteManifest {
+        /// The cause.
+        source: Arc<std::io::Error>,
+    },
+    /// The unpacked archive could not be renamed into place (and no other run put it there).
+    #[error("cannot move the unpacked archive into {}", .root.display())]
+    MoveUnpacked {
+        /// Where it belongs.
+        root: PathBuf,
+    },
+    /// The background task unpacking the archive failed.
+    #[error("unpacking task failed: {source}")]
+    UnpackTask {
+        /// The cause.
+        source: Arc<tokio::task::JoinError>,
+    },
+    /// The background task copying a `file://` url failed.
+    #[error("copy task failed: {source}")]
+    CopyTask {
+        /// The cause.
+        source: Arc<tokio::task::JoinError>,
+    },
+    /// The file of a `file://` url could not be opened.
+    #[error("cannot read {}: {source}", .path.display())]
+    ReadLocal {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: Arc<std::io::Error>,
+    },
+    /// The file of a `file://` url could not be copied into the cache.
+    #[error("copying {}: {source}", .path.display())]
+    CopyLocal {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: Arc<std::io::Error>,
+    },
+    /// What arrived does not hash to the spec's sha256.
+    #[error("sha256 mismatch for {url}: the spec expects {expected}, the downloaded file has {actual}; it was not cached or used")]
+    ShaMismatch {
+        /// The url.
+        url: String,
+        /// The spec's sha256.
+        expected: String,
+        /// The sha256 of what arrived.
+        actual: String,
+    },
+    /// The verified download could not be renamed into the cache.
+    #[error("storing {} in the cache: {source}", .dest.display())]
+    Store {
+        /// Its place in the cache.
+        dest: PathBuf,
+        /// The cause.
+        source: Arc<std::io::Error>,
+    },
+    /// The HTTP client could not be built.
+    #[error("cannot set up the HTTP client: {detail}")]
+    HttpClient {
+        /// The cause chain, joined with ": ".
+        detail: String,
+    },
+    /// The request failed (connection, TLS, ...); a certificate problem gets a hint.
+    #[error("GET {url}: {detail}{}", certificate_hint(.detail))]
+    Request {
+        /// The url.
+        url: String,
+        /// The cause chain, joined with ": ".
+        detail: String,
+    },
+    /// The server answered with an error status.
+    #[error("GET {url}: HTTP {status}")]
+    HttpStatus {
+        /// The url.
+        url: String,
+        /// The status.
+        status: reqwest::StatusCode,
+    },
+    /// The response body broke off.
+    #[error("GET {url}: {detail}")]
+    Body {
+        /// The url.
+        url: String,
+        /// The cause chain, joined with ": ".
+        detail: String,
+    },
+    /// The response ended before the length the server announced.
+    #[error("GET {url}: the download ended after {done} of {total} bytes")]
+    Truncated {
+        /// The url.
+        url: String,
+        /// Bytes received.
+        done: u64,
+        /// Bytes announced.
+        total: u64,
+    },
+}
+
+/// The hint for a failed request whose cause mentions a certificate.
+fn certificate_hint(detail: &str) -> &'static str {
+    if detail.contains("certificate") {
+        "; if the server's certificate comes from a private CA, trust it with SSL_CERT_FILE=/path/to/ca.pem"
+    } else {
+        ""
+    }
+}
+
+/// An [`FetchError::Io`] for `path`.
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FetchError + '_ {
+    move |e| FetchError::Io { path: path.to_path_buf(), source: Arc::new(e) }
+}
 
 /// Receives download progress (the CLI draws a bar on a terminal).
 pub trait FetchProgress: Send + Sync {
@@ -76,10 +247,10 @@ pub struct Artifact {
 
 impl Artifact {
     /// The local file for an archive member (`Some`) or the bare file (`None`).
-    pub fn member(&self, member: Option<&str>) -> Result<LocalFile, String> {
+    pub fn member(&self, member: Option<&str>) -> Result<LocalFile, FetchError> {
         let Some(member) = member else { return Ok(self.file.clone()) };
         let Some((root, manifest)) = &self.unpacked else {
-            return Err(format!("{} is not an unpacked archive", self.file.path.display()));
+            return Err(FetchError::NotUnpacked { path: self.file.path.clone() });
         };
         let entry = manifest.lookup(member)?;
         Ok(LocalFile { path: archive::local_path(root, entry), sha256: entry.sha256.clone(), size: entry.size })
@@ -87,7 +258,7 @@ impl Artifact {
 }
 
 /// The outcome of fetching once: the artifact, or why it could not be had.
-pub type Fetched = Result<Arc<Artifact>, String>;
+pub type Fetched = Result<Arc<Artifact>, FetchError>;
 
 type Key = (PathBuf, String, bool);
 
@@ -137,14 +308,14 @@ impl ArtifactSlot {
 
 /// Makes sure `url`'s content (which must hash to `sha256`) is in the cache, unpacked when
 /// `unpack`, and returns where.
-pub async fn fetch(cache_dir: &Path, url: &str, sha256: &str, unpack: bool) -> Result<Artifact, String> {
+pub async fn fetch(cache_dir: &Path, url: &str, sha256: &str, unpack: bool) -> Result<Artifact, FetchError> {
     let dir = cache_dir.join("sha256");
-    tokio::fs::create_dir_all(&dir).await.map_err(|e| format!("creating the download cache {}: {e}", dir.display()))?;
+    tokio::fs::create_dir_all(&dir).await.map_err(|e| FetchError::CreateCache { dir: dir.clone(), source: Arc::new(e) })?;
     let file = dir.join(sha256);
     if tokio::fs::metadata(&file).await.is_err() {
         download(url, sha256, &file).await?;
     }
-    let size = tokio::fs::metadata(&file).await.map_err(|e| format!("{}: {e}", file.display()))?.len();
+    let size = tokio::fs::metadata(&file).await.map_err(io(&file))?.len();
     let local = LocalFile { path: file.clone(), sha256: sha256.to_string(), size };
     if !unpack {
         return Ok(Artifact { file: local, unpacked: None });
@@ -153,7 +324,7 @@ pub async fn fetch(cache_dir: &Path, url: &str, sha256: &str, unpack: bool) -> R
     let url = url.to_string();
     let manifest = tokio::task::spawn_blocking(move || unpack_cached(&url, &file, &root).map(|m| (root, m)))
         .await
-        .map_err(|e| format!("unpacking task failed: {e}"))??;
+        .map_err(|e| FetchError::UnpackTask { source: Arc::new(e) })??;
     Ok(Artifact { file: local, unpacked: Some(manifest) })
 }
 
@@ -163,7 +334,7 @@ fn temp_name(dir: &Path, base: &str) -> PathBuf {
 }
 
 /// Reads `root/manifest.json`, or unpacks `file` into `root` (via a temp dir and a rename).
-fn unpack_cached(url: &str, file: &Path, root: &Path) -> Result<Manifest, String> {
+fn unpack_cached(url: &str, file: &Path, root: &Path) -> Result<Manifest, FetchError> {
     let manifest_path = root.join("manifest.json");
     if let Ok(text) = std::fs::read(&manifest_path)
         && let Ok(m) = serde_json::from_slice::<Manifest>(&text)
@@ -173,32 +344,31 @@ fn unpack_cached(url: &str, file: &Path, root: &Path) -> Result<Manifest, String
     let mut head = [0u8; 512];
     let n = {
         use std::io::Read;
-        let mut f = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let mut f = std::fs::File::open(file).map_err(io(file))?;
         let mut n = 0;
         while n < head.len() {
             match f.read(&mut head[n..]) {
                 Ok(0) => break,
                 Ok(k) => n += k,
-                Err(e) => return Err(format!("{}: {e}", file.display())),
+                Err(e) => return Err(io(file)(e)),
             }
         }
         n
     };
-    let format = archive::detect(&head[..n]).ok_or_else(|| {
-        format!("{url} is not an archive cairn can unpack (expected tar.gz, tar.xz, tar or zip); to install it as it is, use `path` instead of `extract`")
-    })?;
+    let format = archive::detect(&head[..n]).ok_or_else(|| FetchError::NotAnArchive { url: url.to_string() })?;
     let parent = root.parent().unwrap_or(Path::new("."));
     let base = root.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     let tmp = temp_name(parent, &base);
     let files = tmp.join("files");
-    std::fs::create_dir_all(&files).map_err(|e| format!("{}: {e}", files.display()))?;
-    let result = archive::unpack(file, format, &files).map_err(|e| format!("cannot unpack {url}: {e}")).and_then(|mut m| {
+    std::fs::create_dir_all(&files).map_err(io(&files))?;
+    let unpack_failed = |source| FetchError::Unpack { url: url.to_string(), source };
+    let result = archive::unpack(file, format, &files).map_err(unpack_failed).and_then(|mut m| {
         // Stored paths are relative to `root`.
         for entry in m.files.values_mut() {
             entry.local = format!("files/{}", entry.local);
         }
-        let json = serde_json::to_vec_pretty(&m).map_err(|e| e.to_string())?;
-        std::fs::write(tmp.join("manifest.json"), json).map_err(|e| format!("writing the manifest: {e}"))?;
+        let json = serde_json::to_vec_pretty(&m).map_err(|e| FetchError::EncodeManifest { source: Arc::new(e) })?;
+        std::fs::write(tmp.join("manifest.json"), json).map_err(|e| FetchError::WriteManifest { source: Arc::new(e) })?;
         Ok(m)
     });
     let m = match result {
@@ -212,40 +382,36 @@ fn unpack_cached(url: &str, file: &Path, root: &Path) -> Result<Manifest, String
         // Another run got there first (the rename target exists): use theirs.
         let _ = std::fs::remove_dir_all(&tmp);
         if !manifest_path.exists() {
-            return Err(format!("cannot move the unpacked archive into {}", root.display()));
+            return Err(FetchError::MoveUnpacked { root: root.to_path_buf() });
         }
     }
     Ok(m)
 }
 
 /// Fetches `url` into `dest`, refusing it unless its sha256 is `sha256`.
-async fn download(url: &str, sha256: &str, dest: &Path) -> Result<(), String> {
+async fn download(url: &str, sha256: &str, dest: &Path) -> Result<(), FetchError> {
     FETCHES.fetch_add(1, Ordering::Relaxed);
     let dir = dest.parent().unwrap_or(Path::new("."));
     let tmp = temp_name(dir, sha256);
     let result = if let Some(path) = file_url_path(url) {
         let (from, to) = (PathBuf::from(path), tmp.clone());
         tokio::task::spawn_blocking(move || {
-            let mut f = std::fs::File::open(&from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
-            archive::copy_hashing(&mut f, &to).map(|(sum, _)| sum).map_err(|e| format!("copying {}: {e}", from.display()))
+            let mut f = std::fs::File::open(&from).map_err(|e| FetchError::ReadLocal { path: from.clone(), source: Arc::new(e) })?;
+            archive::copy_hashing(&mut f, &to)
+                .map(|(sum, _)| sum)
+                .map_err(|e| FetchError::CopyLocal { path: from.clone(), source: Arc::new(e) })
         })
         .await
-        .map_err(|e| format!("copy task failed: {e}"))
+        .map_err(|e| FetchError::CopyTask { source: Arc::new(e) })
         .and_then(|r| r)
     } else {
         http_get(url, &tmp).await
     };
     let verdict = result.and_then(|actual| {
-        if actual == sha256 {
-            Ok(())
-        } else {
-            Err(format!(
-                "sha256 mismatch for {url}: the spec expects {sha256}, the downloaded file has {actual}; it was not cached or used"
-            ))
-        }
+        if actual == sha256 { Ok(()) } else { Err(FetchError::ShaMismatch { url: url.to_string(), expected: sha256.to_string(), actual }) }
     });
     match verdict {
-        Ok(()) => tokio::fs::rename(&tmp, dest).await.map_err(|e| format!("storing {} in the cache: {e}", dest.display())),
+        Ok(()) => tokio::fs::rename(&tmp, dest).await.map_err(|e| FetchError::Store { dest: dest.to_path_buf(), source: Arc::new(e) }),
         Err(e) => {
             let _ = tokio::fs::remove_file(&tmp).await;
             Err(e)
@@ -275,25 +441,17 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// GETs `url` into `to`, returning the sha256 of what arrived.
-async fn http_get(url: &str, to: &Path) -> Result<String, String> {
+async fn http_get(url: &str, to: &Path) -> Result<String, FetchError> {
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(30))
         .read_timeout(Duration::from_secs(60))
         .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| format!("cannot set up the HTTP client: {}", chain(&e)))?;
-    let mut response = client.get(url).send().await.map_err(|e| {
-        let cause = chain(&e);
-        let hint = if cause.contains("certificate") {
-            "; if the server's certificate comes from a private CA, trust it with SSL_CERT_FILE=/path/to/ca.pem"
-        } else {
-            ""
-        };
-        format!("GET {url}: {cause}{hint}")
-    })?;
+        .map_err(|e| FetchError::HttpClient { detail: chain(&e) })?;
+    let mut response = client.get(url).send().await.map_err(|e| FetchError::Request { url: url.to_string(), detail: chain(&e) })?;
     let status = response.status();
     if !status.is_success() {
-        return Err(format!("GET {url}: HTTP {status}"));
+        return Err(FetchError::HttpStatus { url: url.to_string(), status });
     }
     let total = response.content_length();
     let hook = progress();
@@ -301,22 +459,22 @@ async fn http_get(url: &str, to: &Path) -> Result<String, String> {
         p.started(url, total);
     }
     let result = async {
-        let mut file = tokio::fs::File::create(to).await.map_err(|e| format!("{}: {e}", to.display()))?;
+        let mut file = tokio::fs::File::create(to).await.map_err(io(to))?;
         let mut hasher = Sha256::new();
         let mut done = 0u64;
-        while let Some(chunk) = response.chunk().await.map_err(|e| format!("GET {url}: {}", chain(&e)))? {
+        while let Some(chunk) = response.chunk().await.map_err(|e| FetchError::Body { url: url.to_string(), detail: chain(&e) })? {
             hasher.update(&chunk);
-            file.write_all(&chunk).await.map_err(|e| format!("{}: {e}", to.display()))?;
+            file.write_all(&chunk).await.map_err(io(to))?;
             done += chunk.len() as u64;
             if let Some(p) = hook {
                 p.advanced(url, done);
             }
         }
-        file.sync_all().await.map_err(|e| format!("{}: {e}", to.display()))?;
+        file.sync_all().await.map_err(io(to))?;
         if let Some(t) = total
             && t != done
         {
-            return Err(format!("GET {url}: the download ended after {done} of {t} bytes"));
+            return Err(FetchError::Truncated { url: url.to_string(), done, total: t });
         }
         Ok(hex::encode(hasher.finalize()))
     }
@@ -337,5 +495,21 @@ mod tests {
         assert_eq!(file_url_path("FILE:///tmp/x"), Some("/tmp/x"));
         assert_eq!(file_url_path("file://localhost/tmp/x"), Some("/tmp/x"));
         assert_eq!(file_url_path("https://x/y"), None);
+    }
+
+    #[test]
+    fn a_certificate_problem_of_a_request_gets_a_hint() {
+        let detail = "error sending request: invalid peer certificate: UnknownIssuer".to_string();
+        let e = FetchError::Request { url: "https://h/t".into(), detail: detail.clone() };
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "GET https://h/t: {detail}; if the server's certificate comes from a private CA, trust it with SSL_CERT_FILE=/path/to/ca.pem"
+            )
+        );
+        let e = FetchError::Request { url: "https://h/t".into(), detail: "connection refused".into() };
+        assert_eq!(e.to_string(), "GET https://h/t: connection refused");
+        let e = FetchError::Body { url: "https://h/t".into(), detail: detail.clone() };
+        assert_eq!(e.to_string(), format!("GET https://h/t: {detail}"));
     }
 }

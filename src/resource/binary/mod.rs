@@ -25,7 +25,7 @@ use super::{
 use crate::spec::{BinaryFiles, BinarySpec, Diagnostic, Kind, Located, TemplateText};
 use crate::state::manifest::Owned;
 use crate::transport::{Content, FileAttrs, Transport, write_file_atomic};
-use fetch::ArtifactSlot;
+use fetch::{ArtifactSlot, FetchError};
 
 /// Default mode of installed files.
 pub const DEFAULT_MODE: u32 = 0o755;
@@ -147,22 +147,22 @@ impl DesiredBinary {
     }
 
     /// The desired sha256 of every target, from the spec (bare file) or the fetched archive.
-    fn wanted(&self) -> Result<Vec<String>, String> {
+    fn wanted(&self) -> Result<Vec<String>, FetchError> {
         if !self.is_archive() {
             return Ok(vec![self.sha256.clone(); self.targets.len()]);
         }
         match self.artifact.get() {
-            None => Err(format!("{} has not been fetched", self.url)),
+            None => Err(FetchError::NotFetched { url: self.url.clone() }),
             Some(Err(e)) => Err(e.clone()),
             Some(Ok(a)) => self.targets.iter().map(|t| a.member(t.member.as_deref()).map(|m| m.sha256)).collect(),
         }
     }
 
     /// The pure decision, given the desired sha256 of every target (or why it is unknown).
-    pub fn decide<'a>(&'a self, wanted: Result<Vec<String>, String>, facts: &HostFacts) -> Decision {
+    pub fn decide<'a>(&'a self, wanted: Result<Vec<String>, FetchError>, facts: &HostFacts) -> Decision {
         let wanted = match wanted {
             Ok(w) => w,
-            Err(why) => return Decision::new(Action::Conflict, why),
+            Err(why) => return Decision::new(Action::Conflict, why.to_string()),
         };
         let many = self.targets.len() > 1;
         let mut attrs = Vec::new();
@@ -287,8 +287,8 @@ impl ResourceKind for DesiredBinary {
         for t in &self.targets {
             let attrs = self.attrs_of(&t.path, &decision.attrs);
             if attrs.iter().any(|a| a.name == "sha256") {
-                let artifact = self.artifact.resolve(&self.url).await.clone().map_err(ApplyError::Failed)?;
-                let local = artifact.member(t.member.as_deref()).map_err(ApplyError::Failed)?;
+                let artifact = self.artifact.resolve(&self.url).await.clone().map_err(|e| ApplyError::Failed(e.to_string()))?;
+                let local = artifact.member(t.member.as_deref()).map_err(|e| ApplyError::Failed(e.to_string()))?;
                 write_file_atomic(transport, &t.path, Content::File(&local.path), &fattrs).await?;
             } else if !attrs.is_empty() {
                 fix_attrs(transport, &t.path, &attrs).await?;

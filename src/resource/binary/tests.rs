@@ -79,7 +79,7 @@ fn etcd_like() -> Vec<(&'static str, &'static [u8])> {
     ]
 }
 
-fn unpack_bytes(bytes: &[u8], format: Format) -> Result<(tempfile::TempDir, archive::Manifest), String> {
+fn unpack_bytes(bytes: &[u8], format: Format) -> Result<(tempfile::TempDir, archive::Manifest), archive::ArchiveError> {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("archive");
     std::fs::write(&file, bytes).unwrap();
@@ -99,7 +99,7 @@ fn tar_gz_members_are_extracted_with_the_top_folder_stripped() {
     assert_eq!(std::fs::read(dir.path().join("out").join(&etcd.local)).unwrap(), b"etcd binary\n");
     assert_eq!(m.lookup("etcdctl").unwrap().size, 15);
     assert!(m.lookup("Documentation/README.md").is_ok());
-    let err = m.lookup("etcdutl").unwrap_err();
+    let err = m.lookup("etcdutl").unwrap_err().to_string();
     assert!(err.contains("no file `etcdutl`") && err.contains("etcdctl"), "{err}");
 }
 
@@ -139,25 +139,25 @@ fn traversal_is_refused() {
     let mut t = Vec::new();
     raw_tar_entry(&mut t, "top/ok", tar::EntryType::Regular, "", b"fine");
     raw_tar_entry(&mut t, "top/../../evil", tar::EntryType::Regular, "", b"evil");
-    let err = unpack_bytes(&gz(&finish_raw_tar(t)), Format::TarGz).unwrap_err();
+    let err = unpack_bytes(&gz(&finish_raw_tar(t)), Format::TarGz).unwrap_err().to_string();
     assert_eq!(err, "archive member `top/../../evil` contains `..`");
 
     let mut t = Vec::new();
     raw_tar_entry(&mut t, "/etc/cron.d/evil", tar::EntryType::Regular, "", b"evil");
-    let err = unpack_bytes(&finish_raw_tar(t), Format::Tar).unwrap_err();
+    let err = unpack_bytes(&finish_raw_tar(t), Format::Tar).unwrap_err().to_string();
     assert_eq!(err, "archive member `/etc/cron.d/evil` has an absolute path");
 
     let mut t = Vec::new();
     raw_tar_entry(&mut t, "top/link", tar::EntryType::Symlink, "../../etc/shadow", b"");
-    let err = unpack_bytes(&gz(&finish_raw_tar(t)), Format::TarGz).unwrap_err();
+    let err = unpack_bytes(&gz(&finish_raw_tar(t)), Format::TarGz).unwrap_err().to_string();
     assert_eq!(err, "archive member `top/link` is a symbolic link to `../../etc/shadow`, outside the archive");
 
     let mut t = Vec::new();
     raw_tar_entry(&mut t, "top/link", tar::EntryType::Symlink, "/usr/bin/sudo", b"");
-    let err = unpack_bytes(&finish_raw_tar(t), Format::Tar).unwrap_err();
+    let err = unpack_bytes(&finish_raw_tar(t), Format::Tar).unwrap_err().to_string();
     assert!(err.contains("absolute path `/usr/bin/sudo`, outside the archive"), "{err}");
 
-    let err = unpack_bytes(&zip_bytes(&[("a/b", b"x")], &[("a/esc", "../../x")]), Format::Zip).unwrap_err();
+    let err = unpack_bytes(&zip_bytes(&[("a/b", b"x")], &[("a/esc", "../../x")]), Format::Zip).unwrap_err().to_string();
     assert!(err.contains("outside the archive"), "{err}");
 }
 
@@ -227,7 +227,7 @@ async fn http_download_happens_once_for_many_hosts_and_once_per_cache() {
     assert_eq!(a.member(Some("etcdctl")).unwrap().sha256, sha256_hex(b"etcdctl binary\n"));
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     // 404 is an error naming the url.
-    let err = fetch(cache.path(), &format!("{base}/missing"), &"0".repeat(64), false).await.unwrap_err();
+    let err = fetch(cache.path(), &format!("{base}/missing"), &"0".repeat(64), false).await.unwrap_err().to_string();
     assert_eq!(err, format!("GET {base}/missing: HTTP 404 Not Found"));
 }
 
@@ -251,7 +251,7 @@ async fn sha_mismatch_names_both_sums_and_caches_nothing() {
     let expected = sha256_hex(b"original");
     let cache = tempfile::tempdir().unwrap();
     let url = format!("file://{}", file.display());
-    let err = fetch(cache.path(), &url, &expected, false).await.unwrap_err();
+    let err = fetch(cache.path(), &url, &expected, false).await.unwrap_err().to_string();
     assert_eq!(
         err,
         format!(
@@ -269,7 +269,7 @@ async fn a_bare_file_is_not_an_archive() {
     let file = src.path().join("tool");
     std::fs::write(&file, b"#!/bin/sh\n").unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let err = fetch(cache.path(), &format!("file://{}", file.display()), &sha256_hex(b"#!/bin/sh\n"), true).await.unwrap_err();
+    let err = fetch(cache.path(), &format!("file://{}", file.display()), &sha256_hex(b"#!/bin/sh\n"), true).await.unwrap_err().to_string();
     assert!(err.contains("is not an archive cairn can unpack") && err.contains("use `path` instead of `extract`"), "{err}");
 }
 
@@ -390,8 +390,14 @@ fn a_directory_in_the_way_is_a_conflict() {
 
 #[test]
 fn a_fetch_failure_blocks_the_instance_with_its_message() {
-    let d = etcd_pair().decide(Err("sha256 mismatch for x: …".into()), &HostFacts::default());
-    assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Conflict, "sha256 mismatch for x: …"));
+    let err = FetchError::ShaMismatch { url: "x".into(), expected: "1".repeat(64), actual: "2".repeat(64) };
+    let d = etcd_pair().decide(Err(err), &HostFacts::default());
+    let want = format!(
+        "sha256 mismatch for x: the spec expects {}, the downloaded file has {}; it was not cached or used",
+        "1".repeat(64),
+        "2".repeat(64)
+    );
+    assert_eq!((d.action, d.reason.to_string().as_str()), (Action::Conflict, want.as_str()));
 }
 
 #[test]
@@ -415,6 +421,6 @@ async fn https_sets_up_tls_and_reports_a_failed_handshake_with_its_cause() {
     });
     let url = format!("https://{addr}/tool");
     let cache = tempfile::tempdir().unwrap();
-    let err = fetch(cache.path(), &url, &"0".repeat(64), false).await.unwrap_err();
+    let err = fetch(cache.path(), &url, &"0".repeat(64), false).await.unwrap_err().to_string();
     assert!(err.starts_with(&format!("GET {url}: ")), "{err}");
 }

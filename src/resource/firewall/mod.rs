@@ -16,7 +16,6 @@
 pub mod lockout;
 pub mod nft;
 
-use super::probe::ProbeError;
 use super::removal::{Claims, Orphan, Removal};
 use super::{Action, ApplyError, ContentChange, Decision, HostFacts, ProbeRequest, ResourceKind, run_checked};
 use crate::spec::Kind;
@@ -55,9 +54,26 @@ pub enum NftTable {
     Json(String),
 }
 
+/// A firewall line of the probe's output that cairn does not understand.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeLineError {
+    /// A `FWNFT` line with an unknown report.
+    #[error("unexpected nft report {report:?}")]
+    NftReport {
+        /// The line after its tag.
+        report: String,
+    },
+    /// A tag that is not a firewall line's.
+    #[error("unexpected firewall probe line {tag:?}")]
+    Tag {
+        /// The tag.
+        tag: String,
+    },
+}
+
 impl FirewallFacts {
     /// Reads one of the probe's firewall lines (`FWSSH` or `FWNFT`, tag already split off).
-    pub fn parse_line(&mut self, tag: &str, rest: &str) -> Result<(), ProbeError> {
+    pub fn parse_line(&mut self, tag: &str, rest: &str) -> Result<(), ProbeLineError> {
         match tag {
             "FWSSH" => {
                 let s = rest.trim();
@@ -70,10 +86,10 @@ impl FirewallFacts {
                     "no-nft" => NftTable::NoNft,
                     "error" if detail.contains("No such file or directory") => NftTable::Missing,
                     "error" => NftTable::Error(detail.trim().to_string()),
-                    _ => return Err(ProbeError::unexpected("nft report", rest)),
+                    _ => return Err(ProbeLineError::NftReport { report: rest.to_string() }),
                 };
             }
-            _ => return Err(ProbeError::unexpected("firewall probe line", tag)),
+            _ => return Err(ProbeLineError::Tag { tag: tag.to_string() }),
         }
         Ok(())
     }

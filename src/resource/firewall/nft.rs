@@ -183,11 +183,25 @@ fn cidrs(set: &[Interval], is6: bool) -> Vec<Cidr> {
     out
 }
 
+/// Why `nft -j` output could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum NftParseError {
+    /// The output is not JSON.
+    #[error("not JSON: {source}")]
+    NotJson {
+        /// serde's error.
+        source: serde_json::Error,
+    },
+    /// The JSON has no `nftables` list.
+    #[error("no `nftables` list")]
+    NoNftablesList,
+}
+
 /// What a host's `nft -j list table inet cairn` says, in cairn's canonical text. Rules cairn
 /// did not write (added by hand) are printed as faithfully as the JSON allows.
-pub fn observed_text(json: &str) -> Result<String, String> {
-    let doc: Value = serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
-    let items = doc.get("nftables").and_then(Value::as_array).ok_or("no `nftables` list")?;
+pub fn observed_text(json: &str) -> Result<String, NftParseError> {
+    let doc: Value = serde_json::from_str(json).map_err(|source| NftParseError::NotJson { source })?;
+    let items = doc.get("nftables").and_then(Value::as_array).ok_or(NftParseError::NoNftablesList)?;
     let mut chains: Vec<(String, Option<String>, Vec<String>)> = Vec::new();
     let mut others = Vec::new();
     for item in items {

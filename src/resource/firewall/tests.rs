@@ -316,3 +316,12 @@ fn templated_from_entries_load_and_literal_ones_are_still_checked_at_load() {
         .render();
     assert!(err.contains("`10.0.0.1/24` is not a valid address or network"), "{err}");
 }
+
+#[test]
+fn unreadable_reports_are_errors_with_their_text() {
+    let mut f = FirewallFacts::default();
+    assert_eq!(f.parse_line("FWNFT", "odd\tx").unwrap_err().to_string(), "unexpected nft report \"odd\\tx\"");
+    assert_eq!(f.parse_line("FWXYZ", "").unwrap_err().to_string(), "unexpected firewall probe line \"FWXYZ\"");
+    assert_eq!(nft::observed_text("{}").unwrap_err().to_string(), "no `nftables` list");
+    assert!(nft::observed_text("{").unwrap_err().to_string().starts_with("not JSON: "));
+}
