@@ -17,7 +17,7 @@ impl Duration {
     /// Parses `<number><unit>` groups (`1y`, `90d`, `1y30d`); units `y`, `w`, `d`, `h`; more
     /// than zero in all.
     pub fn parse(s: &str) -> Option<Duration> {
-        let secs = sum_of_groups(s, &[("y", 365 * 86_400), ("w", 7 * 86_400), ("d", 86_400), ("h", 3_600)], usize::MAX)?;
+        let secs = sum_of_groups(s, &[("y", 365 * 86_400), ("w", 7 * 86_400), ("d", 86_400), ("h", 3_600)], None)?;
         let secs = i64::try_from(secs).ok()?;
         (secs > 0).then_some(Duration { secs })
     }
@@ -44,14 +44,14 @@ impl fmt::Display for Duration {
 /// A wait written `30s`, `2m`, `1h` or as plain seconds (surrounding blanks ignored): one
 /// number with an optional unit `s`, `m` or `h`; zero allowed.
 pub fn parse_wait(text: &str) -> Option<std::time::Duration> {
-    sum_of_groups(text.trim(), &[("", 1), ("s", 1), ("m", 60), ("h", 3_600)], 1).map(std::time::Duration::from_secs)
+    sum_of_groups(text.trim(), &[("", 1), ("s", 1), ("m", 60), ("h", 3_600)], Some(1)).map(std::time::Duration::from_secs)
 }
 
 /// Seconds in `text` written as `<digits><unit>` groups (`1y30d`), summed: `units` names every
 /// accepted unit (`""`: a bare number) with its length in seconds. `None` when a group lacks its
 /// digits, a unit is not in `units`, there is no group or more than `max_groups`, or the sum
 /// overflows.
-fn sum_of_groups(text: &str, units: &[(&str, u64)], max_groups: usize) -> Option<u64> {
+fn sum_of_groups(text: &str, units: &[(&str, u64)], max_groups: Option<usize>) -> Option<u64> {
     let mut rest = text;
     let mut total: u64 = 0;
     let mut groups = 0;
@@ -64,7 +64,7 @@ fn sum_of_groups(text: &str, units: &[(&str, u64)], max_groups: usize) -> Option
         groups += 1;
         rest = next;
     }
-    (groups > 0 && groups <= max_groups).then_some(total)
+    (groups > 0 && max_groups.is_none_or(|max| groups <= max)).then_some(total)
 }
 
 #[cfg(test)]
