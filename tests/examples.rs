@@ -123,3 +123,48 @@ fn ci_pipeline_uses_only_real_flags() {
     }
     assert!(seen >= 6, "only {seen} cairn commands found");
 }
+
+/// The shell scripts the modules render onto hosts (`etcd-start`, `etcd-restore`, …) pass
+/// shellcheck, as rendered for real hosts: the templates themselves are not shell until then.
+#[test]
+fn rendered_module_scripts_pass_shellcheck() {
+    if Command::new("shellcheck").arg("--version").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "CI installs shellcheck (.ci/run); it is missing");
+        eprintln!("SKIPPED rendered_module_scripts_pass_shellcheck: shellcheck is not installed");
+        return;
+    }
+    // Inside the repository, so the spec finds `modules/` in a parent directory.
+    std::fs::create_dir_all("target").unwrap();
+    let dir = tempfile::tempdir_in("target").unwrap();
+    copy_dir(Path::new("examples/etcd-lab"), dir.path());
+    std::fs::write(dir.path().join("lab.toml"), STAND_IN_LAB).unwrap();
+    std::fs::write(dir.path().join("mirror.toml"), STAND_IN_MIRROR).unwrap();
+    let spec = cairn::spec::load(&dir.path().join("cairn.toml")).unwrap_or_else(|e| panic!("{}", e.render()));
+    let graph = cairn::graph::Graph::build(&spec).unwrap_or_else(|d| panic!("{}", d.render(&spec.sources)));
+    let mut scripts: Vec<(String, Vec<u8>)> = Vec::new();
+    for inst in &graph.instances {
+        if let cairn::resource::Desired::File(f) = &inst.desired {
+            let first_line = f.content.split(|&b| b == b'\n').next().unwrap_or_default();
+            let script = first_line.starts_with(b"#!") && first_line.ends_with(b"sh");
+            // A profile snippet (`/etc/profile.d/*.sh`) has no `#!`: it is read by sh.
+            let content = match (script, f.path.ends_with(".sh")) {
+                (true, _) => f.content.clone(),
+                (false, true) => [b"# shellcheck shell=sh\n".as_slice(), &f.content].concat(),
+                (false, false) => continue,
+            };
+            if !scripts.iter().any(|(_, c)| *c == content) {
+                scripts.push((f.path.clone(), content));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    for (i, (path, content)) in scripts.iter().enumerate() {
+        let file = dir.path().join(format!("script-{i}-{}", path.rsplit('/').next().unwrap()));
+        std::fs::write(&file, content).unwrap();
+        files.push(file);
+    }
+    assert!(files.len() >= 5, "expected the etcd module's scripts, found {scripts:?}");
+    // SC1091: the scripts source the module's own profile snippet, checked here on its own.
+    let out = Command::new("shellcheck").arg("--exclude=SC1091").args(&files).output().unwrap();
+    assert!(out.status.success(), "rendered scripts fail shellcheck:\n{}", String::from_utf8_lossy(&out.stdout));
+}
