@@ -15,7 +15,6 @@ use serde::Serialize;
 use crate::graph::{Graph, InstanceId};
 use crate::plan::planner::{Connections, probe};
 use crate::plan::{Action, Change, Plan};
-use crate::resource::Desired;
 use crate::resource::removal::Orphan;
 use crate::spec::ResourceId;
 use crate::state::manifest::Manifest;
@@ -499,8 +498,8 @@ fn finish(
 /// apply), and acts on the fresh decision. A check just runs.
 async fn apply_instance(graph: &Graph, i: usize, transport: SharedTransport, changed: &[ResourceId]) -> Outcome {
     let inst = &graph.instances[i];
-    if let Desired::Check(check) = &inst.desired {
-        return match check.run(transport.as_ref()).await {
+    if let Some(checked) = inst.desired.run_check(transport.as_ref()).await {
+        return match checked {
             Ok(passed) => Outcome::Passed(passed),
             Err(e) => Outcome::Failed(e.to_string()),
         };

@@ -111,6 +111,10 @@ impl ResourceKind for DesiredCheck {
         self.run(transport).await.map(|_| ())
     }
 
+    async fn run_check(&self, transport: &dyn Transport) -> Option<Result<String, ApplyError>> {
+        Some(self.run(transport).await)
+    }
+
     fn owned(&self, _created: bool) -> Option<Owned> {
         None
     }

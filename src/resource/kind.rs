@@ -57,6 +57,12 @@ pub trait ResourceKind: Send + Sync {
     /// Carries out `decision` on the host.
     async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError>;
 
+    /// For a kind that checks rather than changes (`check`): runs the check, with no re-read
+    /// before, and returns what passed. `None` for every kind that changes state.
+    async fn run_check(&self, _transport: &dyn Transport) -> Option<Result<String, ApplyError>> {
+        None
+    }
+
     /// What this instance owns on its host, for the manifest (`None`: nothing, e.g. a check).
     /// `created` says whether this run made it.
     fn owned(&self, created: bool) -> Option<Owned>;
