@@ -388,3 +388,30 @@ fn spec_name_defaults_to_the_folder_or_file_and_lifecycle_keys_are_read() {
     let ResourceBody::User(u) = &spec.resources[1].body else { panic!() };
     assert!(u.remove);
 }
+
+/// `check.interval`, `check.timeout` and `unit.start_timeout` take seconds or a string with units.
+#[test]
+fn durations_take_seconds_or_units() {
+    let text = format!(
+        "{HOSTS}\n[unit.web]\nhosts = [\"role=etcd\"]\nname = \"web.service\"\nstart_timeout = \"1m30s\"\n\n\
+         [check.a]\nhosts = [\"role=etcd\"]\ncommand = [\"true\"]\ninterval = \"1m\"\ntimeout = \"1h30m\"\n\n\
+         [check.b]\nhosts = [\"role=etcd\"]\ncommand = [\"true\"]\ninterval = 5\ntimeout = 7\n"
+    );
+    let spec = load_str(Path::new("cairn.toml"), &text).unwrap_or_else(|e| panic!("{}", e.render()));
+    let body = |kind, name: &str| &spec.resources.iter().find(|r| r.id == ResourceId::new(kind, name)).unwrap().body;
+    let ResourceBody::Unit(web) = body(Kind::Unit, "web") else { panic!() };
+    assert_eq!(web.start_timeout_secs, 90);
+    let ResourceBody::Check(a) = body(Kind::Check, "a") else { panic!() };
+    assert_eq!((a.interval_secs, a.timeout_secs), (60, 5_400));
+    let ResourceBody::Check(b) = body(Kind::Check, "b") else { panic!() };
+    assert_eq!((b.interval_secs, b.timeout_secs), (5, 7));
+}
+
+#[test]
+fn bad_durations_say_how_to_write_them() {
+    insta::assert_snapshot!(errors(&format!(
+        "{HOSTS}\n[unit.web]\nhosts = [\"role=etcd\"]\nname = \"web.service\"\nstart_timeout = \"90\"\n\n\
+         [check.a]\nhosts = [\"role=etcd\"]\ncommand = [\"true\"]\ninterval = \"2 days\"\ntimeout = 0\n\n\
+         [check.b]\nhosts = [\"role=etcd\"]\ncommand = [\"true\"]\ninterval = 1.5\ntimeout = \"2h\"\n"
+    )));
+}

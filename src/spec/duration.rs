@@ -47,6 +47,13 @@ pub fn parse_wait(text: &str) -> Option<std::time::Duration> {
     sum_of_groups(text.trim(), &[("", 1), ("s", 1), ("m", 60), ("h", 3_600)], Some(1)).map(std::time::Duration::from_secs)
 }
 
+/// Seconds written with units in a spec (`check.interval`, `check.timeout`, `unit.start_timeout`):
+/// `<number><unit>` groups with units `s`, `m` and `h` (`2s`, `1m`, `1h30m`); a bare number is
+/// written as a TOML integer, not a string.
+pub fn parse_seconds(text: &str) -> Option<u64> {
+    sum_of_groups(text, &[("s", 1), ("m", 60), ("h", 3_600)], None)
+}
+
 /// Seconds in `text` written as `<digits><unit>` groups (`1y30d`), summed: `units` names every
 /// accepted unit (`""`: a bare number) with its length in seconds. `None` when a group lacks its
 /// digits, a unit is not in `units`, there is no group or more than `max_groups`, or the sum
@@ -70,6 +77,17 @@ fn sum_of_groups(text: &str, units: &[(&str, u64)], max_groups: Option<usize>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seconds_with_units() {
+        assert_eq!(parse_seconds("2s"), Some(2));
+        assert_eq!(parse_seconds("1m"), Some(60));
+        assert_eq!(parse_seconds("1h30m"), Some(5_400));
+        assert_eq!(parse_seconds("0s"), Some(0));
+        for bad in ["", "2", "s", "1.5s", "2 s", "1d", "-1s", "99999999999999999999h"] {
+            assert_eq!(parse_seconds(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn durations() {

@@ -194,6 +194,50 @@ impl<'t, 'i> TableReader<'t, 'i> {
         }
     }
 
+    /// A length of time in whole seconds within `min..=max`: an integer (seconds) or a string
+    /// with units (`"2s"`, `"1m"`, `"1h30m"`, see [`crate::spec::duration::parse_seconds`]).
+    pub(super) fn optional_seconds(
+        &mut self,
+        key: &'static str,
+        min: u64,
+        max: u64,
+        example: &str,
+        d: &mut Diagnostics,
+    ) -> Option<Located<u64>> {
+        let (_, v) = self.get(key)?;
+        let span = self.at(v.span());
+        let secs = match v.get_ref() {
+            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok().and_then(|n| u64::try_from(n).ok()),
+            DeValue::String(text) => match crate::spec::duration::parse_seconds(text) {
+                Some(secs) => Some(secs),
+                None => {
+                    d.push(
+                        Diagnostic::at(&span, format!("`{key}` in {} is not a length of time", self.what))
+                            .with_label("expected seconds with a unit: s, m or h")
+                            .with_help(format!("write e.g. {key} = {example}, or a whole number of seconds")),
+                    );
+                    return None;
+                }
+            },
+            _ => {
+                let help = format!("write a whole number of seconds, or a string with units, e.g. {key} = {example}");
+                d.push(self.wrong_type(key, v, "an integer or a string", help));
+                return None;
+            }
+        };
+        match secs {
+            Some(n) if (min..=max).contains(&n) => Some(Located::new(n, span)),
+            _ => {
+                d.push(
+                    Diagnostic::at(&span, format!("`{key}` in {} is out of range", self.what))
+                        .with_label(format!("must be between {min} and {max} seconds"))
+                        .with_help(format!("write from {min} to {max} seconds (e.g. {example})")),
+                );
+                None
+            }
+        }
+    }
+
     /// One of `allowed` (a string).
     pub(super) fn optional_choice(
         &mut self,

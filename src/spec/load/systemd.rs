@@ -65,7 +65,7 @@ pub(super) fn unit(
         Some("together") => StartMode::Together,
         _ => StartMode::PerHost,
     };
-    let start_timeout_secs = r.optional_int("start_timeout", 1, 3600, 90, d).map_or(90, |t| t.value.unsigned_abs());
+    let start_timeout_secs = r.optional_seconds("start_timeout", 1, 3600, "\"90s\"", d).map_or(90, |t| t.value);
     let mut restart_on = Vec::new();
     for a in r.string_list("restart_on", d).map(|l| l.value).unwrap_or_default() {
         match ResourceId::parse(&a.value) {
@@ -190,8 +190,8 @@ pub(super) fn check(r: &mut TableReader<'_, '_>, id: &ResourceId, d: &mut Diagno
     };
     let description = r.optional_string("description", d).map_or_else(|| id.name.replace(['-', '_'], " "), |s| s.value);
     let retries = r.optional_int("retries", 0, 10_000, 5, d).map_or(0, |v| u32::try_from(v.value).unwrap_or(0));
-    let interval_secs = r.optional_int("interval", 0, 3600, 2, d).map_or(2, |v| v.value.unsigned_abs());
-    let timeout_secs = r.optional_int("timeout", 1, 86_400, 30, d).map_or(30, |v| v.value.unsigned_abs());
+    let interval_secs = r.optional_seconds("interval", 0, 3600, "\"2s\"", d).map_or(2, |v| v.value);
+    let timeout_secs = r.optional_seconds("timeout", 1, 86_400, "\"30s\"", d).map_or(30, |v| v.value);
     Some(CheckSpec { command: command?, description, retries, interval_secs, timeout_secs })
 }
 
