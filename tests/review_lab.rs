@@ -347,6 +347,7 @@ fn manifests_removals_protection_ownership_and_destroy_on_two_lab_hosts() {
         "{}",
         destroyed.all()
     );
+    assert!(destroyed.stdout.contains("Destroy complete: ") && destroyed.stdout.contains(" removed, "), "{}", destroyed.all());
     assert!(!lab.ssh("node1", &["test", "-e", "/etc/manage"]).status.success(), "node1's /etc/manage is gone");
     assert_eq!(lab.ssh_ok("node2", &["ls", "/etc/manage"]), "notes.txt", "node2 keeps the directory with the unmanaged file");
     for node in both {

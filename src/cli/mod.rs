@@ -391,21 +391,22 @@ async fn run(cli: Cli) -> ExitStatus {
             if !local.is_empty() {
                 eprintln!("note: {} reached with transport = \"local\" keep no manifest; nothing is removed there.", local.join(", "));
             }
-            plan_and_apply(&ui, &spec, &graph, "destroy", &spec_path, run).await
+            plan_and_apply(&ui, &spec, &graph, progress::RunKind::Destroy, &spec_path, run).await
         }
         Command::Apply { plan: Some(plan_file), spec, run, .. } => apply_saved(&ui, &plan_file, &spec, run).await,
         Command::Apply { plan: None, spec: spec_arg, run, select: SelectArgs { host: HostsArg { hosts }, targets } } => {
             let spec_path = spec_arg.path();
             let Some((spec, graph)) = load_graph(&ui, &spec_path, &hosts, &targets) else { return ExitStatus::Error };
-            plan_and_apply(&ui, &spec, &graph, "apply", &spec_path, run).await
+            plan_and_apply(&ui, &spec, &graph, progress::RunKind::Apply, &spec_path, run).await
         }
     }
 }
 
 /// `apply` and `destroy`: lock the hosts, plan, print the plan, ask (unless `--auto-approve`),
 /// apply, record what the spec now manages on each host.
-/// `verb` ("apply" or "destroy") names the command in messages.
-async fn plan_and_apply(ui: &Ui, spec: &Spec, graph: &Arc<Graph>, verb: &str, spec_path: &Path, run: RunArgs) -> ExitStatus {
+/// `kind` says which of the two it is (and names the command in messages).
+async fn plan_and_apply(ui: &Ui, spec: &Spec, graph: &Arc<Graph>, kind: progress::RunKind, spec_path: &Path, run: RunArgs) -> ExitStatus {
+    let verb = kind.verb();
     if !run.auto_approve && !std::io::stdin().is_terminal() {
         ui.error(&format!("stdin is not a terminal, so cairn cannot ask for confirmation; pass --auto-approve to {verb} without asking"));
         return ExitStatus::Error;
@@ -424,14 +425,21 @@ async fn plan_and_apply(ui: &Ui, spec: &Spec, graph: &Arc<Graph>, verb: &str, sp
             eprintln!("{word} cancelled; nothing was changed.");
             return ExitStatus::Error;
         }
-        carry_out(ui, graph, &plan, &conns, run.parallelism).await
+        carry_out(ui, graph, &plan, &conns, run.parallelism, kind).await
     })
     .await
 }
 
 /// Applies `plan` (already shown and agreed to), records what the spec now manages on each
 /// host, and prints the report.
-async fn carry_out(ui: &Ui, graph: &Arc<Graph>, plan: &Plan, conns: &planner::Connections, parallelism: usize) -> ExitStatus {
+async fn carry_out(
+    ui: &Ui,
+    graph: &Arc<Graph>,
+    plan: &Plan,
+    conns: &planner::Connections,
+    parallelism: usize,
+    kind: progress::RunKind,
+) -> ExitStatus {
     if let Some(status) = refuse_protected(ui, plan) {
         return status;
     }
@@ -439,7 +447,7 @@ async fn carry_out(ui: &Ui, graph: &Arc<Graph>, plan: &Plan, conns: &planner::Co
     let report = crate::apply::apply(graph, plan, conns, ApplyOptions { parallelism }, reporter.clone()).await;
     reporter.finish();
     let recorded = report_unrecorded(ui, &report.unrecorded);
-    print!("{}", progress::report_text(&report, ui.color));
+    print!("{}", progress::report_text(&report, ui.color, kind));
     if report.success() && recorded { ExitStatus::Success } else { ExitStatus::Error }
 }
 
@@ -526,7 +534,7 @@ async fn apply_saved(ui: &Ui, plan_file: &Path, spec_arg: &SpecArg, run: RunArgs
         if !now.has_changes() {
             return if record_unchanged(ui, graph, &now, &conns).await { ExitStatus::Success } else { ExitStatus::Error };
         }
-        carry_out(ui, graph, &now, &conns, run.parallelism).await
+        carry_out(ui, graph, &now, &conns, run.parallelism, progress::RunKind::Apply).await
     })
     .await
 }

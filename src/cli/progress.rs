@@ -73,9 +73,29 @@ impl Reporter for Progress {
     }
 }
 
+/// Which command's report it is: an apply changes, a destroy removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    /// `cairn apply`.
+    Apply,
+    /// `cairn destroy`.
+    Destroy,
+}
+
+impl RunKind {
+    /// The command's name, for messages ("apply").
+    pub fn verb(self) -> &'static str {
+        match self {
+            RunKind::Apply => "apply",
+            RunKind::Destroy => "destroy",
+        }
+    }
+}
+
 /// The final report: failures and skips in full (a host that could not be reached is one line,
-/// not one per resource), then counts.
-pub fn report_text(report: &ApplyReport, color: bool) -> String {
+/// not one per resource), then counts ("Apply complete: 3 changed, …", "Destroy complete: 3
+/// removed, …").
+pub fn report_text(report: &ApplyReport, color: bool, kind: RunKind) -> String {
     let mut out = String::from("\n");
     let red = |s: &str| if color { format!("\x1b[31m{s}\x1b[0m") } else { s.to_string() };
     let mut unreachable: BTreeMap<&str, (&str, usize)> = BTreeMap::new();
@@ -108,7 +128,11 @@ pub fn report_text(report: &ApplyReport, color: bool) -> String {
     let unchanged = report.count(|o| matches!(o, Outcome::Unchanged(_)));
     let passed = report.count(|o| matches!(o, Outcome::Passed(_)));
     let checks = if passed > 0 { format!(", {passed} check{} passed", if passed == 1 { "" } else { "s" }) } else { String::new() };
-    let verdict = if report.success() { "Apply complete" } else { "Apply failed" };
-    let _ = writeln!(out, "{verdict}: {done} changed, {unchanged} unchanged, {failed} failed, {skipped} skipped{checks}.");
+    let (run, changed) = match kind {
+        RunKind::Apply => ("Apply", "changed"),
+        RunKind::Destroy => ("Destroy", "removed"),
+    };
+    let verdict = if report.success() { "complete" } else { "failed" };
+    let _ = writeln!(out, "{run} {verdict}: {done} {changed}, {unchanged} unchanged, {failed} failed, {skipped} skipped{checks}.");
     out
 }
