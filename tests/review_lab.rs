@@ -298,6 +298,8 @@ fn manifests_removals_protection_ownership_and_destroy_on_two_lab_hosts() {
     std::fs::write(dir.join("cairn.toml"), without(&smaller, "[file.protected]").replace("managed by team a", "changed")).unwrap();
     let protected = cairn(dir, &["plan"]);
     assert_eq!(protected.code, 1, "{}", protected.all());
+    let summary = protected.stderr.lines().find(|l| l.contains("the plan cannot be applied: ")).unwrap_or_default();
+    assert!(summary.contains(" blocked resource") && summary.ends_with("the plan above says why"), "{}", protected.all());
     assert!(
         protected.stdout.contains("protected by prevent_destroy: removing it would delete /etc/manage/keep.conf"),
         "{}",

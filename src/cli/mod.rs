@@ -372,6 +372,7 @@ async fn run(cli: Cli) -> ExitStatus {
                     }
                 }
                 if plan.has_errors() {
+                    ui.error(&blocked_summary(&plan));
                     ExitStatus::Error
                 } else if detailed_exitcode && plan.has_changes() {
                     ExitStatus::Changes
@@ -459,6 +460,20 @@ fn refuse_protected(ui: &Ui, plan: &Plan) -> Option<ExitStatus> {
     }
     ui.error(&format!("nothing was applied: the plan would remove or replace protected resources\n{}", protected.join("\n")));
     Some(ExitStatus::Error)
+}
+
+/// One line for stderr when a plan cannot be applied (the reasons are in the plan itself).
+fn blocked_summary(plan: &Plan) -> String {
+    let blocked = plan.summary().conflict;
+    let unread = plan.errors.len();
+    let mut parts = Vec::new();
+    if blocked > 0 {
+        parts.push(format!("{blocked} blocked resource{} (`!`)", if blocked == 1 { "" } else { "s" }));
+    }
+    if unread > 0 {
+        parts.push(format!("{unread} host{} that could not be read", if unread == 1 { "" } else { "s" }));
+    }
+    format!("the plan cannot be applied: {}; the plan above says why", parts.join(" and "))
 }
 
 /// Records what the spec manages on each host after an apply that found nothing to change;
