@@ -377,3 +377,20 @@ fn graph_command_draws_dot_and_mermaid() {
     insta::assert_snapshot!("graph_dot", cairn(dir.path(), &["graph"]).stdout);
     insta::assert_snapshot!("graph_mermaid", cairn(dir.path(), &["graph", "--format", "mermaid"]).stdout);
 }
+
+/// Without `-f` and without a `cairn.toml` here, cairn says where it looked and how to name a spec.
+#[test]
+fn no_spec_in_the_folder_says_where_cairn_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in ["plan", "validate", "apply"] {
+        let run = cairn(dir.path(), &[command]);
+        assert_eq!(run.code, 1, "{}", run.all());
+        let here = std::fs::canonicalize(dir.path()).unwrap();
+        assert!(
+            run.stderr
+                .contains(&format!("no spec here: cairn looked for `cairn.toml` in {}; name the spec with `-f PATH`", here.display())),
+            "{command}: {}",
+            run.all()
+        );
+    }
+}

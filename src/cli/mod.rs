@@ -60,9 +60,12 @@ pub struct SpecArg {
 impl SpecArg {
     /// The spec path: `-f`, else `cairn.toml`.
     pub fn path(&self) -> PathBuf {
-        self.file.clone().unwrap_or_else(|| PathBuf::from("cairn.toml"))
+        self.file.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_SPEC))
     }
 }
+
+/// The spec read when no `-f` is given, in the current directory.
+const DEFAULT_SPEC: &str = "cairn.toml";
 
 /// `--host NAME`, shared by commands that can be limited to some hosts.
 #[derive(Debug, Clone, clap::Args)]
@@ -736,6 +739,11 @@ async fn unlock(ui: &Ui, spec_path: &Path, name: &str) -> ExitStatus {
 }
 
 fn load_spec(ui: &Ui, path: &Path) -> Option<Spec> {
+    if path == Path::new(DEFAULT_SPEC) && !path.exists() {
+        let here = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| ".".into());
+        ui.error(&format!("no spec here: cairn looked for `{DEFAULT_SPEC}` in {here}; name the spec with `-f PATH`"));
+        return None;
+    }
     match spec::load(path) {
         Ok(spec) => Some(spec),
         Err(e) => {
