@@ -394,3 +394,35 @@ fn no_spec_in_the_folder_says_where_cairn_looked() {
         );
     }
 }
+
+/// A sensitive file's content hash (for a short token, as good as the token) appears nowhere: not
+/// in the plan text, not in a saved plan file, not in the refusal of a stale saved plan.
+#[test]
+fn a_sensitive_files_hash_never_leaves_the_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "old-token\n").unwrap();
+    let spec = format!(
+        "[hosts.alpha]\ntransport = \"local\"\n\n[file.token]\npath = \"{}\"\ncontent = \"new-token\\n\"\nmode = \"0600\"\nsensitive = true\n",
+        token.display()
+    );
+    std::fs::write(dir.path().join("cairn.toml"), spec).unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let hashes: Vec<String> = ["old-token\n", "new-token\n"].iter().map(|t| cairn::hash::sha256_hex(t.as_bytes())).collect();
+    let leaks = |text: &str| hashes.iter().any(|h| text.contains(&h[..12]));
+
+    let plan = cairn(dir.path(), &["plan", "-o", "saved.cairn"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    assert!(plan.stdout.contains("sha256: (sensitive) → (sensitive)"), "{}", plan.stdout);
+    let saved = std::fs::read_to_string(dir.path().join("saved.cairn")).unwrap();
+    assert!(!leaks(&saved) && !leaks(&plan.all()), "a hash of the token is in the saved plan:\n{saved}");
+    assert!(saved.contains("sha256 (sensitive)"), "{saved}");
+
+    // The host moves (mode): the saved plan is refused, listing what it saw then and now.
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let refused = cairn(dir.path(), &["apply", "saved.cairn"]);
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(refused.all().contains("0644"), "{}", refused.all());
+    assert!(!leaks(&refused.all()), "a hash of the token is in the refusal:\n{}", refused.all());
+    assert_eq!(std::fs::read_to_string(&token).unwrap(), "old-token\n", "nothing applied");
+}

@@ -15,6 +15,9 @@ use crate::resource::{ContentChange, Decision, HostFacts, ProbeRequest, Reason};
 use crate::state::manifest::{Manifest, Owned};
 use crate::transport::{SharedTransport, TransportError, read_files};
 
+/// What a digest of sensitive content reads in a plan.
+const SENSITIVE: &str = "(sensitive)";
+
 /// Connections to hosts, by host name. A host whose connection failed has its error instead.
 pub type Connections = BTreeMap<String, Result<SharedTransport, Unreachable>>;
 
@@ -231,7 +234,8 @@ fn plan_changes(graph: &Graph, host: &str, facts: &HostFacts, old: &BTreeMap<Str
         let disruptive = graph.instances[i].desired.disrupts(facts, &decision);
         let mut request = ProbeRequest::default();
         graph.instances[i].desired.add_to_probe(&mut request);
-        Change { disruptive, observed: facts.describe(&request), ..change_for(graph, i, decision, old) }
+        let observed = facts.describe_redacted(&request, graph.instances[i].desired.sensitive());
+        Change { disruptive, observed, ..change_for(graph, i, decision, old) }
     });
     removals.chain(instances).collect()
 }
@@ -292,6 +296,14 @@ fn change_for(graph: &Graph, i: usize, d: Decision, old: &BTreeMap<String, Vec<u
         }
         (None, _) => None,
     };
+    // A digest of sensitive content never enters the plan (saved plan files included).
+    let mut attrs = d.attrs;
+    if sensitive {
+        for a in attrs.iter_mut().filter(|a| a.digest) {
+            a.before = a.before.as_ref().map(|_| SENSITIVE.to_string());
+            a.after = a.after.as_ref().map(|_| SENSITIVE.to_string());
+        }
+    }
     let waits_for =
         inst.dep_reasons.iter().filter_map(|(dep, why)| graph.instances.get(*dep).map(|d| format!("waits for {}: {why}", d.id))).collect();
     Change {
@@ -300,7 +312,7 @@ fn change_for(graph: &Graph, i: usize, d: Decision, old: &BTreeMap<String, Vec<u
         action: d.action,
         reason: d.reason,
         target: inst.desired.target(),
-        attrs: d.attrs,
+        attrs,
         diff,
         sensitive,
         disruptive: false,

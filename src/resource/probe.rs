@@ -211,6 +211,13 @@ impl HostFacts {
     /// re-planning). Certificate and table contents appear as sha256 sums; private keys only as
     /// the sum of their public key.
     pub fn describe(&self, request: &ProbeRequest) -> Vec<String> {
+        self.describe_redacted(request, false)
+    }
+
+    /// [`HostFacts::describe`] for an instance whose content is sensitive (`redact`): files'
+    /// sha256 sums read `(sensitive)` — for a short secret, its hash is the secret. A change of
+    /// such content between plan and apply still shows in the decision, which is compared too.
+    pub fn describe_redacted(&self, request: &ProbeRequest, redact: bool) -> Vec<String> {
         let sum = |text: &str| sha256_hex(text.as_bytes());
         let mut lines = Vec::new();
         for path in &request.paths {
@@ -218,7 +225,11 @@ impl HostFacts {
                 None => format!("path {path}: absent"),
                 Some(f) => {
                     let size = if f.kind == PathKind::File { format!(" {} bytes", f.size) } else { String::new() };
-                    let hash = f.sha256.as_ref().map(|h| format!(" sha256 {h}")).unwrap_or_default();
+                    let hash = match &f.sha256 {
+                        Some(_) if redact => " sha256 (sensitive)".to_string(),
+                        Some(h) => format!(" sha256 {h}"),
+                        None => String::new(),
+                    };
                     format!("path {path}: {} {:04o} {}:{}{size}{hash}", f.kind.describe(), f.mode, f.owner, f.group)
                 }
             });
