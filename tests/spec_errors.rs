@@ -415,3 +415,9 @@ fn bad_durations_say_how_to_write_them() {
          [check.b]\nhosts = [\"role=etcd\"]\ncommand = [\"true\"]\ninterval = 1.5\ntimeout = \"2h\"\n"
     )));
 }
+
+/// A table named as another tool names the kind points at cairn's name for it.
+#[test]
+fn other_tools_names_point_at_cairns_kinds() {
+    insta::assert_snapshot!(errors(&format!("{HOSTS}\n[service.web]\nname = \"web.service\"\n\n[directory.conf]\npath = \"/etc/demo\"\n")));
+}

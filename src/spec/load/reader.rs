@@ -334,14 +334,41 @@ impl<'t, 'i> TableReader<'t, 'i> {
             let name = k.get_ref().as_ref();
             let noun = if v.get_ref().is_table() { "table" } else { "key" };
             let mut diag = Diagnostic::at(&self.at(k.span()), format!("unknown {noun} `{name}` in {}", self.what));
-            diag = match did_you_mean(name, self.asked.iter().copied()) {
-                Some(m) => diag.with_label(format!("did you mean `{m}`?")).with_help(format!("rename it to `{m}`, or remove it")),
-                None => diag.with_label(format!("unknown {noun}")).with_help(format!("{} accepts: {}", self.what, quote_list(&self.asked))),
+            let synonym = OTHER_TOOLS_NAMES.iter().find(|(other, ours)| *other == name && self.asked.contains(ours)).map(|(_, ours)| *ours);
+            diag = match (synonym, did_you_mean(name, self.asked.iter().copied())) {
+                (Some(ours), _) if v.get_ref().is_table() => diag
+                    .with_label(format!("cairn calls this `{ours}`"))
+                    .with_help(format!("write it as [{ours}.NAME] (docs/spec.md lists every kind)")),
+                (_, Some(m)) => diag.with_label(format!("did you mean `{m}`?")).with_help(format!("rename it to `{m}`, or remove it")),
+                (_, None) => {
+                    diag.with_label(format!("unknown {noun}")).with_help(format!("{} accepts: {}", self.what, quote_list(&self.asked)))
+                }
             };
             d.push(diag);
         }
     }
 }
+
+/// What other tools (Ansible, pyinfra, Terraform, systemd) call a cairn kind: an unknown table of
+/// that name points at cairn's.
+const OTHER_TOOLS_NAMES: &[(&str, &str)] = &[
+    ("service", "unit"),
+    ("systemd", "unit"),
+    ("systemd_unit", "unit"),
+    ("template", "file"),
+    ("copy", "file"),
+    ("directory", "dir"),
+    ("certificate", "cert"),
+    ("tls", "cert"),
+    ("account", "user"),
+    ("nftables", "firewall"),
+    ("iptables", "firewall"),
+    ("health", "check"),
+    ("healthcheck", "check"),
+    ("get_url", "binary"),
+    ("download", "binary"),
+    ("modules", "module"),
+];
 
 /// `` `a`, `b`, `c` `` for help lines.
 pub(super) fn quote_list(items: &[&str]) -> String {
