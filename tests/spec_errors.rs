@@ -421,3 +421,11 @@ fn bad_durations_say_how_to_write_them() {
 fn other_tools_names_point_at_cairns_kinds() {
     insta::assert_snapshot!(errors(&format!("{HOSTS}\n[service.web]\nname = \"web.service\"\n\n[directory.conf]\npath = \"/etc/demo\"\n")));
 }
+
+/// A CA is local state, not applied to hosts: `after` cannot name it.
+#[test]
+fn after_cannot_name_a_ca() {
+    insta::assert_snapshot!(errors(&format!(
+        "{HOSTS}\n[ca.web]\ncommon_name = \"web\"\n\n[file.x]\npath = \"/etc/x\"\ncontent = \"x\"\nafter = [\"ca.web\"]\n"
+    )));
+}

@@ -618,6 +618,17 @@ impl Loader {
     fn check_after(&mut self) {
         let known: Vec<String> = self.resource_keys.keys().map(ToString::to_string).collect();
         for a in &self.pending_after {
+            if a.value.kind == Kind::Ca && self.resource_keys.contains_key(&a.value) {
+                // A CA lives on the machine running cairn, not on hosts: nothing waits for it.
+                self.diags.push(
+                    Diagnostic::at(&a.span, format!("`after` names `{}`, a certificate authority, which is not applied to hosts", a.value))
+                        .with_label("nothing on a host can wait for a CA")
+                        .with_help(
+                            "a `cert` issued by it already waits for what it needs; name the `cert` resource instead, or remove this entry",
+                        ),
+                );
+                continue;
+            }
             if self.resource_keys.contains_key(&a.value) {
                 continue;
             }
