@@ -291,6 +291,7 @@ fn lab_hosts_get_a_pki_that_openssl_accepts() {
     for node in ["node1", "node2", "node3"] {
         assert!(verbose.stderr.contains(&format!("{node}: 1 connection(s), 1 remote command(s)")), "{}", verbose.stderr);
     }
+    assert!(!verbose.stderr.contains("DEBUG"), "-v shows no debug logs (CAIRN_LOG does):\n{}", verbose.stderr);
 
     // node2 gets one more SAN: only its certificate is reissued, and the plan says why.
     let serial = |n: &str| lab.ssh_ok(n, &["openssl", "x509", "-noout", "-serial", "-in", "/etc/etcd/pki/server.pem"]);

@@ -271,7 +271,7 @@ impl From<ExitStatus> for ExitCode {
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    init_logging();
     if let Command::Lab(cmd) = cli.command {
         return lab::run(cmd);
     }
@@ -288,9 +288,11 @@ pub fn main() -> ExitCode {
     runtime.block_on(run(cli)).into()
 }
 
-fn init_logging(verbose: bool) {
-    let default = if verbose { "cairn=debug" } else { "cairn=warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+/// Logs go to stderr, warnings only unless `CAIRN_LOG` (a `tracing` filter) asks for more.
+/// `-v` is about the plan view, not logs: debug lines would interleave with the plan.
+fn init_logging() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("cairn=warn"));
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).with_ansi(ansi).try_init();
 }
