@@ -39,12 +39,18 @@ fn repo() -> PathBuf {
 }
 
 fn cairn(dir: &Path, args: &[&str]) -> Run {
+    cairn_env(dir, args, &[])
+}
+
+/// [`cairn`] with more environment (e.g. `CAIRN_LOG`).
+fn cairn_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let started = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
         .args(args)
         .current_dir(dir)
         .env("NO_COLOR", "1")
         .env("CAIRN_MODULE_PATH", repo().join("modules"))
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -169,7 +175,8 @@ fn etcd_cluster_on_three_lab_hosts() {
     let plan = cairn(dir, &["plan", "-f", "cairn.toml", "-o", "fresh.cairn"]);
     assert_eq!(plan.code, 0, "{}", plan.all());
     assert_eq!(cairn(dir, &["show", "fresh.cairn", "--json"]).code, 0);
-    let run = cairn(dir, &["--verbose", "apply", "fresh.cairn"]);
+    let run = cairn_env(dir, &["--verbose", "apply", "fresh.cairn"], &[("CAIRN_LOG", "cairn=debug")]);
+    assert!(run.stderr.contains("DEBUG"), "debug logs are on: {}", run.stderr);
     assert_eq!(run.code, 0, "{}", run.all());
     let plan_file = std::fs::read_to_string(dir.join("fresh.cairn")).unwrap();
     assert!(plan_file.contains("etcd.cert.server") && !plan_file.contains("PRIVATE KEY"));
