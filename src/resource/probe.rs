@@ -218,7 +218,7 @@ impl HostFacts {
     /// sha256 sums read `(sensitive)` — for a short secret, its hash is the secret. A change of
     /// such content between plan and apply still shows in the decision, which is compared too.
     pub fn describe_redacted(&self, request: &ProbeRequest, redact: bool) -> Vec<String> {
-        let sum = |text: &str| sha256_hex(text.as_bytes());
+        let sum = |text: &str| short_digest(&sha256_hex(text.as_bytes())).to_string();
         let mut lines = Vec::new();
         for path in &request.paths {
             lines.push(match self.paths.get(path) {
@@ -227,7 +227,7 @@ impl HostFacts {
                     let size = if f.kind == PathKind::File { format!(" {} bytes", f.size) } else { String::new() };
                     let hash = match &f.sha256 {
                         Some(_) if redact => " sha256 (sensitive)".to_string(),
-                        Some(h) => format!(" sha256 {h}"),
+                        Some(h) => format!(" sha256 {}", short_digest(h)),
                         None => String::new(),
                     };
                     format!("path {path}: {} {:04o} {}:{}{size}{hash}", f.kind.describe(), f.mode, f.owner, f.group)
@@ -243,7 +243,7 @@ impl HostFacts {
                     u.active_state,
                     u.sub_state,
                     if u.unit_file_state.is_empty() { "no unit file" } else { &u.unit_file_state },
-                    u.active_enter.map(|t| format!(", active since {t}")).unwrap_or_default(),
+                    u.active_enter.map(|t| format!(", active since {}", utc_time(t))).unwrap_or_default(),
                     if u.need_daemon_reload { ", needs daemon-reload" } else { "" },
                 ),
             });
@@ -414,6 +414,20 @@ pub fn parse_probe_output(text: &str) -> Result<HostFacts, ProbeError> {
     Ok(facts)
 }
 
+/// A digest as the observed-state lines show it: its first 12 hex digits (48 bits tell a change
+/// apart; the full sum only made the stale-plan listing unreadable).
+fn short_digest(hex: &str) -> &str {
+    hex.get(..12).unwrap_or(hex)
+}
+
+/// Seconds since the epoch as `2026-12-01 10:00:00 UTC` (the number itself if out of range).
+fn utc_time(secs: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(t) => format!("{} {:02}:{:02}:{:02} UTC", t.date(), t.hour(), t.minute(), t.second()),
+        Err(_) => secs.to_string(),
+    }
+}
+
 /// Parses one `S` line of `stat -c 'S\t%F\t%a\t%U\t%G\t%s\t%Y\t%n'` (tag split off).
 fn parse_stat_line(rest: &str, line: &str) -> Result<(String, PathFact), ProbeError> {
     let f: Vec<&str> = rest.splitn(7, '\t').collect();
@@ -501,6 +515,24 @@ mod tests {
         assert_eq!(facts.certs[&cert_path.display().to_string()], "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
         assert_eq!(facts.keys.len(), 1);
         assert_eq!(t.stats().commands(), 1);
+    }
+
+    #[test]
+    fn observed_lines_show_times_as_times_and_short_digests() {
+        let raw = "S\tregular file\t644\troot\troot\t6\t1700000000\t/etc/motd\nH\t5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03  /etc/motd\n\
+                   UN\tetcd.service\nUS\tId=etcd.service\nUS\tLoadState=loaded\nUS\tActiveState=active\nUS\tSubState=running\n\
+                   US\tUnitFileState=enabled\nUS\tActiveEnterTimestamp=@1796120131\nE\tend\n";
+        let facts = parse_probe_output(raw).unwrap();
+        let mut req = ProbeRequest::default();
+        req.paths.insert("/etc/motd".into());
+        req.units.insert("etcd.service".into());
+        assert_eq!(
+            facts.describe(&req),
+            [
+                "path /etc/motd: a regular file 0644 root:root 6 bytes sha256 5891b5b522d5",
+                "unit etcd.service: loaded active/running enabled, active since 2026-12-01 10:15:31 UTC",
+            ]
+        );
     }
 
     #[test]
