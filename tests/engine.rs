@@ -426,3 +426,24 @@ fn a_sensitive_files_hash_never_leaves_the_machine() {
     assert!(!leaks(&refused.all()), "a hash of the token is in the refusal:\n{}", refused.all());
     assert_eq!(std::fs::read_to_string(&token).unwrap(), "old-token\n", "nothing applied");
 }
+
+/// A saved plan refused because the spec moved names the files that changed, not just the spec.
+#[test]
+fn a_stale_saved_plan_names_the_spec_files_that_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("templates")).unwrap();
+    std::fs::write(dir.path().join("templates/motd.j2"), "hello {{ host.name }}\n").unwrap();
+    let spec = format!(
+        "[hosts.alpha]\ntransport = \"local\"\n\n[file.motd]\npath = \"{}\"\ntemplate = \"templates/motd.j2\"\n",
+        dir.path().join("motd").display()
+    );
+    std::fs::write(dir.path().join("cairn.toml"), spec).unwrap();
+    let plan = cairn(dir.path(), &["plan", "-o", "saved.cairn"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    std::fs::write(dir.path().join("templates/motd.j2"), "goodbye {{ host.name }}\n").unwrap();
+    let refused = cairn(dir.path(), &["apply", "saved.cairn"]);
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(refused.stderr.contains("was made from another version of the spec"), "{}", refused.all());
+    assert!(refused.stderr.contains("): templates/motd.j2 changed; nothing was applied."), "{}", refused.all());
+    assert!(!dir.path().join("motd").exists(), "nothing applied");
+}

@@ -366,8 +366,7 @@ async fn run(cli: Cli) -> ExitStatus {
                 let plan = planner::plan(graph, &conns).await;
                 print_plan(ui, &plan, format);
                 if let Some(out) = &out {
-                    let digest = saved::spec_digest(spec_ref, &spec_path);
-                    let saved = saved::SavedPlan::new(plan.clone(), &spec_path, digest, &hosts, &targets);
+                    let saved = saved::SavedPlan::new(plan.clone(), saved::SpecRef::of(spec_ref, &spec_path), &hosts, &targets);
                     if let Err(e) = saved.write(out) {
                         ui.error(&e.to_string());
                         return ExitStatus::Error;
@@ -523,14 +522,16 @@ async fn apply_saved(ui: &Ui, plan_file: &Path, spec_arg: &SpecArg, run: RunArgs
     };
     let spec_path = spec_arg.file.clone().unwrap_or_else(|| PathBuf::from(&saved.spec.path));
     let Some((spec, graph)) = load_graph(ui, &spec_path, &saved.hosts, &saved.targets) else { return ExitStatus::Error };
-    let digest = saved::spec_digest(&spec, &spec_path);
-    if digest != saved.spec.digest {
+    let now = saved::SpecRef::of(&spec, &spec_path);
+    if now.digest != saved.spec.digest {
+        let changed = saved.spec.changed_files(&now);
+        let what = if changed.is_empty() { String::new() } else { format!(": {}", changed.join(", ")) };
         ui.error(&format!(
-            "{} was made from another version of the spec (digest {} then, {} now in {}); nothing was applied. \
+            "{} was made from another version of the spec (digest {} then, {} now in {}){what}; nothing was applied. \
              Make a new plan with `cairn plan -o {}` and review it.",
             plan_file.display(),
             short(&saved.spec.digest),
-            short(&digest),
+            short(&now.digest),
             spec_path.display(),
             plan_file.display()
         ));

@@ -6,12 +6,14 @@
 //! A plan file holds what the text and JSON views hold, plus the observed-state lines; sensitive
 //! content never enters a plan, and keys still to be made are made at apply time.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::{FORMAT_VERSION, Plan};
+use crate::hash::sha256_hex;
 use crate::spec::Spec;
 
 /// Why a plan file could not be written or read.
@@ -106,32 +108,67 @@ pub struct SpecRef {
     pub path: String,
     /// [`spec_digest`] of the spec (its files, modules and templates).
     pub digest: String,
+    /// sha256 of each of those files, by path relative to the spec's folder, so a refusal can
+    /// name what changed (absent in plans of earlier versions).
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+}
+
+impl SpecRef {
+    /// The spec at `spec_path`, as loaded.
+    pub fn of(spec: &Spec, spec_path: &Path) -> Self {
+        let files = spec_files(spec, spec_path).into_iter().map(|(path, text)| (path, sha256_hex(text.as_bytes()))).collect();
+        Self { path: spec_path.display().to_string(), digest: spec_digest(spec, spec_path), files }
+    }
+
+    /// What differs from `now`, one entry per file ("templates/motd.j2 changed"); empty when
+    /// the digests agree, or when this plan recorded no files.
+    pub fn changed_files(&self, now: &SpecRef) -> Vec<String> {
+        let mut changes = Vec::new();
+        for (path, sum) in &self.files {
+            match now.files.get(path) {
+                None => changes.push(format!("{path} removed")),
+                Some(now_sum) if now_sum != sum => changes.push(format!("{path} changed")),
+                Some(_) => {}
+            }
+        }
+        if !self.files.is_empty() {
+            changes.extend(now.files.keys().filter(|p| !self.files.contains_key(*p)).map(|p| format!("{p} added")));
+        }
+        changes
+    }
 }
 
 /// sha256 over every file the spec was read from (spec files, modules, templates), each named by
 /// its path relative to the spec's folder, so two checkouts of one commit agree.
 pub fn spec_digest(spec: &Spec, spec_path: &Path) -> String {
-    let base = spec_path.parent().unwrap_or(Path::new(""));
-    let base = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf());
-    let mut files: Vec<(String, &str)> = spec
-        .sources
-        .files()
-        .map(|(path, text)| {
-            let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-            let rel = pathdiff(&abs, &base);
-            (rel, text)
-        })
-        .collect();
-    files.sort();
-    files.dedup();
     let mut h = Sha256::new();
-    for (path, text) in files {
+    for (path, text) in spec_files(spec, spec_path) {
         h.update((path.len() as u64).to_le_bytes());
         h.update(path.as_bytes());
         h.update((text.len() as u64).to_le_bytes());
         h.update(text.as_bytes());
     }
     hex::encode(h.finalize())
+}
+
+/// Every file the spec was read from with its text, by path relative to the spec's folder,
+/// sorted.
+fn spec_files<'s>(spec: &'s Spec, spec_path: &Path) -> Vec<(String, &'s str)> {
+    // `cairn.toml` alone has the parent "", which canonicalize refuses: it is the current folder.
+    let base = spec_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let base = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf());
+    let mut files: Vec<(String, &str)> = spec
+        .sources
+        .files()
+        .map(|(path, text)| {
+            let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            (pathdiff(&abs, &base), text)
+        })
+        .collect();
+    files.sort();
+    files.dedup();
+    files
 }
 
 /// `path` relative to `base` (with `..` steps), or as it is when they share nothing.
@@ -147,15 +184,15 @@ fn pathdiff(path: &Path, base: &Path) -> String {
 }
 
 impl SavedPlan {
-    /// A plan file for `plan`, made from the spec at `spec_path` with `digest`.
-    pub fn new(plan: Plan, spec_path: &Path, digest: String, hosts: &[String], targets: &[String]) -> Self {
+    /// A plan file for `plan`, made from `spec` ([`SpecRef::of`]).
+    pub fn new(plan: Plan, spec: SpecRef, hosts: &[String], targets: &[String]) -> Self {
         let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         Self {
             format: MAGIC.to_string(),
             format_version: FORMAT_VERSION.to_string(),
             cairn_version: env!("CARGO_PKG_VERSION").to_string(),
             created,
-            spec: SpecRef { path: spec_path.display().to_string(), digest },
+            spec,
             hosts: hosts.to_vec(),
             targets: targets.to_vec(),
             plan,
