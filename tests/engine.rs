@@ -447,3 +447,27 @@ fn a_stale_saved_plan_names_the_spec_files_that_changed() {
     assert!(refused.stderr.contains("): templates/motd.j2 changed; nothing was applied."), "{}", refused.all());
     assert!(!dir.path().join("motd").exists(), "nothing applied");
 }
+
+/// `validate` warns when git tracks files of the state dir (it holds CA private keys).
+#[test]
+fn validate_warns_when_the_state_dir_is_tracked_by_git() {
+    let dir = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git").args(args).current_dir(dir.path()).output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    std::fs::write(dir.path().join("cairn.toml"), "[hosts.alpha]\ntransport = \"local\"\n").unwrap();
+    let clean = cairn(dir.path(), &["validate"]);
+    assert_eq!(clean.code, 0, "{}", clean.all());
+    assert!(!clean.stderr.contains("warning:"), "{}", clean.all());
+    git(&["init", "-q"]);
+    std::fs::create_dir_all(dir.path().join(".cairn/pki/web")).unwrap();
+    std::fs::write(dir.path().join(".cairn/pki/web/ca-key.pem"), "not a real key").unwrap();
+    let untracked = cairn(dir.path(), &["validate"]);
+    assert!(!untracked.stderr.contains("warning:"), "{}", untracked.all());
+    git(&["add", "-f", ".cairn"]);
+    let tracked = cairn(dir.path(), &["validate"]);
+    assert_eq!(tracked.code, 0, "a warning, not an error: {}", tracked.all());
+    assert!(tracked.stderr.contains("warning: 1 file(s) of the state dir"), "{}", tracked.all());
+    assert!(tracked.stderr.contains("git rm -r --cached"), "{}", tracked.all());
+}

@@ -320,6 +320,11 @@ impl Ui {
         let prefix = if self.color && std::io::stderr().is_terminal() { "\x1b[31merror:\x1b[0m" } else { "error:" };
         eprintln!("{prefix} {msg}");
     }
+
+    fn warn(&self, msg: &str) {
+        let prefix = if self.color && std::io::stderr().is_terminal() { "\x1b[33mwarning:\x1b[0m" } else { "warning:" };
+        eprintln!("{prefix} {msg}");
+    }
 }
 
 async fn run(cli: Cli) -> ExitStatus {
@@ -788,7 +793,25 @@ fn validate(ui: &Ui, path: &Path) -> ExitStatus {
         graph.waves().len(),
         if graph.waves().len() == 1 { "" } else { "s" },
     );
+    if let Some(tracked) = tracked_state_files(&spec.state_dir) {
+        ui.warn(&format!(
+            "{tracked} file(s) of the state dir {} are tracked by git: it holds CA private keys. \
+             Remove them from the repository (`git rm -r --cached {}`) and rotate any CA whose key was committed",
+            spec.state_dir.display(),
+            spec.state_dir.display()
+        ));
+    }
     ExitStatus::Success
+}
+
+/// How many files of `state_dir` git tracks, when it is inside a git work tree and tracks any.
+fn tracked_state_files(state_dir: &Path) -> Option<usize> {
+    if !state_dir.is_dir() {
+        return None;
+    }
+    let out = std::process::Command::new("git").arg("-C").arg(state_dir).args(["ls-files", "--", "."]).output().ok()?;
+    let count = String::from_utf8_lossy(&out.stdout).lines().count();
+    (out.status.success() && count > 0).then_some(count)
 }
 
 fn graph(ui: &Ui, path: &Path, format: GraphFormat) -> ExitStatus {

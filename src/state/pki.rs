@@ -146,6 +146,10 @@ impl CaStore {
     /// beside the store, then renames it into place. Fails if the store exists with content.
     fn install(&self, files: &CaFiles) -> Result<(), StoreError> {
         let parent = self.dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        // The store is `<state_dir>/pki/<ca>`: the state dir is made first, with its .gitignore.
+        if let Some(state_dir) = parent.parent().filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+            super::ensure_state_dir(state_dir).map_err(io(state_dir))?;
+        }
         fs::DirBuilder::new().recursive(true).mode(0o700).create(parent).map_err(io(parent))?;
         let name = self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "ca".into());
         let mut suffix = [0u8; 6];
@@ -206,6 +210,22 @@ mod tests {
         assert_eq!(store.read_cert().unwrap().as_deref(), Some("cert 1\n"));
         // No temporary directories left behind.
         assert_eq!(fs::read_dir(tmp.path().join(".cairn/pki")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_new_state_dir_is_private_and_ignored_by_git() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = CaStore::new(tmp.path().join(".cairn/pki/etcd"));
+        store.ensure(|| Ok(files(1))).unwrap();
+        let state = tmp.path().join(".cairn");
+        assert_eq!(mode(&state), 0o700);
+        let ignore = fs::read_to_string(state.join(".gitignore")).unwrap();
+        assert!(ignore.lines().any(|l| l == "*"), "{ignore}");
+        // A state dir that exists is left as it is: no .gitignore is added to it.
+        let mine = tmp.path().join("mine");
+        fs::create_dir_all(&mine).unwrap();
+        CaStore::new(mine.join("pki/web")).ensure(|| Ok(files(2))).unwrap();
+        assert!(!mine.join(".gitignore").exists());
     }
 
     #[test]

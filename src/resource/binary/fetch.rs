@@ -310,6 +310,11 @@ impl ArtifactSlot {
 /// `unpack`, and returns where.
 pub async fn fetch(cache_dir: &Path, url: &str, sha256: &str, unpack: bool) -> Result<Artifact, FetchError> {
     let dir = cache_dir.join("sha256");
+    // The cache is `<state_dir>/cache`: the state dir is made first, with its .gitignore.
+    if let Some(state_dir) = cache_dir.parent().filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+        crate::state::ensure_state_dir(state_dir)
+            .map_err(|e| FetchError::CreateCache { dir: state_dir.to_path_buf(), source: Arc::new(e) })?;
+    }
     tokio::fs::create_dir_all(&dir).await.map_err(|e| FetchError::CreateCache { dir: dir.clone(), source: Arc::new(e) })?;
     let file = dir.join(sha256);
     if tokio::fs::metadata(&file).await.is_err() {
