@@ -223,6 +223,13 @@ fn saved_plans_locks_and_drift_on_two_lab_hosts() {
     for f in ["repair.cairn", "old.cairn"] {
         assert!(!std::fs::read_to_string(dir.join(f)).unwrap().contains("PRIVATE KEY"));
     }
+
+    // `cairn unlock` with a host that cannot be reached: the others are still done; exit 1.
+    lab.stop_node("node2");
+    let unreached = cairn(dir, &["unlock"]);
+    assert_eq!(unreached.code, 1, "{}", unreached.all());
+    assert!(unreached.stdout.starts_with("node1: no lock\nnode2: cannot be reached: "), "{}", unreached.all());
+    assert!(unreached.stderr.contains("could not be reached or read: node2"), "{}", unreached.all());
 }
 
 const MANAGED: &str = r#"include = ["lab.toml"]

@@ -722,6 +722,7 @@ async fn unlock_stale(ui: &Ui, spec_path: &Path) -> ExitStatus {
     let graph = &graph;
     with_connections(ui, &spec, graph, |conns| async move {
         let mut kept: Vec<&str> = Vec::new();
+        let mut elsewhere = false;
         let mut unreached: Vec<&str> = Vec::new();
         for (name, conn) in &conns {
             if graph.hosts.get(name).is_some_and(|h| h.transport == crate::spec::TransportKind::Local) {
@@ -767,19 +768,18 @@ async fn unlock_stale(ui: &Ui, spec_path: &Path) -> ExitStatus {
                 }
                 host::LockState::Held(h) => {
                     println!("{name}: held by {} (taken on {}, which cannot be checked from here; not removed)", h.describe(), h.machine);
+                    elsewhere = true;
                     kept.push(name);
                 }
             }
         }
         let mut problems = Vec::new();
         if !kept.is_empty() {
-            problems.push(format!(
-                "not removed: {} (stop that run first; `cairn unlock HOST` removes a lock you know is stale)",
-                kept.join(", ")
-            ));
+            let hint = if elsewhere { "; `cairn unlock HOST` removes a lock once you know its run is gone" } else { "" };
+            problems.push(format!("not removed: {} (stop the runs that hold them first{hint})", kept.join(", ")));
         }
         if !unreached.is_empty() {
-            problems.push(format!("not read: {}", unreached.join(", ")));
+            problems.push(format!("could not be reached or read: {}", unreached.join(", ")));
         }
         if problems.is_empty() {
             ExitStatus::Success
