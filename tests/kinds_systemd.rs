@@ -535,6 +535,43 @@ fn unit_file_written_by_another_resource(lab: &lab::Lab, nodes: &[&str]) {
     let plan = cairn(dir, &["plan", "--detailed-exitcode", "-f", "bench.toml"]);
     assert_eq!(plan.code, 0, "{}", plan.all());
     assert!(plan.stdout.starts_with("No changes."), "{}", plan.all());
+
+    // A unit file that a package put on the host after systemd last looked for the unit: no
+    // resource writes it and the unit has no content; apply loads and starts it. systemd looks
+    // again by itself when a unit directory's mtime moved, so the mtime is put back: systemd
+    // keeps the unit not-found until a daemon-reload, as older versions do.
+    let unit_file = "[Service]\nExecStart=/bin/sleep infinity\n\n[Install]\nWantedBy=multi-user.target\n";
+    let script = "d=/usr/lib/systemd/system; systemctl show -p LoadState cairn-pkg.service >/dev/null; \
+                  touch -r $d /tmp/cairn-ref; printf %s \"$1\" > $d/cairn-pkg.service; touch -r /tmp/cairn-ref $d; \
+                  systemctl show -p LoadState --value cairn-pkg.service";
+    for node in nodes {
+        assert_eq!(lab.ssh_ok(node, &["sh", "-c", script, "sh", unit_file]), "not-found", "{node}");
+    }
+    write(dir, "pkg.toml", "include = [\"lab.toml\"]\n[unit.pkg]\nname = \"cairn-pkg.service\"\n");
+    let plan = cairn(dir, &["plan", "--detailed-exitcode", "-f", "pkg.toml"]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    assert!(
+        plan.stdout.contains("not loaded; its unit file /usr/lib/systemd/system/cairn-pkg.service is on the host (daemon-reload)"),
+        "{}",
+        plan.all()
+    );
+    let run = cairn(dir, &["apply", "--auto-approve", "-f", "pkg.toml"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    for node in nodes {
+        assert_eq!(lab.ssh_ok(node, &["systemctl", "is-active", "cairn-pkg.service"]), "active");
+    }
+    let plan = cairn(dir, &["plan", "--detailed-exitcode", "-f", "pkg.toml"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+
+    // A unit that has no file anywhere is still refused.
+    write(dir, "ghost.toml", "include = [\"lab.toml\"]\n[unit.ghost]\nhosts = [\"node1\"]\nname = \"cairn-ghost.service\"\n");
+    let plan = cairn(dir, &["plan", "-f", "ghost.toml"]);
+    assert_eq!(plan.code, 1, "{}", plan.all());
+    assert!(
+        plan.stdout.contains("cairn-ghost.service does not exist on the host and the spec gives no content to write its unit file"),
+        "{}",
+        plan.all()
+    );
 }
 
 fn node3() -> &'static str {
