@@ -245,6 +245,38 @@ fn new_host_plan() {
     insta::assert_snapshot!(render::text(&plan, TextOptions::default()));
 }
 
+#[test]
+fn a_unit_whose_file_another_resource_writes_is_loaded_on_a_new_host() {
+    let g = graph(&format!(
+        r#"{HOSTS}
+[file.unit]
+path = "/etc/systemd/system/bench.service"
+content = "[Service]\nExecStart=/bin/sleep infinity\n"
+
+[unit.bench]
+name = "bench.service"
+restart_on = ["file.unit"]
+"#
+    ));
+    let mut fresh = HostFacts::default();
+    fresh.units.insert(
+        "bench.service".into(),
+        UnitFact { load_state: "not-found".into(), active_state: "inactive".into(), sub_state: "dead".into(), ..Default::default() },
+    );
+    let plan = plan_of(&g, &[("node1", fresh.clone())]);
+    let c = plan.changes().find(|c| c.id.resource.to_string() == "unit.bench").unwrap();
+    assert_eq!(
+        (c.action, c.reason.to_string().as_str()),
+        (Action::Update, "not loaded; file.unit writes its unit file (daemon-reload), not enabled, stopped, wanted running")
+    );
+    // The file is there (a package put it there, say) but systemd has not loaded it.
+    fresh.paths.insert("/etc/systemd/system/bench.service".into(), file("[Service]\nExecStart=/bin/sleep infinity\n", 900));
+    let plan = plan_of(&g, &[("node1", fresh)]);
+    let c = plan.changes().find(|c| c.id.resource.to_string() == "unit.bench").unwrap();
+    assert_eq!(c.action, Action::Update);
+    assert!(c.reason.to_string().starts_with("not loaded; its unit file /etc/systemd/system/bench.service is on the host"), "{}", c.reason);
+}
+
 // ---- end to end on lab hosts ----
 
 #[path = "common/lab.rs"]
@@ -403,6 +435,11 @@ ExecStart=/bin/sleep infinity
     let plan = cairn(dir, &["plan", "--detailed-exitcode", "-f", "together.toml"]);
     assert_eq!(plan.code, 0, "{}", plan.all());
 
+    // 5b. A unit without content whose unit file another resource writes (issue 17): on a host
+    // where systemd never saw it, the plan loads it (daemon-reload) after the file is written,
+    // apply starts it, and the plan after is empty.
+    unit_file_written_by_another_resource(&lab, &nodes);
+
     // 6. A unit that fails reports its journal; a failing check fails the apply with its output
     // and skips its dependents; a check passing after retries passes.
     write(
@@ -459,6 +496,82 @@ after = ["check.failing"]
     let plan = cairn(dir, &["plan", "--detailed-exitcode", "-f", "checks.toml"]);
     assert_eq!(plan.code, 0, "{}", plan.all());
     assert!(plan.stdout.starts_with("No changes."), "{}", plan.all());
+}
+
+/// `[file.unit]` writes the unit file of `[unit.bench]`, which has no content of its own.
+const WRITTEN_BY_A_FILE: &str = r#"include = ["lab.toml"]
+[file.unit]
+path = "/etc/systemd/system/cairn-bench.service"
+content = """
+[Service]
+ExecStart=/bin/sleep infinity
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+[unit.bench]
+name = "cairn-bench.service"
+restart_on = ["file.unit"]
+"#;
+
+fn unit_file_written_by_another_resource(lab: &lab::Lab, nodes: &[&str]) {
+    let dir = lab.dir();
+    write(dir, "bench.toml", WRITTEN_BY_A_FILE);
+    let plan = cairn(dir, &["plan", "-f", "bench.toml"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    assert!(!plan.stdout.contains("! unit.bench"), "{}", plan.all());
+    assert!(
+        plan.stdout.contains("~ unit.bench") && plan.stdout.contains("not loaded; file.unit writes its unit file (daemon-reload)"),
+        "{}",
+        plan.all()
+    );
+    let run = cairn(dir, &["apply", "--auto-approve", "-f", "bench.toml"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    for node in nodes {
+        assert_eq!(lab.ssh_ok(node, &["systemctl", "is-active", "cairn-bench.service"]), "active");
+        assert_eq!(lab.ssh_ok(node, &["systemctl", "is-enabled", "cairn-bench.service"]), "enabled");
+    }
+    let plan = cairn(dir, &["plan", "--detailed-exitcode", "-f", "bench.toml"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    assert!(plan.stdout.starts_with("No changes."), "{}", plan.all());
+
+    // A unit file that a package put on the host after systemd last looked for the unit: no
+    // resource writes it and the unit has no content; apply loads and starts it. systemd looks
+    // again by itself when a unit directory's mtime moved, so the mtime is put back: systemd
+    // keeps the unit not-found until a daemon-reload, as older versions do.
+    let unit_file = "[Service]\nExecStart=/bin/sleep infinity\n\n[Install]\nWantedBy=multi-user.target\n";
+    let script = "d=/usr/lib/systemd/system; systemctl show -p LoadState cairn-pkg.service >/dev/null; \
+                  touch -r $d /tmp/cairn-ref; printf %s \"$1\" > $d/cairn-pkg.service; touch -r /tmp/cairn-ref $d; \
+                  systemctl show -p LoadState --value cairn-pkg.service";
+    for node in nodes {
+        assert_eq!(lab.ssh_ok(node, &["sh", "-c", script, "sh", unit_file]), "not-found", "{node}");
+    }
+    write(dir, "pkg.toml", "include = [\"lab.toml\"]\n[unit.pkg]\nname = \"cairn-pkg.service\"\n");
+    let plan = cairn(dir, &["plan", "--detailed-exitcode", "-f", "pkg.toml"]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    assert!(
+        plan.stdout.contains("not loaded; its unit file /usr/lib/systemd/system/cairn-pkg.service is on the host (daemon-reload)"),
+        "{}",
+        plan.all()
+    );
+    let run = cairn(dir, &["apply", "--auto-approve", "-f", "pkg.toml"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    for node in nodes {
+        assert_eq!(lab.ssh_ok(node, &["systemctl", "is-active", "cairn-pkg.service"]), "active");
+    }
+    let plan = cairn(dir, &["plan", "--detailed-exitcode", "-f", "pkg.toml"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+
+    // A unit that has no file anywhere is still refused.
+    write(dir, "ghost.toml", "include = [\"lab.toml\"]\n[unit.ghost]\nhosts = [\"node1\"]\nname = \"cairn-ghost.service\"\n");
+    let plan = cairn(dir, &["plan", "-f", "ghost.toml"]);
+    assert_eq!(plan.code, 1, "{}", plan.all());
+    assert!(
+        plan.stdout.contains("cairn-ghost.service does not exist on the host and the spec gives no content to write its unit file"),
+        "{}",
+        plan.all()
+    );
 }
 
 fn node3() -> &'static str {

@@ -159,9 +159,10 @@ fn saved_plans_locks_and_drift_on_two_lab_hosts() {
         .spawn()
         .unwrap();
     lab.ssh_ok("node1", &["sh", "-c", "echo drift-again > /etc/review/motd"]);
+    let has_lock = |node: &str| lab.ssh(node, &["test", "-e", "/var/lib/cairn/lock"]).status.success();
     let locked = (0..40).any(|_| {
         std::thread::sleep(Duration::from_millis(250));
-        lab.ssh("node1", &["test", "-e", "/var/lib/cairn/lock"]).status.success()
+        has_lock("node1") && has_lock("node2")
     });
     assert!(locked);
     killed.kill().unwrap();
@@ -170,12 +171,50 @@ fn saved_plans_locks_and_drift_on_two_lab_hosts() {
     assert_eq!(blocked.code, 1, "{}", blocked.all());
     assert!(blocked.stderr.contains("but that run is gone (stale lock)"), "{}", blocked.all());
     assert!(blocked.stderr.contains("break it with `cairn unlock node1`"), "{}", blocked.all());
-    for node in ["node1", "node2"] {
-        let unlocked = cairn(dir, &["unlock", node]);
-        assert_eq!(unlocked.code, 0, "{}", unlocked.all());
+    // Without a host, `cairn unlock` releases every stale lock of the spec's hosts.
+    let unlocked = cairn(dir, &["unlock", "-f", "cairn.toml"]);
+    assert_eq!(unlocked.code, 0, "{}", unlocked.all());
+    let lines: Vec<&str> = unlocked.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", unlocked.all());
+    for (line, node) in lines.iter().zip(["node1", "node2"]) {
+        assert!(line.starts_with(&format!("{node}: released the stale lock of ")), "{}", unlocked.all());
+        assert!(line.contains("applying slow.toml"), "{}", unlocked.all());
+        assert!(!has_lock(node), "{node} is still locked");
     }
     let unlocked = cairn(dir, &["unlock", "node1"]);
     assert_eq!(unlocked.stdout, "node1 was not locked.\n");
+    // A live lock (this test process holds it) is refused and named, a stale one next to it is
+    // released; exit 1.
+    let live = cairn::state::host::LockHolder::for_this_process("live.toml");
+    let stale = cairn::state::host::LockHolder { id: "0123456789abcdef".into(), pid: u32::MAX - 1, ..live.clone() };
+    let put_lock = |node: &str, holder: &cairn::state::host::LockHolder| {
+        let record = serde_json::to_string(holder).unwrap();
+        lab.ssh_ok(node, &["sh", "-c", "mkdir -p /var/lib/cairn && printf %s \"$1\" > /var/lib/cairn/lock", "sh", &record]);
+    };
+    put_lock("node1", &stale);
+    put_lock("node2", &live);
+    let refused = cairn(dir, &["unlock", "-f", "cairn.toml"]);
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(refused.stdout.contains("node1: released the stale lock of "), "{}", refused.all());
+    assert!(
+        refused.stdout.contains(&format!("node2: held by {} (pid {}, applying live.toml, for ", live.holder, live.pid))
+            && refused.stdout.contains("(live, not removed)"),
+        "{}",
+        refused.all()
+    );
+    assert!(refused.stderr.contains("not removed: node2"), "{}", refused.all());
+    assert!(!has_lock("node1") && has_lock("node2"));
+    // With a host it behaves as before: a live lock of this machine is refused ...
+    let refused = cairn(dir, &["unlock", "node2"]);
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(refused.stderr.contains("node2 is locked by a run that is still going"), "{}", refused.all());
+    // ... and a stale one removed.
+    put_lock("node2", &stale);
+    let unlocked = cairn(dir, &["unlock", "node2"]);
+    assert_eq!(unlocked.code, 0, "{}", unlocked.all());
+    assert!(unlocked.stdout.starts_with("Removed the lock on node2 held by "), "{}", unlocked.all());
+    let clean = cairn(dir, &["unlock"]);
+    assert_eq!((clean.code, clean.stdout.as_str()), (0, "node1: no lock\nnode2: no lock\n"), "{}", clean.all());
     assert_eq!(cairn(dir, &["apply", "--auto-approve"]).code, 0);
     assert_eq!(cairn(dir, &["drift"]).code, 0);
 
@@ -184,6 +223,13 @@ fn saved_plans_locks_and_drift_on_two_lab_hosts() {
     for f in ["repair.cairn", "old.cairn"] {
         assert!(!std::fs::read_to_string(dir.join(f)).unwrap().contains("PRIVATE KEY"));
     }
+
+    // `cairn unlock` with a host that cannot be reached: the others are still done; exit 1.
+    lab.stop_node("node2");
+    let unreached = cairn(dir, &["unlock"]);
+    assert_eq!(unreached.code, 1, "{}", unreached.all());
+    assert!(unreached.stdout.starts_with("node1: no lock\nnode2: cannot be reached: "), "{}", unreached.all());
+    assert!(unreached.stderr.contains("could not be reached or read: node2"), "{}", unreached.all());
 }
 
 const MANAGED: &str = r#"include = ["lab.toml"]

@@ -186,11 +186,12 @@ pub enum Command {
         #[command(flatten)]
         select: HostsArg,
     },
-    /// Remove a host's apply lock left by a run that was killed.
+    /// Remove a host's apply lock left by a run that was killed; without HOST, every stale lock
+    /// on the spec's hosts (live ones are named and kept).
     Unlock {
-        /// The host (as named in the spec).
+        /// The host (as named in the spec); without it, every host of the spec.
         #[arg(value_name = "HOST")]
-        host: String,
+        host: Option<String>,
         /// The spec file.
         #[command(flatten)]
         spec: SpecArg,
@@ -391,7 +392,8 @@ async fn run(cli: Cli) -> ExitStatus {
             })
             .await
         }
-        Command::Unlock { host, spec } => unlock(&ui, &spec.path(), &host).await,
+        Command::Unlock { host: Some(host), spec } => unlock(&ui, &spec.path(), &host).await,
+        Command::Unlock { host: None, spec } => unlock_stale(&ui, &spec.path()).await,
         Command::Destroy { spec: spec_arg, run, select: HostsArg { hosts } } => {
             let spec_path = spec_arg.path();
             let Some((spec, graph)) = load_graph(&ui, &spec_path, &hosts, &[]) else { return ExitStatus::Error };
@@ -741,6 +743,83 @@ async fn unlock(ui: &Ui, spec_path: &Path, name: &str) -> ExitStatus {
                 ui.error(&e.to_string());
                 ExitStatus::Error
             }
+        }
+    })
+    .await
+}
+
+/// `cairn unlock` without a host: every host of the spec, one line each; a lock is removed only
+/// when its run is known to be gone (taken on this machine by a process that no longer exists).
+/// Exit 1 when a lock was kept or a host could not be read.
+async fn unlock_stale(ui: &Ui, spec_path: &Path) -> ExitStatus {
+    let Some((spec, graph)) = load_graph(ui, spec_path, &[], &[]) else { return ExitStatus::Error };
+    let graph = &graph;
+    with_connections(ui, &spec, graph, |conns| async move {
+        let mut kept: Vec<&str> = Vec::new();
+        let mut elsewhere = false;
+        let mut unreached: Vec<&str> = Vec::new();
+        for (name, conn) in &conns {
+            if graph.hosts.get(name).is_some_and(|h| h.transport == crate::spec::TransportKind::Local) {
+                println!("{name}: no lock (transport = \"local\" hosts take none)");
+                continue;
+            }
+            let t = match conn {
+                Ok(t) => t,
+                Err(e) => {
+                    println!("{name}: cannot be reached: {e}");
+                    unreached.push(name);
+                    continue;
+                }
+            };
+            let state = match host::lock_state(t.as_ref()).await {
+                Ok(state) => state,
+                Err(e) => {
+                    println!("{name}: cannot read its lock: {e}");
+                    unreached.push(name);
+                    continue;
+                }
+            };
+            match state {
+                host::LockState::Free => println!("{name}: no lock"),
+                host::LockState::Unreadable => {
+                    println!("{name}: locked ({}, holder unreadable): not removed", host::LOCK_PATH);
+                    kept.push(name);
+                }
+                host::LockState::Held(h) if h.is_stale() => match host::unlock(t.as_ref(), Some(&h.id)).await {
+                    Ok(Some(_)) => println!("{name}: released the stale lock of {}", h.describe()),
+                    Ok(None) => {
+                        println!("{name}: the lock changed while it was being released: not removed");
+                        kept.push(name);
+                    }
+                    Err(e) => {
+                        println!("{name}: cannot release its lock: {e}");
+                        unreached.push(name);
+                    }
+                },
+                host::LockState::Held(h) if h.machine == host::machine_name() => {
+                    println!("{name}: held by {} (live, not removed)", h.describe());
+                    kept.push(name);
+                }
+                host::LockState::Held(h) => {
+                    println!("{name}: held by {} (taken on {}, which cannot be checked from here; not removed)", h.describe(), h.machine);
+                    elsewhere = true;
+                    kept.push(name);
+                }
+            }
+        }
+        let mut problems = Vec::new();
+        if !kept.is_empty() {
+            let hint = if elsewhere { "; `cairn unlock HOST` removes a lock once you know its run is gone" } else { "" };
+            problems.push(format!("not removed: {} (stop the runs that hold them first{hint})", kept.join(", ")));
+        }
+        if !unreached.is_empty() {
+            problems.push(format!("could not be reached or read: {}", unreached.join(", ")));
+        }
+        if problems.is_empty() {
+            ExitStatus::Success
+        } else {
+            ui.error(&problems.join("; "));
+            ExitStatus::Error
         }
     })
     .await

@@ -4,6 +4,11 @@
 //! in this apply or when one of their files is newer than the running service
 //! (`ActiveEnterTimestamp`), so a restart lost by an earlier failed run is never forgotten.
 //!
+//! A unit without `content` that systemd has not loaded (`LoadState=not-found`) is loaded with a
+//! daemon-reload when its file is on the host (the probe stats `NAME` in every [`UNIT_DIRS`]) or
+//! a `restart_on` resource on the host that changes in this run writes under one of them;
+//! otherwise it is refused.
+//!
 //! The probe's share is one `systemctl show` for every unit of the host ([`parse_show`] reads its
 //! blank-line-separated blocks) plus the unit file's stat and sha256 through the path probe.
 //! After a start or restart the unit must be active; a failure carries the last journal lines.
@@ -25,6 +30,10 @@ use crate::transport::{Content, FileAttrs, Stdin, Transport, argv, write_file_at
 /// Where unit files are written.
 pub const UNIT_DIR: &str = "/etc/systemd/system";
 
+/// Where systemd finds unit files (system instance), most specific first: a unit the spec gives
+/// no content for may have its file in any of them (a package's, another resource's).
+pub const UNIT_DIRS: [&str; 4] = [UNIT_DIR, "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"];
+
 /// Properties the probe asks `systemctl show` for.
 pub const SHOW_PROPERTIES: &str = "Id,LoadState,ActiveState,SubState,UnitFileState,ActiveEnterTimestamp,FragmentPath,NeedDaemonReload";
 
@@ -32,6 +41,10 @@ pub const SHOW_PROPERTIES: &str = "Id,LoadState,ActiveState,SubState,UnitFileSta
 const ATTR_ENABLED: &str = "enabled";
 const ATTR_STATE: &str = "state";
 const ATTR_RELOAD: &str = "daemon-reload";
+
+/// `daemon-reload`'s `before` when the unit is not loaded (`LoadState=not-found`) and a reload
+/// loads it; `apply` then checks it did.
+const NOT_LOADED: &str = "not loaded";
 
 /// A path of a `restart_on` resource whose changes restart the unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,12 +115,22 @@ struct Draft {
     content: Option<ContentChange>,
     /// The unit file is (re)written.
     file_written: bool,
+    /// The unit is not loaded and a daemon-reload will load it (the spec gives no content).
+    load: Option<Load>,
 }
 
 impl Default for Draft {
     fn default() -> Self {
-        Self { action: Action::NoOp, reasons: Vec::new(), attrs: Vec::new(), content: None, file_written: false }
+        Self { action: Action::NoOp, reasons: Vec::new(), attrs: Vec::new(), content: None, file_written: false, load: None }
     }
+}
+
+/// Where the file of a unit that is not loaded comes from.
+enum Load {
+    /// It is on the host already (the probe saw it at this path).
+    Found(String),
+    /// `restart_on` resources on this host write under a unit directory (their ids).
+    WrittenBy(Vec<String>),
 }
 
 impl DesiredUnit {
@@ -143,6 +166,34 @@ impl DesiredUnit {
             paths.push(&self.path);
         }
         paths
+    }
+
+    /// Where the unit's file may be when the spec gives no content: `NAME` in each of
+    /// [`UNIT_DIRS`]. The probe stats them, so a unit whose file is there but that systemd has
+    /// not loaded yet is loaded with a daemon-reload instead of being refused.
+    pub fn candidate_paths(&self) -> Vec<String> {
+        if self.content.is_some() {
+            return Vec::new();
+        }
+        UNIT_DIRS.iter().map(|dir| format!("{dir}/{}", self.name)).collect()
+    }
+
+    /// The first candidate path the probe found a file (or symbolic link) at.
+    fn unit_file_on_host(&self, facts: &HostFacts) -> Option<String> {
+        self.candidate_paths().into_iter().find(|p| facts.path(p).is_some_and(|f| matches!(f.kind, PathKind::File | PathKind::Symlink)))
+    }
+
+    /// The `restart_on` resources on this host that manage a path under a unit directory: they
+    /// may write this unit's file.
+    fn unit_file_writers(&self) -> Vec<&ResourceId> {
+        let mut writers: Vec<&ResourceId> = Vec::new();
+        for w in &self.watched {
+            let under = UNIT_DIRS.iter().any(|dir| w.path.strip_prefix(dir).is_some_and(|rest| rest.len() > 1 && rest.starts_with('/')));
+            if under && !writers.contains(&&w.by) {
+                writers.push(&w.by);
+            }
+        }
+        writers
     }
 
     /// Names of watched files (and the unit file) modified after the unit became active.
@@ -284,10 +335,16 @@ impl DesiredUnit {
                 }
             }
         } else if unit.load_state == "not-found" {
-            return Some(Decision::new(
-                Action::Conflict,
-                format!("{} does not exist on the host and the spec gives no content to write its unit file", self.name),
-            ));
+            if let Some(found) = self.unit_file_on_host(facts) {
+                d.load = Some(Load::Found(found));
+            } else {
+                let writers = self.unit_file_writers();
+                if writers.is_empty() {
+                    return Some(Decision::new(Action::Conflict, self.no_unit_file()));
+                }
+                d.load = Some(Load::WrittenBy(writers.iter().map(ToString::to_string).collect()));
+            }
+            return None;
         }
         if !d.file_written && unit.need_daemon_reload {
             d.action = bump(d.action);
@@ -295,6 +352,50 @@ impl DesiredUnit {
             d.attrs.push(AttrChange::new(ATTR_RELOAD, Some("pending".into()), Some("done".into())));
         }
         None
+    }
+
+    /// Why a unit without content and without a unit file on the host cannot be managed.
+    fn no_unit_file(&self) -> String {
+        format!("{} does not exist on the host and the spec gives no content to write its unit file", self.name)
+    }
+
+    /// Puts the loading of a unit that is not loaded yet in front of the rest of the decision,
+    /// when there is a rest: a unit wanted stopped and disabled needs no loading.
+    fn add_load(&self, d: &mut Draft) {
+        let Some(load) = d.load.take() else { return };
+        if d.action == Action::NoOp {
+            return;
+        }
+        let mut attrs = Vec::new();
+        let reason = match load {
+            Load::Found(path) => format!("not loaded; its unit file {path} is on the host (daemon-reload)"),
+            Load::WrittenBy(writers) => {
+                let writers = writers.join(", ");
+                attrs.push(AttrChange::new(ATTR_UNIT_FILE, None, Some(format!("written by {writers}"))));
+                format!("not loaded; {writers} writes its unit file (daemon-reload)")
+            }
+        };
+        attrs.push(AttrChange::new(ATTR_RELOAD, Some(NOT_LOADED.into()), Some("done".into())));
+        d.reasons.insert(0, reason);
+        d.attrs.splice(0..0, attrs);
+    }
+
+    /// After the daemon-reload that was to load a unit: checks it is loaded now and returns its
+    /// unit file state.
+    async fn check_loaded(&self, transport: &dyn Transport) -> Result<String, ApplyError> {
+        let out = transport.run(&argv(&["systemctl", "show", "-p", "LoadState,UnitFileState", "--", &self.name]), Stdin::Null).await?;
+        if !out.success() {
+            return Err(ApplyError::Failed(format!("`systemctl show {}` failed: {}", self.name, out.error_text())));
+        }
+        let props = properties(&String::from_utf8_lossy(&out.stdout));
+        if props.get("LoadState").map(String::as_str) == Some("not-found") {
+            return Err(ApplyError::Failed(format!(
+                "{} is not loaded after `systemctl daemon-reload`: no unit file for it in {}; the spec gives no content to write one",
+                self.name,
+                UNIT_DIRS.join(", ")
+            )));
+        }
+        Ok(props.get("UnitFileState").cloned().unwrap_or_default())
     }
 
     /// Enablement's share of a decision. A new unit file has no state yet: it is enabled after it
@@ -375,6 +476,7 @@ impl ResourceKind for DesiredUnit {
         probe.paths.extend(self.paths().into_iter().map(str::to_string));
         probe.units.insert(self.name.clone());
         probe.paths.extend(self.probe_paths().into_iter().map(str::to_string));
+        probe.paths.extend(self.candidate_paths());
     }
 
     fn owned(&self, _created: bool) -> Option<Owned> {
@@ -421,6 +523,7 @@ impl ResourceKind for DesiredUnit {
         }
         let (ufs, fixed) = self.diff_enablement(unit, &mut draft);
         let restart_only = self.diff_state(facts, unit, &mut draft);
+        self.add_load(&mut draft);
         let Draft { mut action, reasons, attrs, content, .. } = draft;
         if restart_only && action == Action::NoOp {
             action = Action::Restart;
@@ -440,7 +543,23 @@ impl ResourceKind for DesiredUnit {
 
     /// Adds a restart when resources in `restart_on` changed (at apply time) or will change (at
     /// plan time), unless the decision already starts, restarts or stops the unit.
+    ///
+    /// A unit that is not loaded and whose file a `restart_on` resource writes is loaded only
+    /// if one of those resources changes; otherwise nothing writes the file and it is refused.
     fn with_changed_deps(&self, mut decision: Decision, changed: &[ResourceId], planned: bool) -> Decision {
+        let awaits_file = decision.attrs.iter().any(|a| a.name == ATTR_UNIT_FILE && a.before.is_none());
+        if awaits_file {
+            let writers = self.unit_file_writers();
+            if !writers.iter().any(|w| changed.contains(w)) {
+                let writers: Vec<String> = writers.iter().map(ToString::to_string).collect();
+                let verb = match (planned, writers.len()) {
+                    (true, 1) => "is not planned to change",
+                    (true, _) => "are not planned to change",
+                    (false, _) => "did not change",
+                };
+                return Decision::new(Action::Conflict, format!("{}; {} {verb}", self.no_unit_file(), writers.join(", ")));
+            }
+        }
         let triggers: Vec<String> = self.restart_on.iter().filter(|r| changed.contains(r)).map(ToString::to_string).collect();
         if triggers.is_empty() || self.state == UnitState::Stopped || decision.action == Action::Conflict {
             return decision;
@@ -475,10 +594,18 @@ impl ResourceKind for DesiredUnit {
         } else {
             fix_attrs(transport, &self.path, &decision.attrs).await?;
         }
+        let mut fixed = false;
         if reload {
             self.systemctl(transport, &["daemon-reload"]).await?;
+            let loads = decision.attrs.iter().any(|a| a.name == ATTR_RELOAD && a.before.as_deref() == Some(NOT_LOADED));
+            if loads {
+                // A unit without an [Install] section cannot be enabled: found out only now.
+                let ufs = self.check_loaded(transport).await?;
+                fixed = matches!(ufs.as_str(), "static" | "generated" | "transient" | "indirect");
+            }
         }
         match wanted(ATTR_ENABLED).as_deref() {
+            Some("enabled") if fixed => {}
             Some("enabled") => self.systemctl(transport, &["enable", "--", &self.name]).await?,
             Some("disabled") => self.systemctl(transport, &["disable", "--", &self.name]).await?,
             _ => {}
@@ -537,7 +664,8 @@ fn properties(text: &str) -> BTreeMap<String, String> {
 }
 
 /// The step of a unit removal that deletes its unit file (the steps travel as attributes: the
-/// plan shows them, apply does exactly them).
+/// plan shows them, apply does exactly them). In a unit's own decision (no `before`): the unit
+/// file another resource is to write, which [`DesiredUnit::with_changed_deps`] confirms.
 const ATTR_UNIT_FILE: &str = "unit file";
 
 /// A unit leaves with the spec: stopped, disabled and its unit file (when cairn wrote it)
@@ -881,6 +1009,101 @@ mod tests {
         u.load_state = "not-found".into();
         assert_eq!(desired(None).diff(&facts(u, None, None)).action, Action::Conflict);
         assert_eq!(desired(None).diff(&HostFacts::default()).action, Action::Conflict);
+    }
+
+    fn not_found() -> UnitFact {
+        UnitFact {
+            load_state: "not-found".into(),
+            active_state: "inactive".into(),
+            sub_state: "dead".into(),
+            unit_file_state: String::new(),
+            active_enter: None,
+            fragment_path: String::new(),
+            need_daemon_reload: false,
+        }
+    }
+
+    /// A unit without content whose `restart_on` resource writes `path`.
+    fn written_by(path: &str) -> DesiredUnit {
+        let mut want = desired(None);
+        want.restart_on = vec![ResourceId::new(Kind::File, "unit")];
+        want.watched = vec![WatchedPath { by: ResourceId::new(Kind::File, "unit"), path: path.into() }];
+        want
+    }
+
+    #[test]
+    fn candidate_unit_files_are_probed_only_without_content() {
+        let mut probe = ProbeRequest::default();
+        desired(None).add_to_probe(&mut probe);
+        for dir in UNIT_DIRS {
+            assert!(probe.paths.contains(&format!("{dir}/etcd.service")), "{probe:?}");
+        }
+        let mut probe = ProbeRequest::default();
+        desired(Some("x")).add_to_probe(&mut probe);
+        assert!(!probe.paths.contains("/usr/lib/systemd/system/etcd.service"), "{probe:?}");
+    }
+
+    #[test]
+    fn not_loaded_unit_whose_file_is_on_the_host_is_loaded_and_started() {
+        let mut f = facts(not_found(), None, None);
+        f.paths.insert("/usr/lib/systemd/system/etcd.service".into(), unit_file("[Service]\n", 5));
+        let d = desired(None).diff(&f);
+        assert_eq!(d.action, Action::Update);
+        assert_eq!(
+            d.reason.to_string(),
+            "not loaded; its unit file /usr/lib/systemd/system/etcd.service is on the host (daemon-reload), not enabled, stopped, wanted running"
+        );
+        let reload = d.attrs.iter().find(|a| a.name == "daemon-reload").unwrap();
+        assert_eq!((reload.before.as_deref(), reload.after.as_deref()), (Some("not loaded"), Some("done")));
+        assert_eq!(state_attr(&d), Some((Some("inactive".into()), Some("running".into()))));
+        assert!(d.attrs.iter().any(|a| a.name == "enabled" && a.after.as_deref() == Some("enabled")));
+        // The restart_on dependency changed (it wrote the file): the decision stays as it is.
+        let cfg = ResourceId::new(Kind::File, "etcd-config");
+        assert_eq!(desired(None).with_changed_deps(d.clone(), std::slice::from_ref(&cfg), false), d);
+        // Wanted stopped and disabled: a unit that is not loaded is both; nothing to load.
+        let mut off = desired(None);
+        off.state = UnitState::Stopped;
+        off.enabled = false;
+        assert_eq!(off.diff(&f), Decision::noop("stopped and disabled"));
+    }
+
+    #[test]
+    fn not_loaded_unit_without_a_file_or_a_writer_is_still_a_conflict() {
+        let d = desired(None).diff(&facts(not_found(), None, Some(1)));
+        assert_eq!(
+            (d.action, d.reason.to_string().as_str()),
+            (Action::Conflict, "etcd.service does not exist on the host and the spec gives no content to write its unit file")
+        );
+        // A restart_on resource writing elsewhere does not count.
+        let other = written_by("/etc/systemd/system-generators/x");
+        assert_eq!(other.diff(&facts(not_found(), None, None)).action, Action::Conflict);
+    }
+
+    #[test]
+    fn not_loaded_unit_whose_file_a_changing_dependency_writes_is_not_a_conflict() {
+        let want = written_by("/etc/systemd/system/etcd.service");
+        let unit = ResourceId::new(Kind::File, "unit");
+        let d = want.diff(&facts(not_found(), None, None));
+        assert_eq!(d.action, Action::Update);
+        let planned = want.with_changed_deps(d.clone(), std::slice::from_ref(&unit), true);
+        assert_eq!(planned.action, Action::Update);
+        assert_eq!(
+            planned.reason.to_string(),
+            "not loaded; file.unit writes its unit file (daemon-reload), not enabled, stopped, wanted running"
+        );
+        let names: Vec<&str> = planned.attrs.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["unit file", "daemon-reload", "enabled", "state"]);
+        assert_eq!(planned.attrs[0].after.as_deref(), Some("written by file.unit"));
+        // The writer does not change: nothing writes the file, so it is refused, saying why.
+        let refused = want.with_changed_deps(d.clone(), &[], true);
+        assert_eq!(
+            (refused.action, refused.reason.to_string().as_str()),
+            (
+                Action::Conflict,
+                "etcd.service does not exist on the host and the spec gives no content to write its unit file; file.unit is not planned to change"
+            )
+        );
+        assert!(want.with_changed_deps(d, &[], false).reason.to_string().ends_with("file.unit did not change"));
     }
 
     #[test]

@@ -139,6 +139,26 @@ pub async fn read_lock(transport: &dyn Transport) -> Result<Option<LockHolder>, 
     Ok(contents.into_iter().next().flatten().and_then(|b| serde_json::from_slice(&b).ok()))
 }
 
+/// What a host's lock file holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockState {
+    /// No lock.
+    Free,
+    /// A lock and its holder.
+    Held(LockHolder),
+    /// A lock whose holder record cannot be read.
+    Unreadable,
+}
+
+/// Reads the host's lock, telling a missing lock from one whose record is unreadable.
+pub async fn lock_state(transport: &dyn Transport) -> Result<LockState, TransportError> {
+    let contents = crate::transport::read_files(transport, &[LOCK_PATH.to_string()]).await?;
+    Ok(match contents.into_iter().next().flatten() {
+        None => LockState::Free,
+        Some(bytes) => serde_json::from_slice(&bytes).map_or(LockState::Unreadable, LockState::Held),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
