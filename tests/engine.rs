@@ -471,3 +471,15 @@ fn validate_warns_when_the_state_dir_is_tracked_by_git() {
     assert!(tracked.stderr.contains("warning: 1 file(s) of the state dir"), "{}", tracked.all());
     assert!(tracked.stderr.contains("git rm -r --cached"), "{}", tracked.all());
 }
+
+/// A template error that happens on some hosts names them; the help fits the kind of error.
+#[test]
+fn template_errors_name_their_hosts_and_fit_the_help_to_the_error() {
+    let text = format!(
+        "{HOSTS}\n[hosts.node3]\naddress = \"192.0.2.13\"\nlabels = {{ role = \"etcd\", tier = \"db\" }}\n\n\
+         [file.tier]\npath = \"/etc/tier\"\ncontent = \"{{{{ host.labels.tier }}}}\\n\"\n\n\
+         [file.syntax]\npath = \"/etc/syntax\"\ncontent = \"{{% if true %}}x\"\n\n\
+         [file.filter]\npath = \"/etc/filter\"\ncontent = \"{{{{ vars.cluster | shout }}}}\"\n"
+    );
+    insta::assert_snapshot!(graph_errors(Path::new("cairn.toml"), &text));
+}

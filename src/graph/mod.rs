@@ -113,6 +113,7 @@ impl Graph {
         // Instances, host by host, in spec order.
         let mut order: Vec<(&str, usize, usize)> = Vec::new(); // (host, resource index, instance)
         let mut by_resource: BTreeMap<&ResourceId, Vec<usize>> = BTreeMap::new();
+        let mut failed: Vec<(Diagnostic, Vec<&str>)> = Vec::new();
         for (ri, resource) in spec.resources.iter().enumerate() {
             for host in spec.hosts.values().filter(|h| selects(&resource.hosts, h)) {
                 let scoped = resource.scope.as_ref().map(|scope| module_context(spec, host, scope));
@@ -133,15 +134,21 @@ impl Graph {
                         by_resource.entry(&resource.id).or_default().push(index);
                     }
                     Err(errs) => {
-                        // The same template error on every host is one problem, not N.
+                        // The same error on several hosts is one problem, naming its hosts.
                         for e in errs {
-                            if !diags.0.contains(&e) {
-                                diags.push(e);
+                            match failed.iter_mut().find(|(seen, _)| *seen == e) {
+                                Some((_, hosts)) => hosts.push(host.name.as_str()),
+                                None => failed.push((e, vec![host.name.as_str()])),
                             }
                         }
                     }
                 }
             }
+        }
+        for (mut e, hosts) in failed {
+            let which = if hosts.len() == 1 { "host" } else { "hosts" };
+            e.message = format!("{} on {which} {}", e.message, hosts.join(", "));
+            diags.push(e);
         }
         // Sort instances by host then spec position, and renumber.
         order.sort();

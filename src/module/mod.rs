@@ -61,8 +61,25 @@ fn template_diagnostic(template: &TemplateText, err: &minijinja::Error, sources:
         _ => template.span.clone(),
     };
     let where_ = line.map(|l| format!(" (template line {l})")).unwrap_or_default();
-    Diagnostic::at(&span, format!("template error in {}{where_}: {} ({detail})", template.name, err.kind()))
-        .with_help("fix the template; every value it prints must be defined (use `| default(...)` for optional ones)")
+    Diagnostic::at(&span, format!("template error in {}{where_}: {} ({detail})", template.name, err.kind())).with_help(help_for(err.kind()))
+}
+
+/// What to do about a template error, by its kind.
+fn help_for(kind: minijinja::ErrorKind) -> &'static str {
+    use minijinja::ErrorKind;
+    match kind {
+        ErrorKind::UndefinedError => "fix the template; every value it prints must be defined (use `| default(...)` for optional ones)",
+        ErrorKind::SyntaxError => {
+            "fix the template's syntax: each `{{` needs its `}}`, each `{% if %}` / `{% for %}` its `{% endif %}` / `{% endfor %}`"
+        }
+        ErrorKind::UnknownFilter | ErrorKind::UnknownFunction | ErrorKind::UnknownTest | ErrorKind::UnknownMethod => {
+            "templates have minijinja's built-in filters, tests and functions only; see docs/spec.md, \"Templates\""
+        }
+        ErrorKind::MissingArgument | ErrorKind::TooManyArguments | ErrorKind::InvalidOperation => {
+            "fix the template: check the values and arguments used at that line"
+        }
+        _ => "fix the template",
+    }
 }
 
 /// One host as templates see it: `name`, `address`, `labels`.
