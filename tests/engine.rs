@@ -483,3 +483,29 @@ fn template_errors_name_their_hosts_and_fit_the_help_to_the_error() {
     );
     insta::assert_snapshot!(graph_errors(Path::new("cairn.toml"), &text));
 }
+
+/// `cairn check` runs the checks now, changes nothing, and fails when one fails.
+#[test]
+fn check_runs_the_checks_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("untouched");
+    let spec = |bad: bool| {
+        format!(
+            "[hosts.alpha]\ntransport = \"local\"\n\n[file.marker]\npath = \"{}\"\ncontent = \"x\"\n\n\
+             [check.ok]\ncommand = [\"true\"]\n\n[check.maybe]\ncommand = [\"{}\"]\ninterval = \"0s\"\n",
+            marker.display(),
+            if bad { "false" } else { "true" }
+        )
+    };
+    std::fs::write(dir.path().join("cairn.toml"), spec(true)).unwrap();
+    let failing = cairn(dir.path(), &["check"]);
+    assert_eq!(failing.code, 1, "{}", failing.all());
+    assert!(failing.stdout.contains("passed  check.ok on alpha: "), "{}", failing.stdout);
+    assert!(failing.stdout.contains("FAILED  check.maybe on alpha: "), "{}", failing.stdout);
+    assert!(failing.stdout.ends_with("Checks: 1 passed, 1 failed.\n"), "{}", failing.stdout);
+    assert!(!marker.exists(), "check changes nothing");
+    std::fs::write(dir.path().join("cairn.toml"), spec(false)).unwrap();
+    let passing = cairn(dir.path(), &["check"]);
+    assert_eq!(passing.code, 0, "{}", passing.all());
+    assert!(passing.stdout.ends_with("Checks: 2 passed, 0 failed.\n"), "{}", passing.stdout);
+}

@@ -496,6 +496,23 @@ after = ["check.failing"]
     let plan = cairn(dir, &["plan", "--detailed-exitcode", "-f", "checks.toml"]);
     assert_eq!(plan.code, 0, "{}", plan.all());
     assert!(plan.stdout.starts_with("No changes."), "{}", plan.all());
+
+    // `cairn check` runs them now over ssh, on every host (or those of --host), changing nothing.
+    let checked = cairn(dir, &["check", "-f", "checks.toml"]);
+    assert_eq!(checked.code, 0, "{}", checked.all());
+    for node in ["node1", "node2", "node3"] {
+        assert!(checked.stdout.contains(&format!("passed  check.ok on {node}: ")), "{}", checked.all());
+    }
+    assert!(checked.stdout.ends_with("Checks: 3 passed, 0 failed.\n"), "{}", checked.all());
+    let failing = cairn(dir, &["check", "-f", "failing.toml", "--host", "node3"]);
+    assert_eq!(failing.code, 1, "{}", failing.all());
+    assert!(
+        failing.stdout.contains("FAILED  check.failing on node3: ") && failing.stdout.contains("cairn-check-output"),
+        "{}",
+        failing.all()
+    );
+    assert!(!failing.stdout.contains("node2"), "--host limits the checks: {}", failing.all());
+    assert!(lab.ssh(node3(), &["test", "-e", "/etc/cairn-after-check"]).status.code() == Some(1), "check applies nothing");
 }
 
 /// `[file.unit]` writes the unit file of `[unit.bench]`, which has no content of its own.

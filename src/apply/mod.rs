@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::graph::{Graph, InstanceId};
 use crate::plan::planner::{Connections, probe};
 use crate::plan::{Action, Change, Plan};
+use crate::resource::Desired;
 use crate::resource::removal::Orphan;
 use crate::spec::ResourceId;
 use crate::state::manifest::Manifest;
@@ -304,6 +305,49 @@ pub async fn apply(
     let mut report = ApplyReport { results, unrecorded: Vec::new() };
     report.unrecorded = record_manifests(graph, plan, Some(&report), connections).await;
     report
+}
+
+/// `cairn check`: runs every check instance of `graph` now, hosts in parallel and each host's
+/// checks in order, changing nothing and waiting for nothing (a check's `after` is for applies).
+pub async fn run_checks(graph: &Graph, connections: &Connections) -> ApplyReport {
+    let mut by_host: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, inst) in graph.instances.iter().enumerate() {
+        if inst.desired.kind() == crate::spec::Kind::Check {
+            by_host.entry(inst.id.host.as_str()).or_default().push(i);
+        }
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (host, checks) in by_host {
+        let transport = connections.get(host).cloned();
+        let checks: Vec<(InstanceId, Desired)> =
+            checks.into_iter().map(|i| (graph.instances[i].id.clone(), graph.instances[i].desired.clone())).collect();
+        tasks.spawn(async move {
+            let mut results = Vec::new();
+            for (id, desired) in checks {
+                let outcome = match &transport {
+                    Some(Ok(t)) => match desired.run_check(t.as_ref()).await {
+                        Some(Ok(passed)) => Outcome::Passed(passed),
+                        Some(Err(e)) => Outcome::Failed(e.to_string()),
+                        None => Outcome::Skipped("not a check".into()),
+                    },
+                    Some(Err(e)) => Outcome::HostUnreadable(e.to_string()),
+                    None => Outcome::Failed(format!("{}: not connected", id.host)),
+                };
+                results.push(InstanceResult { id, action: Action::Check, outcome });
+            }
+            results
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(host_results) => results.extend(host_results),
+            Err(e) => tracing::error!("check task failed: {e}"),
+        }
+    }
+    // Hosts in order; each host's checks stay in spec order (a stable sort).
+    results.sort_by(|a, b| a.id.host.cmp(&b.id.host));
+    ApplyReport { results, unrecorded: Vec::new() }
 }
 
 /// Records, after a run that found nothing to change, what the spec manages on each host (a

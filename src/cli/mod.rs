@@ -145,6 +145,16 @@ pub enum Command {
         #[command(flatten)]
         select: SelectArgs,
     },
+    /// Run the spec's checks now on their hosts, changing nothing: exit 0 when every check
+    /// passes, 1 otherwise.
+    Check {
+        /// The spec file.
+        #[command(flatten)]
+        spec: SpecArg,
+        /// `--host`.
+        #[command(flatten)]
+        host: HostsArg,
+    },
     /// Print a saved plan (`cairn plan -o FILE`) without touching any host.
     Show {
         /// The plan file.
@@ -336,6 +346,16 @@ async fn run(cli: Cli) -> ExitStatus {
         Command::Graph { spec, format } => graph(&ui, &spec.path(), format),
         Command::Lab(_) | Command::Module(_) => ExitStatus::Error, // handled before the runtime starts
         Command::Show { plan, json, format } => show(&ui, &plan, PlanFormat::pick(format, json)),
+        Command::Check { spec, host: HostsArg { hosts } } => {
+            let Some((spec, graph)) = load_graph(&ui, &spec.path(), &hosts, &[]) else { return ExitStatus::Error };
+            let (ui, graph) = (&ui, &graph);
+            with_connections(ui, &spec, graph, |conns| async move {
+                let report = crate::apply::run_checks(graph, &conns).await;
+                print!("{}", progress::checks_text(&report, ui.color));
+                if report.success() { ExitStatus::Success } else { ExitStatus::Error }
+            })
+            .await
+        }
         Command::Drift { spec, json, select: SelectArgs { host: HostsArg { hosts }, targets } } => {
             let Some((spec, graph)) = load_graph(&ui, &spec.path(), &hosts, &targets) else { return ExitStatus::Error };
             let (ui, graph) = (&ui, &graph);

@@ -136,3 +136,25 @@ pub fn report_text(report: &ApplyReport, color: bool, kind: RunKind) -> String {
     let _ = writeln!(out, "{run} {verdict}: {done} {changed}, {unchanged} unchanged, {failed} failed, {skipped} skipped{checks}.");
     out
 }
+
+/// `cairn check`'s report: one line per check, then counts ("Checks: 2 passed, 1 failed.").
+pub fn checks_text(report: &ApplyReport, color: bool) -> String {
+    let red = |s: &str| if color { format!("\x1b[31m{s}\x1b[0m") } else { s.to_string() };
+    let mut out = String::new();
+    for r in &report.results {
+        let _ = match &r.outcome {
+            Outcome::Passed(why) => writeln!(out, "passed  {}: {why}", r.id),
+            Outcome::HostUnreadable(err) => writeln!(out, "{}  {}: {HOST_UNREADABLE}: {err}", red("FAILED"), r.id),
+            Outcome::Failed(why) | Outcome::Skipped(why) | Outcome::Done(why) | Outcome::Unchanged(why) => {
+                writeln!(out, "{}  {}: {why}", red("FAILED"), r.id)
+            }
+        };
+    }
+    if report.results.is_empty() {
+        out.push_str("No checks: the spec has none on these hosts.\n");
+        return out;
+    }
+    let passed = report.count(|o| matches!(o, Outcome::Passed(_)));
+    let _ = writeln!(out, "Checks: {passed} passed, {} failed.", report.results.len() - passed);
+    out
+}
