@@ -338,16 +338,21 @@ pub async fn run_checks(graph: &Graph, connections: &Connections) -> ApplyReport
             results
         });
     }
+    ApplyReport { results: by_host_order(tasks, "check").await, unrecorded: Vec::new() }
+}
+
+/// The results of per-host tasks (`what` names them in the log of a task that panicked), hosts
+/// in order, each host's results in the order its task made them (a stable sort).
+async fn by_host_order(mut tasks: tokio::task::JoinSet<Vec<InstanceResult>>, what: &str) -> Vec<InstanceResult> {
     let mut results = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok(host_results) => results.extend(host_results),
-            Err(e) => tracing::error!("check task failed: {e}"),
+            Err(e) => tracing::error!("{what} task failed: {e}"),
         }
     }
-    // Hosts in order; each host's checks stay in spec order (a stable sort).
     results.sort_by(|a, b| a.id.host.cmp(&b.id.host));
-    ApplyReport { results, unrecorded: Vec::new() }
+    results
 }
 
 /// Records, after a run that found nothing to change, what the spec manages on each host (a
@@ -400,15 +405,7 @@ async fn remove_orphans(plan: &Plan, connections: &Connections, reporter: &Arc<d
             results
         });
     }
-    let mut results = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(host_results) => results.extend(host_results),
-            Err(e) => tracing::error!("removal task failed: {e}"),
-        }
-    }
-    results.sort_by(|a, b| a.id.host.cmp(&b.id.host));
-    results
+    by_host_order(tasks, "removal").await
 }
 
 /// The manifests that must change after a run, by host: each planned host's manifest of this

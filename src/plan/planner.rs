@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::render::SENSITIVE;
 use super::{Action, Change, HostError, Plan, Subject, textdiff};
 use crate::graph::Graph;
 use crate::resource::probe::UnreadableManifest;
@@ -14,9 +15,6 @@ use crate::resource::removal::{Claims, Orphan};
 use crate::resource::{ContentChange, Decision, HostFacts, ProbeRequest, Reason};
 use crate::state::manifest::{Manifest, Owned};
 use crate::transport::{SharedTransport, TransportError, read_files};
-
-/// What a digest of sensitive content reads in a plan.
-const SENSITIVE: &str = "(sensitive)";
 
 /// Connections to hosts, by host name. A host whose connection failed has its error instead.
 pub type Connections = BTreeMap<String, Result<SharedTransport, Unreachable>>;

@@ -190,7 +190,7 @@ fn render_change(out: &mut String, c: &Change, opts: TextOptions, paint: &Paint)
     }
     for a in &c.attrs {
         let (before, after) = if c.sensitive && a.digest {
-            ("(sensitive)".to_string(), "(sensitive)".to_string())
+            (SENSITIVE.to_string(), SENSITIVE.to_string())
         } else {
             (a.before.clone().unwrap_or_else(|| "(none)".into()), a.after.clone().unwrap_or_else(|| "(none)".into()))
         };
@@ -370,7 +370,8 @@ struct JsonAttr {
     after: Option<String>,
 }
 
-const SENSITIVE: &str = "(sensitive)";
+/// What sensitive content (and any digest of it) reads in every view.
+pub(super) const SENSITIVE: &str = "(sensitive)";
 
 /// The JSON view (`docs/plan-json.md`), pretty-printed, ending in a newline.
 pub fn json(plan: &Plan) -> String {
