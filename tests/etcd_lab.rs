@@ -6,8 +6,12 @@
 //! member replaced, and an even host count refused.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
 
+#[path = "common/etcd.rs"]
+mod etcd;
 #[path = "common/lab.rs"]
 mod lab;
+
+use etcd::{etcdctl, etcdctl_ok};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -65,22 +69,6 @@ fn cairn_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         secs,
     }
-}
-
-/// Runs a shell line on a node with the etcdctl environment of /etc/profile.d loaded.
-fn etcdctl(lab: &lab::Lab, node: &str, line: &str) -> std::process::Output {
-    lab.ssh(node, &["sh", "-c", &format!(". /etc/profile.d/etcdctl.sh && {line}")])
-}
-
-fn etcdctl_ok(lab: &lab::Lab, node: &str, line: &str) -> String {
-    let out = etcdctl(lab, node, line);
-    assert!(
-        out.status.success(),
-        "`{line}` on {node} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// Writes `bytes` to `path` on `node` (through ssh's stdin).

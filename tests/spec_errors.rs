@@ -429,3 +429,13 @@ fn after_cannot_name_a_ca() {
         "{HOSTS}\n[ca.web]\ncommon_name = \"web\"\n\n[file.x]\npath = \"/etc/x\"\ncontent = \"x\"\nafter = [\"ca.web\"]\n"
     )));
 }
+
+#[test]
+fn cluster_tables_name_every_problem() {
+    insta::assert_snapshot!(errors(&format!(
+        "{HOSTS}\n[cluster.a]\nunit = \"file.x\"\npeer_url = \"https://{{{{ host.address }}}}:2380\"\n\
+         [cluster.b]\ndriver = \"consul\"\nunit = \"unit.missing\"\n\
+         [cluster.c]\ndriver = \"etcd\"\nunit = \"unit.etcd\"\npeer_url = \"x\"\nsettings = {{ etcdctl = 3 }}\nafter_on_peers = [\"nope\"]\n\
+         [unit.etcd]\nname = \"etcd.service\"\n"
+    )));
+}

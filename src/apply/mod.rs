@@ -7,6 +7,8 @@
 //! their files go, directories after what was in them). Progress goes to a [`Reporter`]; the
 //! result is an [`ApplyReport`], partial or not.
 
+mod cluster;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -226,14 +228,27 @@ pub async fn apply(
     options: ApplyOptions,
     reporter: Arc<dyn Reporter>,
 ) -> ApplyReport {
-    let removed = remove_orphans(plan, connections, &reporter).await;
+    // Members leave their clusters first, one at a time; a host whose member did not leave keeps
+    // its service (its removal would take a voting member down).
+    let members_removed = cluster::remove_members(graph, plan, connections, &*reporter).await;
+    let still_members: BTreeSet<String> = members_removed.iter().filter(|r| !r.outcome.is_ok()).map(|r| r.id.host.clone()).collect();
+    let removed = remove_orphans(plan, connections, &reporter, &still_members).await;
     let n = graph.instances.len();
     let instance_changes = || plan.changes().filter_map(|c| c.instance().filter(|&i| i < n).map(|i| (i, c)));
     let planned: BTreeMap<usize, (Action, String)> = instance_changes().map(|(i, c)| (i, (c.action, c.reason.to_string()))).collect();
+    let member_changes: BTreeMap<usize, Change> =
+        instance_changes().filter(|(i, _)| graph.instances[*i].desired.member().is_some()).map(|(i, c)| (i, c.clone())).collect();
     let host_errors: BTreeMap<&str, &str> = plan.errors.iter().map(|e| (e.host.as_str(), e.error.as_str())).collect();
     let rolling: BTreeSet<usize> =
         instance_changes().filter(|(i, c)| c.disruptive && graph.instances[*i].desired.rolling().is_some()).map(|(i, _)| i).collect();
-    let mut sched = Scheduler::new(graph, options.parallelism, rolling_gates(graph, &rolling), &rolling);
+    // A disruptive change of a cluster's service is guarded (healthy now, leadership moved away).
+    let guarded: BTreeMap<usize, crate::plan::ClusterPlan> = instance_changes()
+        .filter(|(_, c)| c.disruptive && c.action.is_change())
+        .filter_map(|(i, _)| plan.clusters.iter().find(|k| k.unit == graph.instances[i].id.resource).map(|k| (i, k.clone())))
+        .collect();
+    let mut gates = rolling_gates(graph, &rolling, &plan.clusters, &planned);
+    cluster_gates(graph, &member_changes, &mut gates);
+    let mut sched = Scheduler::new(graph, options.parallelism, gates, &rolling);
     let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
     let mut tasks: tokio::task::JoinSet<(usize, Outcome)> = tokio::task::JoinSet::new();
 
@@ -268,8 +283,21 @@ pub async fn apply(
                 .map(|&j| graph.instances[j].id.resource.clone())
                 .collect();
             let graph = Arc::clone(graph);
+            let member_change = member_changes.get(&i).cloned();
+            let guard = guarded.get(&i).cloned();
+            let connections = connections.clone();
             tasks.spawn(async move {
-                let outcome = apply_instance(&graph, i, transport, &changed).await;
+                let outcome = match (member_change, guard) {
+                    (Some(change), _) => cluster::apply_member(&graph, i, &change, &connections).await,
+                    (None, Some(k)) => match cluster::before_disruption(&graph, &k, &host, &connections).await {
+                        Err(e) => Outcome::Failed(e.to_string()),
+                        Ok(first) => match (apply_instance(&graph, i, transport, &changed).await, first) {
+                            (Outcome::Done(done), Some(first)) => Outcome::Done(format!("{first}; {done}")),
+                            (outcome, _) => outcome,
+                        },
+                    },
+                    (None, None) => apply_instance(&graph, i, transport, &changed).await,
+                };
                 (i, outcome)
             });
         }
@@ -294,8 +322,9 @@ pub async fn apply(
         }
     }
 
-    let results = removed
+    let results = members_removed
         .into_iter()
+        .chain(removed)
         .chain((0..n).map(|i| InstanceResult {
             id: graph.instances[i].id.clone(),
             action: planned.get(&i).map_or(Action::NoOp, |p| p.0),
@@ -377,7 +406,12 @@ async fn record_manifests(graph: &Graph, plan: &Plan, report: Option<&ApplyRepor
 /// Carries out the plan's removals: hosts in parallel, each host's in plan order, each re-read
 /// and re-decided right before it acts. A failed removal does not stop the others (each owns
 /// something different); its manifest entry stays, so the next plan tries again.
-async fn remove_orphans(plan: &Plan, connections: &Connections, reporter: &Arc<dyn Reporter>) -> Vec<InstanceResult> {
+async fn remove_orphans(
+    plan: &Plan,
+    connections: &Connections,
+    reporter: &Arc<dyn Reporter>,
+    still_members: &BTreeSet<String>,
+) -> Vec<InstanceResult> {
     let mut by_host: BTreeMap<String, Vec<Change>> = BTreeMap::new();
     for c in plan.changes().filter(|c| c.removal().is_some()) {
         by_host.entry(c.id.host.clone()).or_default().push(c.clone());
@@ -386,11 +420,15 @@ async fn remove_orphans(plan: &Plan, connections: &Connections, reporter: &Arc<d
     for (host, changes) in by_host {
         let transport = connections.get(&host).cloned();
         let reporter = Arc::clone(reporter);
+        let held = still_members.contains(&host);
         tasks.spawn(async move {
             let mut results = Vec::new();
             for c in changes {
                 let Some(orphan) = c.removal() else { continue };
                 let outcome = match (c.action, &transport) {
+                    (_, _) if held && c.action.is_change() => {
+                        Outcome::Skipped(format!("{host} is still a cluster member: its member removal did not complete"))
+                    }
                     (Action::NoOp, _) => Outcome::Unchanged(c.reason.to_string()),
                     (Action::Conflict, _) => Outcome::Failed(c.reason.to_string()),
                     (_, Some(Ok(t))) => {
@@ -467,13 +505,21 @@ async fn remove_one(orphan: &Orphan, transport: &dyn Transport) -> Outcome {
 /// `wait_for` check on each of their hosts. A check that waits for the unit on its own host
 /// thus runs between the batches; units that are stopped, and so interrupt nothing, are started
 /// as usual (together, when asked).
-fn rolling_gates(graph: &Graph, rolling: &BTreeSet<usize>) -> Vec<BTreeSet<usize>> {
+fn rolling_gates(
+    graph: &Graph,
+    rolling: &BTreeSet<usize>,
+    clusters: &[crate::plan::ClusterPlan],
+    planned: &BTreeMap<usize, (Action, String)>,
+) -> Vec<BTreeSet<usize>> {
     let mut gates = vec![BTreeSet::new(); graph.instances.len()];
     let mut by_resource: BTreeMap<&ResourceId, Vec<usize>> = BTreeMap::new();
     for &i in rolling {
         by_resource.entry(&graph.instances[i].id.resource).or_default().push(i);
     }
-    for members in by_resource.values() {
+    for (resource, members) in &mut by_resource {
+        // A cluster's service: followers first, the leader last.
+        let leader = clusters.iter().find(|k| k.unit == **resource).and_then(|k| k.summary.leader_host.as_deref());
+        members.sort_by_key(|&i| Some(graph.instances[i].id.host.as_str()) == leader);
         let Some((batch, check)) = members.first().and_then(|&i| graph.instances[i].desired.rolling()) else { continue };
         for (rank, &i) in members.iter().enumerate() {
             for &earlier in &members[..(rank / batch) * batch] {
@@ -483,8 +529,41 @@ fn rolling_gates(graph: &Graph, rolling: &BTreeSet<usize>) -> Vec<BTreeSet<usize
                 gates[i].extend(gate);
             }
         }
+        // The change rolls as a whole: what restarts a member (its restart triggers on its host)
+        // is written in that member's batch, so a stopped rollout leaves later members untouched.
+        for &i in members.iter() {
+            let host = &graph.instances[i].id.host;
+            let triggers = graph.instances[i].desired.restart_triggers();
+            let own: Vec<usize> = graph.deps[i]
+                .iter()
+                .copied()
+                .filter(|&j| &graph.instances[j].id.host == host && triggers.contains(&graph.instances[j].id.resource))
+                .filter(|j| planned.get(j).is_some_and(|(a, _)| a.is_change()))
+                .collect();
+            let held = gates[i].clone();
+            for j in own {
+                gates[j].extend(held.iter().copied());
+            }
+        }
     }
     gates
+}
+
+/// A cluster's membership steps run one at a time: healing steps (replace, finish a join)
+/// first, then joins, each after the one before it.
+fn cluster_gates(graph: &Graph, member_changes: &BTreeMap<usize, Change>, gates: &mut [BTreeSet<usize>]) {
+    let mut by_cluster: BTreeMap<&ResourceId, Vec<(bool, usize)>> = BTreeMap::new();
+    for (&i, c) in member_changes.iter().filter(|(_, c)| c.action.is_change()) {
+        by_cluster.entry(&graph.instances[i].id.resource).or_default().push((c.action == Action::Create, i));
+    }
+    for steps in by_cluster.values_mut() {
+        steps.sort();
+        for pair in steps.windows(2) {
+            if let Some(g) = gates.get_mut(pair[1].1) {
+                g.insert(pair[0].1);
+            }
+        }
+    }
 }
 
 /// How pending instance `i` ends without any remote work, if it does: skipped after a failed
@@ -698,7 +777,7 @@ after = ["unit.demo"]
     fn rolling_restart_goes_one_host_at_a_time_with_the_check_in_between() {
         let g = graph(ROLLING);
         let rolling = unit_instances(&g);
-        let mut s = Scheduler::new(&g, 10, rolling_gates(&g, &rolling), &rolling);
+        let mut s = Scheduler::new(&g, 10, rolling_gates(&g, &rolling, &[], &BTreeMap::new()), &rolling);
         let files = s.pick();
         assert_eq!(names(&g, &files), vec!["file.cfg on h1", "file.cfg on h2", "file.cfg on h3"]);
         finish_all(&mut s, &files);
@@ -728,7 +807,7 @@ after = ["unit.demo"]
     fn rolling_batches_of_two_gate_the_third_host_on_both_checks() {
         let g = graph(&ROLLING.replace("batch = 1", "batch = 2"));
         let rolling = unit_instances(&g);
-        let gates = rolling_gates(&g, &rolling);
+        let gates = rolling_gates(&g, &rolling, &[], &BTreeMap::new());
         let id = |s: &str| g.instances.iter().position(|x| x.id.to_string() == s).unwrap();
         assert!(gates[id("unit.demo on h1")].is_empty());
         assert!(gates[id("unit.demo on h2")].is_empty(), "h1 and h2 form the first batch");
@@ -741,11 +820,93 @@ after = ["unit.demo"]
     fn stopped_units_are_not_held_back_and_still_start_together() {
         // Nothing interrupts a running service (first bring-up): no gates, the group starts as one.
         let g = graph(ROLLING);
-        let gates = rolling_gates(&g, &BTreeSet::new());
+        let gates = rolling_gates(&g, &BTreeSet::new(), &[], &BTreeMap::new());
         assert!(gates.iter().all(BTreeSet::is_empty));
         let mut s = Scheduler::new(&g, 10, gates, &BTreeSet::new());
         let files = s.pick();
         finish_all(&mut s, &files);
         assert_eq!(names(&g, &s.pick()), vec!["unit.demo on h1", "unit.demo on h2", "unit.demo on h3"]);
+    }
+
+    /// Every instance of `g` planned to change.
+    fn all_changing(g: &Graph) -> BTreeMap<usize, (Action, String)> {
+        (0..g.instances.len()).map(|i| (i, (Action::Update, String::new()))).collect()
+    }
+
+    fn run_order(g: &Graph, s: &mut Scheduler<'_>) -> Vec<String> {
+        let mut order = Vec::new();
+        loop {
+            let picked = s.pick();
+            if picked.is_empty() {
+                break;
+            }
+            order.extend(names(g, &picked));
+            finish_all(s, &picked);
+        }
+        order
+    }
+
+    #[test]
+    fn a_rolling_change_writes_each_members_files_in_its_own_batch() {
+        let g = graph(ROLLING);
+        let rolling = unit_instances(&g);
+        let mut s = Scheduler::new(&g, 10, rolling_gates(&g, &rolling, &[], &all_changing(&g)), &rolling);
+        let order = run_order(&g, &mut s);
+        assert_eq!(
+            order,
+            vec![
+                "file.cfg on h1",
+                "unit.demo on h1",
+                "check.healthy on h1",
+                "file.cfg on h2",
+                "unit.demo on h2",
+                "check.healthy on h2",
+                "file.cfg on h3",
+                "unit.demo on h3",
+                "check.healthy on h3"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_batch_leaves_the_later_members_files_alone() {
+        let g = graph(ROLLING);
+        let rolling = unit_instances(&g);
+        let mut s = Scheduler::new(&g, 10, rolling_gates(&g, &rolling, &[], &all_changing(&g)), &rolling);
+        let first = s.pick();
+        assert_eq!(names(&g, &first), vec!["file.cfg on h1"]);
+        finish_all(&mut s, &first);
+        let unit = s.pick();
+        assert_eq!(names(&g, &unit), vec!["unit.demo on h1"]);
+        s.done(unit[0]);
+        s.state[unit[0]] = State::NotOk;
+        assert!(s.pick().is_empty(), "nothing of h2 or h3 starts after h1's restart failed");
+    }
+
+    #[test]
+    fn a_clusters_leader_restarts_last() {
+        use crate::resource::cluster::membership::{ClusterHealth, ClusterSummary};
+        let g = graph(ROLLING);
+        let rolling = unit_instances(&g);
+        let summary = ClusterSummary {
+            health: ClusterHealth::Healthy,
+            problems: Vec::new(),
+            voters: 3,
+            learners: 0,
+            leader: Some("h1".into()),
+            leader_host: Some("h1".into()),
+            versions: Vec::new(),
+            read_through: None,
+            members: Vec::new(),
+        };
+        let cluster = crate::plan::ClusterPlan {
+            id: ResourceId::new(crate::spec::Kind::Cluster, "members"),
+            driver: "etcd".into(),
+            unit: ResourceId::new(crate::spec::Kind::Unit, "demo"),
+            summary,
+        };
+        let mut s = Scheduler::new(&g, 10, rolling_gates(&g, &rolling, &[cluster], &BTreeMap::new()), &rolling);
+        let order: Vec<String> = run_order(&g, &mut s).into_iter().filter(|n| n.starts_with("unit")).collect();
+        assert_eq!(order, vec!["unit.demo on h2", "unit.demo on h3", "unit.demo on h1"]);
     }
 }

@@ -85,6 +85,38 @@ pub struct SelectArgs {
     /// Only these resources, `kind.name` (repeatable).
     #[arg(long = "target", value_name = "ID")]
     pub targets: Vec<String>,
+    /// Replace this cluster member even when it looks healthy: `ID[HOST]`, e.g.
+    /// `etcd.cluster.members[node3]` (repeatable).
+    #[arg(long = "replace", value_name = "ID[HOST]")]
+    pub replace: Vec<String>,
+    /// Let disruptive changes of a degraded cluster through the quorum guard (risks its quorum).
+    #[arg(long)]
+    pub allow_degraded: bool,
+}
+
+/// The graph with `--replace` and `--allow-degraded` applied; an unknown `--replace` is an error.
+fn with_run_options(graph: Arc<Graph>, replace: &[String], allow_degraded: bool) -> Result<Arc<Graph>, String> {
+    if replace.is_empty() && !allow_degraded {
+        return Ok(graph);
+    }
+    let mut g = Arc::unwrap_or_clone(graph);
+    for r in replace {
+        let parsed =
+            r.strip_suffix(']').and_then(|x| x.split_once('[')).and_then(|(id, host)| spec::ResourceId::parse(id).map(|id| (id, host)));
+        let Some((resource, host)) = parsed else {
+            return Err(format!("--replace {r}: write it as ID[HOST], e.g. etcd.cluster.members[node3]"));
+        };
+        let id = crate::graph::InstanceId { resource, host: host.to_string() };
+        match g.instances.iter().find(|i| i.id == id) {
+            Some(i) if i.desired.member().is_some() => {
+                g.replace.insert(id);
+            }
+            Some(_) => return Err(format!("--replace {r}: only cluster members can be replaced this way")),
+            None => return Err(format!("--replace {r}: the spec has no {} on {}", id.resource, id.host)),
+        }
+    }
+    g.allow_degraded = allow_degraded;
+    Ok(Arc::new(g))
 }
 
 /// Flags of the commands that change hosts (`apply`, `destroy`).
@@ -356,7 +388,7 @@ async fn run(cli: Cli) -> ExitStatus {
             })
             .await
         }
-        Command::Drift { spec, json, select: SelectArgs { host: HostsArg { hosts }, targets } } => {
+        Command::Drift { spec, json, select: SelectArgs { host: HostsArg { hosts }, targets, .. } } => {
             let Some((spec, graph)) = load_graph(&ui, &spec.path(), &hosts, &targets) else { return ExitStatus::Error };
             let (ui, graph) = (&ui, &graph);
             with_connections(ui, &spec, graph, |conns| async move {
@@ -381,18 +413,27 @@ async fn run(cli: Cli) -> ExitStatus {
             json,
             format,
             detailed_exitcode,
-            select: SelectArgs { host: HostsArg { hosts }, targets },
+            select: SelectArgs { host: HostsArg { hosts }, targets, replace, allow_degraded },
             out,
         } => {
             let format = PlanFormat::pick(format, json);
             let spec_path = spec_arg.path();
             let Some((spec, graph)) = load_graph(&ui, &spec_path, &hosts, &targets) else { return ExitStatus::Error };
+            let graph = match with_run_options(graph, &replace, allow_degraded) {
+                Ok(g) => g,
+                Err(e) => {
+                    ui.error(&e);
+                    return ExitStatus::Error;
+                }
+            };
             let (ui, graph, spec_ref) = (&ui, &graph, &spec);
             with_connections(ui, &spec, graph, |conns| async move {
                 let plan = planner::plan(graph, &conns).await;
                 print_plan(ui, &plan, format);
                 if let Some(out) = &out {
-                    let saved = saved::SavedPlan::new(plan.clone(), saved::SpecRef::of(spec_ref, &spec_path), &hosts, &targets);
+                    let mut saved = saved::SavedPlan::new(plan.clone(), saved::SpecRef::of(spec_ref, &spec_path), &hosts, &targets);
+                    saved.replace.clone_from(&replace);
+                    saved.allow_degraded = allow_degraded;
                     if let Err(e) = saved.write(out) {
                         ui.error(&e.to_string());
                         return ExitStatus::Error;
@@ -426,9 +467,21 @@ async fn run(cli: Cli) -> ExitStatus {
             plan_and_apply(&ui, &spec, &graph, progress::RunKind::Destroy, &spec_path, run).await
         }
         Command::Apply { plan: Some(plan_file), spec, run, .. } => apply_saved(&ui, &plan_file, &spec, run).await,
-        Command::Apply { plan: None, spec: spec_arg, run, select: SelectArgs { host: HostsArg { hosts }, targets } } => {
+        Command::Apply {
+            plan: None,
+            spec: spec_arg,
+            run,
+            select: SelectArgs { host: HostsArg { hosts }, targets, replace, allow_degraded },
+        } => {
             let spec_path = spec_arg.path();
             let Some((spec, graph)) = load_graph(&ui, &spec_path, &hosts, &targets) else { return ExitStatus::Error };
+            let graph = match with_run_options(graph, &replace, allow_degraded) {
+                Ok(g) => g,
+                Err(e) => {
+                    ui.error(&e);
+                    return ExitStatus::Error;
+                }
+            };
             plan_and_apply(&ui, &spec, &graph, progress::RunKind::Apply, &spec_path, run).await
         }
     }
@@ -549,6 +602,13 @@ async fn apply_saved(ui: &Ui, plan_file: &Path, spec_arg: &SpecArg, run: RunArgs
     };
     let spec_path = spec_arg.file.clone().unwrap_or_else(|| PathBuf::from(&saved.spec.path));
     let Some((spec, graph)) = load_graph(ui, &spec_path, &saved.hosts, &saved.targets) else { return ExitStatus::Error };
+    let graph = match with_run_options(graph, &saved.replace, saved.allow_degraded) {
+        Ok(g) => g,
+        Err(e) => {
+            ui.error(&e);
+            return ExitStatus::Error;
+        }
+    };
     let now = saved::SpecRef::of(&spec, &spec_path);
     if now.digest != saved.spec.digest {
         let changed = saved.spec.changed_files(&now);

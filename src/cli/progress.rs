@@ -58,11 +58,16 @@ impl Reporter for Progress {
 
     fn finished(&self, id: &InstanceId, outcome: &Outcome) {
         match outcome {
-            Outcome::Done(_) => {
+            Outcome::Done(what) => {
                 if let Some(bar) = &self.bar {
                     bar.inc(1);
                 }
-                self.line(format!("done     {id}"));
+                // A membership step says what it did (ids, where the old data went).
+                if id.resource.kind == crate::spec::Kind::Cluster {
+                    self.line(format!("done     {id}: {what}"));
+                } else {
+                    self.line(format!("done     {id}"));
+                }
             }
             Outcome::Failed(why) => self.line(format!("FAILED   {id}: {why}")),
             Outcome::HostUnreadable(err) => self.line(format!("FAILED   {id}: {HOST_UNREADABLE}: {err}")),

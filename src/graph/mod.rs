@@ -99,6 +99,10 @@ pub struct Graph {
     pub removals: bool,
     /// `cairn destroy`: no instances, and everything the hosts' manifests list is removed.
     pub destroy: bool,
+    /// `--replace`: instances to replace even when they look in order (cluster members today).
+    pub replace: BTreeSet<InstanceId>,
+    /// `--allow-degraded`: the quorum guard lets disruptive changes of a degraded cluster through.
+    pub allow_degraded: bool,
 }
 
 impl Graph {
@@ -187,6 +191,7 @@ impl Graph {
                 }
             }
         }
+        graph.add_cluster_edges();
         graph.add_implied_edges();
         graph.add_user_edges();
         graph.set_restart_watches();
@@ -202,6 +207,37 @@ impl Graph {
     }
 
     /// A path under a directory managed on the same host depends on that directory.
+    /// A cluster member's edges: its service (`unit`) on its host starts only after its
+    /// membership step (a join adds the member before the service may start), and it waits for
+    /// its `after_on_peers` resources on every host (the others' firewall must let it in). Also
+    /// tells each member the systemd name of its service on its host.
+    fn add_cluster_edges(&mut self) {
+        let members: Vec<(usize, ResourceId, Vec<ResourceId>)> = self
+            .instances
+            .iter()
+            .enumerate()
+            .filter_map(|(i, inst)| inst.desired.member().map(|m| (i, m.unit.clone(), m.after_on_peers.clone())))
+            .collect();
+        for (i, unit, peers) in members {
+            let host = self.instances[i].id.host.clone();
+            let cluster = self.instances[i].id.resource.clone();
+            for target in &peers {
+                let theirs: Vec<usize> = (0..self.instances.len()).filter(|&j| &self.instances[j].id.resource == target).collect();
+                for j in theirs {
+                    self.add_edge(i, j, format!("`after_on_peers` names {target} (on every member)"));
+                }
+            }
+            let service = (0..self.instances.len()).find(|&u| self.instances[u].id.resource == unit && self.instances[u].id.host == host);
+            if let Some(u) = service {
+                self.add_edge(u, i, format!("the service of {cluster}: it starts after the member's membership step"));
+                let name = self.instances[u].desired.systemd_unit().map(str::to_string);
+                if let Some(m) = self.instances[i].desired.member_mut() {
+                    m.service = name;
+                }
+            }
+        }
+    }
+
     fn add_implied_edges(&mut self) {
         let mut dirs: BTreeMap<(&str, &str), usize> = BTreeMap::new();
         for (i, inst) in self.instances.iter().enumerate() {

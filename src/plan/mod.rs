@@ -2,6 +2,7 @@
 //! probe per host) and diffs each instance purely; [`render`] turns a [`Plan`] into text or
 //! JSON without touching a terminal. Sensitive content never enters a plan.
 
+mod clusters;
 pub mod planner;
 pub mod render;
 pub mod saved;
@@ -74,6 +75,8 @@ pub enum Subject {
     Instance(usize),
     /// The removal of something the spec no longer has, as the manifest records it.
     Removal(Box<Orphan>),
+    /// The removal of a member the spec no longer has from this cluster (its step is the reason).
+    MemberRemoval(crate::spec::ResourceId),
     /// Read back from a saved plan file: only compared with a fresh plan, never applied.
     #[default]
     Saved,
@@ -89,7 +92,7 @@ impl Change {
     pub fn instance(&self) -> Option<usize> {
         match self.subject {
             Subject::Instance(i) => Some(i),
-            Subject::Removal(_) | Subject::Saved => None,
+            Subject::Removal(_) | Subject::MemberRemoval(_) | Subject::Saved => None,
         }
     }
 
@@ -97,8 +100,29 @@ impl Change {
     pub fn removal(&self) -> Option<&Orphan> {
         match &self.subject {
             Subject::Removal(orphan) => Some(orphan),
-            Subject::Instance(_) | Subject::Saved => None,
+            Subject::Instance(_) | Subject::MemberRemoval(_) | Subject::Saved => None,
         }
+    }
+}
+
+/// A cluster as the plan found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterPlan {
+    /// The cluster resource.
+    pub id: crate::spec::ResourceId,
+    /// Its driver (`etcd`).
+    pub driver: String,
+    /// The member's service, whose disruptive changes the quorum guard holds.
+    pub unit: crate::spec::ResourceId,
+    /// Health, counts, leader and member list.
+    #[serde(flatten)]
+    pub summary: crate::resource::cluster::membership::ClusterSummary,
+}
+
+impl ClusterPlan {
+    /// Whether `change` is one of this cluster's member steps.
+    pub fn owns(&self, change: &Change) -> bool {
+        change.id.resource == self.id
     }
 }
 
@@ -142,6 +166,10 @@ pub struct Plan {
     /// Each planned host's address, for the views (a saved plan is shown without the spec).
     #[serde(default)]
     pub addresses: BTreeMap<String, String>,
+    /// Each cluster's state and what the plan does to its membership (its members' steps are
+    /// changes of the hosts, like any instance's).
+    #[serde(default)]
+    pub clusters: Vec<ClusterPlan>,
     /// Each planned host's manifest of this spec as the plan found it (`None`: none yet), for
     /// hosts that keep one (reached over ssh).
     #[serde(skip)]

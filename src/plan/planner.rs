@@ -60,7 +60,7 @@ pub async fn plan(graph: &Arc<Graph>, connections: &Connections) -> Plan {
         let conn = connections.get(&host).cloned();
         tasks.spawn(async move {
             let result = match conn {
-                Some(Ok(t)) => plan_host(&graph, &host, t.as_ref()).await,
+                Some(Ok(t)) => plan_host_facts(&graph, &host, t.as_ref()).await,
                 Some(Err(e)) => Err(PlanError::from(e)),
                 None => Err(PlanError::NotConnected(host.clone())),
             };
@@ -68,19 +68,22 @@ pub async fn plan(graph: &Arc<Graph>, connections: &Connections) -> Plan {
         });
     }
     let mut plan = Plan::for_graph(graph);
+    let mut facts = BTreeMap::new();
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok((host, Ok((changes, manifest)))) => {
+            Ok((host, Ok((changes, manifest, host_facts)))) => {
                 if keeps_manifest(graph, &host) {
                     plan.manifests.insert(host.clone(), manifest);
                 }
-                plan.hosts.insert(host, changes);
+                plan.hosts.insert(host.clone(), changes);
+                facts.insert(host, host_facts);
             }
             Ok((host, Err(error))) => plan.errors.push(HostError { host, error: error.to_string() }),
             Err(e) => plan.errors.push(HostError { host: "?".into(), error: format!("planner task failed: {e}") }),
         }
     }
     plan.errors.sort_by(|a, b| a.host.cmp(&b.host));
+    super::clusters::plan_clusters(graph, &facts, &mut plan);
     plan
 }
 
@@ -97,6 +100,16 @@ pub async fn plan_host(
     host: &str,
     transport: &dyn crate::transport::Transport,
 ) -> Result<(Vec<Change>, Option<Manifest>), PlanError> {
+    plan_host_facts(graph, host, transport).await.map(|(changes, manifest, _)| (changes, manifest))
+}
+
+/// [`plan_host`], also returning what the probe found (the cluster pass merges the members'
+/// views of their clusters).
+async fn plan_host_facts(
+    graph: &Graph,
+    host: &str,
+    transport: &dyn crate::transport::Transport,
+) -> Result<(Vec<Change>, Option<Manifest>, HostFacts), PlanError> {
     let order = graph.host_order(host);
     let mut facts = probe_with(graph, &order, transport, keeps_manifest(graph, host)).await?;
     let manifest = own_manifest(graph, host, &facts)?;
@@ -125,7 +138,8 @@ pub async fn plan_host(
         let contents = read_files(transport, &wanted).await?;
         wanted.into_iter().zip(contents).filter_map(|(p, c)| c.map(|c| (p, c))).collect()
     };
-    Ok((plan_changes(graph, host, &facts, &old, orphans), manifest))
+    let changes = plan_changes(graph, host, &facts, &old, orphans);
+    Ok((changes, manifest, facts))
 }
 
 /// This spec's manifest on the host; one that cannot be read stops the host's plan (removals

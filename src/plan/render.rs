@@ -6,11 +6,62 @@ use std::fmt::{self, Write as _};
 
 use serde::Serialize;
 
-use super::{Action, Change, FORMAT_VERSION, Plan, Summary};
+use super::{Action, Change, ClusterPlan, FORMAT_VERSION, Plan, Summary};
+use crate::resource::cluster::membership::{ClusterHealth, ReplaceWhy};
+use crate::resource::cluster::{ClusterProblem, MemberStep};
 use crate::resource::{Protected, Reason};
 
 /// How every removal's reason begins.
 const REMOVED: &str = "no longer in the spec";
+
+/// How the quorum guard's refusal begins.
+const DEGRADED: &str = "held by the quorum guard";
+
+impl fmt::Display for MemberStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const JOIN: &str = "add as learner → start → caught up → promote";
+        match self {
+            MemberStep::Decided => f.write_str("decided with the whole cluster"),
+            MemberStep::Voter { leader: true } => f.write_str("voting member, healthy, leader"),
+            MemberStep::Voter { leader: false } => f.write_str("voting member, healthy"),
+            MemberStep::Forming => f.write_str("new cluster: the members start together"),
+            MemberStep::Down => f.write_str("not answering, data kept: starting its service brings it back"),
+            MemberStep::Join { stale_data: false } => write!(f, "{JOIN} (host added to the spec)"),
+            MemberStep::Join { stale_data: true } => write!(f, "set its old data aside → {JOIN} (host added to the spec)"),
+            MemberStep::Resume { started: true, .. } => f.write_str("learner: caught up → promote (a join that did not finish)"),
+            MemberStep::Resume { started: false, id } => {
+                write!(f, "added as {id:x} but never started: start → caught up → promote (a join that did not finish)")
+            }
+            MemberStep::Replace { id, why: ReplaceWhy::EmptyDataDir } => {
+                write!(f, "replace: unhealthy and its data dir is empty → remove old id {id:x} → {JOIN}")
+            }
+            MemberStep::Replace { id, why: ReplaceWhy::Asked } => {
+                write!(f, "replace (--replace): stop → set its data aside → remove old id {id:x} → {JOIN}")
+            }
+            MemberStep::Remove { id, leader, host_in_spec, .. } => {
+                let lead = if *leader { "move leadership away (it leads) → " } else { "" };
+                let stop = if *host_in_spec {
+                    " → stop and disable its service → keep its data dir aside"
+                } else {
+                    " (its host is not in the spec: stop it there by hand)"
+                };
+                write!(f, "{lead}remove {id:x}{stop} (host left the spec)")
+            }
+        }
+    }
+}
+
+impl fmt::Display for ClusterProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClusterProblem::MemberDown { member } => write!(f, "member {member} does not answer"),
+            ClusterProblem::LearnerBehind { member } => write!(f, "learner {member} has not caught up"),
+            ClusterProblem::NoLeader => f.write_str("no leader"),
+            ClusterProblem::SplitLeaders { leaders } => write!(f, "members follow {leaders} different leaders"),
+            ClusterProblem::Alarm { member, alarm } => write!(f, "alarm {alarm} on {member}"),
+        }
+    }
+}
 
 /// How a reason of something `prevent_destroy` protects begins.
 const PROTECTED: &str = "protected by prevent_destroy";
@@ -33,6 +84,22 @@ impl fmt::Display for Reason {
             Reason::Protected(Protected::Replacement { because }) => write!(
                 f,
                 "{PROTECTED}: the plan would replace it ({because}); replace it by hand, or set prevent_destroy = false for this apply"
+            ),
+            Reason::Member(step) => write!(f, "{step}"),
+            Reason::ClusterDegraded { cluster, problems } => {
+                let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                write!(
+                    f,
+                    "{DEGRADED}: {cluster} is degraded ({}); heal it first (the plan starts stopped members and replaces failed \
+                     ones), or pass --allow-degraded to risk it",
+                    problems.join("; ")
+                )
+            }
+            Reason::WouldLoseQuorum { member, voters, healthy } => write!(
+                f,
+                "refused: removing member {member} would leave {healthy} healthy of {voters} voting members, below the quorum of {}; \
+                 heal or replace the sick members first",
+                crate::resource::cluster::membership::quorum(*voters)
             ),
             Reason::OwnedElsewhere { what, spec, resource, manifest } => write!(
                 f,
@@ -83,8 +150,11 @@ impl Paint {
 pub fn text(plan: &Plan, opts: TextOptions) -> String {
     let paint = Paint(opts.color);
     let mut out = String::new();
+    for cluster in &plan.clusters {
+        render_cluster(&mut out, plan, cluster, opts, &paint);
+    }
     for (host, changes) in &plan.hosts {
-        let shown: Vec<&Change> = changes.iter().filter(|c| opts.verbose || !quiet(plan, c.action)).collect();
+        let shown: Vec<&Change> = changes.iter().filter(|c| !is_member(plan, c) && (opts.verbose || !quiet(plan, c.action))).collect();
         if shown.is_empty() {
             continue;
         }
@@ -105,6 +175,56 @@ pub fn text(plan: &Plan, opts: TextOptions) -> String {
     let s = plan.summary();
     let _ = writeln!(out, "{}", headline(plan, &s));
     out
+}
+
+/// Whether `c` is a cluster member's step (shown in its cluster's section, not its host's).
+fn is_member(plan: &Plan, c: &Change) -> bool {
+    plan.clusters.iter().any(|k| k.owns(c))
+}
+
+/// The head line of a cluster: "etcd cluster etcd.cluster.members: 3 voting members, healthy,
+/// leader node2 (3.4.23)".
+pub fn cluster_headline(cluster: &ClusterPlan) -> String {
+    let s = &cluster.summary;
+    let state = match s.health {
+        ClusterHealth::Forming => return format!("{} cluster {}: new, formed by this apply", cluster.driver, cluster.id),
+        ClusterHealth::Down => return format!("{} cluster {}: no member answers", cluster.driver, cluster.id),
+        ClusterHealth::Healthy => "healthy".to_string(),
+        ClusterHealth::Degraded => {
+            let problems: Vec<String> = s.problems.iter().map(ToString::to_string).collect();
+            format!("DEGRADED ({})", problems.join("; "))
+        }
+    };
+    let mut line = format!("{} cluster {}: {} voting member{}", cluster.driver, cluster.id, s.voters, plural(s.voters));
+    if s.learners > 0 {
+        let _ = write!(line, " and {} learner{}", s.learners, plural(s.learners));
+    }
+    let _ = write!(line, ", {state}");
+    if let Some(leader) = &s.leader {
+        let _ = write!(line, ", leader {leader}");
+    }
+    if !s.versions.is_empty() {
+        let _ = write!(line, " ({})", s.versions.join(", "));
+    }
+    line
+}
+
+/// A cluster's section: its head line and each member's step, when anything is to be done, the
+/// cluster is degraded, or the view is verbose.
+fn render_cluster(out: &mut String, plan: &Plan, cluster: &ClusterPlan, opts: TextOptions, paint: &Paint) {
+    let steps: Vec<&Change> = plan.changes().filter(|c| cluster.owns(c)).collect();
+    let busy = steps.iter().any(|c| c.action != Action::NoOp) || cluster.summary.health == ClusterHealth::Degraded;
+    if !busy && !opts.verbose {
+        return;
+    }
+    let _ = writeln!(out, "{}", paint.bold(&cluster_headline(cluster)));
+    for c in steps.into_iter().filter(|c| opts.verbose || c.action != Action::NoOp) {
+        let symbol = if c.action == Action::NoOp { "=" } else { c.action.symbol() };
+        let name = c.target.rsplit(' ').next().unwrap_or(&c.target);
+        let head = format!("{symbol} member {name}");
+        let _ = writeln!(out, "  {}  {}", paint.action(c.action, &format!("{head:<20}")), c.reason);
+    }
+    out.push('\n');
 }
 
 /// The summary sentence of the text and markdown views, or "No changes." when there is nothing to do.
@@ -227,8 +347,16 @@ pub fn markdown(plan: &Plan) -> String {
         let lines: Vec<String> = e.error.lines().map(str::trim).filter(|l| !l.is_empty()).map(md_escape).collect();
         blocks.push(format!("> **error:** {}", lines.join("<br>")));
     }
+    for cluster in &plan.clusters {
+        let steps: Vec<&Change> = plan.changes().filter(|c| cluster.owns(c) && c.action != Action::NoOp).collect();
+        if steps.is_empty() && cluster.summary.health != ClusterHealth::Degraded {
+            continue;
+        }
+        let items: Vec<String> = steps.iter().copied().map(markdown_change).collect();
+        blocks.push(format!("#### {}\n\n{}", md_escape(&cluster_headline(cluster)), items.join("\n")));
+    }
     for (host, changes) in &plan.hosts {
-        let shown: Vec<&Change> = changes.iter().filter(|c| !quiet(plan, c.action)).collect();
+        let shown: Vec<&Change> = changes.iter().filter(|c| !is_member(plan, c) && !quiet(plan, c.action)).collect();
         if shown.is_empty() {
             continue;
         }
@@ -348,6 +476,9 @@ struct JsonPlan<'a> {
     summary: Summary,
     changes: Vec<JsonChange<'a>>,
     errors: &'a [super::HostError],
+    /// Every cluster's state (health, problems, leader, member list); its members' steps are
+    /// in `changes` (kind `cluster`).
+    clusters: &'a [ClusterPlan],
 }
 
 #[derive(Serialize)]
@@ -406,6 +537,7 @@ pub fn json(plan: &Plan) -> String {
         summary: plan.summary(),
         changes,
         errors: &plan.errors,
+        clusters: &plan.clusters,
     };
     let mut s = serde_json::to_string_pretty(&view).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     s.push('\n');

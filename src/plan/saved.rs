@@ -97,6 +97,12 @@ pub struct SavedPlan {
     pub hosts: Vec<String>,
     /// `--target` of the plan (empty: every resource).
     pub targets: Vec<String>,
+    /// `--replace` of the plan.
+    #[serde(default)]
+    pub replace: Vec<String>,
+    /// `--allow-degraded` of the plan.
+    #[serde(default)]
+    pub allow_degraded: bool,
     /// The plan itself.
     pub plan: Plan,
 }
@@ -195,6 +201,8 @@ impl SavedPlan {
             spec,
             hosts: hosts.to_vec(),
             targets: targets.to_vec(),
+            replace: Vec::new(),
+            allow_degraded: false,
             plan,
         }
     }

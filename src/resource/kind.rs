@@ -113,6 +113,22 @@ pub trait ResourceKind: Send + Sync {
         None
     }
 
+    /// The cluster member this instance is (`cluster` kind): its steps are decided for the
+    /// whole cluster by the planner and run by the executor with the other members' hosts.
+    fn member(&self) -> Option<&super::cluster::DesiredMember> {
+        None
+    }
+
+    /// The cluster member this instance is, to link it (see [`ResourceKind::member`]).
+    fn member_mut(&mut self) -> Option<&mut super::cluster::DesiredMember> {
+        None
+    }
+
+    /// The systemd unit this instance manages, if it is one (`etcd.service`).
+    fn systemd_unit(&self) -> Option<&str> {
+        None
+    }
+
     /// Whether carrying out `decision` interrupts a running service (see `rolling`).
     fn disrupts(&self, _facts: &HostFacts, _decision: &Decision) -> bool {
         false

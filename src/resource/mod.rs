@@ -10,6 +10,7 @@ pub mod binary;
 pub mod ca;
 pub mod cert;
 pub mod check;
+pub mod cluster;
 pub mod dir;
 pub mod file;
 pub mod firewall;
@@ -26,7 +27,7 @@ use crate::spec::{Diagnostic, ResourceBody, ResourceId, Spec, TemplateText, Tran
 use crate::transport::{Transport, TransportError};
 
 pub use kind::ResourceKind;
-pub use probe::{HostFacts, KeyFact, PathFact, PathKind, ProbeRequest};
+pub use probe::{HostFacts, KeyFact, PathFact, PathKind, ProbeRequest, QueryOutput};
 pub use reason::{Protected, Reason};
 
 /// What a change does to an instance.
@@ -209,6 +210,8 @@ pub enum Desired {
     Binary(binary::DesiredBinary),
     /// Firewall rules (cairn's nftables table).
     Firewall(firewall::DesiredFirewall),
+    /// A cluster member.
+    Cluster(Box<cluster::DesiredMember>),
 }
 
 /// A failure while applying one instance.
@@ -237,6 +240,7 @@ impl Desired {
             ResourceBody::Cert(c) => cert::DesiredCert::from_spec(c, render).map(|c| Desired::Cert(Box::new(c))),
             ResourceBody::Binary(b) => binary::DesiredBinary::from_spec(b, render).map(Desired::Binary),
             ResourceBody::Firewall(f) => firewall::DesiredFirewall::from_spec(f, render).map(Desired::Firewall),
+            ResourceBody::Cluster(c) => cluster::DesiredMember::from_spec(c, render).map(|m| Desired::Cluster(Box::new(m))),
         }
     }
 
@@ -251,6 +255,7 @@ impl Desired {
             Desired::Cert(c) => c.as_ref(),
             Desired::Binary(b) => b,
             Desired::Firewall(f) => f,
+            Desired::Cluster(m) => m.as_ref(),
         }
     }
 
@@ -265,6 +270,7 @@ impl Desired {
             Desired::Cert(c) => c.as_mut(),
             Desired::Binary(b) => b,
             Desired::Firewall(f) => f,
+            Desired::Cluster(m) => m.as_mut(),
         }
     }
 }

@@ -99,6 +99,9 @@ pub struct ProbeRequest {
     /// Commands (argv) whose first line of output is an installed version (`binary`'s
     /// `version_command`). Each costs a few forks; they are optional and few.
     pub versions: BTreeSet<Vec<String>>,
+    /// Commands (argv) whose whole stdout and exit status are returned (a cluster member's
+    /// view of its cluster, e.g. `etcdctl member list -w json`). Each runs under `timeout 15`.
+    pub queries: BTreeSet<Vec<String>>,
     /// Read cairn's nftables table and the SSH session's addresses (`FW` request line).
     pub firewall: bool,
     /// Read every spec's manifest of what cairn manages here (`M` request line).
@@ -162,6 +165,8 @@ pub struct HostFacts {
     pub groups: BTreeMap<String, super::user::GroupFact>,
     /// First line printed by each version command that ran successfully.
     pub versions: BTreeMap<Vec<String>, String>,
+    /// What each query command printed on stdout, with its exit status.
+    pub queries: BTreeMap<Vec<String>, QueryOutput>,
     /// cairn's nftables table and SSH session, when asked for.
     pub firewall: Option<super::firewall::FirewallFacts>,
     /// Text of requested certificate files that are readable regular files.
@@ -171,6 +176,15 @@ pub struct HostFacts {
     /// Every spec's manifest on the host by spec name (file stem), when asked for; a file that
     /// does not parse has the reason instead.
     pub manifests: BTreeMap<String, Result<Manifest, UnreadableManifest>>,
+}
+
+/// A query command's result ([`ProbeRequest::queries`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryOutput {
+    /// Exit status (124: timed out; 127: not found).
+    pub status: i32,
+    /// Its standard output (standard error is dropped on the host).
+    pub stdout: String,
 }
 
 /// The public side of a private key file, as derived on the host.
@@ -192,6 +206,7 @@ impl HostFacts {
         self.users.extend(more.users);
         self.groups.extend(more.groups);
         self.versions.extend(more.versions);
+        self.queries.extend(more.queries);
         self.certs.extend(more.certs);
         self.keys.extend(more.keys);
         self.manifests.extend(more.manifests);
@@ -325,10 +340,13 @@ impl ProbeRequest {
             }
         }
         // Version commands: the argv joined by the unit separator (spec values carry none).
-        for v in &self.versions {
-            out.push_str("V\t");
-            out.push_str(&v.join("\u{1f}"));
-            out.push('\n');
+        for (tag, set) in [("V", &self.versions), ("Q", &self.queries)] {
+            for v in set {
+                out.push_str(tag);
+                out.push('\t');
+                out.push_str(&v.join("\u{1f}"));
+                out.push('\n');
+            }
         }
         if self.firewall {
             out.push_str("FW\t1\n");
@@ -386,6 +404,15 @@ pub fn parse_probe_output(text: &str) -> Result<HostFacts, ProbeError> {
                 if !first.is_empty() {
                     facts.versions.insert(argv.split('\u{1f}').map(str::to_string).collect(), first.to_string());
                 }
+            }
+            "Q" => {
+                let mut parts = rest.splitn(3, '\t');
+                let (Some(argv), Some(status), Some(out)) = (parts.next(), parts.next(), parts.next()) else {
+                    return Err(ProbeError::unexpected("query line", line));
+                };
+                let status = status.parse().map_err(|_| ProbeError::unexpected("query status", line))?;
+                let argv = argv.split('\u{1f}').map(str::to_string).collect();
+                facts.queries.insert(argv, QueryOutput { status, stdout: out.replace('\u{1f}', "\n") });
             }
             "FWSSH" | "FWNFT" => facts.firewall.get_or_insert_with(Default::default).parse_line(tag, rest)?,
             "M" => {

@@ -4,7 +4,7 @@
 # $1: the `systemctl show -p` property list (super::unit::SHOW_PROPERTIES).
 #
 # Reads the request from stdin as `TAG<TAB>value` lines (P path, UNIT, USER, GROUP, C certificate,
-# K private key, V version command, FW firewall, M manifest directory), then prints `C` lines with
+# K private key, V version command, Q query command, FW firewall, M manifest directory), then prints `C` lines with
 # the text of each requested certificate (read with shell builtins, at most 500 lines each), `K`
 # lines with the public key of each requested private key file (`openssl pkey -pubout`: one
 # openssl per key, as openssl derives one key per process; the private key itself never leaves
@@ -16,11 +16,13 @@
 # an argv joined by the unit separator, split back into words with globbing off, never
 # evaluated) runs under `timeout 10` and prints `V<TAB>argv<TAB>first line` when it succeeds: a
 # few forks per version command, none when no binary asks for one.
+# Each query command (`Q` lines, split like version commands) runs under `timeout 15` and prints
+# `Q<TAB>argv<TAB>status<TAB>stdout` with the stdout's newlines as unit separators.
 # Also prints UN/US/UX (systemd units), PW/GR (getent), FWSSH/FWNFT (firewall) and M (manifest
 # lines); parse_probe_output in probe.rs reads them all.
 set -u
 unit_props=$1
-paths='' certs='' keys='' fw='' versions='' manifests=''
+paths='' certs='' keys='' fw='' versions='' queries='' manifests=''
 units='' users='' groups=''
 nl='
 '
@@ -33,6 +35,7 @@ while IFS='	' read -r tag value; do
     C) certs="$certs$value$nl" ;;
     K) keys="$keys$value$nl" ;;
     V) versions="$versions$value$nl" ;;
+    Q) queries="$queries$value$nl" ;;
     FW) fw=1 ;;
     M) manifests=$value ;;
   esac
@@ -104,6 +107,17 @@ while IFS= read -r v; do
 done <<CAIRN_VERSIONS
 $versions
 CAIRN_VERSIONS
+while IFS= read -r v; do
+  [ -z "$v" ] && continue
+  # An argv like a version command's; its whole stdout comes back on one line, newlines as the
+  # unit separator, with the exit status (stderr is dropped: it may be noisy, never needed).
+  # shellcheck disable=SC2086
+  out=$(IFS=$us; set -f; set -- $v; timeout 15 "$@" </dev/null 2>/dev/null)
+  rc=$?
+  printf 'Q\t%s\t%s\t%s\n' "$v" "$rc" "$(printf '%s' "$out" | tr '\n' "$us")"
+done <<CAIRN_QUERIES
+$queries
+CAIRN_QUERIES
 if [ -n "$fw" ]; then
   # cairn's SSH session: from the environment, or (behind sudo, which resets it) from the
   # nearest ancestor process that has it.

@@ -36,6 +36,24 @@ pub enum Reason {
     },
     /// `prevent_destroy` forbids what the plan would do.
     Protected(Protected),
+    /// A cluster member's step (the cluster's planner decided it).
+    Member(super::cluster::MemberStep),
+    /// A disruptive change refused because the cluster is degraded (the quorum guard).
+    ClusterDegraded {
+        /// The cluster resource.
+        cluster: String,
+        /// What is wrong with it.
+        problems: Vec<super::cluster::ClusterProblem>,
+    },
+    /// Removing this member would leave fewer healthy voting members than a quorum.
+    WouldLoseQuorum {
+        /// The member.
+        member: String,
+        /// Voting members after the removal.
+        voters: usize,
+        /// Healthy ones among them.
+        healthy: usize,
+    },
     /// Another spec's manifest on the host owns what this instance wants.
     OwnedElsewhere {
         /// The path or unit both want.

@@ -248,7 +248,10 @@ impl DesiredUnit {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(self.start_timeout_secs);
         loop {
             let now = self.invocation(transport).await?;
-            match now.verdict(&before) {
+            // A restarted service that exits and waits to be started again has failed: a rollout
+            // must stop now, not after the whole timeout. A first start may still be waiting for
+            // its peers (together), so only restarts fail this early.
+            match now.verdict(&before, verb == "restart") {
                 StartVerdict::Active => return Ok(()),
                 StartVerdict::Failed => {
                     let why = format!("is {} ({}) after `systemctl {verb} --no-block`", now.active_state, now.sub_state);
@@ -455,6 +458,10 @@ impl DesiredUnit {
 
 #[async_trait::async_trait]
 impl ResourceKind for DesiredUnit {
+    fn systemd_unit(&self) -> Option<&str> {
+        Some(&self.name)
+    }
+
     fn kind(&self) -> Kind {
         Kind::Unit
     }
@@ -639,11 +646,12 @@ impl Invocation {
     /// Whether a queued start has finished, judged against the state before it was queued: a
     /// new invocation that is active succeeded; a new one that ended failed; anything else
     /// (job not run yet, still activating, auto-restarting) is still waiting.
-    fn verdict(&self, before: &Invocation) -> StartVerdict {
+    fn verdict(&self, before: &Invocation, auto_restart_fails: bool) -> StartVerdict {
         let new = !self.id.is_empty() && self.id != before.id;
         match (new, self.active_state.as_str()) {
             (true, "active") => StartVerdict::Active,
             (true, "failed" | "inactive") => StartVerdict::Failed,
+            (true, "activating") if auto_restart_fails && self.sub_state == "auto-restart" => StartVerdict::Failed,
             _ => StartVerdict::Waiting,
         }
     }
@@ -1144,10 +1152,16 @@ mod tests {
     fn start_verdicts() {
         let before = Invocation { id: "aaa".into(), active_state: "active".into(), sub_state: "running".into() };
         let at = |id: &str, state: &str| Invocation { id: id.into(), active_state: state.into(), sub_state: String::new() };
-        assert_eq!(at("aaa", "active").verdict(&before), StartVerdict::Waiting); // restart job not run yet
-        assert_eq!(at("bbb", "activating").verdict(&before), StartVerdict::Waiting);
-        assert_eq!(at("bbb", "active").verdict(&before), StartVerdict::Active);
-        assert_eq!(at("bbb", "failed").verdict(&before), StartVerdict::Failed);
-        assert_eq!(at("", "inactive").verdict(&at("", "inactive")), StartVerdict::Waiting);
+        for restart in [false, true] {
+            assert_eq!(at("aaa", "active").verdict(&before, restart), StartVerdict::Waiting); // restart job not run yet
+            assert_eq!(at("bbb", "activating").verdict(&before, restart), StartVerdict::Waiting);
+            assert_eq!(at("bbb", "active").verdict(&before, restart), StartVerdict::Active);
+            assert_eq!(at("bbb", "failed").verdict(&before, restart), StartVerdict::Failed);
+            assert_eq!(at("", "inactive").verdict(&at("", "inactive"), restart), StartVerdict::Waiting);
+        }
+        // Exited and waiting to be started again: a failed restart; a first start may still wait.
+        let retrying = Invocation { id: "ccc".into(), active_state: "activating".into(), sub_state: "auto-restart".into() };
+        assert_eq!(retrying.verdict(&before, true), StartVerdict::Failed);
+        assert_eq!(retrying.verdict(&before, false), StartVerdict::Waiting);
     }
 }

@@ -26,12 +26,14 @@ pub enum Kind {
     Binary,
     /// Firewall rules in cairn's nftables table.
     Firewall,
+    /// A clustered service's membership (one member per host), run by a driver (`etcd`).
+    Cluster,
 }
 
 impl Kind {
     /// Every kind, in the order a spec's tables are read.
     pub const ALL: &'static [Kind] =
-        &[Kind::Dir, Kind::File, Kind::Unit, Kind::User, Kind::Check, Kind::Firewall, Kind::Binary, Kind::Ca, Kind::Cert];
+        &[Kind::Dir, Kind::File, Kind::Unit, Kind::User, Kind::Check, Kind::Firewall, Kind::Binary, Kind::Ca, Kind::Cert, Kind::Cluster];
 
     /// The table name (`file`, `dir`, …).
     pub fn as_str(self) -> &'static str {
@@ -45,6 +47,7 @@ impl Kind {
             Kind::Cert => "cert",
             Kind::Binary => "binary",
             Kind::Firewall => "firewall",
+            Kind::Cluster => "cluster",
         }
     }
 

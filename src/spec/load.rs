@@ -10,6 +10,7 @@
 //! merged, and only when no file had TOML syntax errors.
 
 mod binary;
+mod cluster;
 mod firewall;
 mod module;
 mod pki;
@@ -222,6 +223,8 @@ struct Loader {
     pending_restart_on: Vec<Located<ResourceId>>,
     /// Written `rolling.wait_for` checks of units, checked likewise.
     pending_wait_for: Vec<Located<ResourceId>>,
+    /// Written `unit` targets of clusters, checked likewise.
+    pending_cluster_units: Vec<Located<ResourceId>>,
     /// Written selectors with their resource, checked once every host is known.
     pending_selectors: Vec<(ResourceId, Located<Selector>)>,
     /// The module instance whose resources are being read, if any.
@@ -558,6 +561,20 @@ impl Loader {
             Kind::Ca => None,
             Kind::Binary => binary::read(&mut r, &id, d).map(ResourceBody::Binary),
             Kind::Firewall => firewall::read_firewall(&mut r, &id, d).map(ResourceBody::Firewall),
+            Kind::Cluster => {
+                let mut c = cluster::read(&mut r, &id, d);
+                if let Some(c) = &mut c {
+                    let module = scope.as_ref().map(|m| m.name.clone());
+                    for target in std::iter::once(&mut c.unit).chain(c.after_on_peers.iter_mut()) {
+                        if target.value.module.is_none() {
+                            target.value.module.clone_from(&module);
+                        }
+                    }
+                    self.pending_cluster_units.push(c.unit.clone());
+                    self.pending_after.extend(c.after_on_peers.iter().cloned());
+                }
+                c.map(ResourceBody::Cluster)
+            }
         };
         r.finish(d);
         if let Some(m) = &self.module_ctx {
@@ -577,6 +594,7 @@ impl Loader {
             self.check_after();
             self.check_restart_on();
             self.check_wait_for();
+            self.check_cluster_units();
             self.check_selectors();
             self.check_modules();
             self.check_duplicate_paths();
@@ -697,7 +715,7 @@ impl Loader {
             let path = match &res.body {
                 ResourceBody::Dir(dir) => &dir.path,
                 ResourceBody::File(file) => &file.path,
-                ResourceBody::Unit(_) | ResourceBody::User(_) | ResourceBody::Check(_) => continue,
+                ResourceBody::Unit(_) | ResourceBody::User(_) | ResourceBody::Check(_) | ResourceBody::Cluster(_) => continue,
                 ResourceBody::Cert(cert) => &cert.cert_path,
                 // Several paths each; checked on rendered paths when the graph is built.
                 ResourceBody::Binary(_) => continue,

@@ -220,6 +220,45 @@ pub enum ResourceBody {
     Binary(BinarySpec),
     /// Firewall rules.
     Firewall(FirewallSpec),
+    /// A clustered service's membership.
+    Cluster(ClusterSpec),
+}
+
+/// The clustered services cairn has a membership driver for (`driver = "etcd"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterDriverKind {
+    /// etcd (v3.4 and later): learners, `member add/promote/remove`, `move-leader`.
+    Etcd,
+}
+
+impl ClusterDriverKind {
+    /// Every driver, by its name in `driver = "…"`.
+    pub const ALL: &'static [(&'static str, ClusterDriverKind)] = &[("etcd", ClusterDriverKind::Etcd)];
+}
+
+/// `[cluster.NAME]`: the members of one clustered service, one per selected host. Its facts
+/// (member list, leader, alarms) belong to the cluster, not to a host; its changes (add, remove,
+/// replace a member) run one at a time, and `unit`'s disruptive changes are quorum-guarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSpec {
+    /// Which service.
+    pub driver: ClusterDriverKind,
+    /// The member's service (`unit.etcd`): started by a member's join, restarted leader last,
+    /// and never disrupted while the cluster is degraded.
+    pub unit: Located<ResourceId>,
+    /// The member's name on each host; default `{{ host.name }}`.
+    pub member: TemplateText,
+    /// The URL the other members reach this member at (`https://{{ host.address }}:2380`).
+    pub peer_url: TemplateText,
+    /// Driver settings (for etcd: `etcdctl`, `endpoint`, `cacert`, `cert`, `key`, `data_dir`),
+    /// each a template; the driver checks the names.
+    pub settings: Vec<(Located<String>, TemplateText)>,
+    /// Seconds a joining member may take to start, catch up and be promoted; default 300.
+    pub join_timeout_secs: u64,
+    /// Resources a member waits for on every member's host, not only its own
+    /// (`after_on_peers = ["firewall.etcd"]`: the others must let a new member in before it joins).
+    pub after_on_peers: Vec<Located<ResourceId>>,
 }
 
 /// One resource table (`[file.motd]`).

@@ -1,0 +1,297 @@
+//! Carrying out cluster membership steps, each re-checked live through a healthy member first:
+//! a join (add as learner → start the member's service → promote once caught up → the cluster
+//! healthy again), a replace (stop, set the old data aside, remove the old member, then join),
+//! a removal (move leadership away if it leads → remove → stop and disable the service → set
+//! its data aside), and the guard before a disruptive change of a member's service (the cluster
+//! healthy right now, leadership moved away from the member about to restart). Steps go through
+//! a member's host (`via`), never from the machine running cairn.
+
+use std::time::{Duration, Instant};
+
+use super::Outcome;
+use crate::graph::Graph;
+use crate::plan::planner::Connections;
+use crate::plan::{Action, Change, ClusterPlan, Plan};
+use crate::resource::cluster::{ClusterDriver, DesiredMember, ListedMember, MemberObservation, MemberStep};
+use crate::resource::{ApplyError, Reason, run_checked};
+use crate::spec::ResourceId;
+use crate::transport::{SharedTransport, Transport, argv};
+
+/// How long the cluster may take to be healthy again after a step.
+const HEALTHY_AGAIN: Duration = Duration::from_secs(90);
+
+/// A member of the spec, reached: its host, its member and its transport.
+struct Reached<'g> {
+    host: &'g str,
+    member: &'g DesiredMember,
+    transport: SharedTransport,
+}
+
+/// The members of cluster `id` in the graph, with their hosts.
+fn members<'g>(graph: &'g Graph, id: &ResourceId) -> Vec<(&'g str, &'g DesiredMember)> {
+    graph.instances.iter().filter(|i| &i.id.resource == id).filter_map(|i| i.desired.member().map(|m| (i.id.host.as_str(), m))).collect()
+}
+
+fn listed<'v>(members: &'v [ListedMember], m: &DesiredMember) -> Option<&'v ListedMember> {
+    members.iter().find(|l| m.is(l))
+}
+
+/// A voting member that answers now, other than on `not_on`, with the cluster as it sees it.
+async fn healthy_via<'g>(
+    graph: &'g Graph,
+    id: &ResourceId,
+    not_on: Option<&str>,
+    connections: &Connections,
+) -> Result<(Reached<'g>, MemberObservation), String> {
+    let mut why = Vec::new();
+    for (host, member) in members(graph, id) {
+        if Some(host) == not_on {
+            continue;
+        }
+        let Some(Ok(transport)) = connections.get(host).cloned() else { continue };
+        match member.driver.get().read(transport.as_ref()).await {
+            Ok(obs) => {
+                let voter = obs.members.as_deref().and_then(|ms| listed(ms, member)).is_some_and(|l| !l.learner);
+                if obs.answered && voter {
+                    return Ok((Reached { host, member, transport }, obs));
+                }
+                why.push(format!("{host}: {}", obs.error.unwrap_or_else(|| "not a voting member".into())));
+            }
+            Err(e) => why.push(e.to_string()),
+        }
+    }
+    Err(format!("no voting member of {id} answers ({})", if why.is_empty() { "none reached".to_string() } else { why.join("; ") }))
+}
+
+fn service(member: &DesiredMember) -> Result<&str, ApplyError> {
+    member.service.as_deref().ok_or_else(|| ApplyError::Failed(format!("member {}: its service has no unit on this host", member.name)))
+}
+
+/// Waits until the cluster is healthy through `via`.
+async fn wait_healthy(driver: &dyn ClusterDriver, via: &dyn Transport) -> Result<(), ApplyError> {
+    let started = Instant::now();
+    loop {
+        match driver.healthy(via).await {
+            Ok(()) => return Ok(()),
+            Err(e) if started.elapsed() > HEALTHY_AGAIN => {
+                return Err(ApplyError::Failed(format!("the cluster did not become healthy: {e}")));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
+}
+
+/// Starts a member added as `id` and promotes it once it has caught up.
+async fn finish_join(member: &DesiredMember, host: &dyn Transport, via: &Reached<'_>, id: u64) -> Result<String, ApplyError> {
+    let driver = member.driver.get();
+    let unit = service(member)?;
+    // Its unit file may have been written in this apply (by a file resource): load it first.
+    run_checked(host, &argv(&["systemctl", "daemon-reload"])).await?;
+    run_checked(host, &argv(&["systemctl", "start", unit])).await?;
+    let started = Instant::now();
+    while !driver.promote(via.transport.as_ref(), id).await? {
+        if started.elapsed() > Duration::from_secs(member.join_timeout_secs) {
+            return Err(ApplyError::Failed(format!(
+                "learner {id:x} did not catch up within {}s; it stays a learner (the next plan finishes the join)",
+                member.join_timeout_secs
+            )));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    wait_healthy(driver, via.transport.as_ref()).await?;
+    Ok(format!("member {} joined as {id:x}: added as learner, started, caught up, promoted; cluster healthy", member.name))
+}
+
+/// Carries out the planned step of member instance `i` (its change in the plan is `change`).
+pub(super) async fn apply_member(graph: &Graph, i: usize, change: &Change, connections: &Connections) -> Outcome {
+    let inst = &graph.instances[i];
+    let Some(member) = inst.desired.member() else { return Outcome::Failed("not a cluster member".into()) };
+    let Reason::Member(step) = &change.reason else { return Outcome::Failed(change.reason.to_string()) };
+    let Some(Ok(host)) = connections.get(&inst.id.host).cloned() else {
+        return Outcome::Failed(format!("{}: not connected", inst.id.host));
+    };
+    match member_step(graph, &inst.id.resource, &inst.id.host, member, step, host.as_ref(), connections).await {
+        Ok(Some(done)) => Outcome::Done(done),
+        Ok(None) => Outcome::Unchanged(format!("member {}: already a voting member when re-checked", member.name)),
+        Err(e) => Outcome::Failed(e.to_string()),
+    }
+}
+
+async fn member_step(
+    graph: &Graph,
+    id: &ResourceId,
+    host_name: &str,
+    member: &DesiredMember,
+    step: &MemberStep,
+    host: &dyn Transport,
+    connections: &Connections,
+) -> Result<Option<String>, ApplyError> {
+    let driver = member.driver.get();
+    let (via, seen) = healthy_via(graph, id, Some(host_name), connections).await.map_err(ApplyError::Failed)?;
+    let now = seen.members.as_deref().and_then(|ms| listed(ms, member)).cloned();
+    let answers = |l: &ListedMember| seen.statuses.iter().any(|s| s.id == l.id);
+    match step {
+        MemberStep::Join { .. } | MemberStep::Resume { .. } => {
+            if let Some(l) = &now {
+                if !l.learner && answers(l) {
+                    return Ok(None);
+                }
+                if l.learner && answers(l) {
+                    return finish_promote(member, &via, l.id).await.map(Some);
+                }
+                if !l.learner {
+                    // Added as a voter by hand (`member add` without --learner): only started.
+                    let unit = service(member)?;
+                    run_checked(host, &argv(&["systemctl", "daemon-reload"])).await?;
+                    run_checked(host, &argv(&["systemctl", "start", unit])).await?;
+                    wait_healthy(driver, via.transport.as_ref()).await?;
+                    return Ok(Some(format!("member {} ({:x}) started; cluster healthy", member.name, l.id)));
+                }
+                return finish_join(member, host, &via, l.id).await.map(Some);
+            }
+            let aside = driver.set_data_aside(host, "stale").await?;
+            let new = driver.add_learner(via.transport.as_ref(), &member.name, &member.peer_url).await?;
+            let mut done = finish_join(member, host, &via, new).await?;
+            if let Some(kept) = aside {
+                done.push_str(&format!("; its old data is kept in {kept}"));
+            }
+            Ok(Some(done))
+        }
+        MemberStep::Replace { id: old, .. } => {
+            let unit = service(member)?;
+            run_checked(host, &argv(&["systemctl", "stop", unit])).await?;
+            let aside = driver.set_data_aside(host, "replaced").await?;
+            if now.as_ref().is_some_and(|l| l.id == *old) {
+                driver.remove(via.transport.as_ref(), *old).await?;
+            }
+            let new = driver.add_learner(via.transport.as_ref(), &member.name, &member.peer_url).await?;
+            let mut done = finish_join(member, host, &via, new).await?;
+            done = format!("replaced {old:x}: {done}");
+            if let Some(kept) = aside {
+                done.push_str(&format!("; the old data is kept in {kept}"));
+            }
+            Ok(Some(done))
+        }
+        MemberStep::Decided | MemberStep::Voter { .. } | MemberStep::Forming | MemberStep::Down | MemberStep::Remove { .. } => Ok(None),
+    }
+}
+
+async fn finish_promote(member: &DesiredMember, via: &Reached<'_>, id: u64) -> Result<String, ApplyError> {
+    let driver = member.driver.get();
+    let started = Instant::now();
+    while !driver.promote(via.transport.as_ref(), id).await? {
+        if started.elapsed() > Duration::from_secs(member.join_timeout_secs) {
+            return Err(ApplyError::Failed(format!("learner {id:x} did not catch up within {}s", member.join_timeout_secs)));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    wait_healthy(driver, via.transport.as_ref()).await?;
+    Ok(format!("learner {} promoted; cluster healthy", member.name))
+}
+
+/// Removes the members the spec no longer has, one at a time per cluster, before anything else.
+pub(super) async fn remove_members(
+    graph: &Graph,
+    plan: &Plan,
+    connections: &Connections,
+    reporter: &dyn super::Reporter,
+) -> Vec<super::InstanceResult> {
+    let mut results = Vec::new();
+    for cluster in &plan.clusters {
+        let leaving: Vec<&Change> =
+            plan.changes().filter(|c| matches!(&c.subject, crate::plan::Subject::MemberRemoval(id) if *id == cluster.id)).collect();
+        for c in leaving {
+            let outcome = match (c.action, &c.reason) {
+                (Action::Delete, Reason::Member(MemberStep::Remove { id, name, .. })) => {
+                    reporter.started(&c.id, c.action);
+                    match remove_member(graph, cluster, *id, name, &c.id.host, connections).await {
+                        Ok(done) => Outcome::Done(done),
+                        Err(e) => Outcome::Failed(e.to_string()),
+                    }
+                }
+                (Action::NoOp, _) => Outcome::Unchanged(c.reason.to_string()),
+                _ => Outcome::Failed(c.reason.to_string()),
+            };
+            reporter.finished(&c.id, &outcome);
+            let failed = !outcome.is_ok();
+            results.push(super::InstanceResult { id: c.id.clone(), action: c.action, outcome });
+            if failed {
+                break;
+            }
+        }
+    }
+    results
+}
+
+async fn remove_member(
+    graph: &Graph,
+    cluster: &ClusterPlan,
+    id: u64,
+    name: &str,
+    host: &str,
+    connections: &Connections,
+) -> Result<String, ApplyError> {
+    let (via, seen) = healthy_via(graph, &cluster.id, None, connections).await.map_err(ApplyError::Failed)?;
+    let driver = via.member.driver.get();
+    let members = seen.members.clone().unwrap_or_default();
+    if !members.iter().any(|m| m.id == id) {
+        return Ok(format!("member {name} was already removed"));
+    }
+    let mut done = Vec::new();
+    let leader = seen.statuses.iter().map(|s| s.leader).find(|&l| l != 0);
+    if leader == Some(id) {
+        let to = listed(&members, via.member).map(|l| l.id).ok_or_else(|| ApplyError::Failed("no member to lead instead".into()))?;
+        driver.move_leader(via.transport.as_ref(), to).await?;
+        done.push(format!("leadership moved to {}", via.member.name));
+    }
+    driver.remove(via.transport.as_ref(), id).await?;
+    done.push(format!("member {name} ({id:x}) removed"));
+    let leaving = (host != via.host).then(|| connections.get(host).cloned()).flatten();
+    if let (Some(Ok(t)), Some(unit)) = (leaving, via.member.service.as_deref()) {
+        // Stopped and disabled now: removed, it must not start again and look for its old peers.
+        run_checked(t.as_ref(), &argv(&["systemctl", "disable", "--now", unit])).await?;
+        done.push(format!("{unit} stopped and disabled on {host}"));
+        if let Some(kept) = driver.set_data_aside(t.as_ref(), "removed").await? {
+            done.push(format!("its data kept in {kept}"));
+        }
+    }
+    wait_healthy(driver, via.transport.as_ref()).await?;
+    Ok(done.join("; "))
+}
+
+/// Before a disruptive change of a cluster's service on `host`: the cluster must be healthy
+/// right now (unless the operator allowed a degraded one), and a member that leads hands the
+/// leadership to another voting member first.
+pub(super) async fn before_disruption(
+    graph: &Graph,
+    cluster: &ClusterPlan,
+    host: &str,
+    connections: &Connections,
+) -> Result<Option<String>, ApplyError> {
+    let Some((_, member)) = members(graph, &cluster.id).into_iter().find(|(h, _)| *h == host) else { return Ok(None) };
+    let Some(Ok(t)) = connections.get(host).cloned() else { return Ok(None) };
+    let driver = member.driver.get();
+    let seen = driver.read(t.as_ref()).await?;
+    if !seen.answered {
+        // Not running: restarting it disrupts nothing.
+        return Ok(None);
+    }
+    if let Err(e) = driver.healthy(t.as_ref()).await
+        && !graph.allow_degraded
+    {
+        return Err(ApplyError::Failed(format!(
+            "held by the quorum guard: {} is not healthy right before restarting {host}'s member ({e}); pass --allow-degraded to risk it",
+            cluster.id
+        )));
+    }
+    let members = seen.members.unwrap_or_default();
+    let Some(me) = listed(&members, member) else { return Ok(None) };
+    let leader = seen.statuses.iter().map(|s| s.leader).find(|&l| l != 0);
+    if leader != Some(me.id) {
+        return Ok(None);
+    }
+    let answering: Vec<u64> = seen.statuses.iter().map(|s| s.id).collect();
+    let Some(to) = members.iter().find(|m| m.id != me.id && !m.learner && answering.contains(&m.id)) else { return Ok(None) };
+    driver.move_leader(t.as_ref(), to.id).await?;
+    Ok(Some(format!("leadership moved from {} to {} first", me.name, to.name)))
+}

@@ -1,0 +1,356 @@
+//! The etcd driver: asks `etcdctl` (v3 API, mutual TLS, through the member's own client
+//! endpoint) for the member list and every member's status in the host's probe, reads the JSON
+//! answers, and runs the membership commands — `member add --learner`, `member promote`, `member
+//! remove`, `move-leader`, `endpoint health --cluster` — on a member's host. etcd refuses a
+//! reconfiguration for a few seconds after the previous one ("unhealthy cluster") and a
+//! promotion until the learner has caught up; both are retried here, within bounds.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{ClusterDriver, ListedMember, MemberObservation, MemberStatus};
+use crate::resource::{ApplyError, HostFacts, ProbeRequest};
+use crate::spec::{Diagnostic, Span};
+use crate::transport::{Stdin, Transport, argv};
+
+/// The settings `[cluster.*]` takes for etcd: (name, required, what it is).
+pub const SETTINGS: &[(&str, bool, &str)] = &[
+    ("etcdctl", true, "path of etcdctl on the hosts"),
+    ("cacert", true, "CA certificate etcdctl trusts"),
+    ("cert", true, "client certificate of etcdctl"),
+    ("key", true, "client key of etcdctl"),
+    ("data_dir", true, "the member's data dir"),
+    ("wal_dir", false, "the member's WAL dir (default DATA_DIR/wal)"),
+    ("endpoint", false, "the member's own client URL, as reached on its host (default https://127.0.0.1:2379)"),
+];
+
+/// How long a refused reconfiguration is retried.
+const RECONFIGURE_RETRY: Duration = Duration::from_secs(60);
+
+/// etcd's settings on one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Etcd {
+    /// etcdctl's path.
+    pub etcdctl: String,
+    /// TLS files of the admin client.
+    pub cacert: String,
+    /// Client certificate.
+    pub cert: String,
+    /// Client key.
+    pub key: String,
+    /// The data dir.
+    pub data_dir: String,
+    /// The WAL dir.
+    pub wal_dir: String,
+    /// The member's own client endpoint.
+    pub endpoint: String,
+}
+
+/// The script that sets a data dir's contents aside (`set_data_aside`).
+const ASIDE_SCRIPT: &str = include_str!("aside.sh");
+
+impl Etcd {
+    /// Reads the rendered settings; every unknown or missing one is reported.
+    pub fn from_settings(mut settings: BTreeMap<String, (String, Span)>, table: &Span) -> Result<Self, Vec<Diagnostic>> {
+        let mut errors = Vec::new();
+        let known: Vec<&str> = SETTINGS.iter().map(|(n, _, _)| *n).collect();
+        for (key, (_, span)) in &settings {
+            if !known.contains(&key.as_str()) {
+                errors.push(
+                    Diagnostic::at(span, format!("unknown etcd setting `{key}`"))
+                        .with_label("not a setting of the etcd driver")
+                        .with_help(format!("the etcd driver takes: {}", known.join(", "))),
+                );
+            }
+        }
+        let mut take = |name: &str| settings.remove(name).map(|(v, _)| v);
+        let (etcdctl, cacert, cert, key, data_dir) = (take("etcdctl"), take("cacert"), take("cert"), take("key"), take("data_dir"));
+        let wal_dir = take("wal_dir");
+        let endpoint = take("endpoint").unwrap_or_else(|| "https://127.0.0.1:2379".to_string());
+        for (name, required, what) in SETTINGS {
+            let missing = match *name {
+                "etcdctl" => etcdctl.is_none(),
+                "cacert" => cacert.is_none(),
+                "cert" => cert.is_none(),
+                "key" => key.is_none(),
+                "data_dir" => data_dir.is_none(),
+                _ => false,
+            };
+            if *required && missing {
+                errors.push(
+                    Diagnostic::at(table, format!("the etcd driver needs `settings.{name}` ({what})"))
+                        .with_help(format!("add it to `settings`, e.g. settings = {{ {name} = \"…\" }}")),
+                );
+            }
+        }
+        match (etcdctl, cacert, cert, key, data_dir) {
+            (Some(etcdctl), Some(cacert), Some(cert), Some(key), Some(data_dir)) if errors.is_empty() => {
+                let wal_dir = wal_dir.unwrap_or_else(|| format!("{data_dir}/wal"));
+                Ok(Self { etcdctl, cacert, cert, key, data_dir, wal_dir, endpoint })
+            }
+            _ => Err(errors),
+        }
+    }
+
+    /// etcdctl with TLS and timeouts, talking to `endpoints`.
+    fn etcdctl(&self, endpoints: &str, args: &[&str]) -> Vec<String> {
+        let mut v = argv(&["env", "ETCDCTL_API=3", &self.etcdctl]);
+        v.push(format!("--endpoints={endpoints}"));
+        v.push(format!("--cacert={}", self.cacert));
+        v.push(format!("--cert={}", self.cert));
+        v.push(format!("--key={}", self.key));
+        v.push("--dial-timeout=2s".to_string());
+        v.push("--command-timeout=5s".to_string());
+        v.extend(args.iter().map(|a| (*a).to_string()));
+        v
+    }
+
+    fn member_list(&self) -> Vec<String> {
+        self.etcdctl(&self.endpoint, &["member", "list", "-w", "json"])
+    }
+
+    fn statuses(&self) -> Vec<String> {
+        self.etcdctl(&self.endpoint, &["endpoint", "status", "--cluster", "-w", "json"])
+    }
+
+    /// Runs etcdctl on `host`; a refusal is the error, with what etcdctl said.
+    async fn run(&self, host: &dyn Transport, args: &[&str]) -> Result<String, EtcdctlError> {
+        let cmd = self.etcdctl(&self.endpoint, args);
+        let out = host.run(&cmd, Stdin::Null).await.map_err(|e| EtcdctlError::Transport(e.to_string()))?;
+        if out.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(EtcdctlError::Refused(format!("etcdctl {} on {}: {}", args.join(" "), host.host(), out.error_text())))
+        }
+    }
+
+    /// [`Etcd::run`], retried while etcd refuses a reconfiguration it will accept shortly.
+    async fn reconfigure(&self, host: &dyn Transport, args: &[&str]) -> Result<String, ApplyError> {
+        let started = std::time::Instant::now();
+        loop {
+            match self.run(host, args).await {
+                Ok(out) => return Ok(out),
+                Err(EtcdctlError::Refused(e)) if retryable(&e) && started.elapsed() < RECONFIGURE_RETRY => {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// An etcdctl run that failed.
+#[derive(Debug)]
+enum EtcdctlError {
+    /// It could not run.
+    Transport(String),
+    /// etcd said no.
+    Refused(String),
+}
+
+impl From<EtcdctlError> for ApplyError {
+    fn from(e: EtcdctlError) -> Self {
+        match e {
+            EtcdctlError::Transport(e) | EtcdctlError::Refused(e) => ApplyError::Failed(e),
+        }
+    }
+}
+
+/// etcd's refusals that pass by themselves: a reconfiguration too soon after the previous one,
+/// a leader election under way, a member not yet connected.
+fn retryable(error: &str) -> bool {
+    ["unhealthy cluster", "leader changed", "no leader", "timed out", "too many learner", "not enough started members"]
+        .iter()
+        .any(|m| error.contains(m))
+}
+
+/// Reads `etcdctl member list -w json`.
+pub fn parse_member_list(text: &str) -> Option<Vec<ListedMember>> {
+    let v: Value = serde_json::from_str(text.trim()).ok()?;
+    let members = v.get("members")?.as_array()?;
+    let strings = |m: &Value, key: &str| -> Vec<String> {
+        m.get(key).and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default()
+    };
+    members
+        .iter()
+        .map(|m| {
+            Some(ListedMember {
+                id: m.get("ID")?.as_u64()?,
+                name: m.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                peer_urls: strings(m, "peerURLs"),
+                client_urls: strings(m, "clientURLs"),
+                learner: m.get("isLearner").and_then(Value::as_bool).unwrap_or(false),
+            })
+        })
+        .collect()
+}
+
+/// Reads `etcdctl endpoint status --cluster -w json` (the members that answered).
+pub fn parse_statuses(text: &str) -> Vec<MemberStatus> {
+    let Ok(Value::Array(items)) = serde_json::from_str::<Value>(text.trim()) else { return Vec::new() };
+    items
+        .iter()
+        .filter_map(|item| {
+            let s = item.get("Status")?;
+            let num = |key: &str| s.get(key).and_then(Value::as_u64).unwrap_or(0);
+            let alarms = s
+                .get("errors")
+                .and_then(Value::as_array)
+                .map(|errs| {
+                    errs.iter()
+                        .filter_map(Value::as_str)
+                        .filter_map(|e| e.split("alarm:").nth(1).map(|a| a.trim().to_string()))
+                        .filter(|a| !a.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some(MemberStatus {
+                id: s.get("header")?.get("member_id")?.as_u64()?,
+                leader: num("leader"),
+                raft_index: num("raftIndex"),
+                raft_term: num("raftTerm"),
+                learner: s.get("isLearner").and_then(Value::as_bool).unwrap_or(false),
+                version: s.get("version").and_then(Value::as_str).unwrap_or_default().to_string(),
+                db_size: num("dbSize"),
+                alarms,
+            })
+        })
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl ClusterDriver for Etcd {
+    fn name(&self) -> &'static str {
+        "etcd"
+    }
+
+    fn add_to_probe(&self, request: &mut ProbeRequest) {
+        request.queries.insert(self.member_list());
+        request.queries.insert(self.statuses());
+        request.paths.insert(format!("{}/member", self.data_dir));
+        request.paths.insert(self.wal_dir.clone());
+    }
+
+    fn observe(&self, facts: &HostFacts) -> MemberObservation {
+        let has_data = facts.path(&format!("{}/member", self.data_dir)).is_some() || facts.path(&self.wal_dir).is_some();
+        let list = facts.queries.get(&self.member_list());
+        let members = list.filter(|q| q.status == 0).and_then(|q| parse_member_list(&q.stdout));
+        // Some members may not answer: the status of those that did is printed all the same.
+        let statuses = facts.queries.get(&self.statuses()).map(|q| parse_statuses(&q.stdout)).unwrap_or_default();
+        let error = match list {
+            None => Some("not asked".to_string()),
+            Some(q) if q.status == 0 && members.is_none() => Some("unreadable member list".to_string()),
+            Some(q) if q.status == 124 => Some("etcdctl timed out".to_string()),
+            Some(q) if q.status == 127 => Some("etcdctl not installed".to_string()),
+            Some(q) if q.status != 0 => Some(format!("{} did not answer", self.endpoint)),
+            Some(_) => None,
+        };
+        MemberObservation { answered: members.is_some(), has_data, members, statuses, error }
+    }
+
+    async fn add_learner(&self, via: &dyn Transport, name: &str, peer_url: &str) -> Result<u64, ApplyError> {
+        let peers = format!("--peer-urls={peer_url}");
+        let out = self.reconfigure(via, &["member", "add", name, "--learner", &peers, "-w", "json"]).await?;
+        let v: Value =
+            serde_json::from_str(out.trim()).map_err(|e| ApplyError::Failed(format!("member add printed unreadable JSON: {e}")))?;
+        v.get("member")
+            .and_then(|m| m.get("ID"))
+            .and_then(Value::as_u64)
+            .ok_or_else(|| ApplyError::Failed("member add printed no member id".to_string()))
+    }
+
+    async fn promote(&self, via: &dyn Transport, id: u64) -> Result<bool, ApplyError> {
+        match self.run(via, &["member", "promote", &format!("{id:x}")]).await {
+            Ok(_) => Ok(true),
+            Err(EtcdctlError::Refused(e)) if e.contains("in sync") || e.contains("not ready") || retryable(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn remove(&self, via: &dyn Transport, id: u64) -> Result<(), ApplyError> {
+        match self.reconfigure(via, &["member", "remove", &format!("{id:x}")]).await {
+            Err(ApplyError::Failed(e)) if e.contains("member not found") => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    async fn move_leader(&self, via: &dyn Transport, to: u64) -> Result<(), ApplyError> {
+        // move-leader must reach the leader: give it every member's client URL.
+        let list = self.run(via, &["member", "list", "-w", "json"]).await?;
+        let members = parse_member_list(&list).unwrap_or_default();
+        let endpoints: Vec<String> = members.iter().flat_map(|m| m.client_urls.clone()).collect();
+        let cmd = self.etcdctl(&endpoints.join(","), &["move-leader", &format!("{to:x}")]);
+        let out = via.run(&cmd, Stdin::Null).await?;
+        if out.success() { Ok(()) } else { Err(ApplyError::Failed(format!("etcdctl move-leader on {}: {}", via.host(), out.error_text()))) }
+    }
+
+    async fn healthy(&self, via: &dyn Transport) -> Result<(), ApplyError> {
+        // The voting members: a learner serves no linearizable read, so its health check fails
+        // until it is promoted.
+        let list = self.run(via, &["member", "list", "-w", "json"]).await?;
+        let members = parse_member_list(&list).ok_or_else(|| ApplyError::Failed("unreadable member list".into()))?;
+        let voters: Vec<&str> = members.iter().filter(|m| !m.learner).flat_map(|m| m.client_urls.iter().map(String::as_str)).collect();
+        let started = members.iter().filter(|m| !m.learner && !m.client_urls.is_empty()).count();
+        if started < members.iter().filter(|m| !m.learner).count() {
+            return Err(ApplyError::Failed("a voting member has never started".into()));
+        }
+        let cmd = self.etcdctl(&voters.join(","), &["endpoint", "health"]);
+        let out = via.run(&cmd, Stdin::Null).await?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(ApplyError::Failed(format!("etcdctl endpoint health on {}: {}", via.host(), out.error_text())))
+        }
+    }
+
+    async fn set_data_aside(&self, host: &dyn Transport, why: &str) -> Result<Option<String>, ApplyError> {
+        let cmd = argv(&["sh", "-c", ASIDE_SCRIPT, "cairn-aside", &self.data_dir, &self.wal_dir, why]);
+        let out = host.run(&cmd, Stdin::Null).await?;
+        if !out.success() {
+            return Err(ApplyError::Failed(format!("setting {} aside on {}: {}", self.data_dir, host.host(), out.error_text())));
+        }
+        let kept = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        Ok(if kept.is_empty() { None } else { Some(kept) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_member_lists_with_learners_and_unstarted_members() {
+        let text = r#"{"header":{"cluster_id":17237436991929493444,"member_id":9372538179322589801,"raft_term":2},"members":[{"ID":9372538179322589801,"name":"node1","peerURLs":["https://10.9.0.2:2380"],"clientURLs":["https://10.9.0.2:2379"]},{"ID":10501334649042878790,"peerURLs":["https://10.9.0.5:2380"],"isLearner":true}]}"#;
+        let members = parse_member_list(text).unwrap();
+        assert_eq!(members.len(), 2);
+        assert_eq!(members[0].name, "node1");
+        assert_eq!(members[0].id, 9_372_538_179_322_589_801);
+        assert!(!members[0].learner);
+        assert!(members[1].name.is_empty() && members[1].learner && members[1].client_urls.is_empty());
+        assert_eq!(parse_member_list("Error: context deadline exceeded"), None);
+    }
+
+    #[test]
+    fn reads_statuses_and_their_alarms() {
+        let text = r#"[{"Endpoint":"https://10.9.0.2:2379","Status":{"header":{"cluster_id":1,"member_id":11,"revision":5,"raft_term":3},"version":"3.4.23","dbSize":20480,"leader":11,"raftIndex":42,"raftTerm":3,"raftAppliedIndex":42,"errors":["memberID:11 alarm:NOSPACE "],"dbSizeInUse":16384}},{"Endpoint":"https://10.9.0.3:2379","Status":{"header":{"member_id":12},"version":"3.4.23","leader":11,"raftIndex":40,"raftTerm":3,"isLearner":true}}]"#;
+        let s = parse_statuses(text);
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].id, s[0].leader, s[0].raft_index, s[0].db_size), (11, 11, 42, 20480));
+        assert_eq!(s[0].alarms, vec!["NOSPACE".to_string()]);
+        assert!(s[1].learner && s[1].alarms.is_empty());
+        assert!(parse_statuses("").is_empty());
+    }
+
+    #[test]
+    fn settings_are_checked_by_name() {
+        let span = Span::default();
+        let mut settings: BTreeMap<String, (String, Span)> =
+            ["etcdctl", "cacert", "cert", "key"].iter().map(|k| ((*k).to_string(), (format!("/x/{k}"), span.clone()))).collect();
+        settings.insert("dat_dir".into(), ("/var/lib/etcd".into(), span.clone()));
+        let errors = Etcd::from_settings(settings, &span).unwrap_err();
+        let words: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
+        assert_eq!(words, vec!["unknown etcd setting `dat_dir`", "the etcd driver needs `settings.data_dir` (the member's data dir)"]);
+    }
+}
