@@ -3,6 +3,7 @@
 //! [`ExitStatus`] and documented in `docs/cli.md`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod completions;
 mod connect;
 mod download;
 pub mod lab;
@@ -221,6 +222,19 @@ pub enum Command {
     /// Reusable modules (`modules/<name>/module.toml`).
     #[command(subcommand)]
     Module(module::ModuleCommand),
+    /// Print a shell completion script: `cairn completions bash > /etc/bash_completion.d/cairn`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page cairn(1) in roff (`cairn man | man -l -`), or write one page per
+    /// command into a folder.
+    Man {
+        /// Write cairn.1 and cairn-COMMAND.1 pages into this existing folder instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// `30s`, `2m`, `1h` or plain seconds ([`spec::duration::parse_wait`]).
@@ -289,6 +303,12 @@ pub fn main() -> ExitCode {
     if let Command::Module(cmd) = cli.command {
         return module::run(cmd);
     }
+    if let Command::Completions { shell } = cli.command {
+        return completions::run_completions(shell);
+    }
+    if let Command::Man { dir } = &cli.command {
+        return completions::run_man(dir.as_deref());
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -344,7 +364,8 @@ async fn run(cli: Cli) -> ExitStatus {
     match cli.command {
         Command::Validate { spec } => validate(&ui, &spec.path()),
         Command::Graph { spec, format } => graph(&ui, &spec.path(), format),
-        Command::Lab(_) | Command::Module(_) => ExitStatus::Error, // handled before the runtime starts
+        // Handled before the runtime starts.
+        Command::Lab(_) | Command::Module(_) | Command::Completions { .. } | Command::Man { .. } => ExitStatus::Error,
         Command::Show { plan, json, format } => show(&ui, &plan, PlanFormat::pick(format, json)),
         Command::Check { spec, host: HostsArg { hosts } } => {
             let Some((spec, graph)) = load_graph(&ui, &spec.path(), &hosts, &[]) else { return ExitStatus::Error };
