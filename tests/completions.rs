@@ -22,6 +22,7 @@ fn bash_completion_parses_and_names_the_subcommands() {
     for sub in ["validate", "plan", "apply", "destroy", "drift", "check", "graph", "unlock", "completions", "man"] {
         assert!(out.stdout.contains(sub), "the bash script does not mention `{sub}`");
     }
+    assert!(out.stdout.contains("--var-file"), "flags are completed too");
     // Sourcing it registers the completion function for `cairn`.
     let sourced = Command::new("bash").arg("-c").arg(format!("source {} && complete -p cairn", script.display())).output().unwrap();
     assert!(sourced.status.success(), "{}", String::from_utf8_lossy(&sourced.stderr));

@@ -112,13 +112,74 @@ pub struct SpecRef {
     /// name what changed (absent in plans of earlier versions).
     #[serde(default)]
     pub files: BTreeMap<String, String>,
+    /// The variables the plan was made with (absent in plans of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vars: Option<VarDigests>,
+}
+
+/// The variables a plan was made with, after `--var`, `--var-file` and `CAIRN_VAR_*` were merged
+/// over `[vars]`: each name with a salted sha256 of its value, never the value. The salt is new
+/// for each plan, so equal values in two plans do not look alike and no precomputed table reverses
+/// a digest (a value that can be guessed can still be confirmed by guessing: keep secrets out of
+/// variables).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VarDigests {
+    /// Random, hex.
+    pub salt: String,
+    /// Digest of each variable's value, by name.
+    pub digests: BTreeMap<String, String>,
+}
+
+impl VarDigests {
+    /// The digests of `vars` with a fresh salt.
+    pub fn new(vars: &BTreeMap<String, serde_json::Value>) -> Self {
+        let mut salt = [0u8; 16];
+        if getrandom::fill(&mut salt).is_err() {
+            // No randomness: the digests are still digests, only comparable across plans.
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+            salt = nanos.to_le_bytes();
+        }
+        Self::with_salt(vars, &hex::encode(salt))
+    }
+
+    fn with_salt(vars: &BTreeMap<String, serde_json::Value>, salt: &str) -> Self {
+        let digests = vars.iter().map(|(name, value)| (name.clone(), var_digest(salt, name, value))).collect();
+        Self { salt: salt.to_string(), digests }
+    }
+
+    /// How the variables `now` differ from these, one entry per name ("`region` differs");
+    /// empty when they are the same.
+    pub fn changed(&self, now: &BTreeMap<String, serde_json::Value>) -> Vec<String> {
+        let now = Self::with_salt(now, &self.salt);
+        let mut changes = Vec::new();
+        for (name, digest) in &self.digests {
+            match now.digests.get(name) {
+                None => changes.push(format!("`{name}` was set then and is not now")),
+                Some(d) if d != digest => changes.push(format!("`{name}` has another value")),
+                Some(_) => {}
+            }
+        }
+        changes.extend(now.digests.keys().filter(|n| !self.digests.contains_key(*n)).map(|n| format!("`{n}` is set now and was not then")));
+        changes
+    }
+}
+
+/// sha256 over the salt, the name and the value (as JSON), each length-prefixed.
+fn var_digest(salt: &str, name: &str, value: &serde_json::Value) -> String {
+    let value = value.to_string();
+    let mut h = Sha256::new();
+    for part in [salt, name, value.as_str()] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
 }
 
 impl SpecRef {
     /// The spec at `spec_path`, as loaded.
     pub fn of(spec: &Spec, spec_path: &Path) -> Self {
         let files = spec_files(spec, spec_path).into_iter().map(|(path, text)| (path, sha256_hex(text.as_bytes()))).collect();
-        Self { path: spec_path.display().to_string(), digest: spec_digest(spec, spec_path), files }
+        Self { path: spec_path.display().to_string(), digest: spec_digest(spec, spec_path), files, vars: Some(VarDigests::new(&spec.vars)) }
     }
 
     /// What differs from `now`, one entry per file ("templates/motd.j2 changed"); empty when
@@ -294,6 +355,28 @@ pub fn compare(saved: &Plan, now: &Plan) -> Vec<Moved> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variables_are_recorded_by_salted_digest_and_compared_by_name() {
+        let vars = |pairs: &[(&str, serde_json::Value)]| pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let then: BTreeMap<String, serde_json::Value> = vars(&[("region", "eu".into()), ("token", "s3cret".into()), ("port", 2379.into())]);
+        let saved = VarDigests::new(&then);
+        let json = serde_json::to_string(&saved).unwrap();
+        assert!(!json.contains("s3cret") && !json.contains("\"eu\"") && !json.contains("2379"), "{json}");
+        assert!(!json.contains(&crate::hash::sha256_hex(b"s3cret")), "no plain digest of a value");
+        assert_ne!(saved.digests, VarDigests::new(&then).digests, "a new salt per plan");
+        assert!(saved.changed(&then).is_empty());
+        let now = vars(&[("region", "us".into()), ("port", 2379.into()), ("debug", true.into())]);
+        assert_eq!(
+            saved.changed(&now),
+            vec!["`region` has another value", "`token` was set then and is not now", "`debug` is set now and was not then"]
+        );
+        // The type is part of the value.
+        assert_eq!(
+            saved.changed(&vars(&[("region", "eu".into()), ("token", "s3cret".into()), ("port", "2379".into())])),
+            vec!["`port` has another value"]
+        );
+    }
 
     #[test]
     fn read_errors_name_the_file() {
