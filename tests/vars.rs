@@ -1,7 +1,7 @@
 //! Variables from outside the spec (`CAIRN_VAR_*`, `--var-file`, `--var`): precedence and types
-//! through the loader, their error messages and warnings as snapshots, and through the real
-//! binary on `transport = "local"` hosts: applied values, and a saved plan refused when the
-//! variables differ. No lab.
+//! through the loader, their error messages and warnings as snapshots, "did you mean" for a
+//! mistyped `vars.NAME` in a template, and through the real binary on `transport = "local"`
+//! hosts: applied values, and a saved plan refused when the variables differ. No lab.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,7 +11,8 @@ use run::{cairn, cairn_env};
 
 use std::path::{Path, PathBuf};
 
-use cairn::spec::{VarInputs, load_str_with_vars};
+use cairn::graph::Graph;
+use cairn::spec::{VarInputs, load_str, load_str_with_vars};
 use serde_json::json;
 
 const SPEC: &str = r#"[vars]
@@ -98,6 +99,31 @@ fn overrides_of_names_not_in_vars_warn() {
     let vars = inputs(&[("REGION", "x"), ("unrelated", "y")], &[&format!("{FILES}/typo.toml")], &["regoin=us", "brand_new=1"]);
     let (_, warnings) = load_str_with_vars(Path::new("cairn.toml"), SPEC, &vars).unwrap_or_else(|e| panic!("{}", e.render()));
     insta::assert_snapshot!(warnings.join("\n"));
+}
+
+#[test]
+fn a_mistyped_var_in_a_template_says_did_you_mean() {
+    let text = r#"[vars]
+greeting = "hello"
+cluster = "demo"
+
+[hosts.node1]
+address = "192.0.2.11"
+
+[file.motd]
+path = "/etc/motd"
+content = "{{ vars.greting }} from {{ host.name }}\n"
+
+[file.other]
+path = "/etc/other"
+content = "{{ vars.nothing_like_it }}\n"
+"#;
+    let spec = load_str(Path::new("cairn.toml"), text).unwrap();
+    let errors = match Graph::build(&spec) {
+        Ok(_) => panic!("expected template errors"),
+        Err(d) => d.render(&spec.sources),
+    };
+    insta::assert_snapshot!(errors);
 }
 
 /// A spec on a local host writing `vars.region` and `vars.port` into a file.
