@@ -85,7 +85,7 @@ fn flag_and_env_values_take_the_type_of_the_spec_value() {
 fn bad_overrides_are_all_reported_at_once() {
     let vars = inputs(
         &[("debug", "maybe")],
-        &[&format!("{FILES}/broken.toml"), &format!("{FILES}/missing.toml")],
+        &[&format!("{FILES}/broken.toml"), &format!("{FILES}/missing.toml"), &format!("{FILES}/header.toml")],
         &["port=eighty", "ports=2379", "tuning=max_conns", "novalue", "=x"],
     );
     let err = load_str_with_vars(Path::new("cairn.toml"), SPEC, &vars).unwrap_err();

@@ -151,16 +151,14 @@ impl VarDigests {
     /// empty when they are the same.
     pub fn changed(&self, now: &BTreeMap<String, serde_json::Value>) -> Vec<String> {
         let now = Self::with_salt(now, &self.salt);
-        let mut changes = Vec::new();
-        for (name, digest) in &self.digests {
-            match now.digests.get(name) {
-                None => changes.push(format!("`{name}` was set then and is not now")),
-                Some(d) if d != digest => changes.push(format!("`{name}` has another value")),
-                Some(_) => {}
-            }
-        }
-        changes.extend(now.digests.keys().filter(|n| !self.digests.contains_key(*n)).map(|n| format!("`{n}` is set now and was not then")));
-        changes
+        entry_changes(&self.digests, &now.digests)
+            .into_iter()
+            .map(|(name, change)| match change {
+                Entry::Gone => format!("`{name}` was set then and is not now"),
+                Entry::Differs => format!("`{name}` has another value"),
+                Entry::New => format!("`{name}` is set now and was not then"),
+            })
+            .collect()
     }
 }
 
@@ -185,19 +183,42 @@ impl SpecRef {
     /// What differs from `now`, one entry per file ("templates/motd.j2 changed"); empty when
     /// the digests agree, or when this plan recorded no files.
     pub fn changed_files(&self, now: &SpecRef) -> Vec<String> {
-        let mut changes = Vec::new();
-        for (path, sum) in &self.files {
-            match now.files.get(path) {
-                None => changes.push(format!("{path} removed")),
-                Some(now_sum) if now_sum != sum => changes.push(format!("{path} changed")),
-                Some(_) => {}
-            }
+        if self.files.is_empty() {
+            return Vec::new();
         }
-        if !self.files.is_empty() {
-            changes.extend(now.files.keys().filter(|p| !self.files.contains_key(*p)).map(|p| format!("{p} added")));
-        }
-        changes
+        entry_changes(&self.files, &now.files)
+            .into_iter()
+            .map(|(path, change)| match change {
+                Entry::Gone => format!("{path} removed"),
+                Entry::Differs => format!("{path} changed"),
+                Entry::New => format!("{path} added"),
+            })
+            .collect()
     }
+}
+
+/// How one entry of a name → digest map moved.
+enum Entry {
+    /// In the old map only.
+    Gone,
+    /// In both, with another digest.
+    Differs,
+    /// In the new map only.
+    New,
+}
+
+/// What differs between two name → digest maps: the old map's names in order, then the new ones.
+fn entry_changes<'a>(then: &'a BTreeMap<String, String>, now: &'a BTreeMap<String, String>) -> Vec<(&'a str, Entry)> {
+    let mut changes: Vec<(&str, Entry)> = then
+        .iter()
+        .filter_map(|(name, digest)| match now.get(name) {
+            None => Some((name.as_str(), Entry::Gone)),
+            Some(d) if d != digest => Some((name.as_str(), Entry::Differs)),
+            Some(_) => None,
+        })
+        .collect();
+    changes.extend(now.keys().filter(|n| !then.contains_key(*n)).map(|n| (n.as_str(), Entry::New)));
+    changes
 }
 
 /// sha256 over every file the spec was read from (spec files, modules, templates), each named by

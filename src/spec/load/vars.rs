@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use toml::de::DeTable;
+use toml::de::{DeTable, DeValue};
 
 use super::reader::{to_json, type_phrase};
 use super::{Loader, read_text, toml_error};
@@ -160,6 +160,14 @@ impl Loader {
         }
         for (key, value) in doc.get_ref() {
             let name = key.get_ref().to_string();
+            if name == "vars" && matches!(value.get_ref(), DeValue::Table(_)) && !declared.contains_key("vars") {
+                self.diags.push(
+                    Diagnostic::at(&Span::new(file, key.span()), "a var file lists its variables at the top, not under [vars]")
+                        .with_label("not a variable of the spec")
+                        .with_help("remove the `[vars]` line: a var file holds `NAME = value` lines only"),
+                );
+                continue;
+            }
             let span = Span::new(file, key.span());
             if !declared.contains_key(&name) {
                 let (line, col) = self.sources.line_col(file, span.range.start);
