@@ -210,3 +210,28 @@ fn var_files_are_not_part_of_the_spec_digest() {
     let same = cairn(dir.path(), &["apply", "saved.cairn", "--var-file", "b.toml"]);
     assert_eq!(same.code, 0, "{}", same.all());
 }
+
+/// An override reaches module inputs given as templates, as every other template.
+#[test]
+fn module_inputs_see_the_overrides() {
+    let text = "[vars]\netcd_version = \"3.5.22\"\n\n\
+                [hosts.n1]\naddress = \"192.0.2.11\"\n\n\
+                [module.etcd]\nsource = \"etcd-cluster\"\nversion = \"{{ vars.etcd_version }}\"\n";
+    let vars = inputs(&[], &[], &["etcd_version=3.5.30"]);
+    let (spec, warnings) =
+        load_str_with_vars(Path::new("tests/fixtures/modules/cairn.toml"), text, &vars).unwrap_or_else(|e| panic!("{}", e.render()));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let graph = Graph::build(&spec).unwrap_or_else(|d| panic!("{}", d.render(&spec.sources)));
+    let env = graph.instances.iter().find(|i| i.id.resource.to_string() == "etcd.file.env").unwrap();
+    assert_eq!(String::from_utf8(env.desired.new_text().unwrap().to_vec()).unwrap(), "ETCD_VERSION=3.5.30\n");
+}
+
+#[test]
+fn every_command_that_reads_a_spec_takes_the_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in ["validate", "plan", "apply", "drift", "check", "destroy", "unlock", "graph"] {
+        let help = cairn(dir.path(), &[command, "--help"]);
+        assert_eq!(help.code, 0, "{}", help.all());
+        assert!(help.stdout.contains("--var <NAME=VALUE>") && help.stdout.contains("--var-file <FILE>"), "{command}: {}", help.stdout);
+    }
+}
