@@ -3,6 +3,7 @@
 //! [`ExitStatus`] and documented in `docs/cli.md`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod completions;
 mod connect;
 mod download;
 pub mod lab;
@@ -49,18 +50,33 @@ pub enum ColorChoice {
     Never,
 }
 
-/// `-f SPEC`, shared by commands that read a spec.
+/// `-f SPEC`, `--var` and `--var-file`, shared by commands that read a spec.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SpecArg {
     /// The spec file [default: cairn.toml].
     #[arg(short = 'f', long = "file", value_name = "SPEC")]
     pub file: Option<PathBuf>,
+    /// Set a variable, overriding [vars], CAIRN_VAR_* and --var-file (repeatable; a later one
+    /// wins). A string, unless [vars] gives the name another type (then TOML of that type).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// Read variables from a TOML file of `NAME = value` lines, overriding [vars] and CAIRN_VAR_*
+    /// (repeatable; a later file wins).
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
 }
 
 impl SpecArg {
     /// The spec path: `-f`, else `cairn.toml`.
     pub fn path(&self) -> PathBuf {
         self.file.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_SPEC))
+    }
+
+    /// `--var`, `--var-file` and the `CAIRN_VAR_*` environment variables (those that are not
+    /// UTF-8 are skipped).
+    pub fn var_inputs(&self) -> spec::VarInputs {
+        let env = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        spec::VarInputs { env: Vec::new(), files: self.var_files.clone(), flags: self.vars.clone() }.with_env(env)
     }
 }
 
@@ -253,6 +269,19 @@ pub enum Command {
     /// Reusable modules (`modules/<name>/module.toml`).
     #[command(subcommand)]
     Module(module::ModuleCommand),
+    /// Print a shell completion script: `cairn completions bash > /etc/bash_completion.d/cairn`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page cairn(1) in roff (`cairn man | man -l -`), or write one page per
+    /// command into a folder.
+    Man {
+        /// Write cairn.1 and cairn-COMMAND.1 pages into this existing folder instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// `30s`, `2m`, `1h` or plain seconds ([`spec::duration::parse_wait`]).
@@ -321,6 +350,12 @@ pub fn main() -> ExitCode {
     if let Command::Module(cmd) = cli.command {
         return module::run(cmd);
     }
+    if let Command::Completions { shell } = cli.command {
+        return completions::run_completions(shell);
+    }
+    if let Command::Man { dir } = &cli.command {
+        return completions::run_man(dir.as_deref());
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -374,12 +409,13 @@ async fn run(cli: Cli) -> ExitStatus {
     let ui = Ui::new(&cli);
     download::install();
     match cli.command {
-        Command::Validate { spec } => validate(&ui, &spec.path()),
-        Command::Graph { spec, format } => graph(&ui, &spec.path(), format),
-        Command::Lab(_) | Command::Module(_) => ExitStatus::Error, // handled before the runtime starts
+        Command::Validate { spec } => validate(&ui, &spec),
+        Command::Graph { spec, format } => graph(&ui, &spec, format),
+        // Handled before the runtime starts.
+        Command::Lab(_) | Command::Module(_) | Command::Completions { .. } | Command::Man { .. } => ExitStatus::Error,
         Command::Show { plan, json, format } => show(&ui, &plan, PlanFormat::pick(format, json)),
         Command::Check { spec, host: HostsArg { hosts } } => {
-            let Some((spec, graph)) = load_graph(&ui, &spec.path(), &hosts, &[]) else { return ExitStatus::Error };
+            let Some((spec, graph)) = load_graph(&ui, &spec.path(), &spec.var_inputs(), &hosts, &[]) else { return ExitStatus::Error };
             let (ui, graph) = (&ui, &graph);
             with_connections(ui, &spec, graph, |conns| async move {
                 let report = crate::apply::run_checks(graph, &conns).await;
@@ -389,7 +425,7 @@ async fn run(cli: Cli) -> ExitStatus {
             .await
         }
         Command::Drift { spec, json, select: SelectArgs { host: HostsArg { hosts }, targets, .. } } => {
-            let Some((spec, graph)) = load_graph(&ui, &spec.path(), &hosts, &targets) else { return ExitStatus::Error };
+            let Some((spec, graph)) = load_graph(&ui, &spec.path(), &spec.var_inputs(), &hosts, &targets) else { return ExitStatus::Error };
             let (ui, graph) = (&ui, &graph);
             with_connections(ui, &spec, graph, |conns| async move {
                 let drift = planner::plan(graph, &conns).await.drift_only();
@@ -418,7 +454,9 @@ async fn run(cli: Cli) -> ExitStatus {
         } => {
             let format = PlanFormat::pick(format, json);
             let spec_path = spec_arg.path();
-            let Some((spec, graph)) = load_graph(&ui, &spec_path, &hosts, &targets) else { return ExitStatus::Error };
+            let Some((spec, graph)) = load_graph(&ui, &spec_path, &spec_arg.var_inputs(), &hosts, &targets) else {
+                return ExitStatus::Error;
+            };
             let graph = match with_run_options(graph, &replace, allow_degraded) {
                 Ok(g) => g,
                 Err(e) => {
@@ -453,11 +491,11 @@ async fn run(cli: Cli) -> ExitStatus {
             })
             .await
         }
-        Command::Unlock { host: Some(host), spec } => unlock(&ui, &spec.path(), &host).await,
-        Command::Unlock { host: None, spec } => unlock_stale(&ui, &spec.path()).await,
+        Command::Unlock { host: Some(host), spec } => unlock(&ui, &spec, &host).await,
+        Command::Unlock { host: None, spec } => unlock_stale(&ui, &spec).await,
         Command::Destroy { spec: spec_arg, run, select: HostsArg { hosts } } => {
             let spec_path = spec_arg.path();
-            let Some((spec, graph)) = load_graph(&ui, &spec_path, &hosts, &[]) else { return ExitStatus::Error };
+            let Some((spec, graph)) = load_graph(&ui, &spec_path, &spec_arg.var_inputs(), &hosts, &[]) else { return ExitStatus::Error };
             let graph = Arc::new(Arc::unwrap_or_clone(graph).for_destroy());
             let local: Vec<&str> =
                 graph.hosts.values().filter(|h| h.transport == spec::TransportKind::Local).map(|h| h.name.as_str()).collect();
@@ -474,7 +512,9 @@ async fn run(cli: Cli) -> ExitStatus {
             select: SelectArgs { host: HostsArg { hosts }, targets, replace, allow_degraded },
         } => {
             let spec_path = spec_arg.path();
-            let Some((spec, graph)) = load_graph(&ui, &spec_path, &hosts, &targets) else { return ExitStatus::Error };
+            let Some((spec, graph)) = load_graph(&ui, &spec_path, &spec_arg.var_inputs(), &hosts, &targets) else {
+                return ExitStatus::Error;
+            };
             let graph = match with_run_options(graph, &replace, allow_degraded) {
                 Ok(g) => g,
                 Err(e) => {
@@ -601,7 +641,9 @@ async fn apply_saved(ui: &Ui, plan_file: &Path, spec_arg: &SpecArg, run: RunArgs
         }
     };
     let spec_path = spec_arg.file.clone().unwrap_or_else(|| PathBuf::from(&saved.spec.path));
-    let Some((spec, graph)) = load_graph(ui, &spec_path, &saved.hosts, &saved.targets) else { return ExitStatus::Error };
+    let Some((spec, graph)) = load_graph(ui, &spec_path, &spec_arg.var_inputs(), &saved.hosts, &saved.targets) else {
+        return ExitStatus::Error;
+    };
     let graph = match with_run_options(graph, &saved.replace, saved.allow_degraded) {
         Ok(g) => g,
         Err(e) => {
@@ -610,7 +652,8 @@ async fn apply_saved(ui: &Ui, plan_file: &Path, spec_arg: &SpecArg, run: RunArgs
         }
     };
     let now = saved::SpecRef::of(&spec, &spec_path);
-    if now.digest != saved.spec.digest {
+    let spec_moved = now.digest != saved.spec.digest;
+    if spec_moved {
         let changed = saved.spec.changed_files(&now);
         let what = if changed.is_empty() { String::new() } else { format!(": {}", changed.join(", ")) };
         ui.error(&format!(
@@ -622,6 +665,18 @@ async fn apply_saved(ui: &Ui, plan_file: &Path, spec_arg: &SpecArg, run: RunArgs
             spec_path.display(),
             plan_file.display()
         ));
+    }
+    let vars_moved = saved.spec.vars.as_ref().map(|v| v.changed(&spec.vars)).unwrap_or_default();
+    if !vars_moved.is_empty() {
+        ui.error(&format!(
+            "{} was made with other variables: {}; nothing was applied. Give the same --var, --var-file and CAIRN_VAR_* \
+             values as the plan had, or make a new plan with `cairn plan -o {}` and review it.",
+            plan_file.display(),
+            vars_moved.join(", "),
+            plan_file.display()
+        ));
+    }
+    if spec_moved || !vars_moved.is_empty() {
         return ExitStatus::Error;
     }
     let (ui, graph, saved) = (ui, &graph, &saved);
@@ -790,8 +845,10 @@ async fn release_locks(locked: &[crate::transport::SharedTransport], me: &host::
 }
 
 /// `cairn unlock HOST`.
-async fn unlock(ui: &Ui, spec_path: &Path, name: &str) -> ExitStatus {
-    let Some((spec, graph)) = load_graph(ui, spec_path, &[name.to_string()], &[]) else { return ExitStatus::Error };
+async fn unlock(ui: &Ui, spec_arg: &SpecArg, name: &str) -> ExitStatus {
+    let Some((spec, graph)) = load_graph(ui, &spec_arg.path(), &spec_arg.var_inputs(), &[name.to_string()], &[]) else {
+        return ExitStatus::Error;
+    };
     let graph = &graph;
     with_connections(ui, &spec, graph, |conns| async move {
         let Some(Ok(t)) = conns.get(name) else {
@@ -831,8 +888,8 @@ async fn unlock(ui: &Ui, spec_path: &Path, name: &str) -> ExitStatus {
 /// `cairn unlock` without a host: every host of the spec, one line each; a lock is removed only
 /// when its run is known to be gone (taken on this machine by a process that no longer exists).
 /// Exit 1 when a lock was kept or a host could not be read.
-async fn unlock_stale(ui: &Ui, spec_path: &Path) -> ExitStatus {
-    let Some((spec, graph)) = load_graph(ui, spec_path, &[], &[]) else { return ExitStatus::Error };
+async fn unlock_stale(ui: &Ui, spec_arg: &SpecArg) -> ExitStatus {
+    let Some((spec, graph)) = load_graph(ui, &spec_arg.path(), &spec_arg.var_inputs(), &[], &[]) else { return ExitStatus::Error };
     let graph = &graph;
     with_connections(ui, &spec, graph, |conns| async move {
         let mut kept: Vec<&str> = Vec::new();
@@ -905,14 +962,19 @@ async fn unlock_stale(ui: &Ui, spec_path: &Path) -> ExitStatus {
     .await
 }
 
-fn load_spec(ui: &Ui, path: &Path) -> Option<Spec> {
+fn load_spec(ui: &Ui, path: &Path, vars: &spec::VarInputs) -> Option<Spec> {
     if path == Path::new(DEFAULT_SPEC) && !path.exists() {
         let here = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| ".".into());
         ui.error(&format!("no spec here: cairn looked for `{DEFAULT_SPEC}` in {here}; name the spec with `-f PATH`"));
         return None;
     }
-    match spec::load(path) {
-        Ok(spec) => Some(spec),
+    match spec::load_with_vars(path, vars) {
+        Ok((spec, warnings)) => {
+            for warning in warnings {
+                ui.warn(&warning);
+            }
+            Some(spec)
+        }
         Err(e) => {
             eprint!("{}", e.diagnostics.render(&e.sources));
             let _ = ui;
@@ -921,8 +983,8 @@ fn load_spec(ui: &Ui, path: &Path) -> Option<Spec> {
     }
 }
 
-fn load_graph(ui: &Ui, path: &Path, hosts: &[String], targets: &[String]) -> Option<(Spec, Arc<Graph>)> {
-    let spec = load_spec(ui, path)?;
+fn load_graph(ui: &Ui, path: &Path, vars: &spec::VarInputs, hosts: &[String], targets: &[String]) -> Option<(Spec, Arc<Graph>)> {
+    let spec = load_spec(ui, path, vars)?;
     match Graph::build(&spec) {
         Ok(graph) => match graph.restrict(hosts, targets) {
             Ok(g) => Some((spec, Arc::new(g))),
@@ -938,8 +1000,9 @@ fn load_graph(ui: &Ui, path: &Path, hosts: &[String], targets: &[String]) -> Opt
     }
 }
 
-fn validate(ui: &Ui, path: &Path) -> ExitStatus {
-    let Some((spec, graph)) = load_graph(ui, path, &[], &[]) else { return ExitStatus::Error };
+fn validate(ui: &Ui, spec_arg: &SpecArg) -> ExitStatus {
+    let path = &spec_arg.path();
+    let Some((spec, graph)) = load_graph(ui, path, &spec_arg.var_inputs(), &[], &[]) else { return ExitStatus::Error };
     println!(
         "{} is valid: {} resource{}, {} instance{} on {} host{}, {} wave{}.",
         path.display(),
@@ -973,8 +1036,8 @@ fn tracked_state_files(state_dir: &Path) -> Option<usize> {
     (out.status.success() && count > 0).then_some(count)
 }
 
-fn graph(ui: &Ui, path: &Path, format: GraphFormat) -> ExitStatus {
-    let Some((_, graph)) = load_graph(ui, path, &[], &[]) else { return ExitStatus::Error };
+fn graph(ui: &Ui, spec_arg: &SpecArg, format: GraphFormat) -> ExitStatus {
+    let Some((_, graph)) = load_graph(ui, &spec_arg.path(), &spec_arg.var_inputs(), &[], &[]) else { return ExitStatus::Error };
     match format {
         GraphFormat::Dot => print!("{}", graph.to_dot()),
         GraphFormat::Mermaid => print!("{}", graph.to_mermaid()),

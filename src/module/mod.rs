@@ -9,6 +9,7 @@ pub mod show;
 
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value, syntax::SyntaxConfig};
 
+use crate::spec::diagnostic::did_you_mean;
 use crate::spec::{Diagnostic, HostSpec, ModuleScope, SourceMap, Span, Spec, TemplateText};
 
 /// Renders templates with cairn's settings: undefined values are errors when printed (but can be
@@ -41,8 +42,57 @@ impl Templater {
     /// Renders `template` in `context`. Errors point at the template's line when known.
     pub fn render(&self, template: &TemplateText, context: &Value, sources: &SourceMap) -> Result<String, Diagnostic> {
         let rendered = self.env.template_from_named_str(&template.name, &template.text).and_then(|t| t.render(context));
-        rendered.map_err(|e| template_diagnostic(template, &e, sources))
+        rendered.map_err(|e| {
+            let diag = template_diagnostic(template, &e, sources);
+            if e.kind() == minijinja::ErrorKind::UndefinedError { undefined_var_hint(diag, template, &e, context) } else { diag }
+        })
     }
+}
+
+/// For an undefined `vars.NAME`: "did you mean `vars.OTHER`?" when a defined variable is close
+/// (the same [`did_you_mean`] as every other hint), and a help that says where variables come
+/// from. Other undefined values keep the general help.
+fn undefined_var_hint(diag: Diagnostic, template: &TemplateText, err: &minijinja::Error, context: &Value) -> Diagnostic {
+    let defined: Vec<String> = context
+        .get_attr("vars")
+        .ok()
+        .and_then(|v| v.try_iter().ok())
+        .map(|keys| keys.filter_map(|k| k.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    // minijinja names the undefined path in its detail ("`vars.greting` is undefined"); when it
+    // does not, the names used on the failing line (or anywhere, for an inline template) are read.
+    let line_text = err.line().and_then(|l| template.text.lines().nth(l.saturating_sub(1))).unwrap_or(&template.text);
+    let used = var_names(err.detail().unwrap_or_default()).into_iter().chain(var_names(line_text));
+    let Some(wanted) = used.into_iter().find(|name| !defined.contains(name)) else { return diag };
+    let set_it = format!("define `{wanted}` in [vars], or give it with `--var {wanted}=VALUE`, a --var-file or CAIRN_VAR_{wanted}");
+    match did_you_mean(&wanted, defined.iter().map(String::as_str)) {
+        Some(close) => diag
+            .with_label(format!("did you mean `vars.{close}`?"))
+            .with_help(format!("`vars.{wanted}` is not defined, `vars.{close}` is: fix the name, or {set_it}")),
+        None => {
+            let known =
+                if defined.is_empty() { "no variables are defined".to_string() } else { format!("defined: {}", defined.join(", ")) };
+            diag.with_help(format!("`vars.{wanted}` is not defined ({known}): {set_it}, or use `| default(...)`"))
+        }
+    }
+}
+
+/// The `NAME` of every `vars.NAME` in `text`, in order.
+fn var_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("vars.") {
+        let before = rest[..at].chars().next_back();
+        rest = &rest[at + "vars.".len()..];
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') {
+            continue;
+        }
+        let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        if !name.is_empty() {
+            names.push(name);
+        }
+    }
+    names
 }
 
 /// Maps a minijinja error to a diagnostic. For a template file (its span covers the whole file)
@@ -155,6 +205,30 @@ mod tests {
         assert!(err.message.contains("undefined"), "{}", err.message);
         let (t, sources) = inline("{% if vars.missing is defined %}x{% endif %}{{ vars.missing | default('d') }}");
         assert_eq!(Templater::new().render(&t, &ctx, &sources).unwrap(), "d");
+    }
+
+    #[test]
+    fn an_undefined_var_close_to_a_defined_one_says_did_you_mean() {
+        let (t, sources) = inline("{{ vars.greting }}");
+        let ctx = minijinja::context! { vars => minijinja::context!{ greeting => "hi", other => 1 } };
+        let err = Templater::new().render(&t, &ctx, &sources).unwrap_err();
+        assert_eq!(err.label.as_deref(), Some("did you mean `vars.greeting`?"));
+        assert!(err.help.as_deref().unwrap().starts_with("`vars.greting` is not defined, `vars.greeting` is"), "{:?}", err.help);
+        let (t, sources) = inline("{{ vars.zzz }}");
+        let err = Templater::new().render(&t, &ctx, &sources).unwrap_err();
+        assert_eq!(err.label, None);
+        assert!(err.help.as_deref().unwrap().contains("defined: greeting, other"), "{:?}", err.help);
+        // Not about vars: the general help.
+        let (t, sources) = inline("{{ host.nope }}");
+        let err = Templater::new()
+            .render(&t, &minijinja::context! { host => minijinja::context!{}, vars => minijinja::context!{} }, &sources)
+            .unwrap_err();
+        assert!(err.help.as_deref().unwrap().starts_with("fix the template"), "{:?}", err.help);
+    }
+
+    #[test]
+    fn var_names_are_read_from_text() {
+        assert_eq!(var_names("{{ vars.a }}-{{ vars.b_2.c }} myvars.x"), vec!["a", "b_2"]);
     }
 
     #[test]

@@ -118,31 +118,115 @@ pub struct SpecRef {
     /// name what changed (absent in plans of earlier versions).
     #[serde(default)]
     pub files: BTreeMap<String, String>,
+    /// The variables the plan was made with (absent in plans of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vars: Option<VarDigests>,
+}
+
+/// The variables a plan was made with, after `--var`, `--var-file` and `CAIRN_VAR_*` were merged
+/// over `[vars]`: each name with a salted sha256 of its value, never the value. The salt is new
+/// for each plan, so equal values in two plans do not look alike and no precomputed table reverses
+/// a digest (a value that can be guessed can still be confirmed by guessing: keep secrets out of
+/// variables).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VarDigests {
+    /// Random, hex.
+    pub salt: String,
+    /// Digest of each variable's value, by name.
+    pub digests: BTreeMap<String, String>,
+}
+
+impl VarDigests {
+    /// The digests of `vars` with a fresh salt.
+    pub fn new(vars: &BTreeMap<String, serde_json::Value>) -> Self {
+        let mut salt = [0u8; 16];
+        if getrandom::fill(&mut salt).is_err() {
+            // No randomness: the digests are still digests, only comparable across plans.
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+            salt = nanos.to_le_bytes();
+        }
+        Self::with_salt(vars, &hex::encode(salt))
+    }
+
+    fn with_salt(vars: &BTreeMap<String, serde_json::Value>, salt: &str) -> Self {
+        let digests = vars.iter().map(|(name, value)| (name.clone(), var_digest(salt, name, value))).collect();
+        Self { salt: salt.to_string(), digests }
+    }
+
+    /// How the variables `now` differ from these, one entry per name ("`region` differs");
+    /// empty when they are the same.
+    pub fn changed(&self, now: &BTreeMap<String, serde_json::Value>) -> Vec<String> {
+        let now = Self::with_salt(now, &self.salt);
+        entry_changes(&self.digests, &now.digests)
+            .into_iter()
+            .map(|(name, change)| match change {
+                Entry::Gone => format!("`{name}` was set then and is not now"),
+                Entry::Differs => format!("`{name}` has another value"),
+                Entry::New => format!("`{name}` is set now and was not then"),
+            })
+            .collect()
+    }
+}
+
+/// sha256 over the salt, the name and the value (as JSON), each length-prefixed. serde_json keeps
+/// a table's keys sorted (its `preserve_order` feature is off), so the order a table was written
+/// in does not change its digest.
+fn var_digest(salt: &str, name: &str, value: &serde_json::Value) -> String {
+    let value = value.to_string();
+    let mut h = Sha256::new();
+    for part in [salt, name, value.as_str()] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
 }
 
 impl SpecRef {
     /// The spec at `spec_path`, as loaded.
     pub fn of(spec: &Spec, spec_path: &Path) -> Self {
         let files = spec_files(spec, spec_path).into_iter().map(|(path, text)| (path, sha256_hex(text.as_bytes()))).collect();
-        Self { path: spec_path.display().to_string(), digest: spec_digest(spec, spec_path), files }
+        Self { path: spec_path.display().to_string(), digest: spec_digest(spec, spec_path), files, vars: Some(VarDigests::new(&spec.vars)) }
     }
 
     /// What differs from `now`, one entry per file ("templates/motd.j2 changed"); empty when
     /// the digests agree, or when this plan recorded no files.
     pub fn changed_files(&self, now: &SpecRef) -> Vec<String> {
-        let mut changes = Vec::new();
-        for (path, sum) in &self.files {
-            match now.files.get(path) {
-                None => changes.push(format!("{path} removed")),
-                Some(now_sum) if now_sum != sum => changes.push(format!("{path} changed")),
-                Some(_) => {}
-            }
+        if self.files.is_empty() {
+            return Vec::new();
         }
-        if !self.files.is_empty() {
-            changes.extend(now.files.keys().filter(|p| !self.files.contains_key(*p)).map(|p| format!("{p} added")));
-        }
-        changes
+        entry_changes(&self.files, &now.files)
+            .into_iter()
+            .map(|(path, change)| match change {
+                Entry::Gone => format!("{path} removed"),
+                Entry::Differs => format!("{path} changed"),
+                Entry::New => format!("{path} added"),
+            })
+            .collect()
     }
+}
+
+/// How one entry of a name → digest map moved.
+enum Entry {
+    /// In the old map only.
+    Gone,
+    /// In both, with another digest.
+    Differs,
+    /// In the new map only.
+    New,
+}
+
+/// What differs between two name → digest maps: the old map's names in order, then the new ones.
+fn entry_changes<'a>(then: &'a BTreeMap<String, String>, now: &'a BTreeMap<String, String>) -> Vec<(&'a str, Entry)> {
+    let mut changes: Vec<(&str, Entry)> = then
+        .iter()
+        .filter_map(|(name, digest)| match now.get(name) {
+            None => Some((name.as_str(), Entry::Gone)),
+            Some(d) if d != digest => Some((name.as_str(), Entry::Differs)),
+            Some(_) => None,
+        })
+        .collect();
+    changes.extend(now.keys().filter(|n| !then.contains_key(*n)).map(|n| (n.as_str(), Entry::New)));
+    changes
 }
 
 /// sha256 over every file the spec was read from (spec files, modules, templates), each named by
@@ -302,6 +386,31 @@ pub fn compare(saved: &Plan, now: &Plan) -> Vec<Moved> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variables_are_recorded_by_salted_digest_and_compared_by_name() {
+        let vars = |pairs: &[(&str, serde_json::Value)]| pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let then: BTreeMap<String, serde_json::Value> = vars(&[("region", "eu".into()), ("token", "s3cret".into()), ("port", 2379.into())]);
+        let saved = VarDigests::new(&then);
+        let json = serde_json::to_string(&saved).unwrap();
+        assert!(!json.contains("s3cret") && !json.contains("\"eu\"") && !json.contains("2379"), "{json}");
+        assert!(!json.contains(&crate::hash::sha256_hex(b"s3cret")), "no plain digest of a value");
+        assert_ne!(saved.digests, VarDigests::new(&then).digests, "a new salt per plan");
+        assert!(saved.changed(&then).is_empty());
+        let now = vars(&[("region", "us".into()), ("port", 2379.into()), ("debug", true.into())]);
+        assert_eq!(
+            saved.changed(&now),
+            vec!["`region` has another value", "`token` was set then and is not now", "`debug` is set now and was not then"]
+        );
+        // A table written in another order is the same value.
+        let table = |text: &str| vars(&[("t", serde_json::from_str::<serde_json::Value>(text).unwrap())]);
+        assert!(VarDigests::new(&table(r#"{"a": 1, "b": 2}"#)).changed(&table(r#"{"b": 2, "a": 1}"#)).is_empty());
+        // The type is part of the value.
+        assert_eq!(
+            saved.changed(&vars(&[("region", "eu".into()), ("token", "s3cret".into()), ("port", "2379".into())])),
+            vec!["`port` has another value"]
+        );
+    }
 
     #[test]
     fn read_errors_name_the_file() {

@@ -47,6 +47,8 @@ impl<T> Located<T> {
 #[derive(Debug, Default, Clone)]
 pub struct SourceMap {
     files: Vec<(PathBuf, String)>,
+    /// Files read for diagnostics only, not part of the spec (`--var-file`s).
+    outside: Vec<FileId>,
 }
 
 impl SourceMap {
@@ -56,9 +58,18 @@ impl SourceMap {
         FileId(self.files.len() - 1)
     }
 
-    /// Every file read, with its text, in the order read.
+    /// Registers a file that is not part of the spec (a `--var-file`): diagnostics can quote it,
+    /// but [`files`](Self::files) leaves it out, so it never enters the spec's digest.
+    pub fn add_outside(&mut self, path: impl Into<PathBuf>, text: String) -> FileId {
+        let id = self.add(path, text);
+        self.outside.push(id);
+        id
+    }
+
+    /// Every file the spec was read from, with its text, in the order read (not the files
+    /// registered with [`add_outside`](Self::add_outside)).
     pub fn files(&self) -> impl Iterator<Item = (&Path, &str)> {
-        self.files.iter().map(|(p, t)| (p.as_path(), t.as_str()))
+        self.files.iter().enumerate().filter(|(i, _)| !self.outside.contains(&FileId(*i))).map(|(_, (p, t))| (p.as_path(), t.as_str()))
     }
 
     /// The path a file was read from.

@@ -16,6 +16,7 @@ mod module;
 mod pki;
 mod reader;
 mod systemd;
+mod vars;
 
 pub(crate) use binary::{bad_scheme as binary_bad_scheme, supported_scheme as binary_url_scheme_ok};
 
@@ -28,6 +29,7 @@ use toml::de::{DeTable, DeValue};
 
 pub use self::module::{load_module, module_roots};
 use self::reader::{TableReader, Value, expect_table, quote_list, to_json, type_phrase};
+pub use self::vars::VarInputs;
 use super::diagnostic::{Diagnostic, Diagnostics, FileId, Located, SourceMap, Span, did_you_mean};
 use super::model::{
     ContentSource, DirSpec, FileSpec, HostKeyChecking, HostSpec, Kind, ResourceBody, ResourceId, ResourceSpec, Selector, Spec, SshDefaults,
@@ -60,8 +62,14 @@ impl std::error::Error for LoadError {}
 
 /// Reads and validates the spec at `path`, with its includes.
 pub fn load(path: &Path) -> Result<Spec, LoadError> {
+    load_with_vars(path, &VarInputs::default()).map(|(spec, _)| spec)
+}
+
+/// [`load`], with variables from outside the spec overriding its `[vars]` (see [`VarInputs`]);
+/// also returns warnings (a variable set that the spec's `[vars]` does not have).
+pub fn load_with_vars(path: &Path, vars: &VarInputs) -> Result<(Spec, Vec<String>), LoadError> {
     match read_text(path) {
-        Ok(text) => load_str(path, &text),
+        Ok(text) => load_str_with_vars(path, &text, vars),
         Err(why) => {
             let d = Diagnostic::global(format!("cannot read the spec file `{}`: {why}", path.display()))
                 .with_help("check the path given to cairn");
@@ -72,11 +80,29 @@ pub fn load(path: &Path) -> Result<Spec, LoadError> {
 
 /// Validates spec text as if read from `path` (includes and templates resolved beside it).
 pub fn load_str(path: &Path, text: &str) -> Result<Spec, LoadError> {
+    load_str_with_vars(path, text, &VarInputs::default()).map(|(spec, _)| spec)
+}
+
+/// [`load_str`] with variables from outside the spec, as [`load_with_vars`].
+pub fn load_str_with_vars(path: &Path, text: &str, vars: &VarInputs) -> Result<(Spec, Vec<String>), LoadError> {
     let mut loader = Loader::default();
     loader.stack.push(canonical(path));
     loader.seen.insert(canonical(path));
     loader.file(path, text.to_string(), true);
-    loader.finish(path)
+    let warnings = loader.override_vars(vars);
+    loader.finish(path).map(|spec| (spec, warnings))
+}
+
+/// A TOML syntax error in `file`, at its position.
+fn toml_error(file: FileId, e: &toml::de::Error) -> Diagnostic {
+    let span = Span::new(file, e.span().unwrap_or(0..0));
+    let message = e.message().trim_end().to_string();
+    let (first, rest) = message.split_once('\n').unwrap_or((&message, ""));
+    let mut diag = Diagnostic::at(&span, format!("invalid TOML: {first}"));
+    if !rest.trim().is_empty() {
+        diag = diag.with_label(rest.trim().to_string());
+    }
+    diag.with_help("fix the TOML syntax here; see https://toml.io")
 }
 
 /// Reads a file as UTF-8 text, with a short reason on failure.
@@ -248,16 +274,7 @@ impl Loader {
         let (doc, errors) = DeTable::parse_recoverable(&text);
         if !errors.is_empty() {
             self.broken = true;
-            for e in errors {
-                let span = Span::new(file, e.span().unwrap_or(0..0));
-                let message = e.message().trim_end().to_string();
-                let (first, rest) = message.split_once('\n').unwrap_or((&message, ""));
-                let mut diag = Diagnostic::at(&span, format!("invalid TOML: {first}"));
-                if !rest.trim().is_empty() {
-                    diag = diag.with_label(rest.trim().to_string());
-                }
-                self.diags.push(diag.with_help("fix the TOML syntax here; see https://toml.io"));
-            }
+            self.diags.0.extend(errors.iter().map(|e| toml_error(file, e)));
             return;
         }
         let root_span = Span::new(file, 0..0);
