@@ -117,7 +117,6 @@ fn etcd_ha_example_renders_from_the_host_list() {
         "name: k8s-cluster242\n",
         "data-dir: /var/lib/etcd\nwal-dir: /var/lib/etcd/wal\n",
         "listen-client-urls: https://10.0.0.242:2379,https://127.0.0.1:2379\n",
-        "initial-cluster: k8s-cluster241=https://10.0.0.241:2380,k8s-cluster242=https://10.0.0.242:2380,k8s-cluster243=https://10.0.0.243:2380\n",
         "initial-cluster-token: etcd-k8s-cluster\n",
         "heartbeat-interval: 150\n",
         "  cert-file: /etc/etcd/pki/peer.pem\n",
@@ -126,7 +125,15 @@ fn etcd_ha_example_renders_from_the_host_list() {
         assert!(config.contains(want), "{want:?} missing in:\n{config}");
     }
     assert!(!config.contains("http://"), "no unauthenticated listener:\n{config}");
-    let unit = String::from_utf8(find("etcd.unit.etcd", "k8s-cluster241").desired.new_text().unwrap().to_vec()).unwrap();
+    // The members a new cluster forms with live beside the config, never in it: a membership
+    // change restarts no formed member.
+    assert!(!config.contains("initial-cluster:"), "{config}");
+    let initial = String::from_utf8(find("etcd.file.initial-cluster", "k8s-cluster243").desired.new_text().unwrap().to_vec()).unwrap();
+    assert_eq!(
+        initial,
+        "k8s-cluster241=https://10.0.0.241:2380,k8s-cluster242=https://10.0.0.242:2380,k8s-cluster243=https://10.0.0.243:2380\n"
+    );
+    let unit = String::from_utf8(find("etcd.file.unit", "k8s-cluster241").desired.new_text().unwrap().to_vec()).unwrap();
     assert!(unit.contains("ReadWritePaths=/var/lib/etcd\n") && unit.contains("ProtectSystem=strict\n"), "{unit}");
     let cairn::resource::Desired::Firewall(fw) = &find("etcd.firewall.etcd", "k8s-cluster243").desired else { panic!("not a firewall") };
     assert!(

@@ -91,11 +91,14 @@ fn etcd_membership_grow_shrink_replace_and_the_quorum_guard() {
     assert_eq!(plan.stdout.matches("add as learner → start → caught up → promote (host added to the spec)").count(), 2, "{}", plan.all());
     assert!(!plan.stdout.contains("↻ etcd.unit.etcd") && !plan.stdout.contains("~ etcd.file.config"), "{}", plan.all());
     let before: Vec<u64> = three.iter().map(|n| active_since(&lab, n)).collect();
+    // Through a saved plan: reviewed, then applied exactly.
+    assert_eq!(cairn(dir, &["plan", "-o", "grow.cairn"]).code, 0);
     let writer = Writer::start(&lab, "node1", &endpoints(&lab, &three));
-    let run = cairn(dir, &["apply", "--auto-approve"]);
+    let run = cairn(dir, &["apply", "--auto-approve", "grow.cairn"]);
     let written = writer.stop(&lab);
     assert_eq!(run.code, 0, "{}", run.all());
     assert_no_failed_writes(&written, "grow 3 → 5");
+    assert_eq!(run.stderr.matches("added as learner, started, caught up, promoted").count(), 2, "{}", run.all());
     assert_eq!(voters(&lab, "node4"), five);
     let after: Vec<u64> = three.iter().map(|n| active_since(&lab, n)).collect();
     assert_eq!(before, after, "a formed member was restarted");
@@ -133,6 +136,23 @@ fn etcd_membership_grow_shrink_replace_and_the_quorum_guard() {
     assert_ne!(old_id, new_id, "node3 came back as a new member");
     assert_eq!(voters(&lab, "node3"), three);
     assert_eq!(cairn(dir, &["plan", "--detailed-exitcode"]).code, 0, "the plan after replacing is empty");
+
+    // 3b. --replace forces the same for a member that looks healthy.
+    let old_id = members(&lab, "node1").into_iter().find(|m| m.name == "node2").unwrap().id;
+    let plan = cairn(dir, &["plan", "--replace", "etcd.cluster.members[node2]"]);
+    assert!(plan.stdout.contains("replace (--replace): stop → set its data aside"), "{}", plan.all());
+    let writer = Writer::start(&lab, "node1", &endpoints(&lab, &["node1", "node3"]));
+    let run = cairn(dir, &["apply", "--auto-approve", "--replace", "etcd.cluster.members[node2]"]);
+    let written = writer.stop(&lab);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_no_failed_writes(&written, "replacing node2 on request");
+    assert_ne!(members(&lab, "node1").into_iter().find(|m| m.name == "node2").unwrap().id, old_id);
+    assert!(!lab.ssh_ok("node2", &["sh", "-c", "ls -d /var/lib/etcd.replaced-*/member"]).is_empty(), "the old data is kept");
+    assert_eq!(voters(&lab, "node2"), three);
+    assert_eq!(cairn(dir, &["plan", "--detailed-exitcode"]).code, 0);
+    let unknown = cairn(dir, &["plan", "--replace", "etcd.cluster.members[node9]"]);
+    assert_eq!(unknown.code, 1, "{}", unknown.all());
+    assert!(unknown.stderr.contains("the spec has no etcd.cluster.members on node9"), "{}", unknown.all());
 
     // 4. Degraded: node2 stopped by hand, then a change that needs a rolling restart. The plan
     //    offers to start node2 and holds the restarts (exit 1); apply heals node2 only.

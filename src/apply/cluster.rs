@@ -159,6 +159,14 @@ async fn member_step(
         }
         MemberStep::Replace { id: old, .. } => {
             let unit = service(member)?;
+            // A member that leads hands its leadership over before it stops (--replace of a
+            // healthy member): no election while clients write.
+            let leader = seen.statuses.iter().map(|s| s.leader).find(|&l| l != 0);
+            if leader == Some(*old)
+                && let Some(to) = seen.members.as_deref().and_then(|ms| listed(ms, via.member))
+            {
+                driver.move_leader(via.transport.as_ref(), to.id).await?;
+            }
             run_checked(host, &argv(&["systemctl", "stop", unit])).await?;
             let aside = driver.set_data_aside(host, "replaced").await?;
             if now.as_ref().is_some_and(|l| l.id == *old) {

@@ -583,7 +583,12 @@ fn settled(
         return Some((Outcome::Skipped(format!("{} did not complete", graph.instances[*failed_dep].id)), false));
     }
     if let Some(failed_gate) = sched.gates[i].iter().find(|&&d| sched.state[d] == State::NotOk) {
-        let why = format!("rolling restart stopped: {} did not complete", graph.instances[*failed_gate].id);
+        let failed = &graph.instances[*failed_gate].id;
+        let why = if graph.instances[i].desired.member().is_some() {
+            format!("membership changes stopped: {failed} did not complete (one step at a time; the next plan shows the cluster as it is)")
+        } else {
+            format!("rolling restart stopped: {failed} did not complete")
+        };
         return Some((Outcome::Skipped(why), false));
     }
     if let Some(err) = host_errors.get(graph.instances[i].id.host.as_str()) {

@@ -719,6 +719,17 @@ fn print_plan(ui: &Ui, plan: &Plan, format: PlanFormat) {
         PlanFormat::Json => print!("{}", render::json(plan)),
         PlanFormat::Markdown => print!("{}", render::markdown(plan)),
     }
+    // --allow-degraded lets the quorum guard's held changes through: say so, every time.
+    for cluster in plan.clusters.iter().filter(|c| c.summary.health == crate::resource::cluster::ClusterHealth::Degraded) {
+        // Without the flag such a change would be held (a conflict).
+        if plan.changes().any(|c| c.id.resource == cluster.unit && c.disruptive && c.action.is_change()) {
+            ui.warn(&format!(
+                "--allow-degraded: {} is degraded and this plan disrupts it anyway; one more member lost while it runs costs \
+                 the cluster its quorum",
+                render::cluster_headline(cluster)
+            ));
+        }
+    }
 }
 
 /// Connects to every host of the graph (in parallel), runs `body`, and closes every connection

@@ -214,6 +214,17 @@ pub fn plan_from_facts(graph: &Graph, host: &str, facts: &HostFacts, old: &BTree
     plan_changes(graph, host, facts, old, orphans(graph, host, facts))
 }
 
+/// Plans every host of `facts` from what its probe found, the cluster pass included (no diffs
+/// of old contents). Pure: tests feed it made-up facts.
+pub fn plan_from_all_facts(graph: &Graph, facts: &BTreeMap<String, HostFacts>) -> Plan {
+    let mut plan = Plan::for_graph(graph);
+    for (host, f) in facts {
+        plan.hosts.insert(host.clone(), plan_from_facts(graph, host, f, &BTreeMap::new()));
+    }
+    super::clusters::plan_clusters(graph, facts, &mut plan);
+    plan
+}
+
 /// [`plan_from_facts`] with the host's removals already known.
 fn plan_changes(graph: &Graph, host: &str, facts: &HostFacts, old: &BTreeMap<String, Vec<u8>>, orphans: Vec<Orphan>) -> Vec<Change> {
     let removals = orphans.into_iter().map(|orphan| {
