@@ -106,6 +106,23 @@ pub enum LabError {
         /// The nspawn log file.
         log: PathBuf,
     },
+    /// A kernel limit is too low for the lab and could not be raised.
+    #[error(
+        "{hosts} lab hosts need {name} = {needed} (it is {current}) and cairn could not raise it ({error}); \
+         run `sysctl -w {name}={needed}` as root, or boot fewer hosts"
+    )]
+    KernelLimit {
+        /// The sysctl.
+        name: String,
+        /// Its value now.
+        current: u64,
+        /// The value needed.
+        needed: u64,
+        /// Hosts asked for.
+        hosts: u32,
+        /// Why writing it failed.
+        error: String,
+    },
 }
 
 impl LabError {

@@ -14,6 +14,7 @@
 
 mod cmd;
 mod error;
+mod limits;
 mod lock;
 mod net;
 mod node;
@@ -248,6 +249,9 @@ pub fn up(opts: &UpOptions, progress: &mut dyn FnMut(&str)) -> Result<LabInfo, L
         return Err(LabError::InvalidHostCount { hosts: opts.hosts, max: MAX_HOSTS });
     }
     check_prerequisites()?;
+    for raised in limits::ensure(opts.hosts)? {
+        progress(&raised);
+    }
     let name = opts.name.as_str();
     let dir = lab_dir(name);
     let _lock = lab_lock(name, progress)?;
