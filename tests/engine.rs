@@ -509,3 +509,14 @@ fn check_runs_the_checks_alone() {
     assert_eq!(passing.code, 0, "{}", passing.all());
     assert!(passing.stdout.ends_with("Checks: 2 passed, 0 failed.\n"), "{}", passing.stdout);
 }
+
+/// Issue 15: a template with nested loops made `validate` run for minutes, and one printing a
+/// huge value ate memory. Both now stop at the rendering budget, naming the template, the limit
+/// and its size; the well-behaved template beside them is not reported.
+#[test]
+fn runaway_templates_fail_fast_naming_the_limit() {
+    let v = cairn(Path::new("tests/fixtures/budget"), &["validate"]);
+    assert_eq!(v.code, 1, "{}", v.all());
+    assert!(!v.stderr.contains("file.fine"), "{}", v.stderr);
+    insta::assert_snapshot!(v.stderr);
+}
