@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "common/corpus.rs"]
+mod corpus;
 #[path = "common/run.rs"]
 mod run;
 use run::cairn;
@@ -32,11 +34,13 @@ labels = { role = "etcd" }
 "#;
 
 fn graph(text: &str) -> Graph {
+    corpus::keep_spec(Path::new("cairn.toml"), text);
     let spec = load_str(Path::new("cairn.toml"), text).unwrap_or_else(|e| panic!("{}", e.render()));
     Graph::build(&spec).unwrap_or_else(|d| panic!("{}", d.render(&spec.sources)))
 }
 
 fn graph_errors(path: &Path, text: &str) -> String {
+    corpus::keep_spec(path, text);
     let spec = load_str(path, text).unwrap_or_else(|e| panic!("{}", e.render()));
     match Graph::build(&spec) {
         Ok(_) => panic!("expected graph errors"),

@@ -4,6 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "common/corpus.rs"]
+mod corpus;
+
 use std::path::{Path, PathBuf};
 
 use cairn::spec::{ContentSource, HostKeyChecking, Kind, Mode, ResourceBody, ResourceId, Selector, TransportKind, load, load_str};
@@ -21,6 +24,7 @@ labels = { role = "worker" }
 
 /// Loads inline spec text that must fail; returns the rendered diagnostics.
 fn errors(text: &str) -> String {
+    corpus::keep_spec(Path::new("cairn.toml"), text);
     match load_str(Path::new("cairn.toml"), text) {
         Ok(_) => panic!("expected the spec to be rejected:\n{text}"),
         Err(e) => e.render(),

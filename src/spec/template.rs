@@ -23,9 +23,9 @@ pub struct TemplateText {
 
 /// The minijinja fuel one render may use: about one unit per instruction and one per 64 bytes
 /// of data it makes. The templates of the etcd module use under 300 each, so a template would
-/// have to do ten thousand times their work to reach it;
+/// have to do three thousand times their work to reach it;
 /// a debug build burns the whole budget in a fraction of a second.
-pub const FUEL: u64 = 5_000_000;
+pub const FUEL: u64 = 1_000_000;
 
 /// The largest text one render may produce: 16 MiB. Every value cairn renders becomes a file,
 /// a unit or a command line on a host; anything larger is a runaway template.
@@ -91,7 +91,7 @@ mod tests {
         let text = "{% for a in range(10000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}";
         let err = render_bounded(&env(), "t", text, Value::UNDEFINED).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::OutOfFuel);
-        assert!(budget_exceeded(&err).unwrap().contains("5000000 units"));
+        assert!(budget_exceeded(&err).unwrap().contains("1000000 units"));
     }
 
     #[test]
