@@ -64,6 +64,7 @@ struct Report {
     longest_len: usize,
     largest: usize,
     outcomes: usize,
+    accepted: usize,
 }
 
 /// Runs `target` on every seed, then on `iterations` mutants (stopping early after `time`),
@@ -99,6 +100,9 @@ fn session(name: &str, seeds: Vec<Vec<u8>>, dict: &[&str], iterations: usize, ti
         }
         match outcome {
             Ok(sig) => {
+                if sig.starts_with("ok") || sig.starts_with("plan") {
+                    report.accepted += 1;
+                }
                 if took > MAX_INPUT_TIME {
                     report.slow.push((took, save_crash(name, &input)));
                 }
@@ -111,11 +115,12 @@ fn session(name: &str, seeds: Vec<Vec<u8>>, dict: &[&str], iterations: usize, ti
     }
     report.outcomes = seen.len();
     eprintln!(
-        "fuzz {name}: {} executions in {:.1}s ({} seeds), {} distinct outcomes, {} crashes, {} over {MAX_INPUT_TIME:?}, \
+        "fuzz {name}: {} executions in {:.1}s ({} seeds), {} accepted (parsed, or loaded and planned), {} distinct outcomes, {} crashes, {} over {MAX_INPUT_TIME:?}, \
          longest input {:.3}s ({} bytes), largest input {} bytes",
         report.executions,
         started.elapsed().as_secs_f64(),
         seeds.len(),
+        report.accepted,
         report.outcomes,
         report.crashes.len(),
         report.slow.len(),
@@ -389,7 +394,7 @@ fn spec_target(input: &[u8], bases: &BTreeSet<String>) -> String {
 fn fuzz_spec_loader() {
     let seeds = spec_seeds();
     let bases: BTreeSet<String> = seeds.iter().filter_map(|s| split_base_line(s)).collect();
-    let report = session("spec", seeds, SPEC_DICT, 30_000, Duration::from_secs(60), |input| spec_target(input, &bases));
+    let report = session("spec", seeds, SPEC_DICT, 70_000, Duration::from_secs(60), |input| spec_target(input, &bases));
     assert_clean("spec", &report);
 }
 
@@ -461,7 +466,7 @@ fn fuzz_templates() {
     let host = spec.hosts.values().next().unwrap();
     let ctx = module_context(&spec, host, resource.scope.as_ref().unwrap());
     let templater = Templater::new();
-    let report = session("templates", template_seeds(), TEMPLATE_DICT, 30_000, Duration::from_secs(30), |input| {
+    let report = session("templates", template_seeds(), TEMPLATE_DICT, 60_000, Duration::from_secs(30), |input| {
         let text = String::from_utf8_lossy(input).into_owned();
         let mut sources = SourceMap::default();
         let len = text.len();
@@ -600,7 +605,7 @@ fn probe_target(input: &[u8], graphs: &[Graph]) -> String {
 #[test]
 fn fuzz_probe_output() {
     let graphs = probe_graphs();
-    let report = session("probe", probe_seeds(), PROBE_DICT, 12_000, Duration::from_secs(50), |input| probe_target(input, &graphs));
+    let report = session("probe", probe_seeds(), PROBE_DICT, 30_000, Duration::from_secs(60), |input| probe_target(input, &graphs));
     assert_clean("probe", &report);
 }
 
@@ -654,20 +659,26 @@ fn host_output_target(input: &[u8], rt: &tokio::runtime::Runtime) -> String {
     let text = String::from_utf8_lossy(rest);
     match which % 4 {
         0 => match cairn::resource::firewall::nft::observed_text(&text) {
-            Ok(t) => format!("nft ok {}", t.lines().count().min(30)),
+            Ok(t) => format!("ok nft {}", t.lines().count().min(30)),
             Err(e) => format!("nft {e}").chars().take(40).collect(),
         },
         1 => match cairn::state::manifest::Manifest::parse(&text) {
-            Ok(m) => format!("manifest ok {}", m.to_text().len().min(1)),
+            Ok(m) => format!("ok manifest {}", m.to_text().len().min(1)),
             Err(e) => format!("manifest {e}").chars().take(30).collect(),
         },
-        2 => format!("ssh {}", cairn::resource::firewall::lockout::SshSession::parse(&text).is_some()),
+        2 => {
+            if cairn::resource::firewall::lockout::SshSession::parse(&text).is_some() {
+                "ok ssh".into()
+            } else {
+                "ssh none".into()
+            }
+        }
         _ => {
             let t = Answering { stdout: rest.to_vec(), stats: Default::default() };
             let count = 1 + usize::from(which / 4 % 4);
             let paths: Vec<String> = (0..count).map(|i| format!("/f{i}")).collect();
             match rt.block_on(cairn::transport::read_files(&t, &paths)) {
-                Ok(files) => format!("read ok {}", files.iter().filter(|f| f.is_some()).count()),
+                Ok(files) => format!("ok read {}", files.iter().filter(|f| f.is_some()).count()),
                 Err(e) => format!("read {e}").chars().take(40).collect(),
             }
         }
@@ -680,16 +691,18 @@ fn fuzz_host_output() {
     let dict: Vec<&str> =
         PROBE_DICT.iter().copied().chain(["{", "}", "[", "]", "\"", ",", ":", "null", "true", "\"family\"", "\"match\""]).collect();
     let report =
-        session("host_output", host_output_seeds(), &dict, 200_000, Duration::from_secs(20), |input| host_output_target(input, &rt));
+        session("host_output", host_output_seeds(), &dict, 400_000, Duration::from_secs(20), |input| host_output_target(input, &rt));
     assert_clean("host_output", &report);
 }
 
 // ---------------------------------------------------------------- the corpus
 
 /// With `CAIRN_FUZZ_COLLECT` set, (re)writes the probe seeds: for every host of the probe
-/// graphs, the output a host would give for its instances' probe requests (every path a file
-/// or directory, units running, accounts present, a real certificate and key, a firewall table,
-/// this spec's manifest), one seed per host. Without it, checks the corpus is there.
+/// graphs, the output a host would give for its instances' probe requests, as a converged host
+/// (every path a file or directory, units running, accounts present, a real certificate and key,
+/// a firewall table, this spec's manifest) and as a drifted one (other modes and owners, units
+/// stopped, an nft error); and the real probe run on this machine. Without it, checks the corpus
+/// is there.
 #[test]
 fn collect_corpus() {
     if !corpus::collecting() {
@@ -699,73 +712,131 @@ fn collect_corpus() {
     }
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["node1".to_string()]).unwrap().self_signed(&key).unwrap();
-    let nft = std::fs::read_to_string("src/resource/firewall/fixtures/etcd.json").unwrap().replace('\n', "");
     for graph in probe_graphs() {
         for host in graph.hosts.keys() {
             let mut req = ProbeRequest::default();
             for inst in graph.instances.iter().filter(|i| &i.id.host == host) {
                 inst.desired.add_to_probe(&mut req);
             }
-            let mut out = String::new();
-            for (i, p) in req.certs.iter().enumerate() {
-                let pem =
-                    if i % 2 == 0 { cert.pem() } else { "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_string() };
-                for line in pem.lines() {
-                    out.push_str(&format!("C\t{line}\t{p}\n"));
-                }
+            for drifted in [false, true] {
+                corpus::keep(
+                    "probe",
+                    "txt",
+                    made_up_probe_output(&req, &graph.spec_name, &cert.pem(), &key.public_key_pem(), drifted).as_bytes(),
+                );
             }
-            for p in &req.keys {
-                for line in key.public_key_pem().lines() {
-                    out.push_str(&format!("K\t{line}\t{p}\n"));
-                }
-            }
-            for (i, p) in req.paths.iter().enumerate() {
-                if i % 3 == 2 {
-                    out.push_str(&format!("S\tdirectory\t755\troot\troot\t4096\t1700000000\t{p}\n"));
-                } else {
-                    out.push_str(&format!("S\tregular file\t644\troot\troot\t12\t1700000000\t{p}\n"));
-                    out.push_str(&format!("H\t{}  {p}\n", cairn::hash::sha256_hex(p.as_bytes())));
-                }
-            }
-            for u in &req.units {
-                out.push_str(&format!("UN\t{u}\n"));
-            }
-            for (i, u) in req.units.iter().enumerate() {
-                if i > 0 {
-                    out.push_str("US\t\n");
-                }
-                for prop in [
-                    format!("Id={u}"),
-                    "LoadState=loaded".into(),
-                    "ActiveState=active".into(),
-                    "SubState=running".into(),
-                    "UnitFileState=enabled".into(),
-                    "ActiveEnterTimestamp=Mon 2026-11-30 10:00:00 UTC".into(),
-                    format!("FragmentPath=/etc/systemd/system/{u}"),
-                    "NeedDaemonReload=no".into(),
-                ] {
-                    out.push_str(&format!("US\t{prop}\n"));
-                }
-            }
-            for u in &req.users {
-                out.push_str(&format!("PW\t{u}:x:998:997::/var/lib/{u}:/usr/sbin/nologin\n"));
-            }
-            for g in &req.groups {
-                out.push_str(&format!("GR\t{g}:x:997:{g}\n"));
-            }
-            for v in &req.versions {
-                out.push_str(&format!("V\t{}\tetcd Version: 3.5.21\n", v.join("\u{1f}")));
-            }
-            if req.firewall {
-                out.push_str(&format!("FWSSH\t10.0.0.1 51234 10.0.0.11 22\nFWNFT\tjson\t{nft}\n"));
-            }
-            out.push_str(&format!(
-                "M\t/var/lib/cairn/manifests/{}.json\t{{\"format\":\"cairn-manifest\",\"format_version\":1,\"spec\":\"{}\",\"cairn_version\":\"0.1.0\",\"resources\":[{{\"id\":\"file.gone\",\"owns\":\"files\",\"files\":[{{\"path\":\"/etc/gone\",\"sha256\":\"ab\"}}]}},{{\"id\":\"dir.d\",\"owns\":\"dir\",\"path\":\"/d\",\"created\":true,\"purge\":false}},{{\"id\":\"unit.old\",\"owns\":\"unit\",\"name\":\"old.service\",\"file\":null}},{{\"id\":\"user.u\",\"owns\":\"user\",\"name\":\"u\",\"remove\":false}}]}}\n",
-                graph.spec_name, graph.spec_name
-            ));
-            out.push_str("E\tend\n");
-            corpus::keep("probe", "txt", out.as_bytes());
         }
     }
+    corpus::keep("probe", "txt", local_probe_output(&cert.pem(), &key.serialize_pem()).as_bytes());
     corpus::keep("host_output", "txt", b"1{\"format\":\"cairn-manifest\",\"format_version\":1,\"spec\":\"s\",\"cairn_version\":\"0.1.0\",\"resources\":[{\"id\":\"file.a\",\"owns\":\"files\",\"files\":[{\"path\":\"/a\",\"sha256\":\"ab\"}]},{\"id\":\"firewall.f\",\"owns\":\"firewall\"}]}");
+}
+
+/// What a host would answer to `req` (see [`collect_corpus`]).
+fn made_up_probe_output(req: &ProbeRequest, spec_name: &str, cert_pem: &str, public_key_pem: &str, drifted: bool) -> String {
+    let nft = std::fs::read_to_string("src/resource/firewall/fixtures/etcd.json").unwrap().replace('\n', "");
+    let mut out = String::new();
+    for (i, p) in req.certs.iter().enumerate() {
+        let pem =
+            if i % 2 == 0 { cert_pem.to_string() } else { "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_string() };
+        for line in pem.lines() {
+            out.push_str(&format!("C\t{line}\t{p}\n"));
+        }
+    }
+    for (i, p) in req.keys.iter().enumerate() {
+        if drifted && i % 2 == 1 {
+            out.push_str(&format!("K\t!unreadable\t{p}\n"));
+            continue;
+        }
+        for line in public_key_pem.lines() {
+            out.push_str(&format!("K\t{line}\t{p}\n"));
+        }
+    }
+    let (mode, owner) = if drifted { ("600", "nobody") } else { ("644", "root") };
+    for (i, p) in req.paths.iter().enumerate() {
+        if i % 3 == 2 {
+            out.push_str(&format!("S\tdirectory\t755\t{owner}\troot\t4096\t1700000000\t{p}\n"));
+        } else if drifted && i % 3 == 1 {
+            out.push_str(&format!("S\tsymbolic link\t777\troot\troot\t7\t1700000000\t{p}\n"));
+        } else {
+            out.push_str(&format!("S\tregular file\t{mode}\t{owner}\troot\t12\t1800000000\t{p}\n"));
+            out.push_str(&format!("H\t{}  {p}\n", cairn::hash::sha256_hex(p.as_bytes())));
+        }
+    }
+    for u in &req.units {
+        out.push_str(&format!("UN\t{u}\n"));
+    }
+    for (i, u) in req.units.iter().enumerate() {
+        if i > 0 {
+            out.push_str("US\t\n");
+        }
+        let (active, sub, file, since, reload) = if drifted {
+            ("inactive", "dead", "disabled", "@1700000000", "yes")
+        } else {
+            ("active", "running", "enabled", "Mon 2026-11-30 10:00:00 UTC", "no")
+        };
+        for prop in [
+            format!("Id={u}"),
+            "LoadState=loaded".into(),
+            format!("ActiveState={active}"),
+            format!("SubState={sub}"),
+            format!("UnitFileState={file}"),
+            format!("ActiveEnterTimestamp={since}"),
+            format!("FragmentPath=/etc/systemd/system/{u}"),
+            format!("NeedDaemonReload={reload}"),
+        ] {
+            out.push_str(&format!("US\t{prop}\n"));
+        }
+    }
+    for u in &req.users {
+        out.push_str(&format!("PW\t{u}:x:998:997::/var/lib/{u}:/usr/sbin/nologin\n"));
+    }
+    for g in &req.groups {
+        out.push_str(&format!("GR\t{g}:x:997:{g}\n"));
+    }
+    for v in &req.versions {
+        out.push_str(&format!("V\t{}\tetcd Version: {}\n", v.join("\u{1f}"), if drifted { "3.4.23" } else { "3.5.21" }));
+    }
+    if req.firewall {
+        out.push_str("FWSSH\t10.0.0.1 51234 10.0.0.11 22\n");
+        if drifted {
+            out.push_str("FWNFT\terror\tError: Could not process rule: Operation not permitted\n");
+        } else {
+            out.push_str(&format!("FWNFT\tjson\t{nft}\n"));
+        }
+    }
+    out.push_str(&format!(
+        "M\t/var/lib/cairn/manifests/{spec_name}.json\t{{\"format\":\"cairn-manifest\",\"format_version\":1,\"spec\":\"{spec_name}\",\"cairn_version\":\"0.1.0\",\"resources\":[{{\"id\":\"file.gone\",\"owns\":\"files\",\"files\":[{{\"path\":\"/etc/gone\",\"sha256\":\"ab\"}}]}},{{\"id\":\"dir.d\",\"owns\":\"dir\",\"path\":\"/d\",\"created\":true,\"purge\":false}},{{\"id\":\"unit.old\",\"owns\":\"unit\",\"name\":\"old.service\",\"file\":null}},{{\"id\":\"user.u\",\"owns\":\"user\",\"name\":\"u\",\"remove\":false}}]}}\n"
+    ));
+    out.push_str("E\tend\n");
+    out
+}
+
+/// The real probe script's output on this machine, for a request with a file, a directory, a
+/// missing path, accounts, a unit, a certificate, a key, a version command and the firewall.
+fn local_probe_output(cert_pem: &str, key_pem: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, cert_pem).unwrap();
+    std::fs::write(&key, key_pem).unwrap();
+    let mut req = ProbeRequest::default();
+    std::fs::create_dir(dir.path().join("conf")).unwrap();
+    std::fs::write(dir.path().join("conf/motd"), "hello\n").unwrap();
+    for p in ["conf", "conf/motd", "missing"] {
+        req.paths.insert(dir.path().join(p).display().to_string());
+    }
+    req.certs.insert(cert.display().to_string());
+    req.keys.insert(key.display().to_string());
+    req.users.extend(["root".to_string(), "nobody".to_string(), "cairn-no-such-user".to_string()]);
+    req.groups.extend(["root".to_string(), "cairn-no-such-group".to_string()]);
+    req.units.insert("cairn-no-such.service".to_string());
+    req.versions.insert(vec!["uname".to_string(), "-r".to_string()]);
+    req.firewall = true;
+    req.manifests = true;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let t = cairn::transport::LocalTransport::new("local");
+    let out =
+        rt.block_on(cairn::transport::Transport::run(&t, &ProbeRequest::argv(), cairn::transport::Stdin::Bytes(&req.stdin()))).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!text.contains("PRIVATE KEY"), "{text}");
+    text
 }
