@@ -148,6 +148,15 @@ fn missing_include() {
     insta::assert_snapshot!(fixture_errors("include_missing"));
 }
 
+/// Issue 15: a device or a FIFO as an include, a template or a file's source would be read
+/// forever (or block); the loader refuses every path that is not a regular file.
+#[test]
+fn devices_are_not_read() {
+    insta::assert_snapshot!(errors(&format!(
+        "include = [\"/dev/zero\"]\n{HOSTS}\n[file.a]\npath = \"/etc/a\"\ntemplate = \"/dev/zero\"\n\n[file.b]\npath = \"/etc/b\"\nsource = \"/dev/zero\"\n"
+    )));
+}
+
 #[test]
 fn include_cycle() {
     insta::assert_snapshot!(fixture_errors("include_cycle"));
