@@ -9,6 +9,8 @@
 //! - `spec`: `spec::load_str` as if read from the seed's own path (so includes, modules and
 //!   template files resolve), then `Graph::build` (every template rendered), a plan per host
 //!   from empty facts, and the rendered errors or plan.
+//! - `module`: a module's `module.toml` (the etcd module and its test fixture), mutated inside
+//!   a copy of the module, and a spec using it loaded, built, planned and rendered.
 //! - `templates`: every `.j2` template of the repository, mutated and rendered with a module's
 //!   context through `Templater` (the rendering budget included), errors rendered with carets.
 //! - `probe`: the bytes a (hostile or broken) host could send as probe output: parsed, and
@@ -17,7 +19,7 @@
 //!   session line, the batched file read (through a fake transport).
 //!
 //! Every target must not panic and must take under a second per input; each session is bounded
-//! in iterations and time so the file runs in about a minute on 2 cores in a debug build. A panic
+//! in iterations and time so the file runs in under a minute and a half on 2 cores in a debug build. A panic
 //! saves its input under `target/fuzz-crashes/`; once fixed, the input goes into
 //! `tests/fuzz/corpus/<target>/` as a regression seed. `CAIRN_FUZZ_ITERATIONS=N` scales every
 //! session (for a longer run by hand).
@@ -394,7 +396,7 @@ fn spec_target(input: &[u8], bases: &BTreeSet<String>) -> String {
 fn fuzz_spec_loader() {
     let seeds = spec_seeds();
     let bases: BTreeSet<String> = seeds.iter().filter_map(|s| split_base_line(s)).collect();
-    let report = session("spec", seeds, SPEC_DICT, 70_000, Duration::from_secs(60), |input| spec_target(input, &bases));
+    let report = session("spec", seeds, SPEC_DICT, 60_000, Duration::from_secs(45), |input| spec_target(input, &bases));
     assert_clean("spec", &report);
 }
 
@@ -402,6 +404,68 @@ fn split_base_line(seed: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(seed).ok()?;
     let base = text.lines().next()?.strip_prefix(corpus::BASE_PREFIX)?;
     Some(base.to_string())
+}
+
+// ---------------------------------------------------------------- module files
+
+/// The first line of a module seed: `# fuzz-module: NAME`, the module whose `module.toml` it is.
+const MODULE_PREFIX: &str = "# fuzz-module: ";
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A mutated `module.toml` is written into a copy of the module (its templates beside it) and a
+/// spec using the module is loaded, built, planned and rendered, as in [`spec_target`].
+#[test]
+fn fuzz_module_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(Path::new("modules/etcd-cluster"), &tmp.path().join("modules/etcd-cluster"));
+    copy_dir(Path::new("tests/fixtures/modules/modules/etcd-cluster"), &tmp.path().join("modules/fixture-etcd"));
+    std::fs::copy("modules/etcd-cluster/example.toml", tmp.path().join("etcd-cluster.toml")).unwrap();
+    std::fs::write(
+        tmp.path().join("fixture-etcd.toml"),
+        "[hosts.n1]\naddress = \"192.0.2.1\"\n[module.etcd]\nsource = \"fixture-etcd\"\nhosts = [\"n1\"]\nversion = \"3.5.22\"\n",
+    )
+    .unwrap();
+    let names = ["etcd-cluster", "fixture-etcd"];
+    let mut seeds: Vec<Vec<u8>> = names
+        .iter()
+        .map(|n| {
+            let text = std::fs::read_to_string(tmp.path().join("modules").join(n).join("module.toml")).unwrap();
+            format!("{MODULE_PREFIX}{n}\n{text}").into_bytes()
+        })
+        .collect();
+    seeds.extend(corpus_files("module"));
+    let report = session("module", seeds, SPEC_DICT, 8000, Duration::from_secs(30), |input| {
+        let text = String::from_utf8_lossy(input);
+        let name = text.lines().next().and_then(|l| l.strip_prefix(MODULE_PREFIX)).filter(|n| names.contains(n)).unwrap_or(names[0]);
+        std::fs::write(tmp.path().join("modules").join(name).join("module.toml"), input).unwrap();
+        let spec = match load(&tmp.path().join(format!("{name}.toml"))) {
+            Ok(spec) => spec,
+            Err(e) => return format!("load: {}", shape(&e.render())),
+        };
+        let graph = match Graph::build(&spec) {
+            Ok(g) => g,
+            Err(d) => return format!("graph: {}", shape(&d.render(&spec.sources))),
+        };
+        let mut plan = Plan::for_graph(&graph);
+        for host in graph.hosts.keys() {
+            plan.hosts.insert(host.clone(), plan_from_facts(&graph, host, &HostFacts::default(), &BTreeMap::new()));
+        }
+        let text = render::text(&plan, TextOptions { color: false, verbose: true });
+        format!("plan: {} instances, {} lines", graph.instances.len().min(100), text.lines().count().min(100))
+    });
+    assert_clean("module", &report);
 }
 
 // ---------------------------------------------------------------- templates
@@ -605,7 +669,7 @@ fn probe_target(input: &[u8], graphs: &[Graph]) -> String {
 #[test]
 fn fuzz_probe_output() {
     let graphs = probe_graphs();
-    let report = session("probe", probe_seeds(), PROBE_DICT, 30_000, Duration::from_secs(60), |input| probe_target(input, &graphs));
+    let report = session("probe", probe_seeds(), PROBE_DICT, 25_000, Duration::from_secs(45), |input| probe_target(input, &graphs));
     assert_clean("probe", &report);
 }
 
