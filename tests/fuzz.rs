@@ -19,15 +19,19 @@
 //!   session line, the batched file read (through a fake transport).
 //!
 //! Every target must not panic and must take under a second per input; each session is bounded
-//! in iterations and time so the file runs in under a minute and a half on 2 cores in a debug build. A panic
-//! saves its input under `target/fuzz-crashes/`; once fixed, the input goes into
-//! `tests/fuzz/corpus/<target>/` as a regression seed. `CAIRN_FUZZ_ITERATIONS=N` scales every
-//! session (for a longer run by hand).
+//! in iterations and time so the file runs in under a minute and a half on 2 cores in a debug
+//! build. A panic saves its input under `target/fuzz-crashes/`; once fixed, the input goes into
+//! `tests/fuzz/corpus/<target>/` as a regression seed. For a longer run by hand,
+//! `CAIRN_FUZZ_ITERATIONS=N`, `CAIRN_FUZZ_SECONDS=N` and `CAIRN_FUZZ_SEED=N` set every session's
+//! iteration count, time limit and random seed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
 
 #[path = "common/corpus.rs"]
 mod corpus;
+#[path = "common/files.rs"]
+mod files;
+use files::copy_dir;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -73,8 +77,10 @@ struct Report {
 /// keeping mutants with a new outcome (the string `target` returns) in the pool.
 fn session(name: &str, seeds: Vec<Vec<u8>>, dict: &[&str], iterations: usize, time: Duration, target: impl Fn(&[u8]) -> String) -> Report {
     assert!(!seeds.is_empty(), "{name}: no seeds");
-    let iterations = std::env::var("CAIRN_FUZZ_ITERATIONS").ok().and_then(|n| n.parse().ok()).unwrap_or(iterations);
-    let mut rng = fastrand::Rng::with_seed(0xCA1E_u64 ^ name.len() as u64);
+    let env = |var: &str| std::env::var(var).ok().and_then(|n| n.parse::<u64>().ok());
+    let iterations = env("CAIRN_FUZZ_ITERATIONS").and_then(|n| usize::try_from(n).ok()).unwrap_or(iterations);
+    let time = env("CAIRN_FUZZ_SECONDS").map_or(time, Duration::from_secs);
+    let mut rng = fastrand::Rng::with_seed(env("CAIRN_FUZZ_SEED").unwrap_or(0xCA1E) ^ name.len() as u64);
     let mut pool = seeds.clone();
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let mut report = Report::default();
@@ -375,7 +381,12 @@ const SPEC_DICT: &[&str] = &[
 /// Loads, builds the graph, plans each host from empty facts and renders: the outcome's shape.
 fn spec_target(input: &[u8], bases: &BTreeSet<String>) -> String {
     let (base, text) = split_base(input, bases);
-    let spec = match load_str(&base, &text) {
+    build_and_plan(load_str(&base, &text))
+}
+
+/// A loaded spec's graph, a plan per host from empty facts, and its views; or the rendered errors.
+fn build_and_plan(loaded: Result<cairn::spec::Spec, cairn::spec::LoadError>) -> String {
+    let spec = match loaded {
         Ok(spec) => spec,
         Err(e) => return format!("load: {}", shape(&e.render())),
     };
@@ -411,19 +422,6 @@ fn split_base_line(seed: &[u8]) -> Option<String> {
 /// The first line of a module seed: `# fuzz-module: NAME`, the module whose `module.toml` it is.
 const MODULE_PREFIX: &str = "# fuzz-module: ";
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// A mutated `module.toml` is written into a copy of the module (its templates beside it) and a
 /// spec using the module is loaded, built, planned and rendered, as in [`spec_target`].
 #[test]
@@ -450,20 +448,7 @@ fn fuzz_module_files() {
         let text = String::from_utf8_lossy(input);
         let name = text.lines().next().and_then(|l| l.strip_prefix(MODULE_PREFIX)).filter(|n| names.contains(n)).unwrap_or(names[0]);
         std::fs::write(tmp.path().join("modules").join(name).join("module.toml"), input).unwrap();
-        let spec = match load(&tmp.path().join(format!("{name}.toml"))) {
-            Ok(spec) => spec,
-            Err(e) => return format!("load: {}", shape(&e.render())),
-        };
-        let graph = match Graph::build(&spec) {
-            Ok(g) => g,
-            Err(d) => return format!("graph: {}", shape(&d.render(&spec.sources))),
-        };
-        let mut plan = Plan::for_graph(&graph);
-        for host in graph.hosts.keys() {
-            plan.hosts.insert(host.clone(), plan_from_facts(&graph, host, &HostFacts::default(), &BTreeMap::new()));
-        }
-        let text = render::text(&plan, TextOptions { color: false, verbose: true });
-        format!("plan: {} instances, {} lines", graph.instances.len().min(100), text.lines().count().min(100))
+        build_and_plan(load(&tmp.path().join(format!("{name}.toml"))))
     });
     assert_clean("module", &report);
 }
