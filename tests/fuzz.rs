@@ -15,6 +15,8 @@
 //!   context through `Templater` (the rendering budget included), errors rendered with carets.
 //! - `probe`: the bytes a (hostile or broken) host could send as probe output: parsed, and
 //!   when they parse, planned against the etcd example's graph and rendered.
+//! - `saved_plan`: plan files read back (`SavedPlan::read`), rendered and compared with a fresh
+//!   plan, as `cairn show` and `cairn apply FILE` do.
 //! - `host_output`: the other parsers of what hosts say: nftables JSON, manifests, the SSH
 //!   session line, the batched file read (through a fake transport).
 //!
@@ -742,6 +744,69 @@ fn fuzz_host_output() {
     let report =
         session("host_output", host_output_seeds(), &dict, 400_000, Duration::from_secs(20), |input| host_output_target(input, &rt));
     assert_clean("host_output", &report);
+}
+
+// ---------------------------------------------------------------- saved plans
+
+/// A plan file (`cairn plan -o`) comes back from disk or a CI artifact: `SavedPlan::read` of a
+/// mutated one, then what `cairn show` and `cairn apply FILE` do with it (render it, compare it
+/// with a fresh plan and its spec reference with the spec now). Seeds: plan files of the etcd
+/// example made from each probe seed that parses.
+#[test]
+fn fuzz_saved_plan() {
+    use cairn::plan::saved::{SavedPlan, SpecRef, compare};
+    let path = Path::new("examples/etcd-ha/cairn.toml");
+    let spec = load(path).unwrap_or_else(|e| panic!("{}", e.render()));
+    let graph = Graph::build(&spec).unwrap_or_else(|d| panic!("{}", d.render(&spec.sources)));
+    let now = SpecRef::of(&spec, path);
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("plan.cairn");
+    let mut fresh = Plan::for_graph(&graph);
+    let mut seeds = Vec::new();
+    for probe in corpus_files("probe") {
+        let Ok(facts) = parse_probe_output(&String::from_utf8_lossy(&probe)) else { continue };
+        let mut plan = Plan::for_graph(&graph);
+        for host in graph.hosts.keys() {
+            plan.hosts.insert(host.clone(), plan_from_facts(&graph, host, &facts, &BTreeMap::new()));
+        }
+        fresh = plan.clone();
+        SavedPlan::new(plan, now.clone(), &["k8s-cluster241".to_string()], &[]).write(&file).unwrap();
+        seeds.push(std::fs::read(&file).unwrap());
+    }
+    seeds.extend(corpus_files("saved_plan"));
+    let dict = [
+        "{",
+        "}",
+        "[",
+        "]",
+        "\"",
+        ",",
+        ":",
+        "null",
+        "true",
+        "false",
+        "\"action\"",
+        "\"subject\"",
+        "\"reason\"",
+        "\"hosts\"",
+        "0",
+        "-1",
+        "\"\"",
+    ];
+    let report = session("saved_plan", seeds, &dict, 3000, Duration::from_secs(15), |input| {
+        std::fs::write(&file, input).unwrap();
+        match SavedPlan::read(&file) {
+            Ok(saved) => {
+                let text = render::text(&saved.plan, TextOptions { color: false, verbose: true });
+                let _ = render::json(&saved.plan);
+                let moved = compare(&saved.plan, &fresh);
+                let changed = saved.spec.changed_files(&now);
+                format!("ok {} {} {}", text.lines().count().min(40), moved.len().min(10), changed.len().min(3))
+            }
+            Err(e) => format!("{e}").split(':').next().unwrap_or_default().chars().filter(|c| !c.is_ascii_digit()).take(60).collect(),
+        }
+    });
+    assert_clean("saved_plan", &report);
 }
 
 // ---------------------------------------------------------------- the corpus

@@ -1,8 +1,9 @@
 //! [`TemplateText`]: a spec string that may hold template syntax, kept with where it came from
 //! and rendered per host later; and the budget every render gets ([`render_bounded`]): at most
 //! [`FUEL`] units of minijinja fuel (time and memory) and [`MAX_RENDERED`] bytes of output, so a
-//! template with nested loops fails fast instead of hanging `validate` or `plan`. A leaf of the
-//! spec layer: it imports only spans from `diagnostic`.
+//! template with nested loops fails fast instead of hanging `validate` or `plan`. Every
+//! minijinja environment cairn makes, in the loader and in `module::Templater`, gets its budget
+//! here. A leaf of the spec layer: it imports only spans from `diagnostic` (and minijinja).
 
 use std::io;
 
@@ -23,8 +24,8 @@ pub struct TemplateText {
 
 /// The minijinja fuel one render may use: about one unit per instruction and one per 64 bytes
 /// of data it makes. The templates of the etcd module use under 300 each, so a template would
-/// have to do three thousand times their work to reach it;
-/// a debug build burns the whole budget in a fraction of a second.
+/// have to do three thousand times their work to reach it; a debug build burns the whole budget
+/// in a fraction of a second.
 pub const FUEL: u64 = 1_000_000;
 
 /// The largest text one render may produce: 16 MiB. Every value cairn renders becomes a file,
