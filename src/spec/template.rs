@@ -96,6 +96,19 @@ mod tests {
     }
 
     #[test]
+    fn expressions_have_the_budget_too() {
+        // `[[assert]]` checks are expressions: sorting 10^5 items three times costs more fuel
+        // than one render may use.
+        let env = env();
+        let expr = env.compile_expression("range(100000) | sort | sort(reverse=true) | sort | length").unwrap();
+        assert_eq!(expr.eval(Value::UNDEFINED).unwrap_err().kind(), ErrorKind::OutOfFuel);
+        assert_eq!(
+            Environment::new().compile_expression("range(10) | sort | length").unwrap().eval(Value::UNDEFINED).unwrap(),
+            Value::from(10)
+        );
+    }
+
+    #[test]
     fn output_past_the_cap_is_refused() {
         // Without fuel the size cap alone must stop it.
         let text = "{% for a in range(20000) %}{{ 'y' * 1000 }}{% endfor %}";
