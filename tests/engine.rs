@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "common/corpus.rs"]
+mod corpus;
 #[path = "common/run.rs"]
 mod run;
 use run::cairn;
@@ -32,11 +34,13 @@ labels = { role = "etcd" }
 "#;
 
 fn graph(text: &str) -> Graph {
+    corpus::keep_spec(Path::new("cairn.toml"), text);
     let spec = load_str(Path::new("cairn.toml"), text).unwrap_or_else(|e| panic!("{}", e.render()));
     Graph::build(&spec).unwrap_or_else(|d| panic!("{}", d.render(&spec.sources)))
 }
 
 fn graph_errors(path: &Path, text: &str) -> String {
+    corpus::keep_spec(path, text);
     let spec = load_str(path, text).unwrap_or_else(|e| panic!("{}", e.render()));
     match Graph::build(&spec) {
         Ok(_) => panic!("expected graph errors"),
@@ -508,4 +512,15 @@ fn check_runs_the_checks_alone() {
     let passing = cairn(dir.path(), &["check"]);
     assert_eq!(passing.code, 0, "{}", passing.all());
     assert!(passing.stdout.ends_with("Checks: 2 passed, 0 failed.\n"), "{}", passing.stdout);
+}
+
+/// Issue 15: a template with nested loops made `validate` run for minutes, and one printing a
+/// huge value ate memory. Both now stop at the rendering budget, naming the template, the limit
+/// and its size; the well-behaved template beside them is not reported.
+#[test]
+fn runaway_templates_fail_fast_naming_the_limit() {
+    let v = cairn(Path::new("tests/fixtures/budget"), &["validate"]);
+    assert_eq!(v.code, 1, "{}", v.all());
+    assert!(!v.stderr.contains("file.fine"), "{}", v.stderr);
+    insta::assert_snapshot!(v.stderr);
 }

@@ -3,6 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "common/files.rs"]
+mod files;
+use files::copy_dir;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -33,19 +37,6 @@ etcd_version = "3.4.23"
 etcd_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
 etcd_mirror = "file:///nonexistent/mirror"
 "#;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
 
 fn example_specs() -> Vec<PathBuf> {
     let mut specs: Vec<PathBuf> =

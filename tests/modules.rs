@@ -5,6 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "common/corpus.rs"]
+mod corpus;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -32,6 +35,7 @@ address = "192.0.2.20"
 "#;
 
 fn load(text: &str) -> Spec {
+    corpus::keep_spec(Path::new(FIXTURE_SPEC), text);
     load_str(Path::new(FIXTURE_SPEC), text).unwrap_or_else(|e| panic!("{}", e.render()))
 }
 
@@ -41,6 +45,7 @@ fn graph(spec: &Spec) -> Graph {
 
 /// Error text with the repository's absolute path masked.
 fn errors(text: &str) -> String {
+    corpus::keep_spec(Path::new(FIXTURE_SPEC), text);
     match load_str(Path::new(FIXTURE_SPEC), text) {
         Ok(_) => panic!("expected errors"),
         Err(e) => mask(&e.render()),

@@ -4,6 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "common/corpus.rs"]
+mod corpus;
+
 use std::path::{Path, PathBuf};
 
 use cairn::spec::{ContentSource, HostKeyChecking, Kind, Mode, ResourceBody, ResourceId, Selector, TransportKind, load, load_str};
@@ -21,6 +24,7 @@ labels = { role = "worker" }
 
 /// Loads inline spec text that must fail; returns the rendered diagnostics.
 fn errors(text: &str) -> String {
+    corpus::keep_spec(Path::new("cairn.toml"), text);
     match load_str(Path::new("cairn.toml"), text) {
         Ok(_) => panic!("expected the spec to be rejected:\n{text}"),
         Err(e) => e.render(),
@@ -142,6 +146,15 @@ fn no_content() {
 #[test]
 fn missing_include() {
     insta::assert_snapshot!(fixture_errors("include_missing"));
+}
+
+/// Issue 15: a device or a FIFO as an include, a template or a file's source would be read
+/// forever (or block); the loader refuses every path that is not a regular file.
+#[test]
+fn devices_are_not_read() {
+    insta::assert_snapshot!(errors(&format!(
+        "include = [\"/dev/zero\"]\n{HOSTS}\n[file.a]\npath = \"/etc/a\"\ntemplate = \"/dev/zero\"\n\n[file.b]\npath = \"/etc/b\"\nsource = \"/dev/zero\"\n"
+    )));
 }
 
 #[test]

@@ -10,12 +10,14 @@ pub mod show;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value, syntax::SyntaxConfig};
 
 use crate::spec::diagnostic::did_you_mean;
+use crate::spec::template::{budget_exceeded, render_bounded, with_budget};
 use crate::spec::{Diagnostic, HostSpec, ModuleScope, SourceMap, Span, Spec, TemplateText};
 
 /// Renders templates with cairn's settings: undefined values are errors when printed (but can be
 /// tested with `if`/`default`), a template's final newline is kept (config files need it), and
 /// nothing is auto-escaped (minijinja would otherwise JSON-quote every value printed by a template
-/// named `*.yml.j2` or `*.json.j2`, and HTML-escape `*.html.j2`).
+/// named `*.yml.j2` or `*.json.j2`, and HTML-escape `*.html.j2`). Every render has cairn's budget
+/// (`spec::template::render_bounded`): a runaway template is an error, not a hang.
 pub struct Templater {
     env: Environment<'static>,
 }
@@ -36,12 +38,13 @@ impl Templater {
             env.set_syntax(syntax);
         }
         env.set_debug(true);
+        with_budget(&mut env);
         Self { env }
     }
 
     /// Renders `template` in `context`. Errors point at the template's line when known.
     pub fn render(&self, template: &TemplateText, context: &Value, sources: &SourceMap) -> Result<String, Diagnostic> {
-        let rendered = self.env.template_from_named_str(&template.name, &template.text).and_then(|t| t.render(context));
+        let rendered = render_bounded(&self.env, &template.name, &template.text, context.clone());
         rendered.map_err(|e| {
             let diag = template_diagnostic(template, &e, sources);
             if e.kind() == minijinja::ErrorKind::UndefinedError { undefined_var_hint(diag, template, &e, context) } else { diag }
@@ -111,6 +114,10 @@ fn template_diagnostic(template: &TemplateText, err: &minijinja::Error, sources:
         _ => template.span.clone(),
     };
     let where_ = line.map(|l| format!(" (template line {l})")).unwrap_or_default();
+    if let Some(limit) = budget_exceeded(err) {
+        return Diagnostic::at(&span, format!("template {}{where_} does too much: {limit}", template.name))
+            .with_help("a template renders one file or value: look for loops nested in loops or a huge `range(...)`, and render less");
+    }
     Diagnostic::at(&span, format!("template error in {}{where_}: {} ({detail})", template.name, err.kind())).with_help(help_for(err.kind()))
 }
 
@@ -161,12 +168,13 @@ pub fn module_context(spec: &Spec, host: &HostSpec, scope: &ModuleScope) -> Valu
     let base = host_context(spec, host);
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    with_budget(&mut env);
     let inputs: std::collections::BTreeMap<&String, serde_json::Value> = scope
         .inputs
         .iter()
         .map(|(k, v)| match v {
             serde_json::Value::String(s) if s.contains("{{") || s.contains("{%") => {
-                (k, serde_json::Value::String(env.render_str(s, base.clone()).unwrap_or_else(|_| s.clone())))
+                (k, serde_json::Value::String(render_bounded(&env, k, s, base.clone()).unwrap_or_else(|_| s.clone())))
             }
             _ => (k, v.clone()),
         })

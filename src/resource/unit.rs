@@ -806,8 +806,10 @@ pub fn parse_timestamp(s: &str) -> Result<Option<i64>, ProbeError> {
     let t: Vec<&str> = time.split(':').collect();
     let ([y, m, dd], [hh, mm, ss]) = (d.as_slice(), t.as_slice()) else { return Err(bad()) };
     let ss = ss.split('.').next().unwrap_or(ss);
-    let days = days_from_civil(num(y)?, num(m)?, num(dd)?);
-    Ok(Some(days * 86_400 + num(hh)? * 3600 + num(mm)? * 60 + num(ss)?))
+    // Out-of-range fields are a broken host's answer, not arithmetic to overflow on.
+    let field = |x: &str, range: std::ops::RangeInclusive<i64>| num(x).and_then(|n| if range.contains(&n) { Ok(n) } else { Err(bad()) });
+    let days = days_from_civil(field(y, 1970..=9999)?, field(m, 1..=12)?, field(dd, 1..=31)?);
+    Ok(Some(days * 86_400 + field(hh, 0..=23)? * 3600 + field(mm, 0..=59)? * 60 + field(ss, 0..=60)?))
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -912,6 +914,10 @@ mod tests {
         assert_eq!(parse_timestamp("Mon 2024-02-29 12:00:00.123456 UTC"), Ok(Some(1_709_208_000)));
         assert!(parse_timestamp("Tue 2023-11-14 22:13:20 CET").is_err());
         assert!(parse_timestamp("@soon").is_err());
+        // Found by tests/fuzz.rs: out-of-range fields overflowed the arithmetic (a panic in debug builds).
+        assert!(parse_timestamp("Mon 99999999999999-11-14 22:13:20 UTC").is_err());
+        assert!(parse_timestamp("Tue 2023-11-14 9223372036854775807:13:20 UTC").is_err());
+        assert!(parse_timestamp("Tue 2023-13-14 22:13:20 UTC").is_err());
     }
 
     #[test]

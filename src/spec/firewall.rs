@@ -157,7 +157,8 @@ impl Cidr {
         }
     }
 
-    /// The first and last address as integers (IPv4 in the low 32 bits).
+    /// The first and last address as integers (IPv4 in the low 32 bits). Host bits of `addr`
+    /// (possible in what a host reports) are ignored: the bounds are the network's.
     pub fn bounds(&self) -> (u128, u128) {
         let bits = u32::from(Cidr::max_len(self.addr));
         let start = match self.addr {
@@ -166,7 +167,8 @@ impl Cidr {
         };
         let host_bits = bits - u32::from(self.len);
         let size_minus_one = if host_bits >= 128 { u128::MAX } else { (1u128 << host_bits) - 1 };
-        (start, start + size_minus_one)
+        let start = start & !size_minus_one;
+        (start, start | size_minus_one)
     }
 }
 
@@ -239,6 +241,12 @@ mod tests {
         assert_eq!(parse_cidr("fd00::/64").unwrap().to_string(), "fd00::/64");
         assert_eq!(parse_cidr("0.0.0.0/0").unwrap().bounds(), (0, u128::from(u32::MAX)));
         assert_eq!(parse_cidr("::/0").unwrap().bounds(), (0, u128::MAX));
+        // Found by tests/fuzz.rs: a host's nft output can carry a prefix with host bits set
+        // (`ffff::1/0`); its bounds overflowed (a panic in debug builds). They are the network's.
+        let odd = Cidr { addr: "ffff::1".parse().unwrap(), len: 0 };
+        assert_eq!(odd.bounds(), (0, u128::MAX));
+        let odd = Cidr { addr: "10.0.0.5".parse().unwrap(), len: 24 };
+        assert_eq!(odd.bounds(), (0x0a00_0000, 0x0a00_00ff));
         let e = parse_cidr("10.0.0.1/24").unwrap_err();
         assert_eq!(e.suggestion.as_deref(), Some("10.0.0.0/24"));
         assert!(parse_cidr("10.0.0.0/33").unwrap_err().problem.contains("0 to 32"));

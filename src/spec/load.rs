@@ -112,6 +112,10 @@ fn read_text(path: &Path) -> Result<String, String> {
 }
 
 fn read_bytes(path: &Path) -> Result<Vec<u8>, String> {
+    // A device or a FIFO (`include = ["/dev/zero"]`) would never end or block the loader.
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return Err("it is not a regular file".to_string());
+    }
     std::fs::read(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => "no such file".to_string(),
         _ => e.to_string(),

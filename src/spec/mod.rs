@@ -10,7 +10,7 @@ mod load;
 pub mod model;
 pub mod module;
 pub mod pki;
-mod template;
+pub mod template;
 
 pub use diagnostic::{Diagnostic, Diagnostics, FileId, Located, SourceMap, Span};
 pub use duration::Duration;

@@ -346,7 +346,8 @@ fn addr_set(v: &Value, is6: bool) -> Option<Vec<Interval>> {
                 let len = u8::try_from(p.get("len")?.as_u64()?).ok()?;
                 (addr.is_ipv6() == is6 && len <= Cidr::max_len(addr)).then(|| Cidr { addr, len }.bounds())
             } else if let Some(r) = e.get("range").and_then(Value::as_array) {
-                Some((ip(r.first()?)?, ip(r.get(1)?)?))
+                // A reversed range is no set nft makes: not understood, kept as a foreign rule.
+                Some((ip(r.first()?)?, ip(r.get(1)?)?)).filter(|(lo, hi)| lo <= hi)
             } else {
                 ip(e).map(|a| (a, a))
             }
@@ -359,7 +360,7 @@ fn port_set(v: &Value) -> Option<Vec<Interval>> {
     elements(v)
         .into_iter()
         .map(|e| match e.get("range").and_then(Value::as_array) {
-            Some(r) => Some((port(r.first()?)?, port(r.get(1)?)?)),
+            Some(r) => Some((port(r.first()?)?, port(r.get(1)?)?)).filter(|(lo, hi)| lo <= hi),
             None => port(e).map(|p| (p, p)),
         })
         .collect()

@@ -325,3 +325,13 @@ fn unreadable_reports_are_errors_with_their_text() {
     assert_eq!(nft::observed_text("{}").unwrap_err().to_string(), "no `nftables` list");
     assert!(nft::observed_text("{").unwrap_err().to_string().starts_with("not JSON: "));
 }
+
+/// Found by tests/fuzz.rs: a reversed port range from a host (`8000-808`) underflowed the
+/// arithmetic (a panic in debug builds). It is no set nft makes, so the rule is kept as foreign.
+#[test]
+fn a_reversed_range_from_the_host_is_a_foreign_rule() {
+    let json = RICH_JSON.replacen("{\"range\": [8000, 8080]}", "{\"range\": [8000, 808]}", 1);
+    assert_ne!(json, RICH_JSON);
+    let text = nft::observed_text(&json).unwrap();
+    assert!(text.contains("8000"), "{text}");
+}

@@ -335,6 +335,7 @@ impl Loader {
         let mut env = minijinja::Environment::new();
         // As in resource templates: an undefined value can be tested, but printing one is an error.
         env.set_undefined_behavior(minijinja::UndefinedBehavior::SemiStrict);
+        crate::spec::template::with_budget(&mut env);
         let vars: BTreeMap<&String, &serde_json::Value> = self.vars.iter().map(|(k, (v, _))| (k, v)).collect();
         for pending in std::mem::take(&mut self.pending_asserts) {
             let scope = &pending.scope;
@@ -358,7 +359,8 @@ impl Loader {
                     Ok(v) if v.is_true() => {}
                     Ok(_) => {
                         let message = match &a.message {
-                            Some(m) => env.render_str(&m.value, ctx.clone()).unwrap_or_else(|_| m.value.clone()),
+                            Some(m) => crate::spec::template::render_bounded(&env, "message", &m.value, ctx.clone())
+                                .unwrap_or_else(|_| m.value.clone()),
                             None => format!("`{}` is false", a.that.value),
                         };
                         self.diags.push(
@@ -369,9 +371,16 @@ impl Loader {
                         );
                     }
                     Err(e) => self.diags.push(
-                        Diagnostic::at(&a.that.span, format!("cannot evaluate the check `{}`: {e}", a.that.value))
-                            .with_related(&scope.span, format!("evaluated for [module.{}]", scope.name))
-                            .with_help("`that` is a minijinja expression over `inputs`, `module` (`name`, `hosts`) and `vars`"),
+                        Diagnostic::at(
+                            &a.that.span,
+                            format!(
+                                "cannot evaluate the check `{}`: {}",
+                                a.that.value,
+                                crate::spec::template::budget_exceeded(&e).unwrap_or_else(|| e.to_string())
+                            ),
+                        )
+                        .with_related(&scope.span, format!("evaluated for [module.{}]", scope.name))
+                        .with_help("`that` is a minijinja expression over `inputs`, `module` (`name`, `hosts`) and `vars`"),
                     ),
                 }
             }

@@ -178,11 +178,13 @@ fn with_module_inputs(text: Located<String>, scope: Option<&ModuleScope>, d: &mu
         minijinja::Value::from(minijinja::value::Serde(serde_json::json!({ "inputs": scope.inputs, "module": { "name": scope.name } })));
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    match env.render_str(&text.value, ctx) {
+    crate::spec::template::with_budget(&mut env);
+    match crate::spec::template::render_bounded(&env, "value", &text.value, ctx) {
         Ok(value) => Some(Located::new(value, text.span)),
         Err(e) => {
+            let why = crate::spec::template::budget_exceeded(&e).unwrap_or_else(|| e.to_string());
             d.push(
-                Diagnostic::at(&text.span, format!("cannot render `{}`: {e}", text.value))
+                Diagnostic::at(&text.span, format!("cannot render `{}`: {why}", text.value))
                     .with_label("in a [ca.*] table")
                     .with_help("a CA's values can use `inputs` and `module.name` only (a CA belongs to no host)"),
             );
