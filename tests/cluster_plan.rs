@@ -147,6 +147,27 @@ fn a_grow_is_two_steps_in_a_cluster_section_and_no_restart() {
 }
 
 #[test]
+fn a_refused_upgrade_path_holds_every_restart_and_says_which_step_to_take() {
+    let g = {
+        let text = SPEC.replace("data_dir = \"/var/lib/etcd\" }", "data_dir = \"/var/lib/etcd\", version = \"3.6.4\" }");
+        let spec = cairn::spec::load_str(Path::new("cairn.toml"), &text).unwrap_or_else(|e| panic!("{}", e.render()));
+        Graph::build(&spec).unwrap_or_else(|d| panic!("{}", d.render(&spec.sources)))
+    };
+    let all: BTreeMap<String, HostFacts> =
+        ["h1", "h2", "h3"].iter().map(|h| ((*h).to_string(), facts(&g, h, &["h1", "h2", "h3"], &["h1", "h2", "h3"], "h1"))).collect();
+    let p = plan_from_all_facts(&g, &all);
+    for host in ["h1", "h2", "h3"] {
+        let unit = p.hosts[host].iter().find(|c| c.id.resource.to_string() == "unit.etcd").unwrap();
+        assert_eq!(unit.action, Action::Conflict);
+        assert_eq!(
+            unit.reason.to_string(),
+            "refused upgrade path for cluster.members: etcd upgrades one minor release at a time: members run 3.4.23; go to 3.5.x first, then to 3.6.4"
+        );
+    }
+    assert!(p.has_errors());
+}
+
+#[test]
 fn a_degraded_cluster_holds_its_restarts_and_their_files_but_starts_the_stopped_member() {
     let p = plan(&["h1", "h2", "h3"], &["h1", "h3"], "h1");
     insta::assert_snapshot!("degraded_text", render::text(&p, TextOptions::default()));

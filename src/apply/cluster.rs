@@ -166,6 +166,8 @@ async fn member_step(
                 && let Some(to) = seen.members.as_deref().and_then(|ms| listed(ms, via.member))
             {
                 driver.move_leader(via.transport.as_ref(), to.id).await?;
+                // The new leader settled (every member answering it) before a member stops.
+                wait_healthy(driver, via.transport.as_ref()).await?;
             }
             run_checked(host, &argv(&["systemctl", "stop", unit])).await?;
             let aside = driver.set_data_aside(host, "replaced").await?;

@@ -110,8 +110,19 @@ pub struct SelectArgs {
     pub allow_degraded: bool,
 }
 
-/// The graph with `--replace` and `--allow-degraded` applied; an unknown `--replace` is an error.
-fn with_run_options(graph: Arc<Graph>, replace: &[String], allow_degraded: bool) -> Result<Arc<Graph>, String> {
+/// The graph with `--replace` and `--allow-degraded` applied; an unknown `--replace` is an error,
+/// reported here.
+fn with_run_options(ui: &Ui, graph: Arc<Graph>, replace: &[String], allow_degraded: bool) -> Option<Arc<Graph>> {
+    match run_options(graph, replace, allow_degraded) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            ui.error(&e);
+            None
+        }
+    }
+}
+
+fn run_options(graph: Arc<Graph>, replace: &[String], allow_degraded: bool) -> Result<Arc<Graph>, String> {
     if replace.is_empty() && !allow_degraded {
         return Ok(graph);
     }
@@ -457,13 +468,7 @@ async fn run(cli: Cli) -> ExitStatus {
             let Some((spec, graph)) = load_graph(&ui, &spec_path, &spec_arg.var_inputs(), &hosts, &targets) else {
                 return ExitStatus::Error;
             };
-            let graph = match with_run_options(graph, &replace, allow_degraded) {
-                Ok(g) => g,
-                Err(e) => {
-                    ui.error(&e);
-                    return ExitStatus::Error;
-                }
-            };
+            let Some(graph) = with_run_options(&ui, graph, &replace, allow_degraded) else { return ExitStatus::Error };
             let (ui, graph, spec_ref) = (&ui, &graph, &spec);
             with_connections(ui, &spec, graph, |conns| async move {
                 let plan = planner::plan(graph, &conns).await;
@@ -515,13 +520,7 @@ async fn run(cli: Cli) -> ExitStatus {
             let Some((spec, graph)) = load_graph(&ui, &spec_path, &spec_arg.var_inputs(), &hosts, &targets) else {
                 return ExitStatus::Error;
             };
-            let graph = match with_run_options(graph, &replace, allow_degraded) {
-                Ok(g) => g,
-                Err(e) => {
-                    ui.error(&e);
-                    return ExitStatus::Error;
-                }
-            };
+            let Some(graph) = with_run_options(&ui, graph, &replace, allow_degraded) else { return ExitStatus::Error };
             plan_and_apply(&ui, &spec, &graph, progress::RunKind::Apply, &spec_path, run).await
         }
     }
@@ -644,13 +643,7 @@ async fn apply_saved(ui: &Ui, plan_file: &Path, spec_arg: &SpecArg, run: RunArgs
     let Some((spec, graph)) = load_graph(ui, &spec_path, &spec_arg.var_inputs(), &saved.hosts, &saved.targets) else {
         return ExitStatus::Error;
     };
-    let graph = match with_run_options(graph, &saved.replace, saved.allow_degraded) {
-        Ok(g) => g,
-        Err(e) => {
-            ui.error(&e);
-            return ExitStatus::Error;
-        }
-    };
+    let Some(graph) = with_run_options(ui, graph, &saved.replace, saved.allow_degraded) else { return ExitStatus::Error };
     let now = saved::SpecRef::of(&spec, &spec_path);
     let spec_moved = now.digest != saved.spec.digest;
     if spec_moved {

@@ -70,9 +70,16 @@ pub fn plan_clusters(graph: &Graph, facts: &BTreeMap<String, HostFacts>, plan: &
             };
             plan.hosts.entry(host).or_default().insert(0, change);
         }
-        // The quorum guard: nothing disrupts the service of a degraded cluster.
-        if cluster.summary.health == ClusterHealth::Degraded && !graph.allow_degraded {
-            let held = Reason::ClusterDegraded { cluster: id.to_string(), problems: cluster.summary.problems.clone() };
+        // The upgrade path (checked against the versions the members run), then the quorum
+        // guard: nothing disrupts the service of a degraded cluster.
+        let refused = first.driver.get().upgrade(&cluster.summary.versions).err();
+        let degraded = cluster.summary.health == ClusterHealth::Degraded && !graph.allow_degraded;
+        let held = match refused {
+            Some(why) => Some(Reason::UpgradeRefused { cluster: id.to_string(), why }),
+            None if degraded => Some(Reason::ClusterDegraded { cluster: id.to_string(), problems: cluster.summary.problems.clone() }),
+            None => None,
+        };
+        if let Some(held) = held {
             for changes in plan.hosts.values_mut() {
                 // A held restart holds what would restart it too: the member keeps its old files
                 // rather than carry a change it has not restarted into ("restart pending").

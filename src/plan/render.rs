@@ -95,6 +95,7 @@ impl fmt::Display for Reason {
                     problems.join("; ")
                 )
             }
+            Reason::UpgradeRefused { cluster, why } => write!(f, "refused upgrade path for {cluster}: {why}"),
             Reason::WouldLoseQuorum { member, voters, healthy } => write!(
                 f,
                 "refused: removing member {member} would leave {healthy} healthy of {voters} voting members, below the quorum of {}; \

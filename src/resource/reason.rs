@@ -45,6 +45,13 @@ pub enum Reason {
         /// What is wrong with it.
         problems: Vec<super::cluster::ClusterProblem>,
     },
+    /// The version the spec installs is not a supported step from what the members run.
+    UpgradeRefused {
+        /// The cluster resource.
+        cluster: String,
+        /// Why, and which step to take instead.
+        why: String,
+    },
     /// Removing this member would leave fewer healthy voting members than a quorum.
     WouldLoseQuorum {
         /// The member.

@@ -24,7 +24,76 @@ pub const SETTINGS: &[(&str, bool, &str)] = &[
     ("data_dir", true, "the member's data dir"),
     ("wal_dir", false, "the member's WAL dir (default DATA_DIR/wal)"),
     ("endpoint", false, "the member's own client URL, as reached on its host (default https://127.0.0.1:2379)"),
+    ("version", false, "the etcd version the spec installs (e.g. 3.5.16): upgrade paths are checked against the members' versions"),
 ];
+
+/// One upgrade etcd supports: from a minor release to the next, from at least a patch release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpgradePath {
+    /// The minor release upgraded from, (major, minor).
+    pub from: (u64, u64),
+    /// The minor release upgraded to.
+    pub to: (u64, u64),
+    /// The lowest patch release of `from` the upgrade starts from.
+    pub min_from_patch: u64,
+}
+
+/// etcd's published upgrade rules, as data: one minor release at a time, and 3.5 → 3.6 only
+/// from 3.5.26 on (the release that makes a 3.5 member ready for 3.6's membership store).
+pub const UPGRADE_PATHS: &[UpgradePath] = &[
+    UpgradePath { from: (3, 3), to: (3, 4), min_from_patch: 0 },
+    UpgradePath { from: (3, 4), to: (3, 5), min_from_patch: 0 },
+    UpgradePath { from: (3, 5), to: (3, 6), min_from_patch: 26 },
+];
+
+/// `3.5.16` → (3, 5, 16).
+fn semver(v: &str) -> Option<(u64, u64, u64)> {
+    let mut parts = v.trim().trim_start_matches('v').split(['.', '-', '+']).map(str::parse::<u64>);
+    Some((parts.next()?.ok()?, parts.next()?.ok()?, parts.next()?.ok()?))
+}
+
+/// Whether the members running `running` may go to `wanted`; the refusal says what to do instead.
+pub fn check_upgrade(running: &[String], wanted: &str) -> Result<(), String> {
+    let Some(to) = semver(wanted) else { return Ok(()) };
+    let mut from: Vec<(u64, u64, u64)> = running.iter().filter_map(|v| semver(v)).collect();
+    from.sort_unstable();
+    from.dedup();
+    let (Some(&lowest), Some(&highest)) = (from.first(), from.last()) else { return Ok(()) };
+    let minor = |v: (u64, u64, u64)| (v.0, v.1);
+    if minor(highest) > minor(to) {
+        return Err(format!(
+            "{wanted} would downgrade members running {}.{}.{} across minor releases, which etcd does not support; keep {}.{}.x              (or restore a snapshot taken before the upgrade)",
+            highest.0, highest.1, highest.2, highest.0, highest.1
+        ));
+    }
+    if minor(lowest) == minor(to) {
+        return Ok(());
+    }
+    // Some members are below the wanted minor: the step from the lowest one must be a known path.
+    if minor(lowest) != minor(highest) && minor(highest) != minor(to) {
+        return Err(format!(
+            "members run {}.{} and {}.{}: finish the upgrade to {}.{} on every member before going to {wanted}",
+            lowest.0, lowest.1, highest.0, highest.1, highest.0, highest.1
+        ));
+    }
+    match UPGRADE_PATHS.iter().find(|p| p.from == minor(lowest) && p.to == minor(to)) {
+        Some(p) if lowest.2 >= p.min_from_patch => Ok(()),
+        Some(p) => Err(format!(
+            "etcd upgrades {}.{} to {}.{} only from {}.{}.{} or later; members run {}.{}.{}: upgrade them to the latest {}.{} first",
+            p.from.0, p.from.1, p.to.0, p.to.1, p.from.0, p.from.1, p.min_from_patch, lowest.0, lowest.1, lowest.2, p.from.0, p.from.1
+        )),
+        None => {
+            let next = UPGRADE_PATHS.iter().find(|p| p.from == minor(lowest)).map(|p| p.to);
+            Err(match next {
+                Some(n) => format!(
+                    "etcd upgrades one minor release at a time: members run {}.{}.{}; go to {}.{}.x first, then to {wanted}",
+                    lowest.0, lowest.1, lowest.2, n.0, n.1
+                ),
+                None => format!("no supported upgrade path from {}.{}.{} to {wanted}", lowest.0, lowest.1, lowest.2),
+            })
+        }
+    }
+}
 
 /// How long a refused reconfiguration is retried.
 const RECONFIGURE_RETRY: Duration = Duration::from_secs(60);
@@ -46,6 +115,8 @@ pub struct Etcd {
     pub wal_dir: String,
     /// The member's own client endpoint.
     pub endpoint: String,
+    /// The version the spec installs, when given.
+    pub version: Option<String>,
 }
 
 /// The script that sets a data dir's contents aside (`set_data_aside`).
@@ -69,6 +140,7 @@ impl Etcd {
         let (etcdctl, cacert, cert, key, data_dir) = (take("etcdctl"), take("cacert"), take("cert"), take("key"), take("data_dir"));
         let wal_dir = take("wal_dir");
         let endpoint = take("endpoint").unwrap_or_else(|| "https://127.0.0.1:2379".to_string());
+        let version = take("version").filter(|v| !v.trim().is_empty());
         for (name, required, what) in SETTINGS {
             let missing = match *name {
                 "etcdctl" => etcdctl.is_none(),
@@ -88,7 +160,7 @@ impl Etcd {
         match (etcdctl, cacert, cert, key, data_dir) {
             (Some(etcdctl), Some(cacert), Some(cert), Some(key), Some(data_dir)) if errors.is_empty() => {
                 let wal_dir = wal_dir.unwrap_or_else(|| format!("{data_dir}/wal"));
-                Ok(Self { etcdctl, cacert, cert, key, data_dir, wal_dir, endpoint })
+                Ok(Self { etcdctl, cacert, cert, key, data_dir, wal_dir, endpoint, version })
             }
             _ => Err(errors),
         }
@@ -226,6 +298,10 @@ impl ClusterDriver for Etcd {
         "etcd"
     }
 
+    fn upgrade(&self, running: &[String]) -> Result<(), String> {
+        self.version.as_deref().map_or(Ok(()), |wanted| check_upgrade(running, wanted))
+    }
+
     fn add_to_probe(&self, request: &mut ProbeRequest) {
         request.queries.insert(self.member_list());
         request.queries.insert(self.statuses());
@@ -341,6 +417,28 @@ mod tests {
         assert_eq!(s[0].alarms, vec!["NOSPACE".to_string()]);
         assert!(s[1].learner && s[1].alarms.is_empty());
         assert!(parse_statuses("").is_empty());
+    }
+
+    #[test]
+    fn upgrade_paths_follow_etcds_rules() {
+        let v = |s: &[&str]| s.iter().map(|x| (*x).to_string()).collect::<Vec<_>>();
+        assert_eq!(check_upgrade(&v(&["3.4.23"]), "3.4.23"), Ok(()));
+        assert_eq!(check_upgrade(&v(&["3.4.23"]), "3.5.16"), Ok(()), "one minor up");
+        assert_eq!(check_upgrade(&v(&["3.4.23", "3.5.16"]), "3.5.16"), Ok(()), "finishing a step");
+        assert_eq!(check_upgrade(&v(&["3.5.30"]), "3.5.16"), Ok(()), "a patch downgrade within a minor");
+        assert_eq!(check_upgrade(&v(&["3.5.30"]), "3.6.4"), Ok(()));
+        assert_eq!(
+            check_upgrade(&v(&["3.4.23"]), "3.6.4").unwrap_err(),
+            "etcd upgrades one minor release at a time: members run 3.4.23; go to 3.5.x first, then to 3.6.4"
+        );
+        assert_eq!(
+            check_upgrade(&v(&["3.5.16"]), "3.6.4").unwrap_err(),
+            "etcd upgrades 3.5 to 3.6 only from 3.5.26 or later; members run 3.5.16: upgrade them to the latest 3.5 first"
+        );
+        assert!(check_upgrade(&v(&["3.5.16"]), "3.4.23").unwrap_err().contains("downgrade"));
+        assert!(check_upgrade(&v(&["3.4.23", "3.5.30"]), "3.6.4").unwrap_err().contains("finish the upgrade to 3.5"));
+        assert_eq!(check_upgrade(&[], "3.5.16"), Ok(()), "a cluster not formed yet");
+        assert_eq!(check_upgrade(&v(&["3.4.23"]), "main"), Ok(()), "not a version: nothing to check");
     }
 
     #[test]

@@ -117,6 +117,12 @@ pub trait ClusterDriver: Send + Sync {
     /// The driver's name (`etcd`).
     fn name(&self) -> &'static str;
 
+    /// Whether the members running `running` (their versions) may go to the version the spec
+    /// installs; the refusal says which step to take instead. Drivers keep the rules as data.
+    fn upgrade(&self, _running: &[String]) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Adds this member's share to its host's probe (query commands, data paths).
     fn add_to_probe(&self, request: &mut ProbeRequest);
 

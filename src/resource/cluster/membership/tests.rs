@@ -18,6 +18,7 @@ fn member(name: &str) -> DesiredMember {
             data_dir: "/d".into(),
             wal_dir: "/d/wal".into(),
             endpoint: "https://127.0.0.1:2379".into(),
+            version: None,
         }),
     }
 }
