@@ -188,8 +188,8 @@ fn etcd_membership_grow_shrink_replace_and_the_quorum_guard() {
     if lead != "node2" {
         assert_eq!(last, lead, "the leader restarts last: {restarted:?}");
     }
-    // The leader handed its leadership to a member already restarted before its own restart.
-    assert_ne!(leader(&lab, "node2"), lead, "leadership was moved away from the restarted leader");
+    // The leader handed its leadership to a member already restarted as it stopped.
+    assert_ne!(leader(&lab, "node2"), lead, "the restarted leader handed its leadership over");
     assert_eq!(cairn(dir, &["plan", "--detailed-exitcode"]).code, 0);
 
     // 6. A config that makes etcd fail: the first member fails its restart, the rollout stops,

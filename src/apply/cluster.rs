@@ -3,7 +3,7 @@
 //! healthy again), a replace (stop, set the old data aside, remove the old member, then join),
 //! a removal (move leadership away if it leads → remove → stop and disable the service → set
 //! its data aside), and the guard before a disruptive change of a member's service (the cluster
-//! healthy right now, leadership moved away from the member about to restart). Steps go through
+//! healthy right now). Steps go through
 //! a member's host (`via`), never from the machine running cairn.
 
 use std::time::{Duration, Instant};
@@ -78,6 +78,21 @@ async fn wait_healthy(driver: &dyn ClusterDriver, via: &dyn Transport) -> Result
             }
             Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
         }
+    }
+}
+
+/// Waits until the members that answer follow one leader (after a member stopped).
+async fn wait_for_a_leader(driver: &dyn ClusterDriver, via: &dyn Transport) -> Result<(), ApplyError> {
+    let started = Instant::now();
+    loop {
+        let seen = driver.read(via).await?;
+        if seen.statuses.iter().any(|s| s.leader != 0) {
+            return Ok(());
+        }
+        if started.elapsed() > HEALTHY_AGAIN {
+            return Err(ApplyError::Failed("no leader was elected after the member stopped".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -159,17 +174,9 @@ async fn member_step(
         }
         MemberStep::Replace { id: old, .. } => {
             let unit = service(member)?;
-            // A member that leads hands its leadership over before it stops (--replace of a
-            // healthy member): no election while clients write.
-            let leader = seen.statuses.iter().map(|s| s.leader).find(|&l| l != 0);
-            if leader == Some(*old)
-                && let Some(to) = seen.members.as_deref().and_then(|ms| listed(ms, via.member))
-            {
-                driver.move_leader(via.transport.as_ref(), to.id).await?;
-                // The new leader settled (every member answering it) before a member stops.
-                wait_healthy(driver, via.transport.as_ref()).await?;
-            }
+            // A leading member hands its leadership over itself as it stops gracefully.
             run_checked(host, &argv(&["systemctl", "stop", unit])).await?;
+            wait_for_a_leader(driver, via.transport.as_ref()).await?;
             let aside = driver.set_data_aside(host, "replaced").await?;
             if now.as_ref().is_some_and(|l| l.id == *old) {
                 driver.remove(via.transport.as_ref(), *old).await?;
@@ -270,8 +277,11 @@ async fn remove_member(
 }
 
 /// Before a disruptive change of a cluster's service on `host`: the cluster must be healthy
-/// right now (unless the operator allowed a degraded one), and a member that leads hands the
-/// leadership to another voting member first.
+/// right now (unless the operator allowed a degraded one). Leadership is not moved here: etcd
+/// hands it to the most up-to-date voting member itself when a leader stops gracefully, after it
+/// has closed its client listeners, so no client request reaches a leader in transfer (moving it
+/// beforehand while the leader still served clients dropped writes in flight in the lab).
+/// The rolling order puts the leader last, so every member it can hand over to is done.
 pub(super) async fn before_disruption(
     graph: &Graph,
     cluster: &ClusterPlan,
@@ -294,14 +304,6 @@ pub(super) async fn before_disruption(
             cluster.id
         )));
     }
-    let members = seen.members.unwrap_or_default();
-    let Some(me) = listed(&members, member) else { return Ok(None) };
-    let leader = seen.statuses.iter().map(|s| s.leader).find(|&l| l != 0);
-    if leader != Some(me.id) {
-        return Ok(None);
-    }
-    let answering: Vec<u64> = seen.statuses.iter().map(|s| s.id).collect();
-    let Some(to) = members.iter().find(|m| m.id != me.id && !m.learner && answering.contains(&m.id)) else { return Ok(None) };
-    driver.move_leader(t.as_ref(), to.id).await?;
-    Ok(Some(format!("leadership moved from {} to {} first", me.name, to.name)))
+    let leads = seen.members.as_deref().and_then(|ms| listed(ms, member)).is_some_and(|me| seen.statuses.iter().any(|s| s.leader == me.id));
+    Ok(leads.then(|| format!("{} led: it hands leadership to a restarted member as it stops", member.name)))
 }

@@ -241,7 +241,7 @@ pub async fn apply(
     let host_errors: BTreeMap<&str, &str> = plan.errors.iter().map(|e| (e.host.as_str(), e.error.as_str())).collect();
     let rolling: BTreeSet<usize> =
         instance_changes().filter(|(i, c)| c.disruptive && graph.instances[*i].desired.rolling().is_some()).map(|(i, _)| i).collect();
-    // A disruptive change of a cluster's service is guarded (healthy now, leadership moved away).
+    // A disruptive change of a cluster's service is guarded (the cluster healthy right now).
     let guarded: BTreeMap<usize, crate::plan::ClusterPlan> = instance_changes()
         .filter(|(_, c)| c.disruptive && c.action.is_change())
         .filter_map(|(i, _)| plan.clusters.iter().find(|k| k.unit == graph.instances[i].id.resource).map(|k| (i, k.clone())))
