@@ -1,6 +1,7 @@
 //! Rolling restarts on lab hosts: a unit with `rolling = { batch = 1, wait_for = "check.up" }`
 //! starts together on first bring-up, but a config change restarts it one host at a time, each
-//! next host only after the check passed on the previous one; a failing check stops the rollout.
+//! next host only after the check passed on the previous one (each host's file written in its
+//! turn); a failing check stops the rollout and leaves the later hosts' files as they were.
 #![allow(clippy::panic, clippy::print_stderr, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 #[path = "common/lab.rs"]
@@ -79,12 +80,17 @@ fn config_change_restarts_one_host_at_a_time_gated_on_the_check() {
     std::fs::write(dir.join("cairn.toml"), spec(3)).unwrap();
     let stopped = cairn(dir, &["apply", "--auto-approve"]);
     assert_eq!(stopped.code, 1, "{}", stopped.all());
+    // The change rolls as a whole: node2's and node3's files wait for their turn too, so the
+    // stopped rollout leaves them exactly as they were.
     assert!(
-        stopped.stdout.contains("skipped: unit.demo on node2: rolling restart stopped: check.up on node1 did not complete"),
+        stopped.stdout.contains("skipped: file.cfg on node2: rolling restart stopped: check.up on node1 did not complete"),
         "{}",
         stopped.all()
     );
     let last: Vec<u64> = nodes.iter().map(|n| started_at(&lab, n)).collect();
     assert!(last[0] > after[0], "node1 was restarted");
     assert_eq!(&last[1..], &after[1..], "node2 and node3 were not restarted");
+    for node in ["node2", "node3"] {
+        assert_eq!(lab.ssh_ok(node, &["cat", "/etc/demo.conf"]), "generation 2", "{node} kept its old file");
+    }
 }
