@@ -230,6 +230,11 @@ pub async fn apply(
 ) -> ApplyReport {
     // Members leave their clusters first, one at a time; a host whose member did not leave keeps
     // its service (its removal would take a voting member down).
+    // A snapshot before the risky steps; without it, nothing runs.
+    let snapshots = cluster::take_snapshots(graph, plan, connections, &*reporter).await;
+    if snapshots.iter().any(|r| !r.outcome.is_ok()) {
+        return not_started(graph, plan, snapshots, "the snapshot before the plan's risky steps failed");
+    }
     let members_removed = cluster::remove_members(graph, plan, connections, &*reporter).await;
     let still_members: BTreeSet<String> = members_removed.iter().filter(|r| !r.outcome.is_ok()).map(|r| r.id.host.clone()).collect();
     let removed = remove_orphans(plan, connections, &reporter, &still_members).await;
@@ -291,9 +296,12 @@ pub async fn apply(
                     (Some(change), _) => cluster::apply_member(&graph, i, &change, &connections).await,
                     (None, Some(k)) => match cluster::before_disruption(&graph, &k, &host, &connections).await {
                         Err(e) => Outcome::Failed(e.to_string()),
-                        Ok(first) => match (apply_instance(&graph, i, transport, &changed).await, first) {
-                            (Outcome::Done(done), Some(first)) => Outcome::Done(format!("{first}; {done}")),
-                            (outcome, _) => outcome,
+                        Ok(first) => match apply_instance(&graph, i, transport, &changed).await {
+                            Outcome::Done(done) => match cluster::after_disruption(&graph, &k, &host, &connections).await {
+                                Err(e) => Outcome::Failed(format!("{done}; {e}")),
+                                Ok(after) => Outcome::Done([first, Some(done), after].into_iter().flatten().collect::<Vec<_>>().join("; ")),
+                            },
+                            outcome => outcome,
                         },
                     },
                     (None, None) => apply_instance(&graph, i, transport, &changed).await,
@@ -322,8 +330,9 @@ pub async fn apply(
         }
     }
 
-    let results = members_removed
+    let results = snapshots
         .into_iter()
+        .chain(members_removed)
         .chain(removed)
         .chain((0..n).map(|i| InstanceResult {
             id: graph.instances[i].id.clone(),
@@ -334,6 +343,22 @@ pub async fn apply(
     let mut report = ApplyReport { results, unrecorded: Vec::new() };
     report.unrecorded = record_manifests(graph, plan, Some(&report), connections).await;
     report
+}
+
+/// Runs the plan of a runbook operation (`cairn run`): its steps only, one at a time.
+pub async fn run_operation(graph: &Arc<Graph>, plan: &Plan, connections: &Connections, reporter: Arc<dyn Reporter>) -> ApplyReport {
+    ApplyReport { results: cluster::run_operation(graph, plan, connections, &*reporter).await, unrecorded: Vec::new() }
+}
+
+/// The report of a run stopped before it began: `first` (what stopped it) and every planned
+/// change not started, with why.
+fn not_started(graph: &Graph, plan: &Plan, first: Vec<InstanceResult>, why: &str) -> ApplyReport {
+    let mut results = first;
+    let not_snapshots = plan.changes().filter(|c| !matches!(c.subject, crate::plan::Subject::Snapshot(_)));
+    for c in not_snapshots.filter(|c| c.action.is_change() && c.instance().is_none_or(|i| i < graph.instances.len())) {
+        results.push(InstanceResult { id: c.id.clone(), action: c.action, outcome: Outcome::Skipped(format!("not started: {why}")) });
+    }
+    ApplyReport { results, unrecorded: Vec::new() }
 }
 
 /// `cairn check`: runs every check instance of `graph` now, hosts in parallel and each host's
@@ -903,12 +928,14 @@ after = ["unit.demo"]
             versions: Vec::new(),
             read_through: None,
             members: Vec::new(),
+            cluster_version: None,
         };
         let cluster = crate::plan::ClusterPlan {
             id: ResourceId::new(crate::spec::Kind::Cluster, "members"),
             driver: "etcd".into(),
             unit: ResourceId::new(crate::spec::Kind::Unit, "demo"),
             summary,
+            upgrade: None,
         };
         let mut s = Scheduler::new(&g, 10, rolling_gates(&g, &rolling, &[cluster], &BTreeMap::new()), &rolling);
         let order: Vec<String> = run_order(&g, &mut s).into_iter().filter(|n| n.starts_with("unit")).collect();

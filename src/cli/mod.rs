@@ -9,6 +9,7 @@ mod download;
 pub mod lab;
 pub mod module;
 mod progress;
+mod run;
 
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
@@ -277,6 +278,9 @@ pub enum Command {
     /// Local Debian test hosts (systemd-nspawn containers with sshd on a private bridge).
     #[command(subcommand)]
     Lab(lab::LabCommand),
+    /// Run a cluster's runbook operation (snapshot, compact, defrag, disarm): planned into steps
+    /// per member, shown, approved, run under the apply locks; `--list` lists them.
+    Run(run::RunCommand),
     /// Reusable modules (`modules/<name>/module.toml`).
     #[command(subcommand)]
     Module(module::ModuleCommand),
@@ -425,6 +429,7 @@ async fn run(cli: Cli) -> ExitStatus {
         // Handled before the runtime starts.
         Command::Lab(_) | Command::Module(_) | Command::Completions { .. } | Command::Man { .. } => ExitStatus::Error,
         Command::Show { plan, json, format } => show(&ui, &plan, PlanFormat::pick(format, json)),
+        Command::Run(args) => run::run(&ui, args).await,
         Command::Check { spec, host: HostsArg { hosts } } => {
             let Some((spec, graph)) = load_graph(&ui, &spec.path(), &spec.var_inputs(), &hosts, &[]) else { return ExitStatus::Error };
             let (ui, graph) = (&ui, &graph);
@@ -644,6 +649,7 @@ async fn apply_saved(ui: &Ui, plan_file: &Path, spec_arg: &SpecArg, run: RunArgs
         return ExitStatus::Error;
     };
     let Some(graph) = with_run_options(ui, graph, &saved.replace, saved.allow_degraded) else { return ExitStatus::Error };
+    let graph = run::with_operation(graph, saved.operation.as_ref());
     let now = saved::SpecRef::of(&spec, &spec_path);
     let spec_moved = now.digest != saved.spec.digest;
     if spec_moved {
@@ -687,6 +693,9 @@ async fn apply_saved(ui: &Ui, plan_file: &Path, spec_arg: &SpecArg, run: RunArgs
             return ExitStatus::Error;
         }
         print_plan(ui, &now, PlanFormat::Text);
+        if saved.operation.is_some() {
+            return if now.has_errors() { ExitStatus::Error } else { run::carry_out(ui, graph, &now, &conns).await };
+        }
         if !now.has_changes() {
             return if record_unchanged(ui, graph, &now, &conns).await { ExitStatus::Success } else { ExitStatus::Error };
         }

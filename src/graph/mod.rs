@@ -103,6 +103,8 @@ pub struct Graph {
     pub replace: BTreeSet<InstanceId>,
     /// `--allow-degraded`: the quorum guard lets disruptive changes of a degraded cluster through.
     pub allow_degraded: bool,
+    /// `cairn run`: the runbook operation the plan is made of (only its steps).
+    pub operation: Option<crate::resource::cluster::operations::OperationRequest>,
 }
 
 impl Graph {

@@ -103,6 +103,9 @@ pub struct SavedPlan {
     /// `--allow-degraded` of the plan.
     #[serde(default)]
     pub allow_degraded: bool,
+    /// `cairn run`'s operation, when the plan is one's (`apply` runs its steps only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<crate::resource::cluster::operations::OperationRequest>,
     /// The plan itself.
     pub plan: Plan,
 }
@@ -287,6 +290,7 @@ impl SavedPlan {
             targets: targets.to_vec(),
             replace: Vec::new(),
             allow_degraded: false,
+            operation: None,
             plan,
         }
     }
@@ -347,9 +351,13 @@ pub fn compare(saved: &Plan, now: &Plan) -> Vec<Moved> {
             }
             continue;
         };
-        for c in changes.iter() {
+        // A cluster's operation has several steps on one host under one id: the k-th of an id
+        // is compared with the k-th of that id.
+        let nth = |list: &[super::Change], upto: usize| list[..upto].iter().filter(|x| x.id == list[upto].id).count();
+        for (k, c) in changes.iter().enumerate() {
             let resource = c.id.resource.to_string();
-            let Some(n) = current.iter().find(|n| n.id == c.id) else {
+            let rank = nth(changes, k);
+            let Some(n) = current.iter().filter(|n| n.id == c.id).nth(rank) else {
                 moved.push(Moved {
                     host: host.to_string(),
                     resource,
@@ -371,7 +379,7 @@ pub fn compare(saved: &Plan, now: &Plan) -> Vec<Moved> {
                 });
             }
         }
-        for n in current.iter().filter(|n| !changes.iter().any(|c| c.id == n.id)) {
+        for (_, n) in current.iter().enumerate().filter(|(k, n)| changes.iter().filter(|c| c.id == n.id).count() <= nth(current, *k)) {
             moved.push(Moved {
                 host: host.to_string(),
                 resource: n.id.resource.to_string(),

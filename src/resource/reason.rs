@@ -52,6 +52,39 @@ pub enum Reason {
         /// Why, and which step to take instead.
         why: String,
     },
+    /// A snapshot of the cluster's data is taken first, before the plan's risky steps.
+    SnapshotFirst {
+        /// The cluster resource.
+        cluster: String,
+        /// The version the members are upgraded to, when they are.
+        upgrade: Option<String>,
+        /// Members join, leave or are replaced.
+        membership: bool,
+        /// Where it is kept on the host.
+        dir: String,
+        /// Also copied to the machine running cairn.
+        copied: bool,
+    },
+    /// A step of a runbook operation (`cairn run`).
+    Operation {
+        /// The cluster resource.
+        cluster: String,
+        /// The step.
+        step: super::cluster::operations::OperationStep,
+        /// Where a snapshot is kept on the host, when the cluster keeps them.
+        kept_in: Option<String>,
+        /// Its place in the operation (1, 2, …): steps run in this order, across hosts.
+        seq: usize,
+    },
+    /// An operation that cannot run now, and why.
+    OperationRefused {
+        /// The operation.
+        operation: String,
+        /// The cluster resource.
+        cluster: String,
+        /// Why, and what to do.
+        why: String,
+    },
     /// Removing this member would leave fewer healthy voting members than a quorum.
     WouldLoseQuorum {
         /// The member.

@@ -627,8 +627,10 @@ impl Loader {
         let base_dir = dir_of(path);
         let state_dir = base_dir.join(self.state_dir.map_or_else(|| ".cairn".to_string(), |s| s.value));
         for res in &mut self.resources {
-            if let ResourceBody::Binary(b) = &mut res.body {
-                b.cache_dir = state_dir.join("cache");
+            match &mut res.body {
+                ResourceBody::Binary(b) => b.cache_dir = state_dir.join("cache"),
+                ResourceBody::Cluster(c) => c.snapshot_local_dir = state_dir.join("snapshots").join(res.id.to_string()),
+                _ => {}
             }
         }
         let ssh = SshDefaults {

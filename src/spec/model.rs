@@ -259,6 +259,9 @@ pub struct ClusterSpec {
     /// Resources a member waits for on every member's host, not only its own
     /// (`after_on_peers = ["firewall.etcd"]`: the others must let a new member in before it joins).
     pub after_on_peers: Vec<Located<ResourceId>>,
+    /// Where snapshots before risky steps are copied on the machine running cairn
+    /// (`<state_dir>/snapshots/<cluster id>`), set once the spec is loaded.
+    pub snapshot_local_dir: PathBuf,
 }
 
 /// One resource table (`[file.motd]`).

@@ -6,6 +6,7 @@
 pub mod host;
 pub mod manifest;
 pub mod pki;
+pub mod snapshot;
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
