@@ -250,6 +250,7 @@ fn kill_nine_at_random_points(lab: &Lab) {
             }
         };
         let finished = child.try_wait().unwrap().is_some();
+        let pid = child.id();
         child.kill().unwrap();
         child.wait().unwrap();
         if !finished {
@@ -272,6 +273,13 @@ fn kill_nine_at_random_points(lab: &Lab) {
             stale_seen += 1;
         }
         assert_converged(lab, "kill.toml");
+        // The killed run's ssh control directory went with the next run's start.
+        let left: Vec<String> = std::fs::read_dir("/tmp")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(&format!("cairn-{pid}-")))
+            .collect();
+        assert!(left.is_empty(), "the killed run's control directory is left in /tmp: {left:?}");
         kill += 1;
     }
     eprintln!("kill -9 phase: {landed} kills during an apply ({kill} in all), {stale_seen} left a stale lock; 0 torn files, 0 temp files");
