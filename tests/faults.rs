@@ -315,6 +315,8 @@ content = "{{ vars.gen }}\n"
 [check.slow]
 command = "sleep 3"
 timeout = 30
+retries = 5
+interval = 2
 after = ["file.first"]
 
 [file.second]
@@ -357,7 +359,8 @@ fn assert_cut_on_node1(lab: &Lab, run: &Run, generation: u32) {
     }
     assert!(
         run.stdout.contains(&format!(
-            "failed:  check.slow on node1: check failed: slow (`sleep 3`) after 1 attempt: node1: running `timeout` failed: connection to root@{address}:22 lost"
+            "failed:  check.slow on node1: check failed: slow (`sleep 3`) after 1 attempt: node1: running `timeout` failed: \
+             connection to root@{address}:22 lost (not retried: the connection failed)"
         )),
         "{}",
         run.all()
