@@ -148,7 +148,6 @@ fn host_state(lab: &Lab, node: &str) -> (BTreeMap<String, Vec<String>>, String) 
 /// Every file on every host is generation `old` or `new`, whole; no temp file; returns the hosts
 /// that hold a lock.
 fn assert_whole(lab: &Lab, old: u32, new: u32, kill: usize) -> Vec<&'static str> {
-    let (old_gen, new_gen) = (old, new);
     let mut locked = Vec::new();
     let states: Vec<_> = std::thread::scope(|s| {
         let handles: Vec<_> = NODES.iter().map(|node| s.spawn(move || host_state(lab, node))).collect();
@@ -162,14 +161,12 @@ fn assert_whole(lab: &Lab, old: u32, new: u32, kill: usize) -> Vec<&'static str>
         let either = |path: &str, f: &dyn Fn(u32) -> Vec<u8>| {
             let got = sha(path);
             let hash = got.split(' ').next().unwrap_or_default();
-            let (old, new) = (f(old), f(new));
+            let (was, wanted) = (f(old), f(new));
             assert!(
-                hash == sha256(&old) || hash == sha256(&new),
-                "{path} is torn (sha256 and size {got}; generation {old_gen}: {} bytes, {new_gen}: {} bytes); {ctx}",
-                old.len(),
-                new.len(),
-                old_gen = old_gen,
-                new_gen = new_gen,
+                hash == sha256(&was) || hash == sha256(&wanted),
+                "{path} is torn (sha256 and size {got}; generation {old}: {} bytes, {new}: {} bytes); {ctx}",
+                was.len(),
+                wanted.len(),
             );
         };
         either(&format!("{KILL_DIR}/small.conf"), &|g| format!("generation {g} on {node}\n").into_bytes());
