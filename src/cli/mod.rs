@@ -768,7 +768,7 @@ where
     if let (Some(request), Some(me)) = (&lock, &me)
         && let Err(message) = take_locks(graph, &conns, me, request.timeout, &mut locked).await
     {
-        release_locks(&locked, me).await;
+        release_locks(ui, &locked, me).await;
         ui.error(&message);
         connect::close_all(&conns).await;
         return ExitStatus::Error;
@@ -778,14 +778,14 @@ where
         _ = tokio::signal::ctrl_c() => {
             eprintln!("\nInterrupted; closing connections.");
             if let Some(me) = &me {
-                release_locks(&locked, me).await;
+                release_locks(ui, &locked, me).await;
             }
             crate::transport::ssh::close_all_masters().await;
             ExitStatus::Interrupted
         }
     };
     if let Some(me) = &me {
-        release_locks(&locked, me).await;
+        release_locks(ui, &locked, me).await;
     }
     if ui.verbose {
         for (host, conn) in &conns {
@@ -849,10 +849,16 @@ async fn take_locks(
     Ok(())
 }
 
-async fn release_locks(locked: &[crate::transport::SharedTransport], me: &host::LockHolder) {
+/// Releases this run's locks. A lock that cannot be released (the connection died) stays on its
+/// host: said on stderr with the way out, since the next apply there will refuse to start.
+async fn release_locks(ui: &Ui, locked: &[crate::transport::SharedTransport], me: &host::LockHolder) {
     for t in locked {
         if let Err(e) = host::unlock(t.as_ref(), Some(&me.id)).await {
-            tracing::warn!("{e}");
+            let host = t.host();
+            ui.error(&format!(
+                "{host}: its apply lock stays on the host ({e}); the next apply there reports it as a stale lock, \
+                 and `cairn unlock {host}` removes it"
+            ));
         }
     }
 }

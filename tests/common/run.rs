@@ -3,7 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::print_stderr)]
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Instant;
 
 /// What one run of cairn printed and returned.
@@ -28,11 +28,10 @@ pub fn cairn(dir: &Path, args: &[&str]) -> Run {
     cairn_env(dir, args, &[])
 }
 
-/// Runs `cairn ARGS` in `dir` with extra environment variables.
-pub fn cairn_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(args)
+/// `cairn ARGS` in `dir` as every test runs it: no colour, no proxies, stdin closed.
+fn command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    cmd.args(args)
         .current_dir(dir)
         .env_remove("CAIRN_LOG")
         .env_remove("http_proxy")
@@ -45,9 +44,32 @@ pub fn cairn_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
         .env_remove("ALL_PROXY")
         .envs(env.iter().copied())
         .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `cairn ARGS` in `dir` with extra environment variables.
+pub fn cairn_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let started = Instant::now();
+    let out = command(dir, args, env).output().unwrap();
+    finished(args, started, &out)
+}
+
+/// Starts `cairn ARGS` in `dir` in the background, its output captured (`capture`) or dropped;
+/// [`wait`] collects it.
+pub fn spawn(dir: &Path, args: &[&str], capture: bool) -> Child {
+    let out = || if capture { Stdio::piped() } else { Stdio::null() };
+    command(dir, args, &[]).stdout(out()).stderr(out()).spawn().unwrap()
+}
+
+/// Waits for a [`spawn`]ed cairn (`args` as given to it, for the log).
+pub fn wait(child: Child, args: &[&str]) -> Run {
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    finished(args, started, &out)
+}
+
+fn finished(args: &[&str], started: Instant, out: &Output) -> Run {
     let run = Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
