@@ -118,6 +118,10 @@ fn upgrade(lab: &lab::Lab, dir: &std::path::Path, from: &str, version: &str, sha
     assert_eq!(reported.len(), 3, "every member gated on its version:\n{}", run.all());
     assert_eq!(reported.last().unwrap(), &leader_before, "the leader last:\n{}", run.all());
     assert_eq!(versions(lab), vec![version; 3]);
+    // 3.5's tarball has etcdutl (3.4's does not): installed with the release.
+    for n in NODES {
+        assert!(lab.ssh_ok(n, &["/usr/local/bin/etcdutl", "version"]).contains(&format!("etcdutl version: {version}")), "{n}");
+    }
 
     // The snapshot: on the host, accepted by `snapshot status`, and the same bytes locally.
     let line = run.stderr.lines().find(|l| l.contains("snapshot /var/backups/etcd/")).unwrap_or_else(|| panic!("{}", run.all()));
@@ -163,6 +167,7 @@ fn etcd_upgrades_one_member_at_a_time_leader_last_with_a_snapshot_first() {
     assert_eq!(run.code, 0, "{}", run.all());
     assert_eq!(versions(&lab), vec!["3.4.23"; 3]);
     assert_eq!(cluster_version(&lab), "3.4.0");
+    assert_ne!(lab.ssh(NODES[0], &["test", "-e", "/usr/local/bin/etcdutl"]).status.code(), Some(0), "3.4 has no etcdutl");
 
     // Paths etcd does not support: refused at plan time, nothing touched.
     assert_refused(

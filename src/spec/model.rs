@@ -312,6 +312,9 @@ pub struct BinarySpec {
     /// A command (argv, each word a template) run on the host by the probe to show the
     /// installed version in plans.
     pub version_command: Option<Vec<TemplateText>>,
+    /// `optional = ["etcdutl"]`: `extract` members some releases do not have (installed when the
+    /// archive has them).
+    pub optional: Vec<String>,
     /// Local download cache (`<state_dir>/cache`), set once the spec is loaded.
     pub cache_dir: PathBuf,
 }
