@@ -189,4 +189,21 @@ fn etcd_runbook_operations_snapshot_compact_defrag_and_nospace() {
     // From HOST:PATH: the copy the snapshot kept on its member's host.
     etcdctl_ok(&lab, "node1", "etcdctl del --prefix /restore/ >/dev/null");
     restore(&format!("snapshot={snap_host}:{on_host}"));
+
+    // The backup timer's snapshots, copied off their hosts to node3 (and only once).
+    for node in ["node1", "node2"] {
+        lab.ssh_ok(node, &["systemctl", "start", "etcd-backup.service"]);
+    }
+    let copy = cairn(dir, &["run", "etcd", "copy-backups", "to=node3:/var/backups/etcd-copies", "--auto-approve"]);
+    assert_eq!(copy.code, 0, "{}", copy.all());
+    for node in ["node1", "node2"] {
+        let newest = lab.ssh_ok(node, &["sh", "-c", "ls -t /var/backups/etcd/etcd-snapshot-*.db | head -1"]);
+        let name = newest.rsplit('/').next().unwrap();
+        let here = lab.ssh_ok(node, &["sha256sum", &newest]);
+        let there = lab.ssh_ok("node3", &["sha256sum", &format!("/var/backups/etcd-copies/{node}/{name}")]);
+        assert_eq!(here.split_whitespace().next(), there.split_whitespace().next(), "{node}:\n{}", copy.all());
+    }
+    let again = cairn(dir, &["run", "etcd", "copy-backups", "to=node3:/var/backups/etcd-copies", "--auto-approve"]);
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert_eq!(again.stderr.matches("snapshots are on node3:/var/backups/etcd-copies/").count(), 2, "{}", again.all());
 }

@@ -482,6 +482,9 @@ async fn operation_step(graph: &Graph, c: &Change, step: &OperationStep, connect
             Ok(format!("member {name} stopped"))
         }
         OperationStep::StartAll { hosts } => start_all(graph, &c.id.resource, hosts, connections).await,
+        OperationStep::CopyBackups { member: name, from_dir, to_host, to_dir } => {
+            copy_backups(name, t.as_ref(), from_dir, to_host, to_dir, connections).await
+        }
         // The cluster is stopped while it is restored: no gate until it starts again.
         OperationStep::Restore { .. } => driver.run_step(t.as_ref(), step).await,
         _ => {
@@ -533,6 +536,58 @@ async fn upload(
     }
     driver.verify_snapshot(host, path).await?;
     Ok(format!("{from} copied to {path} on {} (sha256 {} checked; etcd reads it)", host.host(), sha256.get(..12).unwrap_or(&sha256)))
+}
+
+/// The snapshot files (`*.db`, not hidden) in `dir` on `host`, by name.
+async fn snapshot_files(host: &dyn Transport, dir: &str) -> Result<Vec<String>, ApplyError> {
+    let line = r#"cd "$1" 2>/dev/null || exit 0; for f in *.db; do [ -f "$f" ] && printf '%s\n' "$f"; done; exit 0"#;
+    let out = host.run(&argv(&["sh", "-c", line, "cairn-list", dir]), crate::transport::Stdin::Null).await?;
+    if !out.success() {
+        return Err(ApplyError::Failed(format!("listing {dir} on {}: {}", host.host(), out.error_text())));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|n| !n.is_empty()).collect())
+}
+
+/// Copies the snapshots of `from_dir` on `host` that `to_dir` on `to_host` lacks, each checked
+/// there by sha256.
+async fn copy_backups(
+    member: &str,
+    host: &dyn Transport,
+    from_dir: &str,
+    to_host: &str,
+    to_dir: &str,
+    connections: &Connections,
+) -> Result<String, ApplyError> {
+    let Some(Ok(dest)) = connections.get(to_host).cloned() else { return Err(ApplyError::Failed(format!("{to_host}: not connected"))) };
+    let have = snapshot_files(host, from_dir).await?;
+    let there = snapshot_files(dest.as_ref(), to_dir).await?;
+    let missing: Vec<&String> = have.iter().filter(|n| !there.contains(n)).collect();
+    if missing.is_empty() {
+        return Ok(format!("member {member}: all {} snapshots are on {to_host}:{to_dir} already", have.len()));
+    }
+    run_checked(dest.as_ref(), &argv(&["mkdir", "-p", "-m", "0700", to_dir])).await?;
+    let attrs = crate::transport::FileAttrs { mode: Some(0o600), owner: None, group: None };
+    for name in &missing {
+        let from = format!("{from_dir}/{name}");
+        let read = crate::transport::read_files(host, std::slice::from_ref(&from)).await?;
+        let Some(Some(bytes)) = read.into_iter().next() else {
+            return Err(ApplyError::Failed(format!("{from} vanished on {}", host.host())));
+        };
+        let sum = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        let to = format!("{to_dir}/{name}");
+        crate::transport::write_file_atomic(dest.as_ref(), &to, crate::transport::Content::Bytes(&bytes), &attrs).await?;
+        let out = dest.run(&argv(&["sha256sum", &to]), crate::transport::Stdin::Null).await?;
+        let got = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string();
+        if got != sum {
+            return Err(ApplyError::Failed(format!("{to} on {to_host} has sha256 {got}, {from} has {sum}")));
+        }
+    }
+    Ok(format!(
+        "member {member}: {} snapshot{} copied to {to_host}:{to_dir} (sha256 checked), {} there already",
+        missing.len(),
+        if missing.len() == 1 { "" } else { "s" },
+        have.len() - missing.len()
+    ))
 }
 
 /// Starts every member of `hosts` at once (a cluster restored from a snapshot needs its quorum to

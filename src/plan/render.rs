@@ -130,6 +130,9 @@ impl fmt::Display for Reason {
                         write!(f, "copy {from} from {host} to {path}, check its sha256 and `snapshot status` there")
                     }
                 },
+                OperationStep::CopyBackups { member, from_dir, to_host, to_dir } => {
+                    write!(f, "copy member {member}'s snapshots in {from_dir} to {to_host}:{to_dir} (those not there yet, sha256 checked)")
+                }
                 OperationStep::Stop { member } => write!(f, "stop member {member} (every member stops before any is restored)"),
                 OperationStep::Restore { member, path, token, .. } => write!(
                     f,
@@ -313,6 +316,7 @@ fn cluster_step_name(c: &Change) -> String {
             Reason::Operation { step: OperationStep::Compact { .. }, .. } => "compact".to_string(),
             Reason::Operation { step: OperationStep::Disarm { .. }, .. } => "disarm".to_string(),
             Reason::Operation { step: OperationStep::Upload { .. }, .. } => "upload".to_string(),
+            Reason::Operation { step: OperationStep::CopyBackups { member, .. }, .. } => format!("copy {member}"),
             Reason::Operation { step: OperationStep::Stop { member }, .. } => format!("stop {member}"),
             Reason::Operation { step: OperationStep::Restore { member, .. }, .. } => format!("restore {member}"),
             Reason::Operation { step: OperationStep::StartAll { .. }, .. } => "start all".to_string(),

@@ -489,6 +489,7 @@ impl ClusterDriver for Etcd {
             }
             OperationStep::Snapshot
             | OperationStep::SafetySnapshot
+            | OperationStep::CopyBackups { .. }
             | OperationStep::Upload { .. }
             | OperationStep::Stop { .. }
             | OperationStep::StartAll { .. } => {

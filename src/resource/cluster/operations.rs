@@ -88,6 +88,16 @@ pub const ETCD_OPERATIONS: &[OperationDef] = &[
         }],
     },
     OperationDef {
+        name: "copy-backups",
+        description: "copy every member's snapshots (the backup timer's and cairn's) to a folder on another host of the cluster, those not there yet, sha256 checked, so one lost disk never takes the only copy",
+        inputs: &[OperationInput {
+            name: "to",
+            kind: InputKind::String,
+            required: true,
+            description: "HOST:DIR, a host of the cluster and a folder there: each member's snapshots go into DIR/MEMBER/",
+        }],
+    },
+    OperationDef {
         name: "disarm",
         description: "clear the NOSPACE alarm once compaction and defrag have freed space; refused while a member's database is still near its quota",
         inputs: &[],
@@ -215,6 +225,17 @@ pub enum OperationStep {
         /// The hosts.
         hosts: Vec<String>,
     },
+    /// This member's snapshots copied to another host (those not there yet).
+    CopyBackups {
+        /// The member.
+        member: String,
+        /// Its snapshot folder.
+        from_dir: String,
+        /// The host they go to.
+        to_host: String,
+        /// The folder there (`DIR/MEMBER`).
+        to_dir: String,
+    },
     /// Clearing the alarms (through this member).
     Disarm {
         /// The active alarms, `ALARM on MEMBER`.
@@ -266,6 +287,9 @@ const DISARM_MAX_SHARE: f64 = 0.9;
 pub fn plan_operation(request: &OperationRequest, ctx: &OperationContext<'_>) -> Result<Vec<(String, OperationStep)>, String> {
     if request.name == "restore" {
         return plan_restore(request, ctx);
+    }
+    if request.name == "copy-backups" {
+        return plan_copy_backups(request, ctx);
     }
     let view = ctx.view.ok_or_else(|| format!("no member of {} answers: `{}` needs a running cluster", request.cluster, request.name))?;
     let (health, problems, leader) = judge(view);
@@ -344,6 +368,32 @@ pub fn plan_operation(request: &OperationRequest, ctx: &OperationContext<'_>) ->
         }
         other => Err(format!("unknown operation `{other}`")),
     }
+}
+
+/// `copy-backups`: every member but the destination's own, one at a time (no cluster needed).
+fn plan_copy_backups(request: &OperationRequest, ctx: &OperationContext<'_>) -> Result<Vec<(String, OperationStep)>, String> {
+    let from_dir =
+        ctx.snapshot_dir.ok_or_else(|| format!("{} has no snapshot dir (`settings.snapshot_dir`) to copy from", request.cluster))?;
+    let to = request.inputs.get("to").map(String::as_str).unwrap_or_default();
+    let hosts: Vec<&str> = ctx.wanted.iter().map(|w| w.host).collect();
+    let (to_host, dir) = match to.split_once(':') {
+        Some((h, d)) if hosts.contains(&h) && d.starts_with('/') => (h, d.trim_end_matches('/')),
+        _ => return Err(format!("to={to}: write HOST:DIR with HOST one of {} and DIR absolute", hosts.join(", "))),
+    };
+    Ok(ctx
+        .wanted
+        .iter()
+        .filter(|w| w.host != to_host)
+        .map(|w| {
+            let step = OperationStep::CopyBackups {
+                member: w.member.name.clone(),
+                from_dir: from_dir.to_string(),
+                to_host: to_host.to_string(),
+                to_dir: format!("{dir}/{}", w.member.name),
+            };
+            (w.host.to_string(), step)
+        })
+        .collect())
 }
 
 /// `restore`: works on a cluster that is down too (that is when it is needed most).

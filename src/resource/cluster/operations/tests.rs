@@ -189,3 +189,21 @@ fn restore_copies_checks_stops_restores_and_starts_together() {
     let missing = run("restore", &[("snapshot", "/nowhere.db")], &view("a", false, 1), None).unwrap_err();
     assert_eq!(missing, "snapshot=/nowhere.db: no such file here, and `/nowhere.db` is not a host of the cluster");
 }
+
+#[test]
+fn copy_backups_goes_from_every_other_member_to_the_named_host() {
+    let steps = run("copy-backups", &[("to", "c:/srv/etcd-copies/")], &view("a", false, 1), None).unwrap();
+    let plan: Vec<(&str, &str)> = steps
+        .iter()
+        .map(|(h, s)| match s {
+            OperationStep::CopyBackups { to_host, to_dir, .. } => {
+                assert_eq!(to_host, "c");
+                (h.as_str(), to_dir.as_str())
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(plan, vec![("a", "/srv/etcd-copies/a"), ("b", "/srv/etcd-copies/b")]);
+    let bad = run("copy-backups", &[("to", "elsewhere:/x")], &view("a", false, 1), None).unwrap_err();
+    assert_eq!(bad, "to=elsewhere:/x: write HOST:DIR with HOST one of a, b, c and DIR absolute");
+}
