@@ -474,7 +474,14 @@ async fn run(cli: Cli) -> ExitStatus {
                 let plan = planner::plan(graph, &conns).await;
                 print_plan(ui, &plan, format);
                 if let Some(out) = &out {
-                    let mut saved = saved::SavedPlan::new(plan.clone(), saved::SpecRef::of(spec_ref, &spec_path), &hosts, &targets);
+                    let spec_ref = match saved::SpecRef::with_secrets(spec_ref, &spec_path) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            ui.error(&e.to_string());
+                            return ExitStatus::Error;
+                        }
+                    };
+                    let mut saved = saved::SavedPlan::new(plan.clone(), spec_ref, &hosts, &targets);
                     saved.replace.clone_from(&replace);
                     saved.allow_degraded = allow_degraded;
                     if let Err(e) = saved.write(out) {
@@ -644,7 +651,13 @@ async fn apply_saved(ui: &Ui, plan_file: &Path, spec_arg: &SpecArg, run: RunArgs
         return ExitStatus::Error;
     };
     let Some(graph) = with_run_options(ui, graph, &saved.replace, saved.allow_degraded) else { return ExitStatus::Error };
-    let now = saved::SpecRef::of(&spec, &spec_path);
+    let now = match saved::SpecRef::with_secrets(&spec, &spec_path) {
+        Ok(now) => now,
+        Err(e) => {
+            ui.error(&e.to_string());
+            return ExitStatus::Error;
+        }
+    };
     let spec_moved = now.digest != saved.spec.digest;
     if spec_moved {
         let changed = saved.spec.changed_files(&now);
@@ -669,7 +682,17 @@ async fn apply_saved(ui: &Ui, plan_file: &Path, spec_arg: &SpecArg, run: RunArgs
             plan_file.display()
         ));
     }
-    if spec_moved || !vars_moved.is_empty() {
+    let secrets_moved = saved.spec.changed_secrets(&now);
+    if !secrets_moved.is_empty() {
+        ui.error(&format!(
+            "{} was made with other secrets: {}; nothing was applied. Give the secrets the values they had (and keep the state dir: its digest.key \
+             made the plan's digests), or make a new plan with `cairn plan -o {}` and review it.",
+            plan_file.display(),
+            secrets_moved.join(", "),
+            plan_file.display()
+        ));
+    }
+    if spec_moved || !vars_moved.is_empty() || !secrets_moved.is_empty() {
         return ExitStatus::Error;
     }
     let (ui, graph, saved) = (ui, &graph, &saved);

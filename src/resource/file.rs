@@ -43,6 +43,7 @@ impl DesiredFile {
         let content = match &spec.content {
             ContentSource::Template(t) => render(t).map(String::into_bytes),
             ContentSource::Bytes { bytes, .. } => Ok(bytes.clone()),
+            ContentSource::Secret(s) => Ok(s.value.expose().to_vec()),
         };
         match (path, content) {
             (Ok(path), Ok(content)) => Ok(Self::new(path, content, spec)),

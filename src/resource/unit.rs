@@ -143,6 +143,8 @@ impl DesiredUnit {
             None => None,
             Some(ContentSource::Template(t)) => Some(render(t).map_err(|d| vec![d])?.into_bytes()),
             Some(ContentSource::Bytes { bytes, .. }) => Some(bytes.clone()),
+            // The loader refuses a secret unit file.
+            Some(ContentSource::Secret(_)) => None,
         };
         Ok(Self {
             name: spec.name.value.clone(),
