@@ -31,6 +31,12 @@ pub enum GraphError {
         /// The name given.
         target: String,
     },
+    /// `--exclude` names no resource of the spec (or none on the selected hosts).
+    #[error("--exclude {exclude}: no such resource in the spec (write it as kind.name, e.g. file.motd)")]
+    UnknownExclude {
+        /// The name given.
+        exclude: String,
+    },
 }
 
 /// A resource on one host.
@@ -63,6 +69,10 @@ pub struct Instance {
     pub prevent_destroy: bool,
     /// Attributes whose drift is not reported nor corrected.
     pub ignore: Vec<String>,
+    /// `--replace`: made again even when it is in order ([`ResourceKind::replaced`]).
+    ///
+    /// [`ResourceKind::replaced`]: crate::resource::ResourceKind::replaced
+    pub replace: bool,
 }
 
 impl Instance {
@@ -71,7 +81,10 @@ impl Instance {
     /// The planner and the executor both decide through this.
     pub fn decide(&self, facts: &crate::resource::HostFacts) -> crate::resource::Decision {
         use crate::resource::{Action, Decision, Protected, Reason};
-        let decision = self.desired.diff(facts).ignoring(&self.ignore);
+        let mut decision = self.desired.diff(facts).ignoring(&self.ignore);
+        if self.replace && matches!(decision.action, Action::NoOp | Action::Update) {
+            decision = self.desired.replaced(decision);
+        }
         if self.prevent_destroy && decision.action == Action::Replace {
             let because = Box::new(decision.reason);
             return Decision::new(Action::Conflict, Reason::Protected(Protected::Replacement { because }));
@@ -133,6 +146,7 @@ impl Graph {
                             dep_reasons: BTreeMap::new(),
                             prevent_destroy: resource.prevent_destroy,
                             ignore: resource.ignore.clone(),
+                            replace: false,
                         });
                         order.push((host.name.as_str(), ri, index));
                         by_resource.entry(&resource.id).or_default().push(index);
@@ -507,12 +521,46 @@ impl Graph {
                 stack.extend(self.deps[i].iter().copied());
             }
         }
-        let renumber: BTreeMap<usize, usize> = keep.iter().enumerate().map(|(new, &old)| (old, new)).collect();
         let mut g = Graph { spec_name: self.spec_name.clone(), removals: targets.is_empty(), ..Graph::default() };
         if targets.is_empty() {
             g.hosts = self.hosts.iter().filter(|(name, _)| hosts.contains(name)).map(|(n, h)| (n.clone(), h.clone())).collect();
         }
-        for &old in &keep {
+        Ok(self.keep_only(&keep, g))
+    }
+
+    /// `--exclude`: leaves out every instance of `excludes` and everything that depends on them
+    /// (nothing runs without what it waits for), and plans no removals (an excluded resource
+    /// would look removed). Returns the graph and the dependents left out with them, sorted.
+    pub fn exclude(self, excludes: &[String]) -> Result<(Graph, Vec<ResourceId>), GraphError> {
+        if excludes.is_empty() {
+            return Ok((self, Vec::new()));
+        }
+        for e in excludes {
+            if !self.instances.iter().any(|i| i.id.resource.to_string() == *e) {
+                return Err(GraphError::UnknownExclude { exclude: e.clone() });
+            }
+        }
+        let mut out: BTreeSet<usize> = BTreeSet::new();
+        let mut stack: Vec<usize> =
+            (0..self.instances.len()).filter(|&i| excludes.contains(&self.instances[i].id.resource.to_string())).collect();
+        while let Some(i) = stack.pop() {
+            if out.insert(i) {
+                stack.extend(self.dependents[i].iter().copied());
+            }
+        }
+        let mut with_them: Vec<ResourceId> =
+            out.iter().map(|&i| self.instances[i].id.resource.clone()).filter(|r| !excludes.contains(&r.to_string())).collect();
+        with_them.sort();
+        with_them.dedup();
+        let keep: BTreeSet<usize> = (0..self.instances.len()).filter(|i| !out.contains(i)).collect();
+        let g = Graph { spec_name: self.spec_name.clone(), hosts: self.hosts.clone(), removals: false, ..Graph::default() };
+        Ok((self.keep_only(&keep, g), with_them))
+    }
+
+    /// `g` with the instances `keep` of this graph (and their edges among them).
+    fn keep_only(&self, keep: &BTreeSet<usize>, mut g: Graph) -> Graph {
+        let renumber: BTreeMap<usize, usize> = keep.iter().enumerate().map(|(new, &old)| (old, new)).collect();
+        for &old in keep {
             let mut inst = self.instances[old].clone();
             inst.dep_reasons = inst.dep_reasons.into_iter().filter_map(|(d, r)| renumber.get(&d).map(|&n| (n, r))).collect();
             g.hosts.entry(inst.id.host.clone()).or_insert_with(|| self.hosts[&inst.id.host].clone());
@@ -525,7 +573,7 @@ impl Graph {
                 g.dependents[d].insert(i);
             }
         }
-        Ok(g)
+        g
     }
 }
 

@@ -108,6 +108,9 @@ pub struct SavedPlan {
     /// `--replace` of the plan.
     #[serde(default)]
     pub replace: Vec<String>,
+    /// `--exclude` of the plan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
     /// `--allow-degraded` of the plan.
     #[serde(default)]
     pub allow_degraded: bool,
@@ -342,6 +345,7 @@ impl SavedPlan {
             hosts: hosts.to_vec(),
             targets: targets.to_vec(),
             replace: Vec::new(),
+            exclude: Vec::new(),
             allow_degraded: false,
             plan,
         }

@@ -24,7 +24,8 @@ use super::ca::{
 use super::probe::ProbeError;
 use super::removal::Claims;
 use super::{
-    Action, ApplyError, AttrChange, Decision, HostFacts, KeyFact, PathFact, PathKind, ProbeRequest, ResourceKind, fix_attrs, run_checked,
+    Action, ApplyError, AttrChange, Decision, HostFacts, KeyFact, PathFact, PathKind, ProbeRequest, Reason, Replacing, ResourceKind,
+    fix_attrs, run_checked,
 };
 use crate::hash::sha256_hex;
 use crate::spec::{CaSource, CaSpec, CertSpec, Diagnostic, Duration, Kind, ResourceId, TemplateText, Usage, check_san, san_error};
@@ -67,6 +68,9 @@ pub struct DesiredCert {
     pub owner: Option<String>,
     /// Group of the files.
     pub group: Option<String>,
+    /// `--replace ca.NAME` names this certificate's CA: a new CA replaces it at apply, and this
+    /// certificate is issued by the new one.
+    pub replace_ca: bool,
 }
 
 impl DesiredCert {
@@ -151,6 +155,7 @@ impl DesiredCert {
                 ca_path: ca_path.flatten(),
                 owner: spec.owner.as_ref().map(|o| o.value.clone()),
                 group: spec.group.as_ref().map(|g| g.value.clone()),
+                replace_ca: false,
             }),
             _ => Err(errors),
         }
@@ -163,6 +168,15 @@ impl DesiredCert {
             return conflict;
         }
         let cert_fact = facts.path(&self.cert_path);
+        if self.replace_ca {
+            let (action, before) = match cert_fact {
+                None => (Action::Create, None),
+                Some(_) => (Action::Replace, Some(self.leaf.sans.iter().cloned().collect::<BTreeSet<San>>())),
+            };
+            let mut d = self.issue_decision(action, String::new(), before.as_ref());
+            d.reason = Reason::Replace(Replacing::NewCa { ca: name.clone() });
+            return d;
+        }
         let Some(ca) = &self.ca_cert else {
             let action = if cert_fact.is_none() { Action::Create } else { Action::Replace };
             return self.issue_decision(
@@ -351,10 +365,18 @@ impl DesiredCert {
         FileAttrs { mode: Some(mode), owner: self.owner.clone(), group: self.group.clone() }
     }
 
-    /// The CA, created first when it does not exist (generated CAs only).
+    /// The CA, created first when it does not exist (generated CAs only); for `--replace ca.NAME`,
+    /// the CA the plan saw is retired first (once, whichever certificate comes first).
     async fn load_ca(&self) -> Result<LoadedCa, ApplyError> {
         let ca = self.ca.clone();
-        let joined = tokio::task::spawn_blocking(move || ensure_ca(&ca)).await;
+        let retire = self.replace_ca.then(|| self.ca_cert.as_ref().map(|c| c.pem.clone())).flatten();
+        let joined = tokio::task::spawn_blocking(move || {
+            if let (Some(old), CaSource::Store { dir }) = (&retire, &ca.source) {
+                CaStore::new(dir).retire(old).map_err(|e| UnusableCa { ca: ca.name.clone(), error: CaError::Store(e.to_string()) })?;
+            }
+            ensure_ca(&ca)
+        })
+        .await;
         joined.map_err(|e| ApplyError::Failed(format!("CA task failed: {e}")))?.map_err(|e| ApplyError::Failed(e.to_string()))
     }
 
@@ -412,6 +434,28 @@ impl ResourceKind for DesiredCert {
 
     fn requires_users(&self) -> Vec<&str> {
         self.owner.iter().chain(&self.group).map(String::as_str).collect()
+    }
+
+    fn replaceable(&self) -> bool {
+        true
+    }
+
+    /// Issued again with a new key by the same CA.
+    fn replaced(&self, decision: Decision) -> Decision {
+        let same_sans: BTreeSet<San> = self.leaf.sans.iter().cloned().collect();
+        let mut d = self.issue_decision(Action::Replace, String::new(), Some(&same_sans));
+        d.reason = Reason::Replace(Replacing::Reissue);
+        d.attrs.extend(decision.attrs.into_iter().filter(|a| a.name == "usages"));
+        d
+    }
+
+    /// Only a CA cairn generates is replaced (an imported one is replaced by replacing its files).
+    fn replace_ca(&mut self, name: &str) -> bool {
+        if self.ca.name != name || !matches!(self.ca.source, CaSource::Store { .. }) {
+            return false;
+        }
+        self.replace_ca = true;
+        true
     }
 
     /// The host paths this instance owns (the CA certificate file may be shared by the
@@ -620,6 +664,7 @@ mod tests {
             ca_path: Some("/etc/etcd/pki/ca.pem".into()),
             owner: Some("etcd".into()),
             group: None,
+            replace_ca: false,
         };
         Fixture { ca, desired }
     }

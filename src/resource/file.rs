@@ -3,8 +3,8 @@
 
 use super::removal::{Orphan, Removal};
 use super::{
-    Action, ApplyError, AttrChange, ContentChange, Decision, HostFacts, PathFact, PathKind, ResourceKind, attr_changes, fix_attrs,
-    run_checked,
+    Action, ApplyError, AttrChange, ContentChange, Decision, HostFacts, PathFact, PathKind, Reason, Replacing, ResourceKind, attr_changes,
+    fix_attrs, run_checked,
 };
 use crate::hash::sha256_hex;
 use crate::spec::{ContentSource, Diagnostic, FileSpec, Kind, TemplateText};
@@ -149,6 +149,20 @@ impl ResourceKind for DesiredFile {
 
     fn requires_users(&self) -> Vec<&str> {
         self.owner.iter().chain(&self.group).map(String::as_str).collect()
+    }
+
+    fn replaceable(&self) -> bool {
+        true
+    }
+
+    /// The content written again (with mode and ownership), whatever is there.
+    fn replaced(&self, mut decision: Decision) -> Decision {
+        if decision.content.is_none() {
+            decision.content = Some(ContentChange::FetchOld { path: self.path.clone() });
+        }
+        decision.action = Action::Update;
+        decision.reason = Reason::Replace(Replacing::Rewrite);
+        decision
     }
 
     /// Carries out a decision made by [`DesiredFile::diff_at`].

@@ -79,6 +79,25 @@ pub trait ResourceKind: Send + Sync {
         None
     }
 
+    /// Whether `--replace` can make this instance again ([`ResourceKind::replaced`]).
+    fn replaceable(&self) -> bool {
+        false
+    }
+
+    /// `--replace`: the decision that makes this instance again although its own diff
+    /// (`decision`, a no-op or an in-place update) asks for less: a file written again, a unit
+    /// restarted, a certificate reissued. Kinds that are not [`ResourceKind::replaceable`] keep
+    /// `decision`.
+    fn replaced(&self, decision: Decision) -> Decision {
+        decision
+    }
+
+    /// `--replace ca.NAME`: when this instance is a certificate of the generated CA `name`, it
+    /// plans a new CA and its own reissue by it, and says so (`true`).
+    fn replace_ca(&mut self, _name: &str) -> bool {
+        false
+    }
+
     /// Resources whose changes restart this instance; they are also dependencies.
     fn restart_triggers(&self) -> &[ResourceId] {
         &[]

@@ -61,6 +61,8 @@ pub enum Reason {
         /// Healthy ones among them.
         healthy: usize,
     },
+    /// `--replace` asked for it: made again, in order or not.
+    Replace(Replacing),
     /// Another spec's manifest on the host owns what this instance wants.
     OwnedElsewhere {
         /// The path or unit both want.
@@ -72,6 +74,25 @@ pub enum Reason {
         /// Its manifest file.
         manifest: String,
     },
+}
+
+/// What `--replace` does to an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "replacing", rename_all = "kebab-case")]
+pub enum Replacing {
+    /// A file's content written again.
+    Rewrite,
+    /// A unit restarted.
+    Restart,
+    /// A certificate issued again, with a new key, by the same CA.
+    Reissue,
+    /// `--replace ca.NAME`: a new CA replaces the current one, and the certificate is issued by it.
+    NewCa {
+        /// The CA's name.
+        ca: String,
+    },
+    /// A binary's files downloaded and installed again.
+    Reinstall,
 }
 
 /// What `prevent_destroy` prevented.
