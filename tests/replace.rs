@@ -213,3 +213,62 @@ fn lab_replace_reissues_a_certificate_and_restarts_a_unit() {
     assert_ne!(serial(), serial1);
     assert_eq!(cairn(dir, &["plan", "--detailed-exitcode"]).code, 0);
 }
+
+/// Moves the state dir of the spec in `dir` away (a lost `.cairn/`, or another checkout).
+fn lose_state_dir(dir: &Path) {
+    std::fs::rename(dir.join(".cairn"), dir.join("state-backup")).unwrap();
+}
+
+/// Puts the moved state dir back (restored from its backup).
+fn restore_state_dir(dir: &Path) {
+    std::fs::rename(dir.join("state-backup"), dir.join(".cairn")).unwrap();
+}
+
+#[test]
+fn a_lost_state_dir_refuses_to_make_a_new_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("hosts");
+    std::fs::write(dir.path().join("cairn.toml"), local_spec(&root)).unwrap();
+    let d = dir.path();
+    assert_eq!(cairn(d, &["apply", "--auto-approve"]).code, 0);
+    let cert = std::fs::read(root.join("alpha/pki/server.pem")).unwrap();
+    lose_state_dir(d);
+
+    let plan = cairn(d, &["plan"]);
+    assert_eq!(plan.code, 1, "{}", plan.all());
+    let text = format!("{}--- stderr\n{}", shown(&plan.stdout, &root), plan.stderr).replace(&d.display().to_string(), "[DIR]");
+    insta::assert_snapshot!(text);
+    let apply = cairn(d, &["apply", "--auto-approve"]);
+    assert_eq!(apply.code, 1, "{}", apply.all());
+    assert!(apply.stderr.contains("but alpha, beta carry certificates from a CA of that name"), "{}", apply.stderr);
+    assert_eq!(std::fs::read(root.join("alpha/pki/server.pem")).unwrap(), cert, "nothing reissued");
+    assert!(!d.join(".cairn/pki/web").exists(), "no new CA made");
+
+    // --replace ca.web asks for the new CA: planned, not refused.
+    let plan = cairn(d, &["plan", "--replace", "ca.web"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    assert_eq!(plan.stdout.matches("--replace ca.web: a new CA web replaces the current one").count(), 2, "{}", plan.stdout);
+
+    // The state dir restored: all is in order again.
+    restore_state_dir(d);
+    assert_eq!(cairn(d, &["plan", "--detailed-exitcode"]).code, 0);
+}
+
+#[test]
+fn lab_a_lost_state_dir_refuses_to_reissue() {
+    let Some(lab) = lab::Lab::up_or_skip("lost-state", 1) else { return };
+    let dir = lab.dir();
+    std::fs::write(dir.join("cairn.toml"), lab_spec()).unwrap();
+    let node = lab.info.nodes[0].name.clone();
+    assert_eq!(cairn(dir, &["apply", "--auto-approve"]).code, 0);
+    let serial = || lab.ssh_ok(&node, &["openssl", "x509", "-noout", "-serial", "-in", "/etc/web/server.pem"]);
+    let before = serial();
+    lose_state_dir(dir);
+    let apply = cairn(dir, &["apply", "--auto-approve"]);
+    assert_eq!(apply.code, 1, "{}", apply.all());
+    assert!(apply.stderr.contains("CA web is not in the state dir"), "{}", apply.stderr);
+    assert!(apply.stderr.contains(&format!("but {node} carries certificates from a CA of that name")), "{}", apply.stderr);
+    assert_eq!(serial(), before, "the certificate was reissued");
+    restore_state_dir(dir);
+    assert_eq!(cairn(dir, &["plan", "--detailed-exitcode"]).code, 0);
+}

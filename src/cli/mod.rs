@@ -809,6 +809,24 @@ fn print_plan(ui: &Ui, plan: &Plan, format: PlanFormat) {
         PlanFormat::Json => print!("{}", render::json(plan)),
         PlanFormat::Markdown => print!("{}", render::markdown(plan)),
     }
+    // A lost state dir: one line per CA, naming the hosts that carry its certificates.
+    let mut lost: std::collections::BTreeMap<(&str, &str), Vec<&str>> = std::collections::BTreeMap::new();
+    for c in plan.changes() {
+        if let crate::resource::Reason::CaNotInStateDir { ca, store } = &c.reason {
+            let hosts = lost.entry((ca, store)).or_default();
+            if !hosts.contains(&c.id.host.as_str()) {
+                hosts.push(&c.id.host);
+            }
+        }
+    }
+    for ((ca, store), hosts) in lost {
+        ui.error(&format!(
+            "CA {ca} is not in the state dir ({store} is missing), but {} carr{} certificates from a CA of that name; \
+             nothing is reissued. Restore the state dir from its backup, or pass --replace ca.{ca} for a new CA",
+            hosts.join(", "),
+            if hosts.len() == 1 { "ies" } else { "y" }
+        ));
+    }
     // --allow-degraded lets the quorum guard's held changes through: say so, every time.
     for cluster in plan.clusters.iter().filter(|c| c.summary.health == crate::resource::cluster::ClusterHealth::Degraded) {
         // Without the flag such a change would be held (a conflict).

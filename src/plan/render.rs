@@ -102,6 +102,12 @@ impl fmt::Display for Reason {
                  heal or replace the sick members first",
                 crate::resource::cluster::membership::quorum(*voters)
             ),
+            Reason::CaNotInStateDir { ca, store } => write!(
+                f,
+                "the certificate here was issued by a CA {ca}, which is not in the state dir ({store} is missing): \
+                 restore the state dir from its backup, or pass --replace ca.{ca} to make a new CA and reissue every \
+                 certificate it issued"
+            ),
             Reason::Replace(replacing) => match replacing {
                 Replacing::Rewrite => f.write_str("--replace: written again"),
                 Replacing::Restart => f.write_str("--replace: restarted"),

@@ -178,6 +178,13 @@ impl DesiredCert {
             return d;
         }
         let Some(ca) = &self.ca_cert else {
+            if let (Some(_), Some(Ok(_)), CaSource::Store { dir }) =
+                (cert_fact, facts.certs.get(&self.cert_path).map(|t| inspect(t)), &self.ca.source)
+            {
+                // A certificate is there, its CA is not: the state dir was lost, or this is
+                // another checkout. Making a new CA would reissue everything, silently.
+                return Decision::new(Action::Conflict, Reason::CaNotInStateDir { ca: name.clone(), store: dir.display().to_string() });
+            }
             let action = if cert_fact.is_none() { Action::Create } else { Action::Replace };
             return self.issue_decision(
                 action,
@@ -814,8 +821,23 @@ mod tests {
             (d.action, d.reason.to_string().as_str()),
             (Action::Create, "CA etcd will be created; the certificate will be issued by the new CA etcd")
         );
-        let (_, facts) = good(&fx);
+        // A certificate that cannot be read is replaced by the new CA's.
+        let (_, mut facts) = good(&fx);
+        facts.certs.insert(fx.desired.cert_path.clone(), "hello\n".into());
         assert_eq!(fx.desired.diff_at(&facts, NOW).action, Action::Replace);
+    }
+
+    #[test]
+    fn a_certificate_whose_ca_is_not_in_the_state_dir_is_refused_unless_replaced() {
+        let mut fx = fixture();
+        fx.desired.ca_cert = None;
+        let (_, facts) = good(&fx);
+        let d = fx.desired.diff_at(&facts, NOW);
+        assert_eq!(d.action, Action::Conflict);
+        assert!(matches!(&d.reason, Reason::CaNotInStateDir { ca, .. } if ca == "etcd"), "{:?}", d.reason);
+        assert!(fx.desired.replace_ca("etcd"));
+        let d = fx.desired.diff_at(&facts, NOW);
+        assert_eq!((d.action, d.reason), (Action::Replace, Reason::Replace(Replacing::NewCa { ca: "etcd".into() })));
     }
 
     #[test]

@@ -61,6 +61,15 @@ pub enum Reason {
         /// Healthy ones among them.
         healthy: usize,
     },
+    /// The host carries a certificate, but its CA is not in the local state dir (a lost or
+    /// missing state dir): a new CA would be made and every certificate reissued, so the plan
+    /// refuses until the state dir is restored or `--replace ca.NAME` asks for a new CA.
+    CaNotInStateDir {
+        /// The CA's name.
+        ca: String,
+        /// Where the state dir keeps it.
+        store: String,
+    },
     /// `--replace` asked for it: made again, in order or not.
     Replace(Replacing),
     /// Another spec's manifest on the host owns what this instance wants.
