@@ -1,7 +1,8 @@
 //! `--replace ID[HOST]` and `--exclude ID` on `plan` and `apply`: plan text as snapshots against
 //! local hosts (a file written again, a certificate reissued, a new CA), the refusals as exact
 //! text, saved plans that keep them, and on a lab host a reissued certificate, a restarted unit
-//! and a replaced CA.
+//! and a replaced CA; a lost state dir refused; `destroy` removing the CA file and the folders a
+//! certificate made.
 #![allow(clippy::panic, clippy::print_stderr, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 #[path = "common/run.rs"]
@@ -271,4 +272,40 @@ fn lab_a_lost_state_dir_refuses_to_reissue() {
     assert_eq!(serial(), before, "the certificate was reissued");
     restore_state_dir(dir);
     assert_eq!(cairn(dir, &["plan", "--detailed-exitcode"]).code, 0);
+}
+
+#[test]
+fn lab_destroy_removes_what_a_certificate_made() {
+    let Some(lab) = lab::Lab::up_or_skip("destroy-pki", 1) else { return };
+    let dir = lab.dir();
+    std::fs::write(dir.join("cairn.toml"), format!("include = [\"lab.toml\"]\n{}", pki("/srv/made/pki"))).unwrap();
+    let node = lab.info.nodes[0].name.clone();
+    let exists = |p: &str| lab.ssh(&node, &["test", "-e", p]).status.success();
+    assert!(!exists("/srv/made"));
+
+    let plan = cairn(dir, &["plan"]);
+    assert!(plan.stdout.contains("folders: (none) → /srv/made, /srv/made/pki"), "{}", plan.stdout);
+    assert_eq!(cairn(dir, &["apply", "--auto-approve"]).code, 0);
+    assert!(exists("/srv/made/pki/ca.pem"));
+    let destroy = cairn(dir, &["destroy", "--auto-approve"]);
+    assert_eq!(destroy.code, 0, "{}", destroy.all());
+    assert!(
+        destroy.stdout.contains(
+            "delete /srv/made/pki/server.pem, /srv/made/pki/server-key.pem, /srv/made/pki/ca.pem; \
+             delete the folders cairn made: /srv/made/pki, /srv/made"
+        ),
+        "{}",
+        destroy.stdout
+    );
+    assert!(!exists("/srv/made"), "destroy left what the certificate made");
+    assert!(exists("/srv"), "a folder cairn did not make is not touched");
+
+    // A folder that holds something else is kept, and the plan says why.
+    assert_eq!(cairn(dir, &["apply", "--auto-approve"]).code, 0);
+    lab.ssh_ok(&node, &["sh", "-c", "echo mine > /srv/made/notes.txt"]);
+    let destroy = cairn(dir, &["destroy", "--auto-approve"]);
+    assert_eq!(destroy.code, 0, "{}", destroy.all());
+    assert!(destroy.stdout.contains("keep /srv/made: it holds notes.txt"), "{}", destroy.stdout);
+    assert!(!exists("/srv/made/pki"));
+    assert_eq!(lab.ssh_ok(&node, &["cat", "/srv/made/notes.txt"]), "mine");
 }

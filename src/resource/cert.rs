@@ -33,6 +33,10 @@ use crate::state::manifest::Owned;
 use crate::state::pki::{CaFiles, CaStore};
 use crate::transport::{Content, FileAttrs, Transport, argv, write_file_atomic};
 
+/// The attribute of a creation that lists the folders it makes (recorded in the manifest, so
+/// `destroy` removes them).
+const ATTR_FOLDERS: &str = "folders";
+
 /// Mode of the private key file.
 pub const KEY_MODE: u32 = 0o600;
 /// Mode of the certificate and CA certificate files.
@@ -359,6 +363,19 @@ impl DesiredCert {
         }
     }
 
+    /// Every folder above its files (not `/`), shallowest first: what `mkdir -p` may make.
+    fn folders(&self) -> Vec<String> {
+        let mut folders: Vec<String> = [Some(&self.cert_path), Some(&self.key_path), self.ca_path.as_ref()]
+            .into_iter()
+            .flatten()
+            .flat_map(|p| std::path::Path::new(p).ancestors().skip(1).map(|a| a.display().to_string()).collect::<Vec<_>>())
+            .filter(|a| !a.is_empty() && a != "/")
+            .collect();
+        folders.sort_by_key(|f| (f.matches('/').count(), f.clone()));
+        folders.dedup();
+        folders
+    }
+
     fn file_path(&self, file: &str) -> Option<&str> {
         match file {
             "key" => Some(&self.key_path),
@@ -430,8 +447,19 @@ impl ResourceKind for DesiredCert {
         true
     }
 
+    /// The certificate, its key and the CA file it writes.
     fn owned(&self, _created: bool) -> Option<Owned> {
-        Some(super::file::owned_files(self.paths().into_iter().map(|p| (p, None))))
+        Some(super::file::owned_files(self.paths().into_iter().chain(self.ca_path.as_deref()).map(|p| (p, None))))
+    }
+
+    /// With the folders its creation made ([`ATTR_FOLDERS`] of the decision carried out).
+    fn owned_after(&self, created: bool, planned: &[AttrChange]) -> Option<Owned> {
+        let mut owned = self.owned(created)?;
+        if let (true, Owned::Files(files)) = (created, &mut owned) {
+            let made = planned.iter().find(|a| a.name == ATTR_FOLDERS).and_then(|a| a.after.as_deref());
+            files.dirs = made.map(|m| m.split(", ").map(str::to_string).collect()).unwrap_or_default();
+        }
+        Some(owned)
     }
 
     /// Its files and the CA file it writes (shared by the certificates of one CA).
@@ -480,11 +508,17 @@ impl ResourceKind for DesiredCert {
         if let Some(p) = &self.ca_path {
             probe.paths.insert(p.clone());
         }
+        probe.paths.extend(self.folders());
     }
 
-    /// Decides what to do now.
+    /// Decides what to do now; a creation also says which folders it makes.
     fn diff(&self, facts: &HostFacts) -> Decision {
-        self.diff_at(facts, OffsetDateTime::now_utc().unix_timestamp())
+        let mut d = self.diff_at(facts, OffsetDateTime::now_utc().unix_timestamp());
+        let missing: Vec<String> = self.folders().into_iter().filter(|f| facts.path(f).is_none()).collect();
+        if d.action == Action::Create && !missing.is_empty() {
+            d.attrs.push(AttrChange::new(ATTR_FOLDERS, None, Some(missing.join(", "))));
+        }
+        d
     }
 
     /// Carries out a decision made by [`DesiredCert::diff`].

@@ -67,6 +67,14 @@ pub trait ResourceKind: Send + Sync {
     /// `created` says whether this run made it.
     fn owned(&self, created: bool) -> Option<Owned>;
 
+    /// [`ResourceKind::owned`] after a run that carried out `planned` (the attributes of its
+    /// decision), for a kind whose decision says more about what it made (the folders a `cert`
+    /// created). The default is `owned`.
+    fn owned_after(&self, created: bool, planned: &[super::AttrChange]) -> Option<Owned> {
+        let _ = planned;
+        self.owned(created)
+    }
+
     /// Records what this instance (resource `id`) claims on its host: a removal of something
     /// that left the spec never touches it. The default claims its paths.
     fn claim(&self, id: &ResourceId, claims: &mut Claims) {
