@@ -491,7 +491,7 @@ pub fn manifests_after(graph: &Graph, plan: &Plan, report: Option<&ApplyReport>)
                 removed.insert(c.id.resource.to_string());
             } else if let Some(inst) = c.instance().and_then(|i| graph.instances.get(i)) {
                 let created = c.action == Action::Create && matches!(outcomes.get(&c.id), Some(Outcome::Done(_)));
-                if let Some(owned) = inst.desired.owned(created) {
+                if let Some(owned) = inst.desired.owned_after(created, &c.attrs) {
                     kept.push((c.id.resource.to_string(), inst.prevent_destroy, owned));
                 }
             }

@@ -172,7 +172,14 @@ pub(super) async fn run(ui: &Ui, args: RunCommand) -> ExitStatus {
         let plan = planner::plan(graph, &conns).await;
         print_plan(ui, &plan, PlanFormat::Text);
         if let Some(out) = &out {
-            let mut saved = saved::SavedPlan::new(plan.clone(), saved::SpecRef::of(spec_ref, spec_path), &[], &[]);
+            let spec_ref = match saved::SpecRef::with_secrets(spec_ref, spec_path) {
+                Ok(r) => r,
+                Err(e) => {
+                    ui.error(&e.to_string());
+                    return ExitStatus::Error;
+                }
+            };
+            let mut saved = saved::SavedPlan::new(plan.clone(), spec_ref, &[], &[]);
             saved.operation = Some(request.clone());
             if let Err(e) = saved.write(out) {
                 ui.error(&e.to_string());

@@ -10,7 +10,7 @@ use super::{Action, Change, ClusterPlan, FORMAT_VERSION, Plan, Summary};
 use crate::resource::cluster::membership::{ClusterHealth, ReplaceWhy};
 use crate::resource::cluster::operations::{self, OperationStep};
 use crate::resource::cluster::{ClusterProblem, MemberStep};
-use crate::resource::{Protected, Reason};
+use crate::resource::{Protected, Reason, Replacing};
 
 /// How every removal's reason begins.
 const REMOVED: &str = "no longer in the spec";
@@ -161,6 +161,23 @@ impl fmt::Display for Reason {
                  heal or replace the sick members first",
                 crate::resource::cluster::membership::quorum(*voters)
             ),
+            Reason::CaNotInStateDir { ca, store } => write!(
+                f,
+                "the certificate here was issued by a CA {ca}, which is not in the state dir ({store} is missing): \
+                 restore the state dir from its backup, or pass --replace ca.{ca} to make a new CA and reissue every \
+                 certificate it issued"
+            ),
+            Reason::Replace(replacing) => match replacing {
+                Replacing::Rewrite => f.write_str("--replace: written again"),
+                Replacing::Restart => f.write_str("--replace: restarted"),
+                Replacing::Reissue => f.write_str("--replace: issued again with a new key"),
+                Replacing::Reinstall => f.write_str("--replace: downloaded and installed again"),
+                Replacing::NewCa { ca } => write!(
+                    f,
+                    "--replace ca.{ca}: a new CA {ca} replaces the current one (a cut-over: what trusts only the old CA \
+                     stops trusting this certificate); the certificate will be issued by the new CA"
+                ),
+            },
             Reason::OwnedElsewhere { what, spec, resource, manifest } => write!(
                 f,
                 "{what} is managed by spec `{spec}` ({resource} there, in {manifest}); two specs must not manage one path: \

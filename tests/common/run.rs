@@ -1,5 +1,7 @@
 //! Running the real `cairn` binary from integration tests: no colour, no proxies, stdin closed,
-//! and a safety net every test gets for free: no output may ever contain a private key.
+//! and a safety net every test gets for free: no output may ever contain a private key, nor a
+//! secret read from a secret source (tests give every such secret a value containing
+//! [`SECRET_MARKER`]); [`assert_no_secret`] casts the same net over files (saved plans).
 #![allow(dead_code, clippy::unwrap_used, clippy::print_stderr)]
 
 use std::path::Path;
@@ -21,6 +23,16 @@ impl Run {
     pub fn all(&self) -> String {
         format!("exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
     }
+}
+
+/// Part of the value of every secret the tests feed through a secret source (`env`, `file`,
+/// `command`): it must never appear in cairn's output, logs or plan files.
+pub const SECRET_MARKER: &str = "cairn-test-secret";
+
+/// Panics when `text` (read from `what`) holds a private key or a test secret.
+pub fn assert_no_secret(what: &str, text: &str) {
+    assert!(!text.contains("PRIVATE KEY"), "a private key reached {what}:\n{text}");
+    assert!(!text.contains(SECRET_MARKER), "a secret reached {what}:\n{text}");
 }
 
 /// Runs `cairn ARGS` in `dir`.
@@ -76,6 +88,6 @@ fn finished(args: &[&str], started: Instant, out: &Output) -> Run {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     };
     eprintln!("$ cairn {} ({:.1}s)\n{}", args.join(" "), started.elapsed().as_secs_f64(), run.all());
-    assert!(!run.all().contains("PRIVATE KEY"), "a private key reached cairn's output:\n{}", run.all());
+    assert_no_secret("cairn's output", &run.all());
     run
 }

@@ -20,7 +20,8 @@ pub mod fetch;
 use std::path::Path;
 
 use super::{
-    Action, ApplyError, AttrChange, Decision, HostFacts, PathKind, ProbeRequest, ResourceKind, attr_changes, check_rendered_path, fix_attrs,
+    Action, ApplyError, AttrChange, Decision, HostFacts, PathKind, ProbeRequest, Reason, Replacing, ResourceKind, attr_changes,
+    check_rendered_path, fix_attrs,
 };
 use crate::spec::{BinaryFiles, BinarySpec, Diagnostic, Kind, Located, TemplateText};
 use crate::state::manifest::Owned;
@@ -294,6 +295,23 @@ impl ResourceKind for DesiredBinary {
     /// Decides what to do given what the probe found.
     fn diff(&self, facts: &HostFacts) -> Decision {
         self.decide(self.wanted(), facts)
+    }
+
+    fn replaceable(&self) -> bool {
+        true
+    }
+
+    /// Every file installed again from the url.
+    fn replaced(&self, mut decision: Decision) -> Decision {
+        for t in &self.targets {
+            let name = self.attr_name(&t.path, "sha256");
+            if !decision.attrs.iter().any(|a| a.name == name) {
+                decision.attrs.push(AttrChange::new(&name, Some("as wanted".into()), Some("installed again".into())));
+            }
+        }
+        decision.action = Action::Update;
+        decision.reason = Reason::Replace(Replacing::Reinstall);
+        decision
     }
 
     /// Carries out a decision made by [`DesiredBinary::diff`]: uploads the files whose content
