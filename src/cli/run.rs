@@ -222,7 +222,10 @@ mod tests {
         assert_eq!(r.inputs.get("revision").map(String::as_str), Some("7"));
         assert_eq!(request(&id, ETCD_OPERATIONS, "compact", &["7".into()]).unwrap_err(), vec!["`7`: write inputs as KEY=VALUE"]);
         let unknown = request(&id, ETCD_OPERATIONS, "defragment", &[]).unwrap_err();
-        assert_eq!(unknown, vec!["cluster.members has no operation `defragment`; it has: snapshot, compact, defrag, restore, disarm"]);
+        assert_eq!(
+            unknown,
+            vec!["cluster.members has no operation `defragment`; it has: snapshot, compact, defrag, restore, copy-backups, disarm"]
+        );
         let listed = list_text(&id, ETCD_OPERATIONS);
         assert!(
             listed.contains("  compact    compact the key space's history") && listed.contains("revision=<int> (optional)"),
