@@ -206,4 +206,18 @@ fn etcd_runbook_operations_snapshot_compact_defrag_and_nospace() {
     let again = cairn(dir, &["run", "etcd", "copy-backups", "to=node3:/var/backups/etcd-copies", "--auto-approve"]);
     assert_eq!(again.code, 0, "{}", again.all());
     assert_eq!(again.stderr.matches("snapshots are on node3:/var/backups/etcd-copies/").count(), 2, "{}", again.all());
+
+    // A migration: the same snapshot restored into another member set (node1 alone), which
+    // becomes a cluster of its own with every key.
+    let one = spec(100).replace("hosts = [\"*\"]", "hosts = [\"node1\"]");
+    std::fs::write(dir.join("cairn.toml"), one).unwrap();
+    let moved = cairn(dir, &["run", "etcd", "restore", &arg, "--auto-approve"]);
+    assert_eq!(moved.code, 0, "{}", moved.all());
+    assert!(moved.stdout.contains("start every member at once (node1)"), "{}", moved.all());
+    let listed = etcdctl_ok(&lab, "node1", "ETCDCTL_ENDPOINTS=https://127.0.0.1:2379 etcdctl member list -w simple");
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert_eq!(
+        etcdctl_ok(&lab, "node1", "ETCDCTL_ENDPOINTS=https://127.0.0.1:2379 etcdctl get --prefix /restore/ --keys-only | grep -c ."),
+        "1000"
+    );
 }

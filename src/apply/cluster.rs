@@ -598,12 +598,45 @@ async fn start_all(graph: &Graph, id: &ResourceId, hosts: &[String], connections
     for (host, member) in all.iter().filter(|(h, _)| hosts.iter().any(|x| x == h)) {
         let Some(Ok(t)) = connections.get(*host).cloned() else { return Err(ApplyError::Failed(format!("{host}: not connected"))) };
         let unit = service(member)?.to_string();
-        tasks.spawn(async move { run_checked(t.as_ref(), &argv(&["systemctl", "start", &unit])).await.map(|_| ()) });
+        tasks.spawn(async move {
+            match run_checked(t.as_ref(), &argv(&["systemctl", "start", &unit])).await {
+                Ok(()) => Ok(()),
+                // What the service said is what the operator needs next.
+                Err(e) => {
+                    let journal = t
+                        .run(&argv(&["journalctl", "-u", &unit, "-n", "12", "--no-pager", "-o", "cat"]), crate::transport::Stdin::Null)
+                        .await;
+                    let said = journal.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+                    Err(ApplyError::Failed(format!("{e}\n{unit} on {} said:\n{said}", t.host())))
+                }
+            }
+        });
     }
+    // A member whose first start failed is restarted by systemd (Restart=on-failure) while its
+    // peers come up: the cluster becoming healthy is what counts; the failure is reported.
+    let mut first_failures = Vec::new();
     while let Some(joined) = tasks.join_next().await {
-        joined.map_err(|e| ApplyError::Failed(format!("start task: {e}")))??;
+        if let Err(e) = joined.map_err(|e| ApplyError::Failed(format!("start task: {e}")))? {
+            first_failures.push(e.to_string());
+        }
     }
-    let (via, _) = healthy_via(graph, id, None, connections).await.map_err(ApplyError::Failed)?;
-    wait_healthy(via.member.driver.get(), via.transport.as_ref()).await?;
-    Ok(format!("every member started ({}); cluster healthy", hosts.join(", ")))
+    let healthy = async {
+        let started = Instant::now();
+        loop {
+            match healthy_via(graph, id, None, connections).await {
+                Ok((via, _)) => return wait_healthy(via.member.driver.get(), via.transport.as_ref()).await,
+                Err(e) if started.elapsed() > HEALTHY_AGAIN => return Err(ApplyError::Failed(e)),
+                Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
+            }
+        }
+    };
+    match (healthy.await, first_failures.is_empty()) {
+        (Ok(()), true) => Ok(format!("every member started ({}); cluster healthy", hosts.join(", "))),
+        (Ok(()), false) => Ok(format!(
+            "every member started ({}); cluster healthy (a first start failed and the service manager restarted it: {})",
+            hosts.join(", "),
+            first_failures.join("; ")
+        )),
+        (Err(e), _) => Err(ApplyError::Failed(format!("{e}; {}", first_failures.join("; ")))),
+    }
 }

@@ -226,7 +226,13 @@ fn cluster_change(
 /// What a saved plan must still find of the cluster: the member list (ids, names, learners) and
 /// which members answer. Raft indexes and sizes move all the time and are left out.
 fn observed_lines(cluster: &ClusterPlan, host: &str, obs: Option<&MemberObservation>) -> Vec<String> {
-    let mut lines = vec![format!("cluster {}: {:?}", cluster.id, cluster.summary.health)];
+    let health = match cluster.summary.health {
+        ClusterHealth::Forming => "forming",
+        ClusterHealth::Down => "down",
+        ClusterHealth::Healthy => "healthy",
+        ClusterHealth::Degraded => "degraded",
+    };
+    let mut lines = vec![format!("cluster {}: {health}", cluster.id)];
     for m in &cluster.summary.members {
         let role = if m.learner { "learner" } else { "voter" };
         let name = if m.name.is_empty() { "(unstarted)" } else { &m.name };
