@@ -409,4 +409,4 @@ pub fn plan_members(wanted: &[Wanted<'_>], observed: &BTreeMap<String, MemberObs
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

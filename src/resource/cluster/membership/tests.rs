@@ -2,7 +2,8 @@ use super::*;
 use crate::resource::cluster::{Driver, etcd::Etcd};
 use crate::spec::{Kind, ResourceId};
 
-fn member(name: &str) -> DesiredMember {
+/// A member named `name` on a host of that name (shared with the operations' tests).
+pub(crate) fn member(name: &str) -> DesiredMember {
     DesiredMember {
         name: name.to_string(),
         peer_url: format!("https://{name}:2380"),
@@ -28,7 +29,8 @@ fn member(name: &str) -> DesiredMember {
     }
 }
 
-fn id(name: &str) -> u64 {
+/// The made-up member id of `name`.
+pub(crate) fn id(name: &str) -> u64 {
     name.bytes().map(u64::from).sum::<u64>() * 1000
 }
 

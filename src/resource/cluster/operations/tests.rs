@@ -1,33 +1,8 @@
 use super::*;
 use crate::resource::cluster::membership::ClusterView;
-use crate::resource::cluster::{DesiredMember, Driver, ListedMember, MemberStatus, etcd::Etcd};
-use crate::spec::{Kind, ResourceId};
+use crate::resource::cluster::{DesiredMember, ListedMember, MemberStatus};
 
-fn member(name: &str) -> DesiredMember {
-    DesiredMember {
-        name: name.to_string(),
-        peer_url: format!("https://{name}:2380"),
-        unit: ResourceId::new(Kind::Unit, "etcd"),
-        service: Some("etcd.service".into()),
-        join_timeout_secs: 60,
-        after_on_peers: Vec::new(),
-        driver: Driver::Etcd(
-            Etcd::from_settings(
-                ["etcdctl", "cacert", "cert", "key", "data_dir"]
-                    .iter()
-                    .map(|k| ((*k).to_string(), (format!("/{k}"), Default::default())))
-                    .collect(),
-                &Default::default(),
-            )
-            .unwrap(),
-        ),
-        snapshots: None,
-    }
-}
-
-fn id(name: &str) -> u64 {
-    name.bytes().map(u64::from).sum::<u64>() * 1000
-}
+use crate::resource::cluster::membership::tests::{id, member};
 
 /// Members a, b, c, all answering, led by `leader`; `alarm` on a; every database `db` bytes.
 fn view(leader: &str, alarm: bool, db: u64) -> ClusterView {
