@@ -104,8 +104,20 @@ fn template_diagnostic(template: &TemplateText, err: &minijinja::Error, sources:
     let detail = err.detail().map_or_else(|| err.kind().to_string(), str::to_string);
     let line = err.line();
     let whole_file = template.span.range.start == 0 && template.span.range.end == sources.text(template.span.file).len();
-    let span = match (line, whole_file) {
-        (Some(line), true) => {
+    // The failing expression itself when minijinja knows where it is and the source holds the
+    // template as it is (a file, or a string without escapes); else its line, else the value.
+    let inline_start = {
+        let raw = sources.text(template.span.file).get(template.span.range.clone()).unwrap_or_default();
+        let quoted = ["\"", "'"].iter().find_map(|q| raw.strip_prefix(q).and_then(|r| r.strip_suffix(q)));
+        quoted.filter(|inner| *inner == template.text).map(|_| template.span.range.start + 1)
+    };
+    let exact = err.range().filter(|r| r.end <= template.text.len() && r.start < r.end).and_then(|r| {
+        let base = if whole_file { Some(template.span.range.start) } else { inline_start };
+        base.map(|b| Span::new(template.span.file, b + r.start..b + r.end))
+    });
+    let span = match (exact, line, whole_file) {
+        (Some(exact), _, _) => exact,
+        (None, Some(line), true) => {
             let text = sources.text(template.span.file);
             let start: usize = text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
             let end = text[start..].find('\n').map_or(text.len(), |n| start + n);
@@ -250,7 +262,7 @@ mod tests {
     }
 
     #[test]
-    fn template_file_errors_point_at_the_line() {
+    fn template_file_errors_point_at_the_failing_expression() {
         let mut sources = SourceMap::default();
         let text = "line one\n{{ nope.x }}\n".to_string();
         let len = text.len();
@@ -258,6 +270,6 @@ mod tests {
         let t = TemplateText { text, span: Span::new(id, 0..len), name: "templates/x.j2".into() };
         let err = Templater::new().render(&t, &minijinja::context! {}, &sources).unwrap_err();
         let span = err.span.unwrap();
-        assert_eq!(sources.line_col(FileId(0), span.range.start), (2, 1));
+        assert_eq!(sources.line_col(FileId(0), span.range.start), (2, 4), "the caret is on the failing expression");
     }
 }
