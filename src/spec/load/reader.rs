@@ -46,6 +46,13 @@ pub(super) fn type_phrase(v: &DeValue<'_>) -> &'static str {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Every key asked for on this thread, with the asking reader's name in messages: the schema
+    /// test compares them with the schema's keys.
+    pub(super) static ASKED: std::cell::RefCell<Vec<(String, &'static str)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Reads one table, collecting problems into a [`Diagnostics`].
 pub(super) struct TableReader<'t, 'i> {
     file: FileId,
@@ -86,6 +93,8 @@ impl<'t, 'i> TableReader<'t, 'i> {
         if !self.asked.contains(&key) {
             self.asked.push(key);
         }
+        #[cfg(test)]
+        ASKED.with(|a| a.borrow_mut().push((self.what.clone(), key)));
         let i = self.entries.iter().position(|(k, _)| k.get_ref().as_ref() == key)?;
         self.used[i] = true;
         let (k, v) = self.entries[i];
