@@ -5,8 +5,9 @@
 //!
 //! It sits beside the loader and shares its lists of allowed values (kinds, key types, usages,
 //! drivers, `ignore` attributes, unit states), and a test below loads a spec made from this very
-//! data while [`super::reader::TableReader`] records every key the loader asks for: each table's
-//! keys here must be exactly the keys the loader reads there, so the schema cannot drift.
+//! data while [`super::reader::TableReader`] records every key the loader asks for and how it
+//! reads it: each table's keys here must be exactly the keys the loader reads there, each with
+//! the type, bounds and choices the loader reads it with, so the schema cannot drift.
 
 use serde_json::{Map, Value as J, json};
 
@@ -384,6 +385,7 @@ fn ty(t: &Ty) -> J {
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
+    use super::super::reader::{READS, Read};
     use super::*;
 
     /// Keys the loader asks for only to refuse them with a clear message.
@@ -413,8 +415,11 @@ mod tests {
 
     /// Every closed or open table of the schema by shape, with its keys; and a spec (as JSON) that
     /// has one of each table, so loading it visits them all.
-    fn walk(shape: &str, keys: &[Key], shapes: &mut BTreeMap<String, BTreeSet<&'static str>>) -> J {
-        shapes.insert(shape.to_string(), keys.iter().map(|k| k.name).collect());
+    /// The schema's tables by shape, each with its keys.
+    type Shapes = BTreeMap<String, Vec<Key>>;
+
+    fn walk(shape: &str, keys: &[Key], shapes: &mut Shapes) -> J {
+        shapes.insert(shape.to_string(), keys.to_vec());
         let mut doc = Map::new();
         for k in keys {
             let sub = if shape.is_empty() { k.name.to_string() } else { format!("{shape}.{}", k.name) };
@@ -425,7 +430,7 @@ mod tests {
         J::Object(doc)
     }
 
-    fn fixture(shape: &str, t: &Ty, shapes: &mut BTreeMap<String, BTreeSet<&'static str>>) -> Option<J> {
+    fn fixture(shape: &str, t: &Ty, shapes: &mut Shapes) -> Option<J> {
         match t {
             Ty::Table(keys) | Ty::OpenTable(keys) => Some(walk(shape, keys, shapes)),
             Ty::Tables(keys) => Some(J::Array(vec![walk(shape, keys, shapes)])),
@@ -442,8 +447,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn schema_keys_are_exactly_the_keys_the_loader_reads() {
+    /// Loads a spec holding one of every table of the schema (on this thread, recording what the
+    /// loader reads); returns the schema's tables and the spec's text.
+    fn load_every_table() -> (Shapes, String) {
         let mut shapes = BTreeMap::new();
         let root = root();
         let top: Vec<Key> = root.iter().map(|(k, _)| *k).collect();
@@ -455,7 +461,17 @@ mod tests {
         }
         let text = toml::to_string(&J::Object(doc)).unwrap();
         super::super::reader::ASKED.with(|a| a.borrow_mut().clear());
+        super::super::reader::READS.with(|a| a.borrow_mut().clear());
+        // The spec is wrong in many ways (required keys missing): only what was read matters.
         let _ = crate::spec::load_str(std::path::Path::new("/nonexistent/cairn.toml"), &text);
+        (shapes, text)
+    }
+
+    #[test]
+    fn schema_keys_are_exactly_the_keys_the_loader_reads() {
+        let (shapes, text) = load_every_table();
+        let shapes: BTreeMap<String, BTreeSet<&'static str>> =
+            shapes.into_iter().map(|(shape, keys)| (shape, keys.iter().map(|k| k.name).collect())).collect();
         let mut asked: BTreeMap<String, BTreeSet<&'static str>> = BTreeMap::new();
         super::super::reader::ASKED.with(|a| {
             for (what, key) in a.borrow().iter() {
@@ -465,8 +481,6 @@ mod tests {
                 }
             }
         });
-        // Tables of free names (vars, labels, settings, extract) are read whole: no key is asked.
-        shapes.retain(|_, keys| !keys.is_empty());
         let flat = |m: &BTreeMap<String, BTreeSet<&'static str>>| -> BTreeSet<String> {
             m.iter().flat_map(|(shape, keys)| keys.iter().map(move |k| format!("{shape}.{k}"))).collect()
         };
@@ -477,6 +491,52 @@ mod tests {
             unlisted.is_empty() && unread.is_empty(),
             "read by the loader but not in the schema: {unlisted:?}\nin the schema but never read by the loader: {unread:?}\nspec loaded:\n{text}"
         );
+    }
+
+    /// How the loader reads a key of type `t`; `None` when it reads it by hand (`get`, then by the
+    /// value's type) or the schema's type has no single reader.
+    fn expected_read(t: &Ty) -> Option<Read> {
+        Some(match t {
+            Ty::Str | Ty::Duration => Read::Str,
+            Ty::Bool => Read::Bool,
+            Ty::Int(min, max) => Read::Int(*min, *max),
+            Ty::Seconds(min, max) => Read::Seconds(*min, *max),
+            Ty::Mode => Read::Mode,
+            Ty::Choice(allowed) => Read::Choice(allowed.to_vec()),
+            Ty::StrList | Ty::ChoiceList(_) => Read::List,
+            Ty::Table(_) | Ty::OpenTable(_) | Ty::Map(_) => Read::Table,
+            Ty::Tables(_) | Ty::AnyOf(_) | Ty::Any | Ty::Ports => return None,
+        })
+    }
+
+    #[test]
+    fn schema_types_are_the_types_the_loader_reads() {
+        let (shapes, _) = load_every_table();
+        let mut reads: BTreeMap<(String, &'static str), BTreeSet<Read>> = BTreeMap::new();
+        READS.with(|r| {
+            for (what, key, read) in r.borrow().iter() {
+                reads.entry((shape_of(what), *key)).or_default().insert(read.clone());
+            }
+        });
+        let mut wrong = Vec::new();
+        for (shape, keys) in &shapes {
+            for key in keys {
+                let Some(found) = reads.get(&(shape.clone(), key.name)) else { continue };
+                let Some(want) = expected_read(&key.ty) else { continue };
+                // A choice is read as a string first; a few choices are checked after rendering.
+                let mut found = found.clone();
+                if found.iter().any(|r| matches!(r, Read::Choice(_))) || matches!(want, Read::Choice(_)) {
+                    found.remove(&Read::Str);
+                }
+                if found.is_empty() {
+                    continue;
+                }
+                if found != BTreeSet::from([want.clone()]) {
+                    wrong.push(format!("{shape}.{}: schema {want:?}, loader {found:?}", key.name));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "types that differ:\n{}", wrong.join("\n"));
     }
 
     #[test]
