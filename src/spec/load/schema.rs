@@ -314,7 +314,6 @@ pub fn json_schema() -> J {
     }
     json!({
         "$schema": "http://json-schema.org/draft-07/schema#",
-        "$id": "https://github.com/cairn/cairn/docs/spec.schema.json",
         "title": "cairn spec",
         "description": "A cairn spec file (cairn.toml and the files it includes); see docs/spec.md. Made by `cairn schema`.",
         "type": "object",
