@@ -242,7 +242,15 @@ fn common_keys(kind: Kind) -> Vec<Key> {
         opt("hosts", Ty::StrList, "Selectors (\"*\", a host name or \"label=value\") of the hosts it is on; default every host."),
         opt("after", Ty::StrList, "Resource ids applied first on the same host."),
         opt("prevent_destroy", Ty::Bool, "Refuse a plan that would remove or replace it."),
-        opt("ignore", Ty::ChoiceList(ignorable(kind)), "Attributes whose drift is accepted."),
+        opt(
+            "ignore",
+            Ty::ChoiceList(ignorable(kind)),
+            if ignorable(kind).is_empty() {
+                "Attributes whose drift is accepted: this kind takes none yet (file, dir and user do)."
+            } else {
+                "Attributes whose drift is accepted: not reported, not corrected."
+            },
+        ),
     ]
 }
 
