@@ -1,6 +1,6 @@
 //! `cairn completions SHELL` and `cairn man`, through the real binary: the bash script parses
-//! (`bash -n`) and completes the subcommands; zsh and fish scripts are made; the man page renders.
-//! No hosts.
+//! (`bash -n`) and completes the subcommands (`schema` among them); zsh and fish scripts are
+//! made; the man page renders. No hosts.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -19,7 +19,7 @@ fn bash_completion_parses_and_names_the_subcommands() {
     std::fs::write(&script, &out.stdout).unwrap();
     let check = Command::new("bash").arg("-n").arg(&script).output().unwrap();
     assert!(check.status.success(), "bash -n: {}", String::from_utf8_lossy(&check.stderr));
-    for sub in ["validate", "plan", "apply", "destroy", "drift", "check", "graph", "unlock", "completions", "man"] {
+    for sub in ["validate", "plan", "apply", "destroy", "drift", "check", "graph", "unlock", "completions", "schema", "man"] {
         assert!(out.stdout.contains(sub), "the bash script does not mention `{sub}`");
     }
     assert!(out.stdout.contains("--var-file"), "flags are completed too");
@@ -51,12 +51,13 @@ fn man_page_renders() {
     assert!(out.stdout.contains(".TH cairn 1"), "{}", out.stdout);
     assert!(out.stdout.contains(".SH SUBCOMMANDS"), "{}", out.stdout);
     assert!(out.stdout.contains("plan"), "{}", out.stdout);
+    assert!(out.stdout.contains("schema"), "the man page lists `cairn schema`: {}", out.stdout);
     // With a folder: one page per command.
     let pages = dir.path().join("man");
     std::fs::create_dir(&pages).unwrap();
     let out = cairn(dir.path(), &["man", "--dir", "man"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    for page in ["cairn.1", "cairn-plan.1", "cairn-apply.1"] {
+    for page in ["cairn.1", "cairn-plan.1", "cairn-apply.1", "cairn-schema.1"] {
         let text = std::fs::read_to_string(pages.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
         assert!(text.contains(".TH"), "{page}");
     }

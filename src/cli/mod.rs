@@ -10,6 +10,7 @@ pub mod lab;
 pub mod module;
 mod progress;
 mod run;
+pub mod schema;
 
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
@@ -358,6 +359,9 @@ pub enum Command {
         #[arg(value_enum, value_name = "SHELL")]
         shell: clap_complete::Shell,
     },
+    /// Print the JSON Schema of a spec file, for editors with a TOML language server (taplo, Even
+    /// Better TOML): `cairn schema > spec.schema.json` (docs/spec.schema.json is the same).
+    Schema,
     /// Print the man page cairn(1) in roff (`cairn man | man -l -`), or write one page per
     /// command into a folder.
     Man {
@@ -436,6 +440,9 @@ pub fn main() -> ExitCode {
     if let Command::Completions { shell } = cli.command {
         return completions::run_completions(shell);
     }
+    if let Command::Schema = cli.command {
+        return schema::run_schema();
+    }
     if let Command::Man { dir } = &cli.command {
         return completions::run_man(dir.as_deref());
     }
@@ -495,7 +502,7 @@ async fn run(cli: Cli) -> ExitStatus {
         Command::Validate { spec } => validate(&ui, &spec),
         Command::Graph { spec, format } => graph(&ui, &spec, format),
         // Handled before the runtime starts.
-        Command::Lab(_) | Command::Module(_) | Command::Completions { .. } | Command::Man { .. } => ExitStatus::Error,
+        Command::Lab(_) | Command::Module(_) | Command::Completions { .. } | Command::Schema | Command::Man { .. } => ExitStatus::Error,
         Command::Show { plan, json, format } => show(&ui, &plan, PlanFormat::pick(format, json)),
         Command::Run(args) => run::run(&ui, args).await,
         Command::Check { spec, host: HostsArg { hosts } } => {

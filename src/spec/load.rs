@@ -15,6 +15,7 @@ mod firewall;
 mod module;
 mod pki;
 mod reader;
+mod schema;
 mod secret;
 mod systemd;
 mod vars;
@@ -30,6 +31,7 @@ use toml::de::{DeTable, DeValue};
 
 pub use self::module::{load_module, module_roots};
 use self::reader::{TableReader, Value, expect_table, quote_list, to_json, type_phrase};
+pub use self::schema::json_schema;
 pub use self::vars::VarInputs;
 use super::diagnostic::{Diagnostic, Diagnostics, FileId, Located, SourceMap, Span, did_you_mean};
 use super::model::{
@@ -200,6 +202,12 @@ fn valid_name(s: &str) -> bool {
 fn valid_host_name(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| name_char(c, true))
 }
+
+/// The values of `ssh.host_key_checking`.
+pub(super) const HOST_KEY_CHECKING: &[&str] = &["strict", "accept-new", "off"];
+
+/// The values of a host's `transport`.
+pub(super) const TRANSPORTS: &[&str] = &["ssh", "local"];
 
 /// `[ssh]` as merged from every file, each value with where it was set.
 #[derive(Default)]
@@ -403,7 +411,7 @@ impl Loader {
         merge(&mut self.ssh.identity_file, identity, "`ssh.identity_file`", d);
         let known = r.optional_string("known_hosts_file", d);
         merge(&mut self.ssh.known_hosts_file, known, "`ssh.known_hosts_file`", d);
-        let hkc = r.optional_choice("host_key_checking", &["strict", "accept-new", "off"], d).map(|c| {
+        let hkc = r.optional_choice("host_key_checking", HOST_KEY_CHECKING, d).map(|c| {
             let v = match c.value {
                 "accept-new" => HostKeyChecking::AcceptNew,
                 "off" => HostKeyChecking::Off,
@@ -437,7 +445,7 @@ impl Loader {
         }
         let mut r = TableReader::new(file, table, Span::new(file, value.span()), what);
         let transport_written = r.get("transport").is_some();
-        let transport = r.optional_choice("transport", &["ssh", "local"], d);
+        let transport = r.optional_choice("transport", TRANSPORTS, d);
         // An invalid `transport` is reported on its own; whether `address` is needed is then unknown.
         let address_required = transport.as_ref().map_or(!transport_written, |t| t.value == "ssh");
         let transport =

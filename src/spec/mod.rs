@@ -18,7 +18,7 @@ pub use duration::Duration;
 pub use firewall::FirewallSpec;
 pub use host::{HostKeyChecking, HostSpec, Selector, SshDefaults, TransportKind};
 pub use id::{Kind, ResourceId};
-pub use load::{LoadError, VarInputs, load, load_module, load_str, load_str_with_vars, load_with_vars, module_roots};
+pub use load::{LoadError, VarInputs, json_schema, load, load_module, load_str, load_str_with_vars, load_with_vars, module_roots};
 pub(crate) use load::{binary_bad_scheme, binary_url_scheme_ok};
 pub use model::*;
 pub use module::{InputDecl, InputType, ModuleDef, ModuleScope};

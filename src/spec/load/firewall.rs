@@ -9,6 +9,12 @@ use crate::spec::diagnostic::{Diagnostic, Diagnostics, Located, Span};
 use crate::spec::firewall::{Cidr, FirewallAction, FirewallRule, FirewallSpec, PortRange, Proto, parse_cidr, parse_port_range};
 use crate::spec::model::{ResourceId, TemplateText};
 
+/// The values of a rule's `proto`.
+pub(super) const PROTOS: &[&str] = &["tcp", "udp", "icmp"];
+
+/// The values of a rule's `action`.
+pub(super) const ACTIONS: &[&str] = &["accept", "drop", "reject"];
+
 const EXAMPLE_RULES: &str = "[{ port = 22, proto = \"tcp\", action = \"accept\" }]";
 const CIDR_HELP: &str = "write an IPv4 or IPv6 address, optionally with a prefix length: \"10.0.0.0/24\", \"10.0.0.5\", \"fd00::/64\"";
 
@@ -57,7 +63,7 @@ pub(super) fn read_firewall(r: &mut TableReader<'_, '_>, id: &ResourceId, d: &mu
 fn read_rule(mut r: TableReader<'_, '_>, span: Span, d: &mut Diagnostics) -> Option<FirewallRule> {
     let before = d.0.len();
     let proto_written = r.get("proto").is_some();
-    let proto = r.optional_choice("proto", &["tcp", "udp", "icmp"], d).map(|p| {
+    let proto = r.optional_choice("proto", PROTOS, d).map(|p| {
         let proto = match p.value {
             "tcp" => Proto::Tcp,
             "udp" => Proto::Udp,
@@ -67,7 +73,7 @@ fn read_rule(mut r: TableReader<'_, '_>, span: Span, d: &mut Diagnostics) -> Opt
     });
     let ports = read_ports(&mut r, d);
     let (from, from_templates) = read_from(&mut r, d).unzip();
-    let action = r.optional_choice("action", &["accept", "drop", "reject"], d).map(|a| match a.value {
+    let action = r.optional_choice("action", ACTIONS, d).map(|a| match a.value {
         "accept" => FirewallAction::Accept,
         "drop" => FirewallAction::Drop,
         _ => FirewallAction::Reject,

@@ -193,7 +193,8 @@ fn with_module_inputs(text: Located<String>, scope: Option<&ModuleScope>, d: &mu
     }
 }
 
-const KEY_CHOICES: [&str; 4] = ["rsa-2048", "rsa-4096", "ecdsa-p256", "ed25519"];
+/// The values of `key` in `[ca.*]` and `[cert.*]`.
+pub(super) const KEY_CHOICES: [&str; 4] = ["rsa-2048", "rsa-4096", "ecdsa-p256", "ed25519"];
 
 /// The body of `[cert.NAME]`.
 pub(super) fn cert_body(r: &mut TableReader<'_, '_>, id: &ResourceId, pki: &mut PkiParts, d: &mut Diagnostics) -> Option<ResourceBody> {

@@ -46,6 +46,30 @@ pub(super) fn type_phrase(v: &DeValue<'_>) -> &'static str {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Every key asked for on this thread, with the asking reader's name in messages: the schema
+    /// test compares them with the schema's keys.
+    pub(super) static ASKED: std::cell::RefCell<Vec<(String, &'static str)>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// How each key was read on this thread (which typed reader, with its bounds or choices), for
+    /// the schema test to compare with the schema's types.
+    pub(super) static READS: std::cell::RefCell<Vec<(String, &'static str, Read)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Which typed reader read a key (test builds only).
+#[cfg(test)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Read {
+    Str,
+    Bool,
+    Int(i64, i64),
+    Seconds(u64, u64),
+    Mode,
+    Choice(Vec<&'static str>),
+    List,
+    Table,
+}
+
 /// Reads one table, collecting problems into a [`Diagnostics`].
 pub(super) struct TableReader<'t, 'i> {
     file: FileId,
@@ -86,6 +110,8 @@ impl<'t, 'i> TableReader<'t, 'i> {
         if !self.asked.contains(&key) {
             self.asked.push(key);
         }
+        #[cfg(test)]
+        ASKED.with(|a| a.borrow_mut().push((self.what.clone(), key)));
         let i = self.entries.iter().position(|(k, _)| k.get_ref().as_ref() == key)?;
         self.used[i] = true;
         let (k, v) = self.entries[i];
@@ -104,6 +130,11 @@ impl<'t, 'i> TableReader<'t, 'i> {
         out
     }
 
+    #[cfg(test)]
+    fn note(&self, key: &'static str, read: Read) {
+        READS.with(|r| r.borrow_mut().push((self.what.clone(), key, read)));
+    }
+
     fn wrong_type(&self, key: &str, v: &Value<'i>, expected: &str, help: String) -> Diagnostic {
         Diagnostic::at(&self.at(v.span()), format!("`{key}` in {} must be {expected}, found {}", self.what, type_phrase(v.get_ref())))
             .with_label(format!("expected {expected}"))
@@ -112,6 +143,8 @@ impl<'t, 'i> TableReader<'t, 'i> {
 
     /// A string value, or `None` (with a diagnostic when present but not a string).
     pub(super) fn optional_string(&mut self, key: &'static str, d: &mut Diagnostics) -> Option<Located<String>> {
+        #[cfg(test)]
+        self.note(key, Read::Str);
         let (_, v) = self.get(key)?;
         self.as_string(key, v, d)
     }
@@ -154,6 +187,8 @@ impl<'t, 'i> TableReader<'t, 'i> {
 
     /// A boolean value.
     pub(super) fn optional_bool(&mut self, key: &'static str, d: &mut Diagnostics) -> Option<Located<bool>> {
+        #[cfg(test)]
+        self.note(key, Read::Bool);
         let (_, v) = self.get(key)?;
         match v.get_ref() {
             DeValue::Boolean(b) => Some(Located::new(*b, self.at(v.span()))),
@@ -173,6 +208,8 @@ impl<'t, 'i> TableReader<'t, 'i> {
         example: i64,
         d: &mut Diagnostics,
     ) -> Option<Located<i64>> {
+        #[cfg(test)]
+        self.note(key, Read::Int(min, max));
         let (_, v) = self.get(key)?;
         let span = self.at(v.span());
         match v.get_ref() {
@@ -204,6 +241,8 @@ impl<'t, 'i> TableReader<'t, 'i> {
         example: &str,
         d: &mut Diagnostics,
     ) -> Option<Located<u64>> {
+        #[cfg(test)]
+        self.note(key, Read::Seconds(min, max));
         let (_, v) = self.get(key)?;
         let span = self.at(v.span());
         let secs = match v.get_ref() {
@@ -245,12 +284,16 @@ impl<'t, 'i> TableReader<'t, 'i> {
         allowed: &[&'static str],
         d: &mut Diagnostics,
     ) -> Option<Located<&'static str>> {
+        #[cfg(test)]
+        self.note(key, Read::Choice(allowed.to_vec()));
         let s = self.optional_string(key, d)?;
         choice_of(s, key, allowed, d)
     }
 
     /// A list of strings; each wrong element is reported on its own.
     pub(super) fn string_list(&mut self, key: &'static str, d: &mut Diagnostics) -> Option<Located<Vec<Located<String>>>> {
+        #[cfg(test)]
+        self.note(key, Read::List);
         let (_, v) = self.get(key)?;
         let DeValue::Array(items) = v.get_ref() else {
             d.push(self.wrong_type(key, v, "an array of strings", format!("write a list in brackets, e.g. {key} = [\"...\"]")));
@@ -275,6 +318,8 @@ impl<'t, 'i> TableReader<'t, 'i> {
 
     /// A sub-table, read by its own reader.
     pub(super) fn table(&mut self, key: &'static str, what: String, d: &mut Diagnostics) -> Option<TableReader<'t, 'i>> {
+        #[cfg(test)]
+        self.note(key, Read::Table);
         let (_, v) = self.get(key)?;
         match v.get_ref() {
             DeValue::Table(t) => Some(TableReader::new(self.file, t, self.at(v.span()), what)),
@@ -287,6 +332,8 @@ impl<'t, 'i> TableReader<'t, 'i> {
 
     /// A Unix mode written as a string of 3 or 4 octal digits.
     pub(super) fn optional_mode(&mut self, key: &'static str, d: &mut Diagnostics) -> Option<Mode> {
+        #[cfg(test)]
+        self.note(key, Read::Mode);
         let (_, v) = self.get(key)?;
         let span = self.at(v.span());
         match v.get_ref() {

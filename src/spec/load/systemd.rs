@@ -14,6 +14,12 @@ use crate::spec::model::{CheckCommand, CheckSpec, Kind, ResourceId, RollingSpec,
 /// Unit types whose files cairn writes and whose state it manages.
 const UNIT_SUFFIXES: &[&str] = &["service", "socket", "timer", "target", "path", "mount", "automount", "swap", "slice"];
 
+/// The values of a unit's `state`.
+pub(super) const UNIT_STATES: &[&str] = &["running", "stopped"];
+
+/// The values of a unit's `start`.
+pub(super) const UNIT_STARTS: &[&str] = &["per-host", "together"];
+
 /// Whether `s` is a unit name systemd accepts, with one of [`UNIT_SUFFIXES`].
 pub(crate) fn valid_unit_name(s: &str) -> bool {
     let Some((stem, suffix)) = s.rsplit_once('.') else { return false };
@@ -66,11 +72,11 @@ pub(super) fn unit(
         content = None;
     }
     let enabled = r.optional_bool("enabled", d).is_none_or(|b| b.value);
-    let state = match r.optional_choice("state", &["running", "stopped"], d).map(|s| s.value) {
+    let state = match r.optional_choice("state", UNIT_STATES, d).map(|s| s.value) {
         Some("stopped") => UnitState::Stopped,
         _ => UnitState::Running,
     };
-    let start = match r.optional_choice("start", &["per-host", "together"], d).map(|s| s.value) {
+    let start = match r.optional_choice("start", UNIT_STARTS, d).map(|s| s.value) {
         Some("together") => StartMode::Together,
         _ => StartMode::PerHost,
     };
