@@ -30,7 +30,7 @@ use crate::hash::sha256_hex;
 use crate::spec::{CaSource, CaSpec, CertSpec, Diagnostic, Duration, Kind, ResourceId, TemplateText, Usage, check_san, san_error};
 use crate::state::manifest::Owned;
 use crate::state::pki::{CaFiles, CaStore};
-use crate::transport::{Content, FileAttrs, Transport, argv, write_file_atomic};
+use crate::transport::{Content, FileAttrs, FileWrite, Transport, argv, write_file_atomic};
 
 /// Mode of the private key file.
 pub const KEY_MODE: u32 = 0o600;
@@ -381,12 +381,20 @@ impl DesiredCert {
         }
         // The key first: its temp file is 0600 and chowned before the rename, so its content is
         // never visible to anyone else, and a half-done apply is seen next time as a mismatch.
-        write_file_atomic(transport, &self.key_path, Content::Bytes(issued.key_pem.expose_bytes()), &self.attrs(KEY_MODE)).await?;
-        write_file_atomic(transport, &self.cert_path, Content::Bytes(issued.cert_pem.as_bytes()), &self.attrs(CERT_MODE)).await?;
+        // All of them in one command (renamed in this order).
+        let write = |path: &str, content: &[u8], mode: u32| FileWrite {
+            path: path.to_string(),
+            content: content.to_vec(),
+            attrs: self.attrs(mode),
+        };
+        let mut files = vec![
+            write(&self.key_path, issued.key_pem.expose_bytes(), KEY_MODE),
+            write(&self.cert_path, issued.cert_pem.as_bytes(), CERT_MODE),
+        ];
         if let Some(ca_path) = &self.ca_path {
-            write_file_atomic(transport, ca_path, Content::Bytes(ca_pem.as_bytes()), &self.attrs(CERT_MODE)).await?;
+            files.push(write(ca_path, ca_pem.as_bytes(), CERT_MODE));
         }
-        Ok(())
+        super::batch::write_files(transport, &files).await
     }
 }
 

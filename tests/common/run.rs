@@ -1,6 +1,6 @@
 //! Running the real `cairn` binary from integration tests: no colour, no proxies, stdin closed,
 //! and a safety net every test gets for free: no output may ever contain a private key.
-#![allow(dead_code, clippy::unwrap_used, clippy::print_stderr)]
+#![allow(dead_code, clippy::unwrap_used, clippy::print_stderr, clippy::panic)]
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -20,6 +20,14 @@ impl Run {
     /// Exit status and both streams, for assertion messages.
     pub fn all(&self) -> String {
         format!("exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+
+    /// The "N remote command(s)" that `--verbose` reported for `host`.
+    pub fn commands(&self, host: &str) -> u64 {
+        let stderr = &self.stderr;
+        let line = stderr.lines().find(|l| l.starts_with(&format!("{host}: "))).unwrap_or_else(|| panic!("no stats for {host}:\n{stderr}"));
+        let n = line.split(", ").nth(1).and_then(|s| s.split(' ').next()).and_then(|s| s.parse().ok());
+        n.unwrap_or_else(|| panic!("unreadable stats line {line:?}"))
     }
 }
 
