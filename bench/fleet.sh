@@ -77,10 +77,18 @@ with_kex() {
   fi
 }
 
+# The lab's key and known hosts, and the key exchange of mode $kex (set by set_kex).
+ssh_opts=
+set_kex() {
+  kex=$1
+  ssh_opts="-n -i $key -o UserKnownHostsFile=$known -o StrictHostKeyChecking=yes -o BatchMode=yes -o IdentitiesOnly=yes"
+  if [ "$kex" != default ]; then ssh_opts="$ssh_opts -o KexAlgorithms=$kex"; fi
+}
+
 floor_once() {
   for a in $addresses; do
-    with_kex ssh -n -i "$key" -o UserKnownHostsFile="$known" -o StrictHostKeyChecking=yes \
-      -o BatchMode=yes -o IdentitiesOnly=yes "root@$a" true &
+    # shellcheck disable=SC2086 # options, split on purpose (the lab's paths have no spaces)
+    ssh $ssh_opts "root@$a" true &
   done
   wait
 }
@@ -105,17 +113,28 @@ converge() {
 }
 plan() { with_kex "$cairn" plan -f "$work/cairn.toml" --var "round=$round" --detailed-exitcode; }
 
-kex=default
+set_kex default
 with_kex "$cairn" apply -f "$work/cairn.toml" --auto-approve > "$work/first.log" 2>&1 || { cat "$work/first.log" >&2; exit 1; }
 converge -v > "$work/verbose.log" 2>&1 || { cat "$work/verbose.log" >&2; exit 1; }
 commands=$(sed -n 's/^node[0-9]*: [0-9]* connection(s), \([0-9]*\) remote command(s)$/\1/p' "$work/verbose.log" | sort -n | uniq | tr '\n' ' ')
+
+# The client's CPU per fresh connection (user + system seconds, the mean of 10 to the first
+# host), for the note on the key exchange.
+first=$(echo "$addresses" | head -n 1)
+kex_cpu() {
+  # shellcheck disable=SC2016,SC2086 # expanded by the inner shell; options split on purpose
+  /usr/bin/time -f '%U %S' -o "$work/cpu" sh -c 'i=0; while [ $i -lt 10 ]; do ssh "$@" true || exit 1; i=$((i + 1)); done' \
+    ten $ssh_opts "root@$first"
+  awk '{ printf "%.3f", ($1 + $2) / 10 }' "$work/cpu"
+}
 
 printf 'cairn %s, %s host(s), median of %s run(s), load average %s\n' \
   "$("$cairn" --version | cut -d' ' -f2)" "$hosts" "$runs" "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf 'remote commands per host for a converge of 20 file changes: %s\n' "$commands"
 printf '%-10s %-36s %10s %8s\n' kex measurement ms 'x floor'
-for kex in default curve25519-sha256; do
-  : > "$work/floor" && : > "$work/plan" && : > "$work/converge"
+for mode in default curve25519-sha256; do
+  set_kex "$mode"
+  rm -f -- "$work/floor" "$work/plan" "$work/converge"
   i=0
   while [ "$i" -lt "$runs" ]; do
     time_ms floor_once >> "$work/floor"
@@ -124,6 +143,7 @@ for kex in default curve25519-sha256; do
     i=$((i + 1))
   done
   floor=$(median < "$work/floor")
+  cpu=$(kex_cpu)
   for m in floor plan converge; do
     ms=$(median < "$work/$m")
     case $m in
@@ -133,4 +153,5 @@ for kex in default curve25519-sha256; do
     esac
     printf '%-10s %-36s %10s %8s\n' "${kex%%-*}" "$what" "$ms" "$(awk -v a="$ms" -v b="$floor" 'BEGIN { printf "%.2f", a / b }')"
   done
+  printf '%-10s %-36s %10s\n' "${kex%%-*}" "client CPU-s per fresh ssh connection" "$cpu"
 done

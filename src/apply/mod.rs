@@ -709,13 +709,17 @@ async fn apply_wave(graph: &Graph, wave: &[(usize, Vec<ResourceId>)], transport:
         let outcome = match decision.action {
             Action::NoOp => Outcome::Unchanged(format!("already up to date when re-checked ({})", decision.reason)),
             Action::Conflict => Outcome::Failed(decision.reason.to_string()),
-            _ => {
-                match desired.stage(&decision) {
-                    Some(stage) => staged.push((i, decision, stage)),
-                    None => direct.push((i, decision)),
+            _ => match desired.stage(&decision).await {
+                Ok(Some(stage)) => {
+                    staged.push((i, decision, stage));
+                    continue;
                 }
-                continue;
-            }
+                Ok(None) => {
+                    direct.push((i, decision));
+                    continue;
+                }
+                Err(e) => Outcome::Failed(e.to_string()),
+            },
         };
         outcomes.insert(i, outcome);
     }

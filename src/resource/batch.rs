@@ -76,11 +76,9 @@ fn fail_all(results: &mut [Result<(), ApplyError>], which: &[usize], message: &s
     }
 }
 
-/// Writes `files` with one remote command (see [`write_files_atomic`]); the error names every
-/// file that could not be written.
-pub async fn write_files(transport: &dyn Transport, files: &[FileWrite]) -> Result<(), ApplyError> {
-    let written = write_files_atomic(transport, files).await?;
-    verdict(files.iter().zip(written))
+/// Carries out one stage on its own (a change applied outside a wave).
+pub async fn run_alone(transport: &dyn Transport, staged: &Staged) -> Result<(), ApplyError> {
+    write_staged(transport, &[staged]).await.pop().unwrap_or(Ok(()))
 }
 
 /// `Ok` when every file was written, else an error naming each that was not, with the reason.

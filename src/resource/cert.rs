@@ -18,14 +18,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use time::OffsetDateTime;
 
+use super::batch::Staged;
 use super::ca::{
     CertInfo, Issued, LeafRequest, LoadedCa, San, SecretPem, inspect, issue, issued_by, same_public_key, spki_of_public_key_pem,
 };
 use super::probe::ProbeError;
 use super::removal::Claims;
-use super::{
-    Action, ApplyError, AttrChange, Decision, HostFacts, KeyFact, PathFact, PathKind, ProbeRequest, ResourceKind, fix_attrs, run_checked,
-};
+use super::{Action, ApplyError, AttrChange, Decision, HostFacts, KeyFact, PathFact, PathKind, ProbeRequest, ResourceKind, fix_attrs};
 use crate::hash::sha256_hex;
 use crate::spec::{CaSource, CaSpec, CertSpec, Diagnostic, Duration, Kind, ResourceId, TemplateText, Usage, check_san, san_error};
 use crate::state::manifest::Owned;
@@ -358,7 +357,11 @@ impl DesiredCert {
         joined.map_err(|e| ApplyError::Failed(format!("CA task failed: {e}")))?.map_err(|e| ApplyError::Failed(e.to_string()))
     }
 
-    async fn issue_and_write(&self, transport: &dyn Transport) -> Result<(), ApplyError> {
+    /// Issues a new certificate (and makes the CA, the first time) and stages the directories
+    /// and the files that carry it: the key first, so its content is never visible to anyone
+    /// else (its temp file is 0600 and chowned before the rename) and a half-done apply is seen
+    /// next time as a mismatch.
+    async fn issue_staged(&self) -> Result<Staged, ApplyError> {
         let ca = self.load_ca().await?;
         let req = self.leaf.clone();
         let ca_pem = ca.cert_pem.clone();
@@ -374,14 +377,12 @@ impl DesiredCert {
             .collect();
         dirs.sort();
         dirs.dedup();
+        let mut commands = Vec::new();
         if !dirs.is_empty() {
             let mut cmd = argv(&["mkdir", "-p", "--"]);
             cmd.extend(dirs);
-            run_checked(transport, &cmd).await?;
+            commands.push(cmd);
         }
-        // The key first: its temp file is 0600 and chowned before the rename, so its content is
-        // never visible to anyone else, and a half-done apply is seen next time as a mismatch.
-        // All of them in one command (renamed in this order).
         let write = |path: &str, content: &[u8], mode: u32| FileWrite {
             path: path.to_string(),
             content: content.to_vec(),
@@ -394,7 +395,7 @@ impl DesiredCert {
         if let Some(ca_path) = &self.ca_path {
             files.push(write(ca_path, ca_pem.as_bytes(), CERT_MODE));
         }
-        super::batch::write_files(transport, &files).await
+        Ok(Staged { commands, files, daemon_reload: false })
     }
 }
 
@@ -445,9 +446,17 @@ impl ResourceKind for DesiredCert {
     }
 
     /// Carries out a decision made by [`DesiredCert::diff`].
+    /// A new or replaced certificate is issued here, then written with the wave's files.
+    async fn stage(&self, decision: &Decision) -> Result<Option<Staged>, ApplyError> {
+        match decision.action {
+            Action::Create | Action::Replace => self.issue_staged().await.map(Some),
+            _ => Ok(None),
+        }
+    }
+
     async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
-        if matches!(decision.action, Action::Create | Action::Replace) {
-            return self.issue_and_write(transport).await;
+        if let Some(staged) = self.stage(decision).await? {
+            return super::batch::run_alone(transport, &staged).await;
         }
         let mut ca_pem: Option<String> = None;
         for file in ["key", "cert", "ca"] {

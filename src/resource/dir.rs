@@ -102,8 +102,8 @@ impl ResourceKind for DesiredDir {
     }
 
     /// mkdir, chown and chmod go with the other short commands of the wave.
-    fn stage(&self, decision: &Decision) -> Option<Staged> {
-        Some(Staged::commands(self.commands(decision)))
+    async fn stage(&self, decision: &Decision) -> Result<Option<Staged>, ApplyError> {
+        Ok(Some(Staged::commands(self.commands(decision))))
     }
 }
 

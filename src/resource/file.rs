@@ -168,12 +168,12 @@ impl ResourceKind for DesiredFile {
 
     /// A content change is one file of its wave's batched write; an attribute-only fix is a
     /// chmod/chown among the wave's batched commands (the content is not rewritten).
-    fn stage(&self, decision: &Decision) -> Option<Staged> {
+    async fn stage(&self, decision: &Decision) -> Result<Option<Staged>, ApplyError> {
         if decision.content.is_none() {
-            return Some(Staged::commands(attr_commands(&self.path, &decision.attrs)));
+            return Ok(Some(Staged::commands(attr_commands(&self.path, &decision.attrs))));
         }
         let file = FileWrite { path: self.path.clone(), content: self.content.clone(), attrs: self.attrs() };
-        Some(Staged { files: vec![file], ..Staged::default() })
+        Ok(Some(Staged { files: vec![file], ..Staged::default() }))
     }
 }
 

@@ -61,9 +61,10 @@ pub trait ResourceKind: Send + Sync {
     /// The files carrying out `decision` writes, when the executor may write them together with
     /// the others of the host's wave (one remote command for the whole wave, see
     /// [`super::batch`]); [`ResourceKind::apply_staged`] then does the rest. `None` (the
-    /// default): [`ResourceKind::apply`] does everything.
-    fn stage(&self, _decision: &Decision) -> Option<Staged> {
-        None
+    /// default): [`ResourceKind::apply`] does everything. An error (e.g. a certificate that
+    /// cannot be issued) fails the instance before anything is written.
+    async fn stage(&self, _decision: &Decision) -> Result<Option<Staged>, ApplyError> {
+        Ok(None)
     }
 
     /// Carries out the rest of `decision` once the files of [`ResourceKind::stage`] are written

@@ -26,7 +26,7 @@ use super::{
 use crate::hash::sha256_hex;
 use crate::spec::{ContentSource, Diagnostic, Kind, ResourceId, StartMode, TemplateText, UnitSpec, UnitState};
 use crate::state::manifest::{Owned, OwnedUnit};
-use crate::transport::{Content, FileAttrs, FileWrite, Stdin, Transport, argv, write_file_atomic};
+use crate::transport::{FileAttrs, FileWrite, Stdin, Transport, argv};
 
 /// Where unit files are written.
 pub const UNIT_DIR: &str = "/etc/systemd/system";
@@ -593,15 +593,13 @@ impl ResourceKind for DesiredUnit {
 
     /// Carries out a decision made by [`DesiredUnit::diff`] (and [`DesiredUnit::with_changed_deps`]).
     async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
-        let mut reload = decision.attrs.iter().any(|a| a.name == ATTR_RELOAD && a.after.is_some());
-        if let Some(staged) = self.stage(decision) {
-            for f in &staged.files {
-                write_file_atomic(transport, &f.path, Content::Bytes(&f.content), &f.attrs).await?;
-            }
-            reload = true;
-        } else {
-            fix_attrs(transport, &self.path, &decision.attrs).await?;
+        if let Some(staged) = self.stage(decision).await? {
+            // The unit file, then the reload.
+            super::batch::run_alone(transport, &staged).await?;
+            return self.after_reload(transport, decision, true).await;
         }
+        fix_attrs(transport, &self.path, &decision.attrs).await?;
+        let reload = decision.attrs.iter().any(|a| a.name == ATTR_RELOAD && a.after.is_some());
         if reload {
             self.systemctl(transport, &["daemon-reload"]).await?;
         }
@@ -610,11 +608,11 @@ impl ResourceKind for DesiredUnit {
 
     /// A new unit file is one file of its wave's batched write, and the wave reloads systemd
     /// once for all its units.
-    fn stage(&self, decision: &Decision) -> Option<Staged> {
-        let (Some(_), Some(bytes)) = (&decision.content, &self.content) else { return None };
+    async fn stage(&self, decision: &Decision) -> Result<Option<Staged>, ApplyError> {
+        let (Some(_), Some(bytes)) = (&decision.content, &self.content) else { return Ok(None) };
         let attrs = FileAttrs { mode: Some(0o644), owner: Some("root".into()), group: Some("root".into()) };
         let file = FileWrite { path: self.path.clone(), content: bytes.clone(), attrs };
-        Some(Staged { files: vec![file], daemon_reload: true, ..Staged::default() })
+        Ok(Some(Staged { files: vec![file], daemon_reload: true, ..Staged::default() }))
     }
 
     async fn apply_staged(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {

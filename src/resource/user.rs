@@ -188,8 +188,8 @@ impl ResourceKind for DesiredUser {
     }
 
     /// The group, then the account, with the other short commands of the wave.
-    fn stage(&self, decision: &Decision) -> Option<Staged> {
-        Some(Staged::commands(self.commands(decision)))
+    async fn stage(&self, decision: &Decision) -> Result<Option<Staged>, ApplyError> {
+        Ok(Some(Staged::commands(self.commands(decision))))
     }
 }
 
