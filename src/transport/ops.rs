@@ -26,7 +26,8 @@ const WRITE_SCRIPT: &str = include_str!("write.sh");
 
 /// Writes many files atomically in one command: arguments are `DEST MODE OWNER GROUP` per file,
 /// stdin a `SIZE` line and the bytes per file; one fsync pass for the temp files and one for the
-/// directories; prints `ok` or `fail REASON` per file. See `write-batch.sh`.
+/// directories; a line `end` closes stdin; prints `ok` or `fail REASON` per file. See
+/// `write-batch.sh`.
 const WRITE_BATCH_SCRIPT: &str = include_str!("write-batch.sh");
 
 /// Runs groups of already-quoted command lines, each group until one fails; prints `ok` or
@@ -103,6 +104,8 @@ pub async fn write_files_atomic(transport: &dyn Transport, files: &[FileWrite]) 
         stdin.extend_from_slice(format!("{}\n", f.content.len()).as_bytes());
         stdin.extend_from_slice(&f.content);
     }
+    // The script renames nothing unless the input ends with this line.
+    stdin.extend_from_slice(b"end\n");
     let operation = format!("write {} file(s)", files.len());
     let out = super::run_ok(transport, &args, Stdin::Bytes(&stdin), &operation).await?;
     parse_answers(&out.stdout, files.len()).map_err(|detail| TransportError::Remote {
@@ -223,7 +226,7 @@ mod tests {
         let files = vec![file(at("a"), b"it's $(x)\n\xff", 0o600), file(at("missing/b"), b"never", 0o644), file(at("c d"), b"", 0o640)];
         let results = write_files_atomic(&t, &files).await.unwrap();
         assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
-        assert!(results[1].as_ref().is_err_and(|e| e.contains("No such file")), "{results:?}");
+        assert!(results[1].as_ref().is_err_and(|e| e.contains("no directory")), "{results:?}");
         assert_eq!(std::fs::read(at("a")).unwrap(), b"it's $(x)\n\xff");
         assert_eq!(std::fs::read(at("c d")).unwrap(), b"");
         use std::os::unix::fs::PermissionsExt;
