@@ -182,3 +182,30 @@ fn a_degraded_cluster_holds_its_restarts_and_their_files_but_starts_the_stopped_
     assert_eq!(action("h4", "cluster.members"), Action::Conflict, "no join while degraded");
     assert!(p.has_errors());
 }
+
+#[test]
+fn an_upgrade_is_shown_member_by_member_leader_last_after_a_snapshot() {
+    let g = {
+        let text = SPEC.replace(
+            "data_dir = \"/var/lib/etcd\" }",
+            "data_dir = \"/var/lib/etcd\", version = \"3.5.16\", snapshot_dir = \"/var/backups/etcd\" }",
+        );
+        let spec = cairn::spec::load_str(Path::new("cairn.toml"), &text).unwrap_or_else(|e| panic!("{}", e.render()));
+        Graph::build(&spec).unwrap_or_else(|d| panic!("{}", d.render(&spec.sources)))
+    };
+    let all: BTreeMap<String, HostFacts> =
+        ["h1", "h2", "h3"].iter().map(|h| ((*h).to_string(), facts(&g, h, &["h1", "h2", "h3"], &["h1", "h2", "h3"], "h2"))).collect();
+    let p = plan_from_all_facts(&g, &all);
+    insta::assert_snapshot!("upgrade_text", render::text(&p, TextOptions::default()));
+    let up = p.clusters[0].upgrade.as_ref().unwrap();
+    let order: Vec<&str> = up.steps.iter().map(|s| s.host.as_str()).collect();
+    assert_eq!(order, vec!["h1", "h3", "h2"], "followers first, the leader last");
+    // The snapshot is taken first, through a follower, and JSON names it.
+    assert_eq!(p.hosts["h1"][0].subject, cairn::plan::Subject::Snapshot(p.clusters[0].id.clone()));
+    let json: serde_json::Value = serde_json::from_str(&render::json(&p)).unwrap();
+    assert_eq!(json["clusters"][0]["upgrade"]["to"], "3.5.16");
+    assert_eq!(json["clusters"][0]["upgrade"]["steps"][2]["leader"], true);
+    let snapshot = json["changes"].as_array().unwrap().iter().find(|c| c["cluster_step"] == "snapshot").unwrap();
+    assert_eq!(snapshot["host"], "h1");
+    assert!(render::markdown(&p).contains("- upgrade 3.4.23 → 3.5.16: one member at a time"), "{}", render::markdown(&p));
+}

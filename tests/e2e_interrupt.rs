@@ -5,7 +5,10 @@
 #[path = "common/lab.rs"]
 mod lab;
 
-use std::process::{Command, Stdio};
+#[path = "common/run.rs"]
+mod run;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lab::Lab;
@@ -36,15 +39,7 @@ fn ctrl_c_during_apply_closes_every_ssh_connection() {
          [check.slow]\ncommand = \"sleep 60\"\ntimeout = 120\nafter = [\"file.first\"]\n",
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["apply", "--auto-approve"])
-        .current_dir(lab.dir())
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = run::spawn(lab.dir(), &["apply", "--auto-approve"], true);
     // Wait until the slow check is running on the host, then interrupt.
     let started = Instant::now();
     while lab.ssh(&lab.info.nodes[0].name, &["pgrep", "-f", "sleep 60"]).stdout.is_empty() {
@@ -55,10 +50,10 @@ fn ctrl_c_during_apply_closes_every_ssh_connection() {
     let pid = i32::try_from(child.id()).unwrap();
     assert_eq!(Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap().code(), Some(0));
     let interrupted = Instant::now();
-    let out = child.wait_with_output().unwrap();
+    let out = run::wait(child, &["apply", "--auto-approve"]);
     assert!(interrupted.elapsed() < Duration::from_secs(15), "cairn took {:?} to stop", interrupted.elapsed());
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Interrupted; closing connections."));
+    assert_eq!(out.code, 130, "{}", out.all());
+    assert!(out.stderr.contains("Interrupted; closing connections."));
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let left = ssh_processes_mentioning(&address);

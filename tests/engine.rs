@@ -128,6 +128,32 @@ after = [\"file.b\"]
 }
 
 #[test]
+fn two_cycles_through_an_implied_edge_are_reported_apart() {
+    // dir.d waits for unit.u (after), unit.u for file.f (restart_on), file.f for dir.d (its
+    // path is inside it); and dir.d and file.g wait for each other (after both ways).
+    insta::assert_snapshot!(graph_errors(
+        Path::new("cairn.toml"),
+        &format!(
+            "{HOSTS}
+[dir.d]
+path = \"/d\"
+after = [\"unit.u\", \"file.g\"]
+[file.f]
+path = \"/d/f\"
+content = \"x\"
+[unit.u]
+name = \"u.service\"
+restart_on = [\"file.f\"]
+[file.g]
+path = \"/g\"
+content = \"x\"
+after = [\"dir.d\"]
+"
+        )
+    ));
+}
+
+#[test]
 fn template_errors_name_file_and_line() {
     insta::assert_snapshot!(graph_errors(
         Path::new("tests/fixtures/engine/cairn.toml"),

@@ -150,14 +150,7 @@ fn saved_plans_locks_and_drift_on_two_lab_hosts() {
     }
 
     // A killed run leaves its lock: detected as stale, broken with `cairn unlock`.
-    let mut killed = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["apply", "--auto-approve", "-f", "slow.toml"])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut killed = run::spawn(dir, &["apply", "--auto-approve", "-f", "slow.toml"], false);
     lab.ssh_ok("node1", &["sh", "-c", "echo drift-again > /etc/review/motd"]);
     let has_lock = |node: &str| lab.ssh(node, &["test", "-e", "/var/lib/cairn/lock"]).status.success();
     let locked = (0..40).any(|_| {

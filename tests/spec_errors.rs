@@ -452,3 +452,11 @@ fn cluster_tables_name_every_problem() {
          [unit.etcd]\nname = \"etcd.service\"\n"
     )));
 }
+
+#[test]
+fn optional_names_a_member_extract_does_not_have() {
+    insta::assert_snapshot!(errors(&format!(
+        "{HOSTS}\n[binary.etcd]\nurl = \"https://example.com/etcd.tar.gz\"\nsha256 = \"{}\"\nextract = {{ \"etcd\" = \"/usr/local/bin/etcd\" }}\noptional = [\"etcdutl\"]\n",
+        "a".repeat(64)
+    )));
+}

@@ -78,7 +78,10 @@ fetch_suite() {
   )
   apt-get "${opts[@]}" update >"$tmp/update.log" 2>&1 || {
     cat "$tmp/update.log" >&2
-    die "apt-get update of $suite failed (a NO_PUBKEY above: $keyring lacks $suite's key; a newer debian-archive-keyring has it)"
+    if grep -q NO_PUBKEY "$tmp/update.log"; then
+      die "apt-get update of $suite failed: $keyring lacks $suite's key (a newer debian-archive-keyring has it)"
+    fi
+    die "apt-get update of $suite failed (see apt's messages above)"
   }
   apt-get "${opts[@]}" download etcd-server etcd-client >"$tmp/download.log" 2>&1 || {
     cat "$tmp/download.log" >&2

@@ -12,6 +12,7 @@ use super::Outcome;
 use crate::graph::Graph;
 use crate::plan::planner::Connections;
 use crate::plan::{Action, Change, ClusterPlan, Plan};
+use crate::resource::cluster::operations::{OperationStep, SnapshotSource};
 use crate::resource::cluster::{ClusterDriver, DesiredMember, ListedMember, MemberObservation, MemberStep};
 use crate::resource::{ApplyError, Reason, run_checked};
 use crate::spec::ResourceId;
@@ -91,6 +92,24 @@ async fn wait_for_a_leader(driver: &dyn ClusterDriver, via: &dyn Transport) -> R
         }
         if started.elapsed() > HEALTHY_AGAIN {
             return Err(ApplyError::Failed("no leader was elected after the member stopped".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Waits until every voting member answers and they follow one leader (an alarm may stay: the
+/// operations that clear it run while it is raised).
+async fn wait_all_answer(driver: &dyn ClusterDriver, via: &dyn Transport) -> Result<(), ApplyError> {
+    let started = Instant::now();
+    loop {
+        let seen = driver.read(via).await?;
+        let voters: Vec<u64> = seen.members.iter().flatten().filter(|m| !m.learner).map(|m| m.id).collect();
+        let leaders: std::collections::BTreeSet<u64> = seen.statuses.iter().map(|s| s.leader).filter(|&l| l != 0).collect();
+        if !voters.is_empty() && voters.iter().all(|v| seen.statuses.iter().any(|s| s.id == *v)) && leaders.len() == 1 {
+            return Ok(());
+        }
+        if started.elapsed() > HEALTHY_AGAIN {
+            return Err(ApplyError::Failed("the members did not all answer with one leader again".into()));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -306,4 +325,285 @@ pub(super) async fn before_disruption(
     }
     let leads = seen.members.as_deref().and_then(|ms| listed(ms, member)).is_some_and(|me| seen.statuses.iter().any(|s| s.leader == me.id));
     Ok(leads.then(|| format!("{} led: it hands leadership to a restarted member as it stops", member.name)))
+}
+
+/// Takes the snapshots the plan asks for (its `Subject::Snapshot` changes), before anything
+/// else runs: through the planned member, verified there, kept in its snapshot dir and, unless
+/// turned off, copied to the machine running cairn with its sha256 checked.
+pub(super) async fn take_snapshots(
+    graph: &Graph,
+    plan: &Plan,
+    connections: &Connections,
+    reporter: &dyn super::Reporter,
+) -> Vec<super::InstanceResult> {
+    let mut results = Vec::new();
+    for c in plan.changes().filter(|c| matches!(c.subject, crate::plan::Subject::Snapshot(_))) {
+        reporter.started(&c.id, c.action);
+        let outcome = match snapshot(graph, c, connections).await {
+            Ok(done) => Outcome::Done(done),
+            Err(e) => Outcome::Failed(format!("{e}; nothing else was started (a risky step runs only after its snapshot)")),
+        };
+        reporter.finished(&c.id, &outcome);
+        results.push(super::InstanceResult { id: c.id.clone(), action: c.action, outcome });
+    }
+    results
+}
+
+async fn snapshot(graph: &Graph, c: &Change, connections: &Connections) -> Result<String, ApplyError> {
+    let host = c.id.host.as_str();
+    let (member, t) = member_on(graph, c, connections)?;
+    let settings = member.snapshots.as_ref().ok_or_else(|| ApplyError::Failed("no snapshot dir in the cluster's settings".into()))?;
+    let why = match &c.reason {
+        Reason::SnapshotFirst { upgrade: Some(to), .. } => format!("before-upgrade-to-{to}"),
+        Reason::Operation { step: OperationStep::SafetySnapshot, .. } => "before-restore".to_string(),
+        Reason::Operation { .. } => "on-demand".to_string(),
+        _ => "before-membership-change".to_string(),
+    };
+    let name = format!("cairn-{}-{}-{why}.db", c.id.resource, utc_stamp());
+    let taken = member.driver.get().snapshot(t.as_ref(), &settings.dir, &name).await?;
+    let mut done = format!(
+        "snapshot {} on {host} ({} bytes, sha256 {}), verified",
+        taken.path,
+        taken.bytes,
+        taken.sha256.get(..12).unwrap_or(&taken.sha256)
+    );
+    if let Some(local_dir) = &settings.local_dir {
+        let read = crate::transport::read_files(t.as_ref(), std::slice::from_ref(&taken.path)).await?;
+        let Some(Some(bytes)) = read.into_iter().next() else {
+            return Err(ApplyError::Failed(format!("{} vanished on {host} before it was copied", taken.path)));
+        };
+        let local = crate::state::snapshot::store(local_dir, &name, &bytes, &taken.sha256).map_err(ApplyError::Failed)?;
+        done.push_str(&format!("; copied to {} (sha256 checked)", local.display()));
+    }
+    Ok(done)
+}
+
+/// The member of a cluster step's cluster on the step's host, and its connection.
+fn member_on<'g>(graph: &'g Graph, c: &Change, connections: &Connections) -> Result<(&'g DesiredMember, SharedTransport), ApplyError> {
+    let host = c.id.host.as_str();
+    let (_, member) = members(graph, &c.id.resource)
+        .into_iter()
+        .find(|(h, _)| *h == host)
+        .ok_or_else(|| ApplyError::Failed(format!("{host} has no member of {}", c.id.resource)))?;
+    match connections.get(host) {
+        Some(Ok(t)) => Ok((member, t.clone())),
+        _ => Err(ApplyError::Failed(format!("{host}: not connected"))),
+    }
+}
+
+/// `20261201T160000Z`, for snapshot names.
+fn utc_stamp() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!("{:04}{:02}{:02}T{:02}{:02}{:02}Z", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second())
+}
+
+/// After a disruptive change of a cluster's service on `host` (a restart): when the spec says
+/// which version the members run, the member must report it (an upgrade's gate), and the
+/// cluster must be healthy again before the next member's turn.
+pub(super) async fn after_disruption(
+    graph: &Graph,
+    cluster: &ClusterPlan,
+    host: &str,
+    connections: &Connections,
+) -> Result<Option<String>, ApplyError> {
+    let Some((_, member)) = members(graph, &cluster.id).into_iter().find(|(h, _)| *h == host) else { return Ok(None) };
+    let Some(Ok(t)) = connections.get(host).cloned() else { return Ok(None) };
+    let driver = member.driver.get();
+    let Some(wanted) = driver.wanted_version() else { return Ok(None) };
+    let upgraded = cluster.upgrade.as_ref().is_some_and(|u| u.steps.iter().any(|s| s.host == host));
+    let started = Instant::now();
+    loop {
+        let seen = driver.read(t.as_ref()).await?;
+        let me = seen.members.as_deref().and_then(|ms| listed(ms, member)).map(|l| l.id);
+        let reports = me.and_then(|id| seen.statuses.iter().find(|s| s.id == id)).map(|s| s.version.clone());
+        match reports {
+            Some(v) if v.trim_start_matches('v') == wanted.trim_start_matches('v') => break,
+            _ if started.elapsed() > HEALTHY_AGAIN => {
+                return Err(ApplyError::Failed(format!(
+                    "member {} does not report version {wanted} after its restart (it reports {}); the upgrade stops here",
+                    member.name,
+                    reports.as_deref().unwrap_or("nothing")
+                )));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+    wait_healthy(driver, t.as_ref()).await?;
+    Ok(upgraded.then(|| format!("member {} reports {wanted}; cluster healthy", member.name)))
+}
+
+/// Runs the steps of a runbook operation (`cairn run`), one at a time in the plan's order: the
+/// snapshot step as any snapshot, the others by the driver, each followed by the cluster
+/// answering again with one leader (an alarm the operation clears may stay until `disarm`). The
+/// first failure stops the operation; the steps after it are reported as not started.
+pub(super) async fn run_operation(
+    graph: &Graph,
+    plan: &Plan,
+    connections: &Connections,
+    reporter: &dyn super::Reporter,
+) -> Vec<super::InstanceResult> {
+    let mut results = Vec::new();
+    let mut stopped: Option<String> = None;
+    let steps = plan.clusters.iter().flat_map(|k| plan.cluster_steps(k));
+    for c in steps.filter(|c| matches!(c.subject, crate::plan::Subject::Operation(_) | crate::plan::Subject::Snapshot(_))) {
+        let outcome = match (&stopped, c.action, &c.reason) {
+            (Some(failed), _, _) => Outcome::Skipped(format!("not started: {failed} did not complete")),
+            (None, Action::Conflict, reason) => Outcome::Failed(reason.to_string()),
+            (None, _, Reason::Operation { step, .. }) => {
+                reporter.started(&c.id, c.action);
+                let done = match step {
+                    OperationStep::Snapshot | OperationStep::SafetySnapshot => snapshot(graph, c, connections).await,
+                    step => operation_step(graph, c, step, connections).await,
+                };
+                let o = match done {
+                    Ok(done) => Outcome::Done(done),
+                    Err(e) => Outcome::Failed(e.to_string()),
+                };
+                reporter.finished(&c.id, &o);
+                o
+            }
+            (None, _, reason) => Outcome::Failed(format!("not an operation step: {reason}")),
+        };
+        if !outcome.is_ok() && stopped.is_none() {
+            stopped = Some(format!("{} on {}", c.target, c.id.host));
+        }
+        results.push(super::InstanceResult { id: c.id.clone(), action: c.action, outcome });
+    }
+    results
+}
+
+async fn operation_step(graph: &Graph, c: &Change, step: &OperationStep, connections: &Connections) -> Result<String, ApplyError> {
+    let (member, t) = member_on(graph, c, connections)?;
+    let driver = member.driver.get();
+    match step {
+        OperationStep::Upload { source, path } => upload(driver, source, path, t.as_ref(), connections).await,
+        OperationStep::Stop { member: name } => {
+            run_checked(t.as_ref(), &argv(&["systemctl", "stop", service(member)?])).await?;
+            Ok(format!("member {name} stopped"))
+        }
+        OperationStep::StartAll { hosts } => start_all(graph, &c.id.resource, hosts, connections).await,
+        OperationStep::CopyBackups { member: name, from_dir, to_host, to_dir } => {
+            copy_backups(name, t.as_ref(), from_dir, to_host, to_dir, connections).await
+        }
+        // The cluster is stopped while it is restored: no gate until it starts again.
+        OperationStep::Restore { .. } => driver.run_step(t.as_ref(), step).await,
+        _ => {
+            let done = driver.run_step(t.as_ref(), step).await?;
+            wait_all_answer(driver, t.as_ref()).await?;
+            Ok(done)
+        }
+    }
+}
+
+/// Puts the snapshot to restore at `path` on `host` (from this machine, or from the member's
+/// host that has it) and checks it there: the same sha256, and the service reads it.
+async fn upload(
+    driver: &dyn ClusterDriver,
+    source: &SnapshotSource,
+    path: &str,
+    host: &dyn Transport,
+    connections: &Connections,
+) -> Result<String, ApplyError> {
+    let (bytes, sha256, from) = match source {
+        SnapshotSource::Host { host: from, path: from_path } if from == host.host() && from_path == path => {
+            driver.verify_snapshot(host, path).await?;
+            return Ok(format!("{path} on {from} is a snapshot etcd reads"));
+        }
+        SnapshotSource::Local { path: local, sha256 } => {
+            let bytes = std::fs::read(local).map_err(|e| ApplyError::Failed(format!("reading {local}: {e}")))?;
+            let now = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            if &now != sha256 {
+                return Err(ApplyError::Failed(format!("{local} changed since the plan (sha256 {now}, the plan has {sha256})")));
+            }
+            (bytes, now, local.clone())
+        }
+        SnapshotSource::Host { host: from, path: from_path } => {
+            let Some(Ok(t)) = connections.get(from).cloned() else { return Err(ApplyError::Failed(format!("{from}: not connected"))) };
+            let read = crate::transport::read_files(t.as_ref(), std::slice::from_ref(from_path)).await?;
+            let Some(Some(bytes)) = read.into_iter().next() else {
+                return Err(ApplyError::Failed(format!("{from_path} is not on {from}")));
+            };
+            let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            (bytes, sha, format!("{from}:{from_path}"))
+        }
+    };
+    let attrs = crate::transport::FileAttrs { mode: Some(0o600), owner: None, group: None };
+    crate::transport::write_file_atomic(host, path, crate::transport::Content::Bytes(&bytes), &attrs).await?;
+    let out = host.run(&argv(&["sha256sum", path]), crate::transport::Stdin::Null).await?;
+    let there = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string();
+    if there != sha256 {
+        return Err(ApplyError::Failed(format!("{path} on {} has sha256 {there} after the copy, {from} has {sha256}", host.host())));
+    }
+    driver.verify_snapshot(host, path).await?;
+    Ok(format!("{from} copied to {path} on {} (sha256 {} checked; etcd reads it)", host.host(), sha256.get(..12).unwrap_or(&sha256)))
+}
+
+/// The snapshot files (`*.db`, not hidden) in `dir` on `host`, by name.
+async fn snapshot_files(host: &dyn Transport, dir: &str) -> Result<Vec<String>, ApplyError> {
+    let line = r#"cd "$1" 2>/dev/null || exit 0; for f in *.db; do [ -f "$f" ] && printf '%s\n' "$f"; done; exit 0"#;
+    let out = host.run(&argv(&["sh", "-c", line, "cairn-list", dir]), crate::transport::Stdin::Null).await?;
+    if !out.success() {
+        return Err(ApplyError::Failed(format!("listing {dir} on {}: {}", host.host(), out.error_text())));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|n| !n.is_empty()).collect())
+}
+
+/// Copies the snapshots of `from_dir` on `host` that `to_dir` on `to_host` lacks, each checked
+/// there by sha256.
+async fn copy_backups(
+    member: &str,
+    host: &dyn Transport,
+    from_dir: &str,
+    to_host: &str,
+    to_dir: &str,
+    connections: &Connections,
+) -> Result<String, ApplyError> {
+    let Some(Ok(dest)) = connections.get(to_host).cloned() else { return Err(ApplyError::Failed(format!("{to_host}: not connected"))) };
+    let have = snapshot_files(host, from_dir).await?;
+    let there = snapshot_files(dest.as_ref(), to_dir).await?;
+    let missing: Vec<&String> = have.iter().filter(|n| !there.contains(n)).collect();
+    if missing.is_empty() {
+        return Ok(format!("member {member}: all {} snapshots are on {to_host}:{to_dir} already", have.len()));
+    }
+    run_checked(dest.as_ref(), &argv(&["mkdir", "-p", "-m", "0700", to_dir])).await?;
+    let attrs = crate::transport::FileAttrs { mode: Some(0o600), owner: None, group: None };
+    for name in &missing {
+        let from = format!("{from_dir}/{name}");
+        let read = crate::transport::read_files(host, std::slice::from_ref(&from)).await?;
+        let Some(Some(bytes)) = read.into_iter().next() else {
+            return Err(ApplyError::Failed(format!("{from} vanished on {}", host.host())));
+        };
+        let sum = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        let to = format!("{to_dir}/{name}");
+        crate::transport::write_file_atomic(dest.as_ref(), &to, crate::transport::Content::Bytes(&bytes), &attrs).await?;
+        let out = dest.run(&argv(&["sha256sum", &to]), crate::transport::Stdin::Null).await?;
+        let got = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string();
+        if got != sum {
+            return Err(ApplyError::Failed(format!("{to} on {to_host} has sha256 {got}, {from} has {sum}")));
+        }
+    }
+    Ok(format!(
+        "member {member}: {} snapshot{} copied to {to_host}:{to_dir} (sha256 checked), {} there already",
+        missing.len(),
+        if missing.len() == 1 { "" } else { "s" },
+        have.len() - missing.len()
+    ))
+}
+
+/// Starts every member of `hosts` at once (a cluster restored from a snapshot needs its quorum to
+/// start), then waits for it to be healthy.
+async fn start_all(graph: &Graph, id: &ResourceId, hosts: &[String], connections: &Connections) -> Result<String, ApplyError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    let all = members(graph, id);
+    for (host, member) in all.iter().filter(|(h, _)| hosts.iter().any(|x| x == h)) {
+        let Some(Ok(t)) = connections.get(*host).cloned() else { return Err(ApplyError::Failed(format!("{host}: not connected"))) };
+        let unit = service(member)?.to_string();
+        tasks.spawn(async move { run_checked(t.as_ref(), &argv(&["systemctl", "start", &unit])).await.map(|_| ()) });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.map_err(|e| ApplyError::Failed(format!("start task: {e}")))??;
+    }
+    let (via, _) = healthy_via(graph, id, None, connections).await.map_err(ApplyError::Failed)?;
+    wait_healthy(via.member.driver.get(), via.transport.as_ref()).await?;
+    Ok(format!("every member started ({}); cluster healthy", hosts.join(", ")))
 }

@@ -267,6 +267,11 @@ pub async fn apply(
 ) -> ApplyReport {
     // Members leave their clusters first, one at a time; a host whose member did not leave keeps
     // its service (its removal would take a voting member down).
+    // A snapshot before the risky steps; without it, nothing runs.
+    let snapshots = cluster::take_snapshots(graph, plan, connections, &*reporter).await;
+    if snapshots.iter().any(|r| !r.outcome.is_ok()) {
+        return not_started(graph, plan, snapshots, "the snapshot before the plan's risky steps failed");
+    }
     let members_removed = cluster::remove_members(graph, plan, connections, &*reporter).await;
     let still_members: BTreeSet<String> = members_removed.iter().filter(|r| !r.outcome.is_ok()).map(|r| r.id.host.clone()).collect();
     let removed = remove_orphans(plan, connections, &reporter, &still_members).await;
@@ -339,10 +344,13 @@ pub async fn apply(
                     (Some(change), _) => cluster::apply_member(&graph, first, &change, &connections).await,
                     (None, Some(k)) => match cluster::before_disruption(&graph, &k, &host, &connections).await {
                         Err(e) => Outcome::Failed(e.to_string()),
-                        Ok(first_step) => match (apply_wave(&graph, &wave, transport.as_ref()).await.pop(), first_step) {
-                            (Some((_, Outcome::Done(done))), Some(step)) => Outcome::Done(format!("{step}; {done}")),
-                            (Some((_, outcome)), _) => outcome,
-                            (None, _) => Outcome::Failed("internal error: empty wave".into()),
+                        Ok(first) => match apply_wave(&graph, &wave, transport.as_ref()).await.pop() {
+                            Some((_, Outcome::Done(done))) => match cluster::after_disruption(&graph, &k, &host, &connections).await {
+                                Err(e) => Outcome::Failed(format!("{done}; {e}")),
+                                Ok(after) => Outcome::Done([first, Some(done), after].into_iter().flatten().collect::<Vec<_>>().join("; ")),
+                            },
+                            Some((_, outcome)) => outcome,
+                            None => Outcome::Failed("internal error: empty wave".into()),
                         },
                     },
                     (None, None) => return apply_wave(&graph, &wave, transport.as_ref()).await,
@@ -373,8 +381,9 @@ pub async fn apply(
         }
     }
 
-    let results = members_removed
+    let results = snapshots
         .into_iter()
+        .chain(members_removed)
         .chain(removed)
         .chain((0..n).map(|i| InstanceResult {
             id: graph.instances[i].id.clone(),
@@ -385,6 +394,22 @@ pub async fn apply(
     let mut report = ApplyReport { results, unrecorded: Vec::new() };
     report.unrecorded = record_manifests(graph, plan, Some(&report), connections).await;
     report
+}
+
+/// Runs the plan of a runbook operation (`cairn run`): its steps only, one at a time.
+pub async fn run_operation(graph: &Arc<Graph>, plan: &Plan, connections: &Connections, reporter: Arc<dyn Reporter>) -> ApplyReport {
+    ApplyReport { results: cluster::run_operation(graph, plan, connections, &*reporter).await, unrecorded: Vec::new() }
+}
+
+/// The report of a run stopped before it began: `first` (what stopped it) and every planned
+/// change not started, with why.
+fn not_started(graph: &Graph, plan: &Plan, first: Vec<InstanceResult>, why: &str) -> ApplyReport {
+    let mut results = first;
+    let not_snapshots = plan.changes().filter(|c| !matches!(c.subject, crate::plan::Subject::Snapshot(_)));
+    for c in not_snapshots.filter(|c| c.action.is_change() && c.instance().is_none_or(|i| i < graph.instances.len())) {
+        results.push(InstanceResult { id: c.id.clone(), action: c.action, outcome: Outcome::Skipped(format!("not started: {why}")) });
+    }
+    ApplyReport { results, unrecorded: Vec::new() }
 }
 
 /// `cairn check`: runs every check instance of `graph` now, hosts in parallel and each host's
@@ -517,7 +542,7 @@ pub fn manifests_after(graph: &Graph, plan: &Plan, report: Option<&ApplyReport>)
                 removed.insert(c.id.resource.to_string());
             } else if let Some(inst) = c.instance().and_then(|i| graph.instances.get(i)) {
                 let created = c.action == Action::Create && matches!(outcomes.get(&c.id), Some(Outcome::Done(_)));
-                if let Some(owned) = inst.desired.owned(created) {
+                if let Some(owned) = inst.desired.owned_after(created, &c.attrs) {
                     kept.push((c.id.resource.to_string(), inst.prevent_destroy, owned));
                 }
             }
@@ -1047,12 +1072,14 @@ after = ["unit.demo"]
             versions: Vec::new(),
             read_through: None,
             members: Vec::new(),
+            cluster_version: None,
         };
         let cluster = crate::plan::ClusterPlan {
             id: ResourceId::new(crate::spec::Kind::Cluster, "members"),
             driver: "etcd".into(),
             unit: ResourceId::new(crate::spec::Kind::Unit, "demo"),
             summary,
+            upgrade: None,
         };
         let mut s = Scheduler::new(&g, 10, rolling_gates(&g, &rolling, &[cluster], &BTreeMap::new()), &rolling);
         let order: Vec<String> = run_order(&g, &mut s).into_iter().filter(|n| n.starts_with("unit")).collect();

@@ -9,6 +9,7 @@ mod download;
 pub mod lab;
 pub mod module;
 mod progress;
+mod run;
 
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
@@ -101,8 +102,12 @@ pub struct SelectArgs {
     /// Only these resources, `kind.name` (repeatable).
     #[arg(long = "target", value_name = "ID")]
     pub targets: Vec<String>,
-    /// Replace this cluster member even when it looks healthy: `ID[HOST]`, e.g.
-    /// `etcd.cluster.members[node3]` (repeatable).
+    /// Leave out these resources, `kind.name`, and what depends on them (repeatable).
+    #[arg(long = "exclude", value_name = "ID")]
+    pub exclude: Vec<String>,
+    /// Make this resource again even when it is in order: a file rewritten, a unit restarted, a
+    /// certificate reissued (`ca.NAME`: a new CA and every certificate it issued); `ID[HOST]` on
+    /// one host, e.g. `etcd.cluster.members[node3]` (repeatable).
     #[arg(long = "replace", value_name = "ID[HOST]")]
     pub replace: Vec<String>,
     /// Let disruptive changes of a degraded cluster through the quorum guard (risks its quorum).
@@ -110,11 +115,26 @@ pub struct SelectArgs {
     pub allow_degraded: bool,
 }
 
-/// The graph with `--replace` and `--allow-degraded` applied; an unknown `--replace` is an error,
-/// reported here.
-fn with_run_options(ui: &Ui, graph: Arc<Graph>, replace: &[String], allow_degraded: bool) -> Option<Arc<Graph>> {
-    match run_options(graph, replace, allow_degraded) {
-        Ok(g) => Some(g),
+/// What `plan` and `apply` (and a saved plan) change about a graph: `--exclude`, `--replace`,
+/// `--allow-degraded`.
+#[derive(Debug, Clone, Copy)]
+struct RunOptions<'a> {
+    exclude: &'a [String],
+    replace: &'a [String],
+    allow_degraded: bool,
+}
+
+/// The graph with the run options applied; an unknown or impossible `--exclude`/`--replace` is
+/// an error, reported here.
+fn with_run_options(ui: &Ui, graph: Arc<Graph>, options: RunOptions<'_>) -> Option<Arc<Graph>> {
+    match run_options(graph, options) {
+        Ok((g, with_them)) => {
+            if !with_them.is_empty() {
+                let names: Vec<String> = with_them.iter().map(ToString::to_string).collect();
+                ui.warn(&format!("--exclude also leaves out what depends on it: {}", names.join(", ")));
+            }
+            Some(g)
+        }
         Err(e) => {
             ui.error(&e);
             None
@@ -122,28 +142,77 @@ fn with_run_options(ui: &Ui, graph: Arc<Graph>, replace: &[String], allow_degrad
     }
 }
 
-fn run_options(graph: Arc<Graph>, replace: &[String], allow_degraded: bool) -> Result<Arc<Graph>, String> {
-    if replace.is_empty() && !allow_degraded {
-        return Ok(graph);
+/// The graph with the run options, and what `--exclude` left out besides what it names.
+fn run_options(graph: Arc<Graph>, options: RunOptions<'_>) -> Result<(Arc<Graph>, Vec<spec::ResourceId>), String> {
+    let RunOptions { exclude, replace, allow_degraded } = options;
+    if replace.is_empty() && exclude.is_empty() && !allow_degraded {
+        return Ok((graph, Vec::new()));
     }
-    let mut g = Arc::unwrap_or_clone(graph);
+    let (mut g, with_them) = Arc::unwrap_or_clone(graph).exclude(exclude).map_err(|e| e.to_string())?;
     for r in replace {
-        let parsed =
-            r.strip_suffix(']').and_then(|x| x.split_once('[')).and_then(|(id, host)| spec::ResourceId::parse(id).map(|id| (id, host)));
-        let Some((resource, host)) = parsed else {
-            return Err(format!("--replace {r}: write it as ID[HOST], e.g. etcd.cluster.members[node3]"));
-        };
-        let id = crate::graph::InstanceId { resource, host: host.to_string() };
-        match g.instances.iter().find(|i| i.id == id) {
-            Some(i) if i.desired.member().is_some() => {
-                g.replace.insert(id);
-            }
-            Some(_) => return Err(format!("--replace {r}: only cluster members can be replaced this way")),
-            None => return Err(format!("--replace {r}: the spec has no {} on {}", id.resource, id.host)),
-        }
+        mark_replace(&mut g, r)?;
     }
     g.allow_degraded = allow_degraded;
-    Ok(Arc::new(g))
+    Ok((Arc::new(g), with_them))
+}
+
+/// Marks what `--replace R` names (`ID`, `ID[HOST]`, `ca.NAME`) to be made again.
+fn mark_replace(g: &mut Graph, r: &str) -> Result<(), String> {
+    let (id, host) = match r.strip_suffix(']').and_then(|x| x.split_once('[')) {
+        Some((id, host)) => (id, Some(host)),
+        None => (r, None),
+    };
+    let Some(resource) = spec::ResourceId::parse(id) else {
+        return Err(format!("--replace {r}: write it as ID or ID[HOST], e.g. file.motd, unit.web[node1], ca.etcd"));
+    };
+    if resource.kind == spec::Kind::Ca {
+        // A module's CA `INSTANCE.ca.NAME` is the CA `INSTANCE.NAME`.
+        let ca = resource.to_string().replacen("ca.", "", 1);
+        let ca = ca.as_str();
+        if host.is_some() {
+            return Err(format!("--replace {r}: a CA is replaced for every host at once; write --replace {id}"));
+        }
+        let mut certs = 0;
+        for inst in &mut g.instances {
+            if inst.desired.replace_ca(ca) {
+                certs += 1;
+            }
+        }
+        if certs == 0 {
+            return Err(format!(
+                "--replace {r}: no certificate in this selection is issued by a CA {ca} that cairn generates \
+                 (an imported CA is replaced by replacing its files)"
+            ));
+        }
+        return Ok(());
+    }
+    let picked: Vec<usize> = (0..g.instances.len())
+        .filter(|&i| g.instances[i].id.resource == resource && host.is_none_or(|h| g.instances[i].id.host == h))
+        .collect();
+    if picked.is_empty() {
+        return Err(match host {
+            Some(h) => format!("--replace {r}: the spec has no {resource} on {h} (in this selection)"),
+            None => format!("--replace {r}: the spec has no {resource} (in this selection)"),
+        });
+    }
+    for i in picked {
+        let inst = &mut g.instances[i];
+        if inst.desired.member().is_some() {
+            if host.is_none() {
+                return Err(format!("--replace {r}: name the cluster member to replace, e.g. --replace {resource}[{}]", inst.id.host));
+            }
+            g.replace.insert(inst.id.clone());
+        } else if inst.desired.replaceable() {
+            inst.replace = true;
+        } else {
+            return Err(format!(
+                "--replace {r}: a {} cannot be made again this way (--replace makes again a file, a running unit, a cert, \
+                 a binary, a ca.NAME, or a cluster member)",
+                inst.desired.kind()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Flags of the commands that change hosts (`apply`, `destroy`).
@@ -277,6 +346,9 @@ pub enum Command {
     /// Local Debian test hosts (systemd-nspawn containers with sshd on a private bridge).
     #[command(subcommand)]
     Lab(lab::LabCommand),
+    /// Run a cluster's runbook operation (snapshot, compact, defrag, disarm): planned into steps
+    /// per member, shown, approved, run under the apply locks; `--list` lists them.
+    Run(run::RunCommand),
     /// Reusable modules (`modules/<name>/module.toml`).
     #[command(subcommand)]
     Module(module::ModuleCommand),
@@ -425,6 +497,7 @@ async fn run(cli: Cli) -> ExitStatus {
         // Handled before the runtime starts.
         Command::Lab(_) | Command::Module(_) | Command::Completions { .. } | Command::Man { .. } => ExitStatus::Error,
         Command::Show { plan, json, format } => show(&ui, &plan, PlanFormat::pick(format, json)),
+        Command::Run(args) => run::run(&ui, args).await,
         Command::Check { spec, host: HostsArg { hosts } } => {
             let Some((spec, graph)) = load_graph(&ui, &spec.path(), &spec.var_inputs(), &hosts, &[]) else { return ExitStatus::Error };
             let (ui, graph) = (&ui, &graph);
@@ -435,8 +508,10 @@ async fn run(cli: Cli) -> ExitStatus {
             })
             .await
         }
-        Command::Drift { spec, json, select: SelectArgs { host: HostsArg { hosts }, targets, .. } } => {
+        Command::Drift { spec, json, select: SelectArgs { host: HostsArg { hosts }, targets, exclude, .. } } => {
             let Some((spec, graph)) = load_graph(&ui, &spec.path(), &spec.var_inputs(), &hosts, &targets) else { return ExitStatus::Error };
+            let options = RunOptions { exclude: &exclude, replace: &[], allow_degraded: false };
+            let Some(graph) = with_run_options(&ui, graph, options) else { return ExitStatus::Error };
             let (ui, graph) = (&ui, &graph);
             with_connections(ui, &spec, graph, |conns| async move {
                 let drift = planner::plan(graph, &conns).await.drift_only();
@@ -460,7 +535,7 @@ async fn run(cli: Cli) -> ExitStatus {
             json,
             format,
             detailed_exitcode,
-            select: SelectArgs { host: HostsArg { hosts }, targets, replace, allow_degraded },
+            select: SelectArgs { host: HostsArg { hosts }, targets, exclude, replace, allow_degraded },
             out,
         } => {
             let format = PlanFormat::pick(format, json);
@@ -468,14 +543,23 @@ async fn run(cli: Cli) -> ExitStatus {
             let Some((spec, graph)) = load_graph(&ui, &spec_path, &spec_arg.var_inputs(), &hosts, &targets) else {
                 return ExitStatus::Error;
             };
-            let Some(graph) = with_run_options(&ui, graph, &replace, allow_degraded) else { return ExitStatus::Error };
+            let options = RunOptions { exclude: &exclude, replace: &replace, allow_degraded };
+            let Some(graph) = with_run_options(&ui, graph, options) else { return ExitStatus::Error };
             let (ui, graph, spec_ref) = (&ui, &graph, &spec);
             with_connections(ui, &spec, graph, |conns| async move {
                 let plan = planner::plan(graph, &conns).await;
                 print_plan(ui, &plan, format);
                 if let Some(out) = &out {
-                    let mut saved = saved::SavedPlan::new(plan.clone(), saved::SpecRef::of(spec_ref, &spec_path), &hosts, &targets);
+                    let spec_ref = match saved::SpecRef::with_secrets(spec_ref, &spec_path) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            ui.error(&e.to_string());
+                            return ExitStatus::Error;
+                        }
+                    };
+                    let mut saved = saved::SavedPlan::new(plan.clone(), spec_ref, &hosts, &targets);
                     saved.replace.clone_from(&replace);
+                    saved.exclude.clone_from(&exclude);
                     saved.allow_degraded = allow_degraded;
                     if let Err(e) = saved.write(out) {
                         ui.error(&e.to_string());
@@ -514,13 +598,14 @@ async fn run(cli: Cli) -> ExitStatus {
             plan: None,
             spec: spec_arg,
             run,
-            select: SelectArgs { host: HostsArg { hosts }, targets, replace, allow_degraded },
+            select: SelectArgs { host: HostsArg { hosts }, targets, exclude, replace, allow_degraded },
         } => {
             let spec_path = spec_arg.path();
             let Some((spec, graph)) = load_graph(&ui, &spec_path, &spec_arg.var_inputs(), &hosts, &targets) else {
                 return ExitStatus::Error;
             };
-            let Some(graph) = with_run_options(&ui, graph, &replace, allow_degraded) else { return ExitStatus::Error };
+            let options = RunOptions { exclude: &exclude, replace: &replace, allow_degraded };
+            let Some(graph) = with_run_options(&ui, graph, options) else { return ExitStatus::Error };
             plan_and_apply(&ui, &spec, &graph, progress::RunKind::Apply, &spec_path, run).await
         }
     }
@@ -643,8 +728,16 @@ async fn apply_saved(ui: &Ui, plan_file: &Path, spec_arg: &SpecArg, run: RunArgs
     let Some((spec, graph)) = load_graph(ui, &spec_path, &spec_arg.var_inputs(), &saved.hosts, &saved.targets) else {
         return ExitStatus::Error;
     };
-    let Some(graph) = with_run_options(ui, graph, &saved.replace, saved.allow_degraded) else { return ExitStatus::Error };
-    let now = saved::SpecRef::of(&spec, &spec_path);
+    let options = RunOptions { exclude: &saved.exclude, replace: &saved.replace, allow_degraded: saved.allow_degraded };
+    let Some(graph) = with_run_options(ui, graph, options) else { return ExitStatus::Error };
+    let graph = run::with_operation(graph, saved.operation.as_ref());
+    let now = match saved::SpecRef::with_secrets(&spec, &spec_path) {
+        Ok(now) => now,
+        Err(e) => {
+            ui.error(&e.to_string());
+            return ExitStatus::Error;
+        }
+    };
     let spec_moved = now.digest != saved.spec.digest;
     if spec_moved {
         let changed = saved.spec.changed_files(&now);
@@ -669,7 +762,17 @@ async fn apply_saved(ui: &Ui, plan_file: &Path, spec_arg: &SpecArg, run: RunArgs
             plan_file.display()
         ));
     }
-    if spec_moved || !vars_moved.is_empty() {
+    let secrets_moved = saved.spec.changed_secrets(&now);
+    if !secrets_moved.is_empty() {
+        ui.error(&format!(
+            "{} was made with other secrets: {}; nothing was applied. Give the secrets the values they had (and keep the state dir: its digest.key \
+             made the plan's digests), or make a new plan with `cairn plan -o {}` and review it.",
+            plan_file.display(),
+            secrets_moved.join(", "),
+            plan_file.display()
+        ));
+    }
+    if spec_moved || !vars_moved.is_empty() || !secrets_moved.is_empty() {
         return ExitStatus::Error;
     }
     let (ui, graph, saved) = (ui, &graph, &saved);
@@ -687,6 +790,9 @@ async fn apply_saved(ui: &Ui, plan_file: &Path, spec_arg: &SpecArg, run: RunArgs
             return ExitStatus::Error;
         }
         print_plan(ui, &now, PlanFormat::Text);
+        if saved.operation.is_some() {
+            return if now.has_errors() { ExitStatus::Error } else { run::carry_out(ui, graph, &now, &conns).await };
+        }
         if !now.has_changes() {
             return if record_unchanged(ui, graph, &now, &conns).await { ExitStatus::Success } else { ExitStatus::Error };
         }
@@ -711,6 +817,24 @@ fn print_plan(ui: &Ui, plan: &Plan, format: PlanFormat) {
         PlanFormat::Text => print!("{}", render::text(plan, ui.text_options())),
         PlanFormat::Json => print!("{}", render::json(plan)),
         PlanFormat::Markdown => print!("{}", render::markdown(plan)),
+    }
+    // A lost state dir: one line per CA, naming the hosts that carry its certificates.
+    let mut lost: std::collections::BTreeMap<(&str, &str), Vec<&str>> = std::collections::BTreeMap::new();
+    for c in plan.changes() {
+        if let crate::resource::Reason::CaNotInStateDir { ca, store } = &c.reason {
+            let hosts = lost.entry((ca, store)).or_default();
+            if !hosts.contains(&c.id.host.as_str()) {
+                hosts.push(&c.id.host);
+            }
+        }
+    }
+    for ((ca, store), hosts) in lost {
+        ui.error(&format!(
+            "CA {ca} is not in the state dir ({store} is missing), but {} carr{} certificates from a CA of that name; \
+             nothing is reissued. Restore the state dir from its backup, or pass --replace ca.{ca} for a new CA",
+            hosts.join(", "),
+            if hosts.len() == 1 { "ies" } else { "y" }
+        ));
     }
     // --allow-degraded lets the quorum guard's held changes through: say so, every time.
     for cluster in plan.clusters.iter().filter(|c| c.summary.health == crate::resource::cluster::ClusterHealth::Degraded) {
@@ -759,7 +883,7 @@ where
     if let (Some(request), Some(me)) = (&lock, &me)
         && let Err(message) = take_locks(graph, &conns, me, request.timeout, &mut locked).await
     {
-        release_locks(&locked, me).await;
+        release_locks(ui, &locked, me).await;
         ui.error(&message);
         connect::close_all(&conns).await;
         return ExitStatus::Error;
@@ -769,14 +893,14 @@ where
         _ = tokio::signal::ctrl_c() => {
             eprintln!("\nInterrupted; closing connections.");
             if let Some(me) = &me {
-                release_locks(&locked, me).await;
+                release_locks(ui, &locked, me).await;
             }
             crate::transport::ssh::close_all_masters().await;
             ExitStatus::Interrupted
         }
     };
     if let Some(me) = &me {
-        release_locks(&locked, me).await;
+        release_locks(ui, &locked, me).await;
     }
     if ui.verbose {
         for (host, conn) in &conns {
@@ -840,10 +964,16 @@ async fn take_locks(
     Ok(())
 }
 
-async fn release_locks(locked: &[crate::transport::SharedTransport], me: &host::LockHolder) {
+/// Releases this run's locks. A lock that cannot be released (the connection died) stays on its
+/// host: said on stderr with the way out, since the next apply there will refuse to start.
+async fn release_locks(ui: &Ui, locked: &[crate::transport::SharedTransport], me: &host::LockHolder) {
     for t in locked {
         if let Err(e) = host::unlock(t.as_ref(), Some(&me.id)).await {
-            tracing::warn!("{e}");
+            let host = t.host();
+            ui.error(&format!(
+                "{host}: its apply lock stays on the host ({e}); the next apply there reports it as a stale lock, \
+                 and `cairn unlock {host}` removes it"
+            ));
         }
     }
 }

@@ -18,6 +18,9 @@ const HOST_UNREADABLE: &str = "host could not be read";
 /// Shows apply progress.
 pub struct Progress {
     bar: Option<ProgressBar>,
+    /// The clusters' services: a restart of a member says what its gates saw (who led, the
+    /// version it reports now).
+    cluster_units: Vec<crate::spec::ResourceId>,
 }
 
 impl Progress {
@@ -31,7 +34,7 @@ impl Progress {
             }
             bar
         });
-        Self { bar }
+        Self { bar, cluster_units: plan.clusters.iter().map(|k| k.unit.clone()).collect() }
     }
 
     /// Clears the bar.
@@ -62,8 +65,9 @@ impl Reporter for Progress {
                 if let Some(bar) = &self.bar {
                     bar.inc(1);
                 }
-                // A membership step says what it did (ids, where the old data went).
-                if id.resource.kind == crate::spec::Kind::Cluster {
+                // A membership step says what it did (ids, where the old data went), a member's
+                // restart what its gates saw.
+                if id.resource.kind == crate::spec::Kind::Cluster || self.cluster_units.contains(&id.resource) {
                     self.line(format!("done     {id}: {what}"));
                 } else {
                     self.line(format!("done     {id}"));
@@ -85,6 +89,8 @@ pub enum RunKind {
     Apply,
     /// `cairn destroy`.
     Destroy,
+    /// `cairn run`.
+    Run,
 }
 
 impl RunKind {
@@ -93,6 +99,7 @@ impl RunKind {
         match self {
             RunKind::Apply => "apply",
             RunKind::Destroy => "destroy",
+            RunKind::Run => "run",
         }
     }
 }
@@ -136,6 +143,7 @@ pub fn report_text(report: &ApplyReport, color: bool, kind: RunKind) -> String {
     let (run, changed) = match kind {
         RunKind::Apply => ("Apply", "changed"),
         RunKind::Destroy => ("Destroy", "removed"),
+        RunKind::Run => ("Run", "done"),
     };
     let verdict = if report.success() { "complete" } else { "failed" };
     let _ = writeln!(out, "{run} {verdict}: {done} {changed}, {unchanged} unchanged, {failed} failed, {skipped} skipped{checks}.");

@@ -1,6 +1,7 @@
 //! The resource graph: one instance per (resource, host), with edges from explicit `after` and
-//! implied ones (a path under a managed directory depends on it). Rejects cycles naming every
-//! member, orders instances deterministically into waves, and draws DOT/Mermaid pictures.
+//! implied ones (a path under a managed directory depends on it). Rejects cycles, each reported
+//! on its own with every edge's origin (written `after`/`restart_on`, or the rule implying it),
+//! orders instances deterministically into waves, and draws DOT/Mermaid pictures.
 //! Knows nothing of kinds' internals beyond what [`Desired`] exposes.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,6 +31,12 @@ pub enum GraphError {
     UnknownTarget {
         /// The name given.
         target: String,
+    },
+    /// `--exclude` names no resource of the spec (or none on the selected hosts).
+    #[error("--exclude {exclude}: no such resource in the spec (write it as kind.name, e.g. file.motd)")]
+    UnknownExclude {
+        /// The name given.
+        exclude: String,
     },
 }
 
@@ -63,6 +70,10 @@ pub struct Instance {
     pub prevent_destroy: bool,
     /// Attributes whose drift is not reported nor corrected.
     pub ignore: Vec<String>,
+    /// `--replace`: made again even when it is in order ([`ResourceKind::replaced`]).
+    ///
+    /// [`ResourceKind::replaced`]: crate::resource::ResourceKind::replaced
+    pub replace: bool,
 }
 
 impl Instance {
@@ -71,12 +82,81 @@ impl Instance {
     /// The planner and the executor both decide through this.
     pub fn decide(&self, facts: &crate::resource::HostFacts) -> crate::resource::Decision {
         use crate::resource::{Action, Decision, Protected, Reason};
-        let decision = self.desired.diff(facts).ignoring(&self.ignore);
+        let mut decision = self.desired.diff(facts).ignoring(&self.ignore);
+        if self.replace && matches!(decision.action, Action::NoOp | Action::Update) {
+            decision = self.desired.replaced(decision);
+        }
         if self.prevent_destroy && decision.action == Action::Replace {
             let because = Box::new(decision.reason);
             return Decision::new(Action::Conflict, Reason::Protected(Protected::Replacement { because }));
         }
         decision
+    }
+}
+
+/// At most this many cycles are reported per group of resources that wait for each other.
+const MAX_CYCLES: usize = 10;
+
+/// A cycle's resources (`[a, b, …, a]`) rotated to start at its least, so one cycle found from
+/// two places (or on two hosts) is one key.
+fn canonical(cycle: &[ResourceId]) -> Vec<ResourceId> {
+    let ring = &cycle[..cycle.len().saturating_sub(1)];
+    let start = (0..ring.len()).min_by_key(|&i| &ring[i]).unwrap_or(0);
+    ring[start..].iter().chain(&ring[..start]).cloned().collect()
+}
+
+/// Where an edge comes from, for cycle reports: written (`after`, `restart_on`,
+/// `after_on_peers`, with where) or implied (by which rule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EdgeWhy {
+    /// Written in `after`.
+    After { target: ResourceId, span: Span },
+    /// Written in a unit's `restart_on` (a dependency too).
+    RestartOn { target: ResourceId, span: Span },
+    /// Written in a cluster's `after_on_peers`.
+    AfterOnPeers { target: ResourceId },
+    /// Implied: a cluster member's service starts after its membership step.
+    ClusterService { cluster: ResourceId },
+    /// Implied: the path is inside a directory managed on the same host.
+    InsideDir,
+    /// Implied: that resource writes the host's firewall table, which holds these rules.
+    FirewallTable,
+    /// Implied: the owner or group `name` is created by that resource.
+    User { name: String, by: ResourceId },
+}
+
+impl EdgeWhy {
+    /// The span it was written at, when it was written.
+    fn span(&self) -> Option<&Span> {
+        match self {
+            EdgeWhy::After { span, .. } | EdgeWhy::RestartOn { span, .. } => Some(span),
+            _ => None,
+        }
+    }
+
+    /// Where it comes from, as a cycle report says it: the key it is written in, or the rule
+    /// that implies it.
+    fn origin(&self) -> String {
+        match self {
+            EdgeWhy::After { .. } => "written in `after`".to_string(),
+            EdgeWhy::RestartOn { .. } => "written in `restart_on`".to_string(),
+            EdgeWhy::AfterOnPeers { .. } => "written in the cluster's `after_on_peers`".to_string(),
+            implied => format!("implied, {implied}"),
+        }
+    }
+}
+
+impl fmt::Display for EdgeWhy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EdgeWhy::After { target, .. } => write!(f, "`after` names {target}"),
+            EdgeWhy::RestartOn { target, .. } => write!(f, "`restart_on` names {target}"),
+            EdgeWhy::AfterOnPeers { target } => write!(f, "`after_on_peers` names {target} (on every member)"),
+            EdgeWhy::ClusterService { cluster } => write!(f, "the service of {cluster}: it starts after the member's membership step"),
+            EdgeWhy::InsideDir => f.write_str("its path is inside that directory"),
+            EdgeWhy::FirewallTable => f.write_str("it writes the host's firewall table, which holds these rules"),
+            EdgeWhy::User { name, by } => write!(f, "`{name}` is created by {by}"),
+        }
     }
 }
 
@@ -103,6 +183,10 @@ pub struct Graph {
     pub replace: BTreeSet<InstanceId>,
     /// `--allow-degraded`: the quorum guard lets disruptive changes of a degraded cluster through.
     pub allow_degraded: bool,
+    /// `cairn run`: the runbook operation the plan is made of (only its steps).
+    pub operation: Option<crate::resource::cluster::operations::OperationRequest>,
+    /// Where each edge came from, while the graph is built (for cycle reports).
+    edge_why: BTreeMap<(usize, usize), EdgeWhy>,
 }
 
 impl Graph {
@@ -133,6 +217,7 @@ impl Graph {
                             dep_reasons: BTreeMap::new(),
                             prevent_destroy: resource.prevent_destroy,
                             ignore: resource.ignore.clone(),
+                            replace: false,
                         });
                         order.push((host.name.as_str(), ri, index));
                         by_resource.entry(&resource.id).or_default().push(index);
@@ -175,18 +260,25 @@ impl Graph {
         graph.check_duplicate_paths(&mut diags);
 
         // Explicit `after` edges: same host when the target is there, else every instance of it.
-        let mut after_spans: BTreeMap<(usize, usize), Span> = BTreeMap::new();
         for resource in &spec.resources {
             let Some(mine) = by_resource.get(&resource.id) else { continue };
+            let restart_on: &[Located<ResourceId>] = match &resource.body {
+                crate::spec::ResourceBody::Unit(u) => &u.restart_on,
+                _ => &[],
+            };
             for Located { value: target, span } in &resource.after {
                 let Some(theirs) = by_resource.get(target) else { continue };
+                let why = if restart_on.iter().any(|r| &r.span == span) {
+                    EdgeWhy::RestartOn { target: target.clone(), span: span.clone() }
+                } else {
+                    EdgeWhy::After { target: target.clone(), span: span.clone() }
+                };
                 for &i in mine {
                     let host = &graph.instances[i].id.host;
                     let same_host: Vec<usize> = theirs.iter().copied().filter(|&j| &graph.instances[j].id.host == host).collect();
                     let targets = if same_host.is_empty() { theirs.clone() } else { same_host };
                     for j in targets {
-                        graph.add_edge(i, j, format!("`after` names {target}"));
-                        after_spans.insert((i, j), span.clone());
+                        graph.add_edge(i, j, why.clone());
                     }
                 }
             }
@@ -195,14 +287,16 @@ impl Graph {
         graph.add_implied_edges();
         graph.add_user_edges();
         graph.set_restart_watches();
-        graph.check_cycles(&after_spans, &mut diags);
+        graph.check_cycles(&mut diags);
+        graph.edge_why.clear();
         diags.into_result(graph)
     }
 
-    fn add_edge(&mut self, from: usize, to: usize, reason: String) {
+    fn add_edge(&mut self, from: usize, to: usize, why: EdgeWhy) {
         if self.deps[from].insert(to) {
             self.dependents[to].insert(from);
-            self.instances[from].dep_reasons.insert(to, reason);
+            self.instances[from].dep_reasons.insert(to, why.to_string());
+            self.edge_why.insert((from, to), why);
         }
     }
 
@@ -224,12 +318,12 @@ impl Graph {
             for target in &peers {
                 let theirs: Vec<usize> = (0..self.instances.len()).filter(|&j| &self.instances[j].id.resource == target).collect();
                 for j in theirs {
-                    self.add_edge(i, j, format!("`after_on_peers` names {target} (on every member)"));
+                    self.add_edge(i, j, EdgeWhy::AfterOnPeers { target: target.clone() });
                 }
             }
             let service = (0..self.instances.len()).find(|&u| self.instances[u].id.resource == unit && self.instances[u].id.host == host);
             if let Some(u) = service {
-                self.add_edge(u, i, format!("the service of {cluster}: it starts after the member's membership step"));
+                self.add_edge(u, i, EdgeWhy::ClusterService { cluster: cluster.clone() });
                 let name = self.instances[u].desired.systemd_unit().map(str::to_string);
                 if let Some(m) = self.instances[i].desired.member_mut() {
                     m.service = name;
@@ -253,7 +347,7 @@ impl Graph {
                     if let Some(&j) = p.to_str().and_then(|s| dirs.get(&(inst.id.host.as_str(), s)))
                         && j != i
                     {
-                        edges.push((i, j, "its path is inside that directory".to_string()));
+                        edges.push((i, j, EdgeWhy::InsideDir));
                     }
                     parent = p.parent();
                 }
@@ -262,7 +356,7 @@ impl Graph {
         for (i, inst) in self.instances.iter().enumerate() {
             let Some(writer) = inst.desired.written_by() else { continue };
             if let Some(j) = self.instances.iter().position(|o| o.id.host == inst.id.host && &o.id.resource == writer) {
-                edges.push((i, j, "it writes the host's firewall table, which holds these rules".to_string()));
+                edges.push((i, j, EdgeWhy::FirewallTable));
             }
         }
         for (i, j, why) in edges {
@@ -284,7 +378,7 @@ impl Graph {
                 if let Some(&j) = providers.get(&(inst.id.host.as_str(), name))
                     && j != i
                 {
-                    edges.push((i, j, format!("`{name}` is created by {}", self.instances[j].id.resource)));
+                    edges.push((i, j, EdgeWhy::User { name: name.to_string(), by: self.instances[j].id.resource.clone() }));
                 }
             }
         }
@@ -352,7 +446,10 @@ impl Graph {
         }
     }
 
-    fn check_cycles(&self, after_spans: &BTreeMap<(usize, usize), Span>, diags: &mut Diagnostics) {
+    /// Reports every cycle on its own, in the direction of waiting (each member waits for the
+    /// next), each edge with where it comes from. A cycle repeated on several hosts is reported
+    /// once; at most [`MAX_CYCLES`] per strongly connected group.
+    fn check_cycles(&self, diags: &mut Diagnostics) {
         let mut g: DiGraph<usize, ()> = DiGraph::new();
         let nodes: Vec<NodeIndex> = (0..self.instances.len()).map(|i| g.add_node(i)).collect();
         for (i, deps) in self.deps.iter().enumerate() {
@@ -360,35 +457,89 @@ impl Graph {
                 g.add_edge(nodes[i], nodes[j], ());
             }
         }
-        // One report per cycle of resources, even when it repeats on every host.
         let mut reported: BTreeSet<Vec<ResourceId>> = BTreeSet::new();
         for scc in tarjan_scc(&g) {
             let cyclic = scc.len() > 1 || scc.first().is_some_and(|&n| self.deps[g[n]].contains(&g[n]));
             if !cyclic {
                 continue;
             }
-            let mut members: Vec<usize> = scc.iter().map(|&n| g[n]).collect();
-            members.sort_unstable();
-            let mut names: Vec<ResourceId> = members.iter().map(|&i| self.instances[i].id.resource.clone()).collect();
-            names.dedup();
-            if !reported.insert(names.clone()) {
-                continue;
-            }
-            let list = names.iter().map(ToString::to_string).collect::<Vec<_>>().join(" → ");
-            let first = members[0];
-            let mut d = Diagnostic::at(&self.instances[first].span, format!("dependency cycle: {list} → {}", names[0]))
-                .with_help("remove one of these `after` entries (or the implied edge) to break the cycle");
-            for &i in &members {
-                for &j in &self.deps[i] {
-                    if members.contains(&j)
-                        && let Some(span) = after_spans.get(&(i, j))
-                    {
-                        d = d.with_related(span, format!("{} waits for {}", self.instances[i].id.resource, self.instances[j].id.resource));
+            let members: BTreeSet<usize> = scc.iter().map(|&n| g[n]).collect();
+            let mut found = 0;
+            'starts: for &v in &members {
+                for &w in self.deps[v].iter().filter(|&&w| w >= v && members.contains(&w)) {
+                    let Some(back) = self.path_back(w, v, |x| x >= v && members.contains(&x)) else { continue };
+                    let cycle: Vec<usize> = std::iter::once(v).chain(back).collect();
+                    if !reported.insert(canonical(&cycle.iter().map(|&i| self.instances[i].id.resource.clone()).collect::<Vec<_>>())) {
+                        continue;
+                    }
+                    diags.push(self.cycle_report(&cycle));
+                    found += 1;
+                    if found == MAX_CYCLES {
+                        break 'starts;
                     }
                 }
             }
-            diags.push(d);
         }
+    }
+
+    /// The shortest path of dependencies from `from` to `to` through `allowed` instances (both
+    /// ends included; just `[to]` when they are the same).
+    fn path_back(&self, from: usize, to: usize, allowed: impl Fn(usize) -> bool) -> Option<Vec<usize>> {
+        let mut came_from: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut queue = std::collections::VecDeque::from([from]);
+        let mut seen = BTreeSet::from([from]);
+        while let Some(x) = queue.pop_front() {
+            if x == to {
+                let mut path = vec![x];
+                let mut at = x;
+                while let Some(&prev) = came_from.get(&at) {
+                    path.push(prev);
+                    at = prev;
+                }
+                path.reverse();
+                return Some(path);
+            }
+            for &y in self.deps[x].iter().filter(|&&y| allowed(y)) {
+                if seen.insert(y) {
+                    came_from.insert(y, x);
+                    queue.push_back(y);
+                }
+            }
+        }
+        None
+    }
+
+    /// One cycle `[a, b, …, a]` (each waits for the next) as an error: the chain, then each edge
+    /// at the line that writes it, or, when implied, at the waiting resource with the rule.
+    fn cycle_report(&self, cycle: &[usize]) -> Diagnostic {
+        let name = |i: usize| self.instances[i].id.resource.to_string();
+        let chain: Vec<String> = cycle.iter().map(|&i| name(i)).collect();
+        let mut d =
+            Diagnostic::at(&self.instances[cycle[0]].span, format!("dependency cycle: {} (each waits for the next)", chain.join(" → ")));
+        let mut written: Vec<&str> = Vec::new();
+        let mut implied = false;
+        for pair in cycle.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            let Some(why) = self.edge_why.get(&(a, b)) else { continue };
+            let note = format!("{} waits for {}: {}", name(a), name(b), why.origin());
+            d = d.with_related(why.span().unwrap_or(&self.instances[a].span), note);
+            match why {
+                EdgeWhy::After { .. } => written.push("`after`"),
+                EdgeWhy::RestartOn { .. } => written.push("`restart_on`"),
+                EdgeWhy::AfterOnPeers { .. } => written.push("`after_on_peers`"),
+                _ => implied = true,
+            }
+        }
+        written.dedup();
+        let help = match (written.is_empty(), implied) {
+            (false, false) => format!("break the cycle: remove one of the {} entries shown", written.join(" and ")),
+            (false, true) => format!(
+                "break the cycle: remove one of the {} entries shown, or change what implies the other edges",
+                written.join(" and ")
+            ),
+            (true, _) => "break the cycle: change what implies these edges (none is written in the spec)".to_string(),
+        };
+        d.with_help(help)
     }
 
     /// Groups instances into waves: every instance's dependencies are in earlier waves. Each wave
@@ -507,12 +658,46 @@ impl Graph {
                 stack.extend(self.deps[i].iter().copied());
             }
         }
-        let renumber: BTreeMap<usize, usize> = keep.iter().enumerate().map(|(new, &old)| (old, new)).collect();
         let mut g = Graph { spec_name: self.spec_name.clone(), removals: targets.is_empty(), ..Graph::default() };
         if targets.is_empty() {
             g.hosts = self.hosts.iter().filter(|(name, _)| hosts.contains(name)).map(|(n, h)| (n.clone(), h.clone())).collect();
         }
-        for &old in &keep {
+        Ok(self.keep_only(&keep, g))
+    }
+
+    /// `--exclude`: leaves out every instance of `excludes` and everything that depends on them
+    /// (nothing runs without what it waits for), and plans no removals (an excluded resource
+    /// would look removed). Returns the graph and the dependents left out with them, sorted.
+    pub fn exclude(self, excludes: &[String]) -> Result<(Graph, Vec<ResourceId>), GraphError> {
+        if excludes.is_empty() {
+            return Ok((self, Vec::new()));
+        }
+        for e in excludes {
+            if !self.instances.iter().any(|i| i.id.resource.to_string() == *e) {
+                return Err(GraphError::UnknownExclude { exclude: e.clone() });
+            }
+        }
+        let mut out: BTreeSet<usize> = BTreeSet::new();
+        let mut stack: Vec<usize> =
+            (0..self.instances.len()).filter(|&i| excludes.contains(&self.instances[i].id.resource.to_string())).collect();
+        while let Some(i) = stack.pop() {
+            if out.insert(i) {
+                stack.extend(self.dependents[i].iter().copied());
+            }
+        }
+        let mut with_them: Vec<ResourceId> =
+            out.iter().map(|&i| self.instances[i].id.resource.clone()).filter(|r| !excludes.contains(&r.to_string())).collect();
+        with_them.sort();
+        with_them.dedup();
+        let keep: BTreeSet<usize> = (0..self.instances.len()).filter(|i| !out.contains(i)).collect();
+        let g = Graph { spec_name: self.spec_name.clone(), hosts: self.hosts.clone(), removals: false, ..Graph::default() };
+        Ok((self.keep_only(&keep, g), with_them))
+    }
+
+    /// `g` with the instances `keep` of this graph (and their edges among them).
+    fn keep_only(&self, keep: &BTreeSet<usize>, mut g: Graph) -> Graph {
+        let renumber: BTreeMap<usize, usize> = keep.iter().enumerate().map(|(new, &old)| (old, new)).collect();
+        for &old in keep {
             let mut inst = self.instances[old].clone();
             inst.dep_reasons = inst.dep_reasons.into_iter().filter_map(|(d, r)| renumber.get(&d).map(|&n| (n, r))).collect();
             g.hosts.entry(inst.id.host.clone()).or_insert_with(|| self.hosts[&inst.id.host].clone());
@@ -525,7 +710,7 @@ impl Graph {
                 g.dependents[d].insert(i);
             }
         }
-        Ok(g)
+        g
     }
 }
 

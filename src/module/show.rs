@@ -50,6 +50,20 @@ pub fn markdown(def: &ModuleDef) -> String {
     for id in &def.resources {
         let _ = writeln!(out, "- `{id}`");
     }
+    for (id, driver) in &def.clusters {
+        let ops = crate::resource::cluster::operations::for_driver(*driver);
+        if ops.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "\n## Operations of `{id}`\n\n`cairn run INSTANCE OPERATION [KEY=VALUE ...]`:\n");
+        for op in ops {
+            let _ = writeln!(out, "- `{}`: {}", op.name, op.description);
+            for i in op.inputs {
+                let need = if i.required { "required" } else { "optional" };
+                let _ = writeln!(out, "  - `{}` ({}, {need}): {}", i.name, i.kind.name(), i.description);
+            }
+        }
+    }
     out
 }
 

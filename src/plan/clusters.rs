@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use super::{Action, Change, ClusterPlan, Plan, Subject};
 use crate::graph::{Graph, InstanceId};
 use crate::resource::cluster::membership::{self, ClusterHealth, PlanContext, Wanted};
+use crate::resource::cluster::operations::{self, OperationContext, OperationRequest, OperationStep};
 use crate::resource::cluster::{DesiredMember, MemberObservation};
-use crate::resource::{HostFacts, Reason};
+use crate::resource::{Decision, HostFacts, Reason};
 use crate::spec::ResourceId;
 
 /// Decides every cluster of `graph` from what the hosts' probes found and rewrites the plan's
@@ -30,15 +31,19 @@ pub fn plan_clusters(graph: &Graph, facts: &BTreeMap<String, HostFacts>, plan: &
             allow_degraded: graph.allow_degraded,
             planned_hosts: plan.hosts.keys().map(|h| (h.clone(), plan.addresses.get(h).cloned().unwrap_or_default())).collect(),
             cluster: id.to_string(),
+            version: members[0].1.driver.get().wanted_version().map(str::to_string),
         };
         let decided = membership::plan_members(&wanted, &observed, &ctx);
         let first = members[0].1;
-        let cluster = ClusterPlan {
+        let mut cluster = ClusterPlan {
             id: id.clone(),
             driver: first.driver.get().name().to_string(),
             unit: first.unit.clone(),
             summary: decided.summary,
+            upgrade: decided.upgrade,
         };
+        let membership_changes = decided.members.values().chain(decided.removals.iter().map(|(_, d)| d)).any(|d| d.action.is_change());
+        let quiet_hosts: Vec<String> = decided.members.iter().filter(|(_, d)| !d.action.is_change()).map(|(h, _)| h.clone()).collect();
 
         // The members' own changes.
         for (host, decision) in decided.members {
@@ -50,24 +55,13 @@ pub fn plan_clusters(graph: &Graph, facts: &BTreeMap<String, HostFacts>, plan: &
         }
         // Members that leave, shown on (and run from) their host when cairn plans it.
         for (host, decision) in decided.removals {
-            let Reason::Member(membership::MemberStep::Remove { name, .. }) = &decision.reason else {
-                push_held(plan, &host, id, decision);
-                continue;
+            let (target, observed) = match &decision.reason {
+                Reason::Member(membership::MemberStep::Remove { name, .. }) => {
+                    (format!("{} member {name}", cluster.driver), observed_lines(&cluster, &host, None))
+                }
+                _ => ("member removal".to_string(), Vec::new()),
             };
-            let target = format!("{} member {name}", cluster.driver);
-            let change = Change {
-                id: InstanceId { resource: id.clone(), host: host.clone() },
-                subject: Subject::MemberRemoval(id.clone()),
-                action: decision.action,
-                reason: decision.reason.clone(),
-                target,
-                attrs: Vec::new(),
-                diff: None,
-                sensitive: false,
-                disruptive: true,
-                waits_for: Vec::new(),
-                observed: observed_lines(&cluster, &host, None),
-            };
+            let change = cluster_change(Subject::MemberRemoval, id, &host, decision, target, observed);
             plan.hosts.entry(host).or_default().insert(0, change);
         }
         // The upgrade path (checked against the versions the members run), then the quorum
@@ -79,6 +73,44 @@ pub fn plan_clusters(graph: &Graph, facts: &BTreeMap<String, HostFacts>, plan: &
             None if degraded => Some(Reason::ClusterDegraded { cluster: id.to_string(), problems: cluster.summary.problems.clone() }),
             None => None,
         };
+        if held.is_some() {
+            cluster.upgrade = None;
+        }
+        // A refused path is the cluster's own conflict, whatever the members' files show (the
+        // new release may not even be fetchable).
+        if let Some(reason @ Reason::UpgradeRefused { .. }) = &held {
+            let host = cluster.summary.read_through.clone().unwrap_or_else(|| wanted[0].host.to_string());
+            let target = format!("upgrade to {}", ctx.version.as_deref().unwrap_or_default());
+            let change = cluster_change(Subject::Upgrade, id, &host, Decision::new(Action::Conflict, reason.clone()), target, Vec::new());
+            plan.hosts.entry(host).or_default().insert(0, change);
+        }
+        // A snapshot first, before anything risky: an upgrade or a membership change of a
+        // cluster that has data. Taken through a member that answers and changes nothing itself.
+        let risky = cluster.upgrade.is_some() || membership_changes;
+        let answering: Vec<&str> =
+            quiet_hosts.iter().map(String::as_str).filter(|h| observed.get(*h).is_some_and(|o| o.answered)).collect();
+        let via = answering
+            .iter()
+            .find(|h| cluster.summary.leader_host.as_deref() != Some(**h))
+            .or_else(|| answering.first())
+            .map(|h| (*h).to_string())
+            .or_else(|| cluster.summary.read_through.clone());
+        let snapshot_member = via.as_deref().and_then(|v| members.iter().find(|(i, _)| graph.instances[*i].id.host == v));
+        if let (true, Some(via), Some((_, m))) = (risky, via.as_deref(), snapshot_member)
+            && let Some(snap) = &m.snapshots
+            && !matches!(cluster.summary.health, ClusterHealth::Forming | ClusterHealth::Down)
+        {
+            let reason = Reason::SnapshotFirst {
+                cluster: id.to_string(),
+                upgrade: cluster.upgrade.as_ref().map(|u| u.to.clone()),
+                membership: membership_changes,
+                dir: snap.dir.clone(),
+                copied: snap.local_dir.is_some(),
+            };
+            let decision = Decision::new(Action::Create, reason);
+            let change = cluster_change(Subject::Snapshot, id, via, decision, format!("snapshot through {via}"), Vec::new());
+            plan.hosts.entry(via.to_string()).or_default().insert(0, change);
+        }
         if let Some(held) = held {
             for changes in plan.hosts.values_mut() {
                 // A held restart holds what would restart it too: the member keeps its old files
@@ -97,26 +129,98 @@ pub fn plan_clusters(graph: &Graph, facts: &BTreeMap<String, HostFacts>, plan: &
                 }
             }
         }
+        if let Some(request) = graph.operation.as_ref().filter(|r| r.cluster == id.to_string()) {
+            operation_steps(plan, &cluster, request, &wanted, &observed, first);
+        }
         plan.clusters.push(cluster);
+    }
+    if let Some(request) = &graph.operation
+        && !plan.clusters.iter().any(|k| k.id.to_string() == request.cluster)
+    {
+        plan.errors.push(super::HostError { host: String::new(), error: format!("the spec has no cluster {}", request.cluster) });
     }
 }
 
-/// A refused removal (held by the guard, or it would lose quorum), shown on its host.
-fn push_held(plan: &mut Plan, host: &str, id: &ResourceId, decision: crate::resource::Decision) {
-    let change = Change {
+/// An operation's plan (`cairn run`): only its steps, in the order they run — the resources'
+/// own changes are `cairn apply`'s — or one refusal saying why it cannot run now.
+fn operation_steps(
+    plan: &mut Plan,
+    cluster: &ClusterPlan,
+    request: &OperationRequest,
+    wanted: &[Wanted<'_>],
+    observed: &BTreeMap<String, MemberObservation>,
+    first: &DesiredMember,
+) {
+    for changes in plan.hosts.values_mut() {
+        changes.clear();
+    }
+    let view = membership::view(observed);
+    let ctx = OperationContext {
+        wanted,
+        answering: wanted.iter().filter(|w| observed.get(w.host).is_some_and(|o| o.answered)).map(|w| w.host).collect(),
+        view: view.as_ref(),
+        quota_bytes: first.driver.get().quota_bytes(),
+        snapshot_dir: first.snapshots.as_ref().map(|s| s.dir.as_str()),
+    };
+    let id = &cluster.id;
+    let snapshot_dir = first.snapshots.as_ref().map(|s| (s.dir.clone(), s.local_dir.is_some()));
+    let planned = operations::plan_operation(request, &ctx).and_then(|steps| match (&steps[..], &snapshot_dir) {
+        ([(_, OperationStep::Snapshot)], None) => Err(format!("{id} has no snapshot dir (`settings.snapshot_dir`)")),
+        _ => Ok(steps),
+    });
+    let revision = view.as_ref().and_then(|v| v.statuses.values().map(|s| s.revision).max()).unwrap_or(0);
+    match planned {
+        Ok(steps) => {
+            let restores = steps.iter().any(|(_, s)| matches!(s, OperationStep::Restore { .. }));
+            for (seq, (host, step)) in (1..).zip(steps) {
+                let subject: fn(ResourceId) -> Subject = match step {
+                    OperationStep::Snapshot | OperationStep::SafetySnapshot => Subject::Snapshot,
+                    _ => Subject::Operation,
+                };
+                let target = format!("{} {}", request.name, host);
+                let reason = Reason::Operation { cluster: id.to_string(), step, kept_in: snapshot_dir.clone().map(|(d, _)| d), seq };
+                let mut seen = observed_lines(cluster, &host, observed.get(&host));
+                // A restore replaces the data: a saved restore plan is stale once the data moved.
+                if restores {
+                    seen.push(format!("cluster revision {revision}"));
+                }
+                let change = cluster_change(subject, id, &host, Decision::new(Action::Update, reason), target, seen);
+                plan.hosts.entry(host).or_default().push(change);
+            }
+        }
+        Err(why) => {
+            let host = cluster.summary.read_through.clone().or_else(|| wanted.first().map(|w| w.host.to_string())).unwrap_or_default();
+            let reason = Reason::OperationRefused { operation: request.name.clone(), cluster: id.to_string(), why };
+            let change =
+                cluster_change(Subject::Operation, id, &host, Decision::new(Action::Conflict, reason), request.name.clone(), Vec::new());
+            plan.hosts.entry(host).or_default().push(change);
+        }
+    }
+}
+
+/// A change of the cluster as a whole (a member's removal, a snapshot), shown on and run from
+/// `host`.
+fn cluster_change(
+    subject: fn(ResourceId) -> Subject,
+    id: &ResourceId,
+    host: &str,
+    decision: Decision,
+    target: String,
+    observed: Vec<String>,
+) -> Change {
+    Change {
         id: InstanceId { resource: id.clone(), host: host.to_string() },
-        subject: Subject::MemberRemoval(id.clone()),
+        subject: subject(id.clone()),
         action: decision.action,
         reason: decision.reason,
-        target: "member removal".to_string(),
+        target,
         attrs: Vec::new(),
         diff: None,
         sensitive: false,
         disruptive: true,
         waits_for: Vec::new(),
-        observed: Vec::new(),
-    };
-    plan.hosts.entry(host.to_string()).or_default().insert(0, change);
+        observed,
+    }
 }
 
 /// What a saved plan must still find of the cluster: the member list (ids, names, learners) and

@@ -77,6 +77,13 @@ pub enum Subject {
     Removal(Box<Orphan>),
     /// The removal of a member the spec no longer has from this cluster (its step is the reason).
     MemberRemoval(crate::spec::ResourceId),
+    /// A snapshot of this cluster's data, taken before the plan's risky steps (its reason says
+    /// which), through the change's host.
+    Snapshot(crate::spec::ResourceId),
+    /// This cluster's upgrade, refused (an allowed one is carried by the members' restarts).
+    Upgrade(crate::spec::ResourceId),
+    /// A step of a runbook operation on this cluster (`cairn run`; its reason says which).
+    Operation(crate::spec::ResourceId),
     /// Read back from a saved plan file: only compared with a fresh plan, never applied.
     #[default]
     Saved,
@@ -92,7 +99,12 @@ impl Change {
     pub fn instance(&self) -> Option<usize> {
         match self.subject {
             Subject::Instance(i) => Some(i),
-            Subject::Removal(_) | Subject::MemberRemoval(_) | Subject::Saved => None,
+            Subject::Removal(_)
+            | Subject::MemberRemoval(_)
+            | Subject::Snapshot(_)
+            | Subject::Operation(_)
+            | Subject::Upgrade(_)
+            | Subject::Saved => None,
         }
     }
 
@@ -100,7 +112,12 @@ impl Change {
     pub fn removal(&self) -> Option<&Orphan> {
         match &self.subject {
             Subject::Removal(orphan) => Some(orphan),
-            Subject::Instance(_) | Subject::MemberRemoval(_) | Subject::Saved => None,
+            Subject::Instance(_)
+            | Subject::MemberRemoval(_)
+            | Subject::Snapshot(_)
+            | Subject::Operation(_)
+            | Subject::Upgrade(_)
+            | Subject::Saved => None,
         }
     }
 }
@@ -117,6 +134,9 @@ pub struct ClusterPlan {
     /// Health, counts, leader and member list.
     #[serde(flatten)]
     pub summary: crate::resource::cluster::membership::ClusterSummary,
+    /// The members' version change, in the order it runs (`None`: none, or it is held).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<crate::resource::cluster::membership::UpgradePlan>,
 }
 
 impl ClusterPlan {
@@ -229,5 +249,16 @@ impl Plan {
     /// Every change, in host order.
     pub fn changes(&self) -> impl Iterator<Item = &Change> {
         self.hosts.values().flatten()
+    }
+
+    /// `cluster`'s steps in the order they run: its own (snapshots, removals) and its members'
+    /// first, then an operation's (`cairn run`) by their place in it, across hosts.
+    pub fn cluster_steps(&self, cluster: &ClusterPlan) -> Vec<&Change> {
+        let mut steps: Vec<&Change> = self.changes().filter(|c| cluster.owns(c)).collect();
+        steps.sort_by_key(|c| match c.reason {
+            Reason::Operation { seq, .. } => seq,
+            _ => 0,
+        });
+        steps
     }
 }

@@ -8,8 +8,9 @@ use serde::Serialize;
 
 use super::{Action, Change, ClusterPlan, FORMAT_VERSION, Plan, Summary};
 use crate::resource::cluster::membership::{ClusterHealth, ReplaceWhy};
+use crate::resource::cluster::operations::{self, OperationStep};
 use crate::resource::cluster::{ClusterProblem, MemberStep};
-use crate::resource::{Protected, Reason};
+use crate::resource::{Protected, Reason, Replacing};
 
 /// How every removal's reason begins.
 const REMOVED: &str = "no longer in the spec";
@@ -96,12 +97,87 @@ impl fmt::Display for Reason {
                 )
             }
             Reason::UpgradeRefused { cluster, why } => write!(f, "refused upgrade path for {cluster}: {why}"),
+            Reason::Operation { cluster, step, kept_in, .. } => match step {
+                OperationStep::SafetySnapshot => write!(
+                    f,
+                    "snapshot of {cluster}'s data before it is replaced: verified, kept in {}",
+                    kept_in.as_deref().unwrap_or("the snapshot dir")
+                ),
+                OperationStep::Snapshot => write!(
+                    f,
+                    "snapshot of {cluster} now: verified (snapshot status), kept in {}",
+                    kept_in.as_deref().unwrap_or("the snapshot dir")
+                ),
+                OperationStep::Compact { revision } => write!(f, "compact {cluster}'s history up to revision {revision} (cluster-wide)"),
+                // The sizes move with every write: shown beside (`operation_detail`), not part of
+                // the decision a saved plan must still agree on.
+                OperationStep::Defrag { member, leader, .. } => write!(
+                    f,
+                    "defragment member {member} ({}); the cluster must answer again before the next member",
+                    if *leader { "leader, last" } else { "follower" },
+                ),
+                OperationStep::Disarm { alarms } => write!(f, "clear {} (the space is there)", alarms.join(", ")),
+                OperationStep::Upload { source, path } => match source {
+                    operations::SnapshotSource::Local { path: from, sha256 } => write!(
+                        f,
+                        "copy {from} (sha256 {}) to {path}, check its sha256 and `snapshot status` there",
+                        sha256.get(..12).unwrap_or(sha256)
+                    ),
+                    operations::SnapshotSource::Host { host, path: from } if from == path => {
+                        write!(f, "check {from} on {host} (`snapshot status`)")
+                    }
+                    operations::SnapshotSource::Host { host, path: from } => {
+                        write!(f, "copy {from} from {host} to {path}, check its sha256 and `snapshot status` there")
+                    }
+                },
+                OperationStep::CopyBackups { member, from_dir, to_host, to_dir } => {
+                    write!(f, "copy member {member}'s snapshots in {from_dir} to {to_host}:{to_dir} (those not there yet, sha256 checked)")
+                }
+                OperationStep::Stop { member } => write!(f, "stop member {member} (every member stops before any is restored)"),
+                OperationStep::Restore { member, path, token, .. } => write!(
+                    f,
+                    "restore member {member}'s data dir from {path} (cluster token {token}, the member list of the spec); its old data kept aside"
+                ),
+                OperationStep::StartAll { hosts } => {
+                    write!(f, "start every member at once ({}), then the cluster must be healthy", hosts.join(", "))
+                }
+            },
+            Reason::OperationRefused { operation, cluster, why } => write!(f, "`{operation}` on {cluster} refused: {why}"),
+            Reason::SnapshotFirst { cluster, upgrade, membership, dir, copied } => {
+                let mut before: Vec<String> = upgrade.iter().map(|to| format!("the upgrade to {to}")).collect();
+                if *membership {
+                    before.push("the membership changes".to_string());
+                }
+                write!(
+                    f,
+                    "snapshot of {cluster} before {}: verified (snapshot status), kept in {dir}{}",
+                    before.join(" and "),
+                    if *copied { " and copied to the state dir (sha256 checked)" } else { " (no local copy: snapshot_copy is off)" }
+                )
+            }
             Reason::WouldLoseQuorum { member, voters, healthy } => write!(
                 f,
                 "refused: removing member {member} would leave {healthy} healthy of {voters} voting members, below the quorum of {}; \
                  heal or replace the sick members first",
                 crate::resource::cluster::membership::quorum(*voters)
             ),
+            Reason::CaNotInStateDir { ca, store } => write!(
+                f,
+                "the certificate here was issued by a CA {ca}, which is not in the state dir ({store} is missing): \
+                 restore the state dir from its backup, or pass --replace ca.{ca} to make a new CA and reissue every \
+                 certificate it issued"
+            ),
+            Reason::Replace(replacing) => match replacing {
+                Replacing::Rewrite => f.write_str("--replace: written again"),
+                Replacing::Restart => f.write_str("--replace: restarted"),
+                Replacing::Reissue => f.write_str("--replace: issued again with a new key"),
+                Replacing::Reinstall => f.write_str("--replace: downloaded and installed again"),
+                Replacing::NewCa { ca } => write!(
+                    f,
+                    "--replace ca.{ca}: a new CA {ca} replaces the current one (a cut-over: what trusts only the old CA \
+                     stops trusting this certificate); the certificate will be issued by the new CA"
+                ),
+            },
             Reason::OwnedElsewhere { what, spec, resource, manifest } => write!(
                 f,
                 "{what} is managed by spec `{spec}` ({resource} there, in {manifest}); two specs must not manage one path: \
@@ -207,25 +283,86 @@ pub fn cluster_headline(cluster: &ClusterPlan) -> String {
     if !s.versions.is_empty() {
         let _ = write!(line, " ({})", s.versions.join(", "));
     }
+    if let Some(v) = &s.cluster_version {
+        let _ = write!(line, ", cluster version {v}");
+    }
     line
 }
 
 /// A cluster's section: its head line and each member's step, when anything is to be done, the
 /// cluster is degraded, or the view is verbose.
 fn render_cluster(out: &mut String, plan: &Plan, cluster: &ClusterPlan, opts: TextOptions, paint: &Paint) {
-    let steps: Vec<&Change> = plan.changes().filter(|c| cluster.owns(c)).collect();
-    let busy = steps.iter().any(|c| c.action != Action::NoOp) || cluster.summary.health == ClusterHealth::Degraded;
+    let steps = plan.cluster_steps(cluster);
+    let busy =
+        steps.iter().any(|c| c.action != Action::NoOp) || cluster.summary.health == ClusterHealth::Degraded || cluster.upgrade.is_some();
     if !busy && !opts.verbose {
         return;
     }
     let _ = writeln!(out, "{}", paint.bold(&cluster_headline(cluster)));
     for c in steps.into_iter().filter(|c| opts.verbose || c.action != Action::NoOp) {
         let symbol = if c.action == Action::NoOp { "=" } else { c.action.symbol() };
-        let name = c.target.rsplit(' ').next().unwrap_or(&c.target);
-        let head = format!("{symbol} member {name}");
+        let head = format!("{symbol} {}", cluster_step_name(c));
         let _ = writeln!(out, "  {}  {}", paint.action(c.action, &format!("{head:<20}")), c.reason);
+        if let Some(detail) = operation_detail(c) {
+            let _ = writeln!(out, "  {:<22}{}", "", paint.dim(&detail));
+        }
+    }
+    for line in upgrade_lines(cluster) {
+        let _ = writeln!(out, "  {line}");
     }
     out.push('\n');
+}
+
+/// What an operation's step found that may move before it runs (a database's size now).
+fn operation_detail(c: &Change) -> Option<String> {
+    match &c.reason {
+        Reason::Operation { step: OperationStep::Defrag { db_size, in_use, .. }, .. } => {
+            Some(format!("database {db_size} bytes now, {in_use} in use"))
+        }
+        _ => None,
+    }
+}
+
+/// How a cluster's step is named in its section: `snapshot`, or `member NAME`.
+fn cluster_step_name(c: &Change) -> String {
+    match c.subject {
+        super::Subject::Snapshot(_) => "snapshot".to_string(),
+        super::Subject::Upgrade(_) => "upgrade".to_string(),
+        super::Subject::Operation(_) => match &c.reason {
+            Reason::Operation { step: OperationStep::Defrag { member, .. }, .. } => format!("defrag {member}"),
+            Reason::Operation { step: OperationStep::Compact { .. }, .. } => "compact".to_string(),
+            Reason::Operation { step: OperationStep::Disarm { .. }, .. } => "disarm".to_string(),
+            Reason::Operation { step: OperationStep::Upload { .. }, .. } => "upload".to_string(),
+            Reason::Operation { step: OperationStep::CopyBackups { member, .. }, .. } => format!("copy {member}"),
+            Reason::Operation { step: OperationStep::Stop { member }, .. } => format!("stop {member}"),
+            Reason::Operation { step: OperationStep::Restore { member, .. }, .. } => format!("restore {member}"),
+            Reason::Operation { step: OperationStep::StartAll { .. }, .. } => "start all".to_string(),
+            _ => c.target.split(' ').next().unwrap_or("operation").to_string(),
+        },
+        _ => format!("member {}", c.target.rsplit(' ').next().unwrap_or(&c.target)),
+    }
+}
+
+/// The upgrade of a cluster, in the order it runs: "upgrade 3.4.23 → 3.5.16, one member at a
+/// time, …" and one line per member.
+fn upgrade_lines(cluster: &ClusterPlan) -> Vec<String> {
+    let Some(u) = &cluster.upgrade else { return Vec::new() };
+    let mut from: Vec<&str> = u.steps.iter().map(|s| s.from.as_str()).collect();
+    from.sort_unstable();
+    from.dedup();
+    let mut lines = vec![format!(
+        "upgrade {} → {}: one member at a time, followers first and the leader last, each restarted only while the cluster is \
+         healthy and done when it reports {} and the cluster is healthy again",
+        from.join(", "),
+        u.to,
+        u.to
+    )];
+    for (n, s) in u.steps.iter().enumerate() {
+        let role = if s.leader { "leader, last" } else { "follower" };
+        let who = if s.member == s.host { s.member.clone() } else { format!("{} on {}", s.member, s.host) };
+        lines.push(format!("  {}. {who} ({role}): {} → {}", n + 1, s.from, u.to));
+    }
+    lines
 }
 
 /// The summary sentence of the text and markdown views, or "No changes." when there is nothing to do.
@@ -349,11 +486,15 @@ pub fn markdown(plan: &Plan) -> String {
         blocks.push(format!("> **error:** {}", lines.join("<br>")));
     }
     for cluster in &plan.clusters {
-        let steps: Vec<&Change> = plan.changes().filter(|c| cluster.owns(c) && c.action != Action::NoOp).collect();
-        if steps.is_empty() && cluster.summary.health != ClusterHealth::Degraded {
+        let steps: Vec<&Change> = plan.cluster_steps(cluster).into_iter().filter(|c| c.action != Action::NoOp).collect();
+        if steps.is_empty() && cluster.summary.health != ClusterHealth::Degraded && cluster.upgrade.is_none() {
             continue;
         }
-        let items: Vec<String> = steps.iter().copied().map(markdown_change).collect();
+        let mut items: Vec<String> = steps.iter().copied().map(markdown_change).collect();
+        items.extend(upgrade_lines(cluster).iter().map(|l| match l.strip_prefix("  ") {
+            Some(member) => format!("  - {}", md_escape(member.trim_start())),
+            None => format!("- {}", md_escape(l)),
+        }));
         blocks.push(format!("#### {}\n\n{}", md_escape(&cluster_headline(cluster)), items.join("\n")));
     }
     for (host, changes) in &plan.hosts {
@@ -493,6 +634,9 @@ struct JsonChange<'a> {
     attributes: Vec<JsonAttr>,
     diff: Option<&'a str>,
     sensitive: bool,
+    /// A cluster's own step that is not a member's: `snapshot` or `member-removal`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster_step: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -530,6 +674,13 @@ pub fn json(plan: &Plan) -> String {
                 .collect(),
             diff: if c.sensitive { None } else { c.diff.as_deref() },
             sensitive: c.sensitive,
+            cluster_step: match c.subject {
+                super::Subject::Snapshot(_) => Some("snapshot"),
+                super::Subject::MemberRemoval(_) => Some("member-removal"),
+                super::Subject::Upgrade(_) => Some("upgrade"),
+                super::Subject::Operation(_) => Some("operation"),
+                super::Subject::Instance(_) | super::Subject::Removal(_) | super::Subject::Saved => None,
+            },
         })
         .collect();
     let view = JsonPlan {

@@ -67,6 +67,14 @@ pub enum SavedPlanError {
         /// The version that wrote it (`?` when it does not say).
         version: String,
     },
+    /// The key of the digests of secrets could not be read or made.
+    #[error("cannot read or make the digest key {}: {source}", .path.display())]
+    DigestKey {
+        /// The key file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The file says it is a plan of this version but does not hold one.
     #[error("{} is a damaged plan file: {source}", .path.display())]
     Damaged {
@@ -100,9 +108,15 @@ pub struct SavedPlan {
     /// `--replace` of the plan.
     #[serde(default)]
     pub replace: Vec<String>,
+    /// `--exclude` of the plan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
     /// `--allow-degraded` of the plan.
     #[serde(default)]
     pub allow_degraded: bool,
+    /// `cairn run`'s operation, when the plan is one's (`apply` runs its steps only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<crate::resource::cluster::operations::OperationRequest>,
     /// The plan itself.
     pub plan: Plan,
 }
@@ -121,6 +135,10 @@ pub struct SpecRef {
     /// The variables the plan was made with (absent in plans of earlier versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vars: Option<VarDigests>,
+    /// Each secret the spec read (`file.token.content`) as an HMAC-SHA256 under the state dir's
+    /// digest key ([`crate::state::digest_key`]), never the value nor a plain hash of it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
 }
 
 /// The variables a plan was made with, after `--var`, `--var-file` and `CAIRN_VAR_*` were merged
@@ -157,14 +175,7 @@ impl VarDigests {
     /// empty when they are the same.
     pub fn changed(&self, now: &BTreeMap<String, serde_json::Value>) -> Vec<String> {
         let now = Self::with_salt(now, &self.salt);
-        entry_changes(&self.digests, &now.digests)
-            .into_iter()
-            .map(|(name, change)| match change {
-                Entry::Gone => format!("`{name}` was set then and is not now"),
-                Entry::Differs => format!("`{name}` has another value"),
-                Entry::New => format!("`{name}` is set now and was not then"),
-            })
-            .collect()
+        named_changes(&self.digests, &now.digests, ["was set then and is not now", "has another value", "is set now and was not then"])
     }
 }
 
@@ -185,7 +196,43 @@ impl SpecRef {
     /// The spec at `spec_path`, as loaded.
     pub fn of(spec: &Spec, spec_path: &Path) -> Self {
         let files = spec_files(spec, spec_path).into_iter().map(|(path, text)| (path, sha256_hex(text.as_bytes()))).collect();
-        Self { path: spec_path.display().to_string(), digest: spec_digest(spec, spec_path), files, vars: Some(VarDigests::new(&spec.vars)) }
+        Self {
+            path: spec_path.display().to_string(),
+            digest: spec_digest(spec, spec_path),
+            files,
+            vars: Some(VarDigests::new(&spec.vars)),
+            secrets: BTreeMap::new(),
+        }
+    }
+
+    /// [`SpecRef::of`] with the keyed digests of the spec's secrets (the digest key is made in the
+    /// state dir when there are secrets and it has none yet).
+    pub fn with_secrets(spec: &Spec, spec_path: &Path) -> Result<Self, SavedPlanError> {
+        let mut me = Self::of(spec, spec_path);
+        let secrets = spec.secrets();
+        if secrets.is_empty() {
+            return Ok(me);
+        }
+        let key = crate::state::digest_key(&spec.state_dir)
+            .map_err(|source| SavedPlanError::DigestKey { path: spec.state_dir.join(crate::state::DIGEST_KEY_FILE), source })?;
+        me.secrets = secrets
+            .into_iter()
+            .map(|(field, s)| {
+                let digest = crate::hash::hmac_sha256_hex(&key, &[field.as_bytes(), s.value.expose()]);
+                (field, digest)
+            })
+            .collect();
+        Ok(me)
+    }
+
+    /// Which secrets differ from `now`, one entry per field ("`file.token.content` has another
+    /// value"); empty when they agree.
+    pub fn changed_secrets(&self, now: &SpecRef) -> Vec<String> {
+        named_changes(
+            &self.secrets,
+            &now.secrets,
+            ["was read from a secret then and is not now", "has another value", "is read from a secret now and was not then"],
+        )
     }
 
     /// What differs from `now`, one entry per file ("templates/motd.j2 changed"); empty when
@@ -213,6 +260,21 @@ enum Entry {
     Differs,
     /// In the new map only.
     New,
+}
+
+/// [`entry_changes`] as "`NAME` WORDS", with the words for a gone, a differing and a new entry.
+fn named_changes(then: &BTreeMap<String, String>, now: &BTreeMap<String, String>, [gone, differs, new]: [&str; 3]) -> Vec<String> {
+    entry_changes(then, now)
+        .into_iter()
+        .map(|(name, change)| {
+            let words = match change {
+                Entry::Gone => gone,
+                Entry::Differs => differs,
+                Entry::New => new,
+            };
+            format!("`{name}` {words}")
+        })
+        .collect()
 }
 
 /// What differs between two name → digest maps: the old map's names in order, then the new ones.
@@ -286,7 +348,9 @@ impl SavedPlan {
             hosts: hosts.to_vec(),
             targets: targets.to_vec(),
             replace: Vec::new(),
+            exclude: Vec::new(),
             allow_degraded: false,
+            operation: None,
             plan,
         }
     }
@@ -347,9 +411,13 @@ pub fn compare(saved: &Plan, now: &Plan) -> Vec<Moved> {
             }
             continue;
         };
-        for c in changes.iter() {
+        // A cluster's operation has several steps on one host under one id: the k-th of an id
+        // is compared with the k-th of that id.
+        let nth = |list: &[super::Change], upto: usize| list[..upto].iter().filter(|x| x.id == list[upto].id).count();
+        for (k, c) in changes.iter().enumerate() {
             let resource = c.id.resource.to_string();
-            let Some(n) = current.iter().find(|n| n.id == c.id) else {
+            let rank = nth(changes, k);
+            let Some(n) = current.iter().filter(|n| n.id == c.id).nth(rank) else {
                 moved.push(Moved {
                     host: host.to_string(),
                     resource,
@@ -371,7 +439,7 @@ pub fn compare(saved: &Plan, now: &Plan) -> Vec<Moved> {
                 });
             }
         }
-        for n in current.iter().filter(|n| !changes.iter().any(|c| c.id == n.id)) {
+        for (_, n) in current.iter().enumerate().filter(|(k, n)| changes.iter().filter(|c| c.id == n.id).count() <= nth(current, *k)) {
             moved.push(Moved {
                 host: host.to_string(),
                 resource: n.id.resource.to_string(),

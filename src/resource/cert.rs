@@ -24,12 +24,19 @@ use super::ca::{
 };
 use super::probe::ProbeError;
 use super::removal::Claims;
-use super::{Action, ApplyError, AttrChange, Decision, HostFacts, KeyFact, PathFact, PathKind, ProbeRequest, ResourceKind, fix_attrs};
+use super::{
+    Action, ApplyError, AttrChange, Decision, HostFacts, KeyFact, PathFact, PathKind, ProbeRequest, Reason, Replacing, ResourceKind,
+    fix_attrs,
+};
 use crate::hash::sha256_hex;
 use crate::spec::{CaSource, CaSpec, CertSpec, Diagnostic, Duration, Kind, ResourceId, TemplateText, Usage, check_san, san_error};
 use crate::state::manifest::Owned;
 use crate::state::pki::{CaFiles, CaStore};
 use crate::transport::{Content, FileAttrs, FileWrite, Transport, argv, write_file_atomic};
+
+/// The attribute of a creation that lists the folders it makes (recorded in the manifest, so
+/// `destroy` removes them).
+const ATTR_FOLDERS: &str = "folders";
 
 /// Mode of the private key file.
 pub const KEY_MODE: u32 = 0o600;
@@ -66,6 +73,9 @@ pub struct DesiredCert {
     pub owner: Option<String>,
     /// Group of the files.
     pub group: Option<String>,
+    /// `--replace ca.NAME` names this certificate's CA: a new CA replaces it at apply, and this
+    /// certificate is issued by the new one.
+    pub replace_ca: bool,
 }
 
 impl DesiredCert {
@@ -150,6 +160,7 @@ impl DesiredCert {
                 ca_path: ca_path.flatten(),
                 owner: spec.owner.as_ref().map(|o| o.value.clone()),
                 group: spec.group.as_ref().map(|g| g.value.clone()),
+                replace_ca: false,
             }),
             _ => Err(errors),
         }
@@ -162,7 +173,23 @@ impl DesiredCert {
             return conflict;
         }
         let cert_fact = facts.path(&self.cert_path);
+        if self.replace_ca {
+            let (action, before) = match cert_fact {
+                None => (Action::Create, None),
+                Some(_) => (Action::Replace, Some(self.leaf.sans.iter().cloned().collect::<BTreeSet<San>>())),
+            };
+            let mut d = self.issue_decision(action, String::new(), before.as_ref());
+            d.reason = Reason::Replace(Replacing::NewCa { ca: name.clone() });
+            return d;
+        }
         let Some(ca) = &self.ca_cert else {
+            if let (Some(_), Some(Ok(_)), CaSource::Store { dir }) =
+                (cert_fact, facts.certs.get(&self.cert_path).map(|t| inspect(t)), &self.ca.source)
+            {
+                // A certificate is there, its CA is not: the state dir was lost, or this is
+                // another checkout. Making a new CA would reissue everything, silently.
+                return Decision::new(Action::Conflict, Reason::CaNotInStateDir { ca: name.clone(), store: dir.display().to_string() });
+            }
             let action = if cert_fact.is_none() { Action::Create } else { Action::Replace };
             return self.issue_decision(
                 action,
@@ -337,6 +364,19 @@ impl DesiredCert {
         }
     }
 
+    /// Every folder above its files (not `/`), shallowest first: what `mkdir -p` may make.
+    fn folders(&self) -> Vec<String> {
+        let mut folders: Vec<String> = [Some(&self.cert_path), Some(&self.key_path), self.ca_path.as_ref()]
+            .into_iter()
+            .flatten()
+            .flat_map(|p| std::path::Path::new(p).ancestors().skip(1).map(|a| a.display().to_string()).collect::<Vec<_>>())
+            .filter(|a| !a.is_empty() && a != "/")
+            .collect();
+        folders.sort_by_key(|f| (f.matches('/').count(), f.clone()));
+        folders.dedup();
+        folders
+    }
+
     fn file_path(&self, file: &str) -> Option<&str> {
         match file {
             "key" => Some(&self.key_path),
@@ -350,10 +390,18 @@ impl DesiredCert {
         FileAttrs { mode: Some(mode), owner: self.owner.clone(), group: self.group.clone() }
     }
 
-    /// The CA, created first when it does not exist (generated CAs only).
+    /// The CA, created first when it does not exist (generated CAs only); for `--replace ca.NAME`,
+    /// the CA the plan saw is retired first (once, whichever certificate comes first).
     async fn load_ca(&self) -> Result<LoadedCa, ApplyError> {
         let ca = self.ca.clone();
-        let joined = tokio::task::spawn_blocking(move || ensure_ca(&ca)).await;
+        let retire = self.replace_ca.then(|| self.ca_cert.as_ref().map(|c| c.pem.clone())).flatten();
+        let joined = tokio::task::spawn_blocking(move || {
+            if let (Some(old), CaSource::Store { dir }) = (&retire, &ca.source) {
+                CaStore::new(dir).retire(old).map_err(|e| UnusableCa { ca: ca.name.clone(), error: CaError::Store(e.to_string()) })?;
+            }
+            ensure_ca(&ca)
+        })
+        .await;
         joined.map_err(|e| ApplyError::Failed(format!("CA task failed: {e}")))?.map_err(|e| ApplyError::Failed(e.to_string()))
     }
 
@@ -410,8 +458,19 @@ impl ResourceKind for DesiredCert {
         true
     }
 
+    /// The certificate, its key and the CA file it writes.
     fn owned(&self, _created: bool) -> Option<Owned> {
-        Some(super::file::owned_files(self.paths().into_iter().map(|p| (p, None))))
+        Some(super::file::owned_files(self.paths().into_iter().chain(self.ca_path.as_deref()).map(|p| (p, None))))
+    }
+
+    /// With the folders its creation made ([`ATTR_FOLDERS`] of the decision carried out).
+    fn owned_after(&self, created: bool, planned: &[AttrChange]) -> Option<Owned> {
+        let mut owned = self.owned(created)?;
+        if let (true, Owned::Files(files)) = (created, &mut owned) {
+            let made = planned.iter().find(|a| a.name == ATTR_FOLDERS).and_then(|a| a.after.as_deref());
+            files.dirs = made.map(|m| m.split(", ").map(str::to_string).collect()).unwrap_or_default();
+        }
+        Some(owned)
     }
 
     /// Its files and the CA file it writes (shared by the certificates of one CA).
@@ -421,6 +480,28 @@ impl ResourceKind for DesiredCert {
 
     fn requires_users(&self) -> Vec<&str> {
         self.owner.iter().chain(&self.group).map(String::as_str).collect()
+    }
+
+    fn replaceable(&self) -> bool {
+        true
+    }
+
+    /// Issued again with a new key by the same CA.
+    fn replaced(&self, decision: Decision) -> Decision {
+        let same_sans: BTreeSet<San> = self.leaf.sans.iter().cloned().collect();
+        let mut d = self.issue_decision(Action::Replace, String::new(), Some(&same_sans));
+        d.reason = Reason::Replace(Replacing::Reissue);
+        d.attrs.extend(decision.attrs.into_iter().filter(|a| a.name == "usages"));
+        d
+    }
+
+    /// Only a CA cairn generates is replaced (an imported one is replaced by replacing its files).
+    fn replace_ca(&mut self, name: &str) -> bool {
+        if self.ca.name != name || !matches!(self.ca.source, CaSource::Store { .. }) {
+            return false;
+        }
+        self.replace_ca = true;
+        true
     }
 
     /// The host paths this instance owns (the CA certificate file may be shared by the
@@ -438,11 +519,17 @@ impl ResourceKind for DesiredCert {
         if let Some(p) = &self.ca_path {
             probe.paths.insert(p.clone());
         }
+        probe.paths.extend(self.folders());
     }
 
-    /// Decides what to do now.
+    /// Decides what to do now; a creation also says which folders it makes.
     fn diff(&self, facts: &HostFacts) -> Decision {
-        self.diff_at(facts, OffsetDateTime::now_utc().unix_timestamp())
+        let mut d = self.diff_at(facts, OffsetDateTime::now_utc().unix_timestamp());
+        let missing: Vec<String> = self.folders().into_iter().filter(|f| facts.path(f).is_none()).collect();
+        if d.action == Action::Create && !missing.is_empty() {
+            d.attrs.push(AttrChange::new(ATTR_FOLDERS, None, Some(missing.join(", "))));
+        }
+        d
     }
 
     /// Carries out a decision made by [`DesiredCert::diff`].
@@ -637,6 +724,7 @@ mod tests {
             ca_path: Some("/etc/etcd/pki/ca.pem".into()),
             owner: Some("etcd".into()),
             group: None,
+            replace_ca: false,
         };
         Fixture { ca, desired }
     }
@@ -786,8 +874,23 @@ mod tests {
             (d.action, d.reason.to_string().as_str()),
             (Action::Create, "CA etcd will be created; the certificate will be issued by the new CA etcd")
         );
-        let (_, facts) = good(&fx);
+        // A certificate that cannot be read is replaced by the new CA's.
+        let (_, mut facts) = good(&fx);
+        facts.certs.insert(fx.desired.cert_path.clone(), "hello\n".into());
         assert_eq!(fx.desired.diff_at(&facts, NOW).action, Action::Replace);
+    }
+
+    #[test]
+    fn a_certificate_whose_ca_is_not_in_the_state_dir_is_refused_unless_replaced() {
+        let mut fx = fixture();
+        fx.desired.ca_cert = None;
+        let (_, facts) = good(&fx);
+        let d = fx.desired.diff_at(&facts, NOW);
+        assert_eq!(d.action, Action::Conflict);
+        assert!(matches!(&d.reason, Reason::CaNotInStateDir { ca, .. } if ca == "etcd"), "{:?}", d.reason);
+        assert!(fx.desired.replace_ca("etcd"));
+        let d = fx.desired.diff_at(&facts, NOW);
+        assert_eq!((d.action, d.reason), (Action::Replace, Reason::Replace(Replacing::NewCa { ca: "etcd".into() })));
     }
 
     #[test]

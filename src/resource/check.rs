@@ -84,15 +84,22 @@ impl DesiredCheck {
                     };
                     last = format!("{status}{}", output_tail(&out.stdout, &out.stderr));
                 }
-                Ok(Err(e)) => last = e.to_string(),
+                // The connection failed (lost, or the command could not start): the transport does
+                // not come back, so retrying would only wait out every interval.
+                Ok(Err(e)) => return Err(self.failed(attempt, &format!("{e} (not retried: the connection failed)"))),
                 Err(_) => last = format!("no answer from the host within {}s", guard.as_secs()),
             }
             if attempt < attempts {
                 tokio::time::sleep(Duration::from_secs(self.interval_secs)).await;
             }
         }
+        Err(self.failed(attempts, &last))
+    }
+
+    /// "check failed: … after N attempts: why".
+    fn failed(&self, attempts: u32, why: &str) -> ApplyError {
         let tries = if attempts == 1 { "1 attempt".to_string() } else { format!("{attempts} attempts") };
-        Err(ApplyError::Failed(format!("check failed: {} (`{}`) after {tries}: {last}", self.description, self.target())))
+        ApplyError::Failed(format!("check failed: {} (`{}`) after {tries}: {why}", self.description, self.target()))
     }
 }
 
@@ -198,6 +205,42 @@ mod tests {
         let c = check(&["sh", "-c", script, "x", marker.to_str().unwrap()], 5);
         let t = LocalTransport::new("local");
         assert_eq!(c.run(&t).await.unwrap(), "check passed: demo health (attempt 3 of 6)");
+    }
+
+    /// A host whose connection is gone: every command fails to run.
+    struct Lost(crate::transport::TransportStats);
+
+    #[async_trait::async_trait]
+    impl Transport for Lost {
+        fn host(&self) -> &str {
+            "h1"
+        }
+        async fn run(&self, argv: &[String], _: Stdin<'_>) -> Result<crate::transport::CommandOutput, crate::transport::TransportError> {
+            self.0.count_command();
+            Err(crate::transport::TransportError::Command {
+                host: "h1".into(),
+                command: argv[0].clone(),
+                detail: "connection to root@192.0.2.1:22 lost".into(),
+            })
+        }
+        fn stats(&self) -> &crate::transport::TransportStats {
+            &self.0
+        }
+        async fn close(&self) {}
+    }
+
+    #[tokio::test]
+    async fn a_lost_connection_is_not_retried() {
+        let mut c = check(&["true"], 30);
+        c.interval_secs = 3;
+        let t = Lost(crate::transport::TransportStats::default());
+        let err = tokio::time::timeout(Duration::from_secs(2), c.run(&t)).await.unwrap().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "check failed: demo health (`true`) after 1 attempt: h1: running `timeout` failed: connection to root@192.0.2.1:22 lost \
+             (not retried: the connection failed)"
+        );
+        assert_eq!(t.stats().commands(), 1);
     }
 
     #[tokio::test]

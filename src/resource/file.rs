@@ -4,8 +4,8 @@
 use super::batch::Staged;
 use super::removal::{Orphan, Removal};
 use super::{
-    Action, ApplyError, AttrChange, ContentChange, Decision, HostFacts, PathFact, PathKind, ResourceKind, attr_changes, attr_commands,
-    fix_attrs, run_checked,
+    Action, ApplyError, AttrChange, ContentChange, Decision, HostFacts, PathFact, PathKind, Reason, Replacing, ResourceKind, attr_changes,
+    attr_commands, fix_attrs, run_checked,
 };
 use crate::hash::sha256_hex;
 use crate::spec::{ContentSource, Diagnostic, FileSpec, Kind, TemplateText};
@@ -44,6 +44,7 @@ impl DesiredFile {
         let content = match &spec.content {
             ContentSource::Template(t) => render(t).map(String::into_bytes),
             ContentSource::Bytes { bytes, .. } => Ok(bytes.clone()),
+            ContentSource::Secret(s) => Ok(s.value.expose().to_vec()),
         };
         match (path, content) {
             (Ok(path), Ok(content)) => Ok(Self::new(path, content, spec)),
@@ -156,6 +157,20 @@ impl ResourceKind for DesiredFile {
         self.owner.iter().chain(&self.group).map(String::as_str).collect()
     }
 
+    fn replaceable(&self) -> bool {
+        true
+    }
+
+    /// The content written again (with mode and ownership), whatever is there.
+    fn replaced(&self, mut decision: Decision) -> Decision {
+        if decision.content.is_none() {
+            decision.content = Some(ContentChange::FetchOld { path: self.path.clone() });
+        }
+        decision.action = Action::Update;
+        decision.reason = Reason::Replace(Replacing::Rewrite);
+        decision
+    }
+
     /// Carries out a decision made by [`DesiredFile::diff_at`].
     async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
         if decision.content.is_some() {
@@ -181,18 +196,69 @@ impl ResourceKind for DesiredFile {
 /// may be recorded (never for secrets or content made at apply).
 pub(crate) fn owned_files<'a>(files: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) -> Owned {
     let files = files.into_iter().map(|(path, sha256)| OwnedFile { path: path.to_string(), sha256: sha256.map(str::to_string) });
-    Owned::Files(OwnedFiles { files: files.collect() })
+    Owned::Files(OwnedFiles { files: files.collect(), dirs: Vec::new() })
+}
+
+/// The probe query listing folder `dir` (what is in it decides whether removing it is possible).
+fn list_dir(dir: &str) -> Vec<String> {
+    ["ls", "-A", "--", dir].map(str::to_string).to_vec()
 }
 
 /// Files leave with the spec (`file`, and the files of `binary` and `cert`): deleted, saying
-/// which were edited on the host since cairn wrote them.
+/// which were edited on the host since cairn wrote them; then the folders cairn made for them,
+/// deepest first, each when nothing else is in it (a kept folder is named, with what it holds).
 #[async_trait::async_trait]
 impl Removal for OwnedFiles {
     fn rank(&self) -> u8 {
         2
     }
 
+    fn add_to_probe(&self, orphan: &Orphan, probe: &mut super::ProbeRequest) {
+        probe.queries.extend(self.dirs.iter().filter(|d| !orphan.claimed.contains(d)).map(|d| list_dir(d)));
+    }
+
     fn diff(&self, orphan: &Orphan, facts: &HostFacts) -> Decision {
+        let files = self.remove_files(orphan, facts);
+        let (gone, kept) = self.remove_dirs(orphan, facts);
+        let mut parts: Vec<String> = files.into_iter().collect();
+        if !gone.is_empty() {
+            parts.push(format!("delete the folders cairn made: {}", gone.join(", ")));
+        }
+        let kept: Vec<String> = kept.into_iter().map(|(dir, holds)| format!("keep {dir}: it holds {}", holds.join(", "))).collect();
+        if parts.is_empty() {
+            return if kept.is_empty() {
+                Decision::noop("already absent")
+            } else {
+                Decision::noop(format!("already absent; {}", kept.join("; ")))
+            };
+        }
+        parts.extend(kept);
+        Decision::new(Action::Delete, parts.join("; "))
+    }
+
+    async fn apply(&self, orphan: &Orphan, transport: &dyn Transport, _decision: &Decision) -> Result<(), ApplyError> {
+        let unclaimed = |p: &&str| !orphan.claimed.iter().any(|c| c == p);
+        let files: Vec<&str> = self.files.iter().map(|f| f.path.as_str()).filter(unclaimed).collect();
+        if !files.is_empty() {
+            let mut cmd = vec!["rm".to_string(), "-f".into(), "--".into()];
+            cmd.extend(files.into_iter().map(str::to_string));
+            run_checked(transport, &cmd).await?;
+        }
+        let mut dirs: Vec<&str> = self.dirs.iter().map(String::as_str).filter(unclaimed).collect();
+        // Deepest first: a folder is empty only once the ones inside it are gone.
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.matches('/').count()));
+        if !dirs.is_empty() {
+            let mut cmd = vec!["rmdir".to_string(), "--ignore-fail-on-non-empty".into(), "--".into()];
+            cmd.extend(dirs.into_iter().map(str::to_string));
+            run_checked(transport, &cmd).await?;
+        }
+        Ok(())
+    }
+}
+
+impl OwnedFiles {
+    /// The removal's words for its files still on the host (`delete …`, and which were edited).
+    fn remove_files(&self, orphan: &Orphan, facts: &HostFacts) -> Option<String> {
         let present: Vec<&OwnedFile> = self
             .files
             .iter()
@@ -200,7 +266,7 @@ impl Removal for OwnedFiles {
             .filter(|f| facts.path(&f.path).is_some_and(|p| matches!(p.kind, PathKind::File | PathKind::Symlink)))
             .collect();
         if present.is_empty() {
-            return Decision::noop("already absent");
+            return None;
         }
         let edited: Vec<&str> = present
             .iter()
@@ -212,13 +278,39 @@ impl Removal for OwnedFiles {
         if !edited.is_empty() {
             reason.push_str(&format!(" (changed on the host since cairn wrote it: {})", edited.join(", ")));
         }
-        Decision::new(Action::Delete, reason)
+        Some(reason)
     }
 
-    async fn apply(&self, orphan: &Orphan, transport: &dyn Transport, _decision: &Decision) -> Result<(), ApplyError> {
-        let mut cmd = vec!["rm".to_string(), "-f".into(), "--".into()];
-        cmd.extend(orphan.paths().into_iter().map(str::to_string));
-        run_checked(transport, &cmd).await
+    /// The folders cairn made that are still there: those that will be empty once this removal
+    /// is done (deepest first), and those kept, each with what else it holds.
+    fn remove_dirs(&self, orphan: &Orphan, facts: &HostFacts) -> (Vec<String>, Vec<(String, Vec<String>)>) {
+        let mine = |p: &str| self.files.iter().any(|f| f.path == p) || self.dirs.iter().any(|d| d == p);
+        let mut dirs: Vec<&String> = self
+            .dirs
+            .iter()
+            .filter(|d| !orphan.claimed.contains(d))
+            .filter(|d| facts.path(d).is_some_and(|p| p.kind == PathKind::Dir))
+            .collect();
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.matches('/').count()));
+        let (mut gone, mut kept) = (Vec::new(), Vec::new());
+        for dir in dirs {
+            let listed = facts.queries.get(&list_dir(dir)).filter(|q| q.status == 0);
+            let others: Vec<String> = match listed {
+                Some(q) => q
+                    .stdout
+                    .lines()
+                    .filter(|name| !name.is_empty() && !mine(&format!("{}/{name}", dir.trim_end_matches('/'))))
+                    .map(str::to_string)
+                    .collect(),
+                None => vec!["what it holds could not be listed".to_string()],
+            };
+            if others.is_empty() {
+                gone.push(dir.clone());
+            } else {
+                kept.push((dir.clone(), others));
+            }
+        }
+        (gone, kept)
     }
 }
 

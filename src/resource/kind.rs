@@ -83,6 +83,14 @@ pub trait ResourceKind: Send + Sync {
     /// `created` says whether this run made it.
     fn owned(&self, created: bool) -> Option<Owned>;
 
+    /// [`ResourceKind::owned`] after a run that carried out `planned` (the attributes of its
+    /// decision), for a kind whose decision says more about what it made (the folders a `cert`
+    /// created). The default is `owned`.
+    fn owned_after(&self, created: bool, planned: &[super::AttrChange]) -> Option<Owned> {
+        let _ = planned;
+        self.owned(created)
+    }
+
     /// Records what this instance (resource `id`) claims on its host: a removal of something
     /// that left the spec never touches it. The default claims its paths.
     fn claim(&self, id: &ResourceId, claims: &mut Claims) {
@@ -93,6 +101,25 @@ pub trait ResourceKind: Send + Sync {
     /// one (firewall resources share one table per host). The graph makes it wait for that one.
     fn written_by(&self) -> Option<&ResourceId> {
         None
+    }
+
+    /// Whether `--replace` can make this instance again ([`ResourceKind::replaced`]).
+    fn replaceable(&self) -> bool {
+        false
+    }
+
+    /// `--replace`: the decision that makes this instance again although its own diff
+    /// (`decision`, a no-op or an in-place update) asks for less: a file written again, a unit
+    /// restarted, a certificate reissued. Kinds that are not [`ResourceKind::replaceable`] keep
+    /// `decision`.
+    fn replaced(&self, decision: Decision) -> Decision {
+        decision
+    }
+
+    /// `--replace ca.NAME`: when this instance is a certificate of the generated CA `name`, it
+    /// plans a new CA and its own reissue by it, and says so (`true`).
+    fn replace_ca(&mut self, _name: &str) -> bool {
+        false
     }
 
     /// Resources whose changes restart this instance; they are also dependencies.

@@ -29,7 +29,7 @@ use crate::transport::{Transport, TransportError};
 
 pub use kind::ResourceKind;
 pub use probe::{HostFacts, KeyFact, PathFact, PathKind, ProbeRequest, QueryOutput};
-pub use reason::{Protected, Reason};
+pub use reason::{Protected, Reason, Replacing};
 
 /// What a change does to an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]

@@ -52,6 +52,39 @@ pub enum Reason {
         /// Why, and which step to take instead.
         why: String,
     },
+    /// A snapshot of the cluster's data is taken first, before the plan's risky steps.
+    SnapshotFirst {
+        /// The cluster resource.
+        cluster: String,
+        /// The version the members are upgraded to, when they are.
+        upgrade: Option<String>,
+        /// Members join, leave or are replaced.
+        membership: bool,
+        /// Where it is kept on the host.
+        dir: String,
+        /// Also copied to the machine running cairn.
+        copied: bool,
+    },
+    /// A step of a runbook operation (`cairn run`).
+    Operation {
+        /// The cluster resource.
+        cluster: String,
+        /// The step.
+        step: super::cluster::operations::OperationStep,
+        /// Where a snapshot is kept on the host, when the cluster keeps them.
+        kept_in: Option<String>,
+        /// Its place in the operation (1, 2, …): steps run in this order, across hosts.
+        seq: usize,
+    },
+    /// An operation that cannot run now, and why.
+    OperationRefused {
+        /// The operation.
+        operation: String,
+        /// The cluster resource.
+        cluster: String,
+        /// Why, and what to do.
+        why: String,
+    },
     /// Removing this member would leave fewer healthy voting members than a quorum.
     WouldLoseQuorum {
         /// The member.
@@ -61,6 +94,17 @@ pub enum Reason {
         /// Healthy ones among them.
         healthy: usize,
     },
+    /// The host carries a certificate, but its CA is not in the local state dir (a lost or
+    /// missing state dir): a new CA would be made and every certificate reissued, so the plan
+    /// refuses until the state dir is restored or `--replace ca.NAME` asks for a new CA.
+    CaNotInStateDir {
+        /// The CA's name.
+        ca: String,
+        /// Where the state dir keeps it.
+        store: String,
+    },
+    /// `--replace` asked for it: made again, in order or not.
+    Replace(Replacing),
     /// Another spec's manifest on the host owns what this instance wants.
     OwnedElsewhere {
         /// The path or unit both want.
@@ -72,6 +116,25 @@ pub enum Reason {
         /// Its manifest file.
         manifest: String,
     },
+}
+
+/// What `--replace` does to an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "replacing", rename_all = "kebab-case")]
+pub enum Replacing {
+    /// A file's content written again.
+    Rewrite,
+    /// A unit restarted.
+    Restart,
+    /// A certificate issued again, with a new key, by the same CA.
+    Reissue,
+    /// `--replace ca.NAME`: a new CA replaces the current one, and the certificate is issued by it.
+    NewCa {
+        /// The CA's name.
+        ca: String,
+    },
+    /// A binary's files downloaded and installed again.
+    Reinstall,
 }
 
 /// What `prevent_destroy` prevented.

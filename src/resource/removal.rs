@@ -172,7 +172,10 @@ mod tests {
         Managed {
             id: id.into(),
             prevent_destroy: false,
-            owns: Owned::Files(OwnedFiles { files: vec![OwnedFile { path: path.into(), sha256: sha.map(str::to_string) }] }),
+            owns: Owned::Files(OwnedFiles {
+                files: vec![OwnedFile { path: path.into(), sha256: sha.map(str::to_string) }],
+                dirs: Vec::new(),
+            }),
         }
     }
 
@@ -186,6 +189,44 @@ mod tests {
             mtime: 0,
             sha256: Some(sha.into()),
         }
+    }
+
+    #[test]
+    fn the_folders_a_removal_made_go_when_empty_and_a_kept_one_says_why() {
+        let owns = OwnedFiles {
+            files: ["/etc/web/pki/server.pem", "/etc/web/pki/ca.pem"].map(|p| OwnedFile { path: p.into(), sha256: None }).to_vec(),
+            dirs: vec!["/etc/web".into(), "/etc/web/pki".into()],
+        };
+        let orphan =
+            Orphan::new(Managed { id: "cert.server".into(), prevent_destroy: false, owns: Owned::Files(owns) }, &Claims::default());
+        let mut request = ProbeRequest::default();
+        orphan.add_to_probe(&mut request);
+        let ls = |d: &str| ["ls", "-A", "--", d].map(str::to_string).to_vec();
+        assert!(request.queries.contains(&ls("/etc/web")));
+        let mut facts = HostFacts::default();
+        let dir = PathFact { kind: PathKind::Dir, sha256: None, ..regular("") };
+        for p in ["/etc/web", "/etc/web/pki"] {
+            facts.paths.insert(p.into(), dir.clone());
+        }
+        facts.paths.insert("/etc/web/pki/server.pem".into(), regular("a"));
+        let listing = |out: &str| crate::resource::QueryOutput { status: 0, stdout: out.into() };
+        facts.queries.insert(ls("/etc/web/pki"), listing("server.pem\n"));
+        facts.queries.insert(ls("/etc/web"), listing("pki\n"));
+        let d = orphan.diff(&facts);
+        assert_eq!(
+            (d.action, d.reason.to_string().as_str()),
+            (
+                Action::Delete,
+                "no longer in the spec; delete /etc/web/pki/server.pem; delete the folders cairn made: /etc/web/pki, /etc/web"
+            )
+        );
+        facts.queries.insert(ls("/etc/web"), listing("pki\nnotes.txt\n"));
+        let d = orphan.diff(&facts);
+        assert_eq!(
+            d.reason.to_string(),
+            "no longer in the spec; delete /etc/web/pki/server.pem; delete the folders cairn made: /etc/web/pki; \
+             keep /etc/web: it holds notes.txt"
+        );
     }
 
     #[test]

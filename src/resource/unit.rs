@@ -20,8 +20,8 @@ use super::batch::Staged;
 use super::probe::ProbeError;
 use super::removal::{Claims, Orphan, Removal};
 use super::{
-    Action, ApplyError, AttrChange, ContentChange, Decision, HostFacts, PathFact, PathKind, ProbeRequest, ResourceKind, attr_changes,
-    fix_attrs, run_checked,
+    Action, ApplyError, AttrChange, ContentChange, Decision, HostFacts, PathFact, PathKind, ProbeRequest, Reason, Replacing, ResourceKind,
+    attr_changes, fix_attrs, run_checked,
 };
 use crate::hash::sha256_hex;
 use crate::spec::{ContentSource, Diagnostic, Kind, ResourceId, StartMode, TemplateText, UnitSpec, UnitState};
@@ -144,6 +144,8 @@ impl DesiredUnit {
             None => None,
             Some(ContentSource::Template(t)) => Some(render(t).map_err(|d| vec![d])?.into_bytes()),
             Some(ContentSource::Bytes { bytes, .. }) => Some(bytes.clone()),
+            // The loader refuses a secret unit file.
+            Some(ContentSource::Secret(_)) => None,
         };
         Ok(Self {
             name: spec.name.value.clone(),
@@ -498,6 +500,26 @@ impl ResourceKind for DesiredUnit {
 
     fn restart_triggers(&self) -> &[ResourceId] {
         &self.restart_on
+    }
+
+    /// A running unit is restarted; a stopped one has nothing to restart.
+    fn replaceable(&self) -> bool {
+        self.state == UnitState::Running
+    }
+
+    /// A restart, with whatever else the diff found; a unit the diff starts is only started.
+    fn replaced(&self, mut decision: Decision) -> Decision {
+        if self.state == UnitState::Stopped {
+            return decision;
+        }
+        if !decision.attrs.iter().any(|a| a.name == ATTR_STATE) {
+            decision.attrs.push(AttrChange::new(ATTR_STATE, Some("active".into()), Some("restarted".into())));
+        }
+        if decision.action == Action::NoOp {
+            decision.action = Action::Restart;
+        }
+        decision.reason = Reason::Replace(Replacing::Restart);
+        decision
     }
 
     fn watch_paths(&mut self, paths: Vec<WatchedPath>) {

@@ -15,6 +15,7 @@ mod firewall;
 mod module;
 mod pki;
 mod reader;
+mod secret;
 mod systemd;
 mod vars;
 
@@ -550,7 +551,9 @@ impl Loader {
                 let mode = r.optional_mode("mode", d);
                 let owner = r.optional_string("owner", d);
                 let group = r.optional_string("group", d);
-                let sensitive = r.optional_bool("sensitive", d).is_some_and(|b| b.value);
+                // A secret is sensitive whatever the spec says.
+                let sensitive =
+                    r.optional_bool("sensitive", d).is_some_and(|b| b.value) || content.as_ref().is_some_and(|c| c.secret().is_some());
                 match (path, content) {
                     (Some(path), Some(content)) => Some(ResourceBody::File(FileSpec { path, content, mode, owner, group, sensitive })),
                     _ => None,
@@ -627,8 +630,10 @@ impl Loader {
         let base_dir = dir_of(path);
         let state_dir = base_dir.join(self.state_dir.map_or_else(|| ".cairn".to_string(), |s| s.value));
         for res in &mut self.resources {
-            if let ResourceBody::Binary(b) = &mut res.body {
-                b.cache_dir = state_dir.join("cache");
+            match &mut res.body {
+                ResourceBody::Binary(b) => b.cache_dir = state_dir.join("cache"),
+                ResourceBody::Cluster(c) => c.snapshot_local_dir = state_dir.join("snapshots").join(res.id.to_string()),
+                _ => {}
             }
         }
         let ssh = SshDefaults {
@@ -864,7 +869,8 @@ fn read_path(r: &mut TableReader<'_, '_>, id: &ResourceId, d: &mut Diagnostics) 
     Some(TemplateText { text: path.value, span: path.span, name: format!("{id}.path") })
 }
 
-/// Exactly one of `content`, `template`, `source`.
+/// Exactly one of `content` (a template, or a secret source as an inline table), `template`,
+/// `source`.
 fn read_content(
     r: &mut TableReader<'_, '_>,
     sources: &mut SourceMap,
@@ -872,13 +878,22 @@ fn read_content(
     id: &ResourceId,
     d: &mut Diagnostics,
 ) -> Option<ContentSource> {
-    let content = r.optional_string("content", d);
+    let secret_span = match r.get("content") {
+        Some((_, v)) if v.get_ref().is_table() => Some(r.at(v.span())),
+        _ => None,
+    };
+    let secret_table = if secret_span.is_some() { r.table("content", format!("`content` of [{id}]"), d) } else { None };
+    let content = if secret_span.is_some() { None } else { r.optional_string("content", d) };
     let template = r.optional_string("template", d);
     let source = r.optional_string("source", d);
-    let given: Vec<(&str, &Located<String>)> = [("content", &content), ("template", &template), ("source", &source)]
-        .into_iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
-        .collect();
+    let given: Vec<(&str, &Span)> = [
+        ("content", content.as_ref().map(|c| &c.span).or(secret_span.as_ref())),
+        ("template", template.as_ref().map(|t| &t.span)),
+        ("source", source.as_ref().map(|s| &s.span)),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k, v)))
+    .collect();
     match given.as_slice() {
         [] => {
             let keys = ["content", "template", "source"];
@@ -892,17 +907,20 @@ fn read_content(
             return None;
         }
         [_] => {}
-        [(first, first_v), rest @ ..] => {
-            for (k, v) in rest {
+        [(first, first_span), rest @ ..] => {
+            for (k, span) in rest {
                 d.push(
-                    Diagnostic::at(&v.span, format!("{} sets both `{first}` and `{k}`", r.what()))
+                    Diagnostic::at(span, format!("{} sets both `{first}` and `{k}`", r.what()))
                         .with_label(format!("`{k}` set here"))
-                        .with_related(&first_v.span, format!("`{first}` set here"))
+                        .with_related(first_span, format!("`{first}` set here"))
                         .with_help("keep one: `content` for inline text, `template` for a template file, `source` to copy a file as it is"),
                 );
             }
             return None;
         }
+    }
+    if let Some(table) = secret_table {
+        return secret::read(table, base, d).map(ContentSource::Secret);
     }
     if let Some(c) = content {
         return Some(ContentSource::Template(TemplateText { text: c.value, span: c.span, name: format!("{id}.content") }));

@@ -10,6 +10,7 @@ mod load;
 pub mod model;
 pub mod module;
 pub mod pki;
+pub mod secret;
 pub mod template;
 
 pub use diagnostic::{Diagnostic, Diagnostics, FileId, Located, SourceMap, Span};
@@ -22,4 +23,5 @@ pub(crate) use load::{binary_bad_scheme, binary_url_scheme_ok};
 pub use model::*;
 pub use module::{InputDecl, InputType, ModuleDef, ModuleScope};
 pub use pki::*;
+pub use secret::{Secret, SecretBytes, SecretSource};
 pub use template::TemplateText;

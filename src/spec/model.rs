@@ -45,6 +45,19 @@ pub struct Spec {
     pub modules: Vec<Arc<ModuleScope>>,
 }
 
+impl Spec {
+    /// Every secret the spec read, by the field it fills (`file.token.content`), in spec order.
+    pub fn secrets(&self) -> Vec<(String, &super::secret::Secret)> {
+        self.resources
+            .iter()
+            .filter_map(|r| match &r.body {
+                ResourceBody::File(f) => f.content.secret().map(|s| (format!("{}.content", r.id), s)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// A Unix permission mode, e.g. `0o644`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Mode(pub u32);
@@ -67,6 +80,19 @@ pub enum ContentSource {
         /// The local file they came from.
         path: PathBuf,
     },
+    /// `content = { env = … }`, `{ file = … }` or `{ command = […] }`: a secret read on the
+    /// machine running cairn (the file is always `sensitive`).
+    Secret(super::secret::Secret),
+}
+
+impl ContentSource {
+    /// The secret, when the content is one.
+    pub fn secret(&self) -> Option<&super::secret::Secret> {
+        match self {
+            ContentSource::Secret(s) => Some(s),
+            _ => None,
+        }
+    }
 }
 
 /// `[file.NAME]`.
@@ -259,6 +285,9 @@ pub struct ClusterSpec {
     /// Resources a member waits for on every member's host, not only its own
     /// (`after_on_peers = ["firewall.etcd"]`: the others must let a new member in before it joins).
     pub after_on_peers: Vec<Located<ResourceId>>,
+    /// Where snapshots before risky steps are copied on the machine running cairn
+    /// (`<state_dir>/snapshots/<cluster id>`), set once the spec is loaded.
+    pub snapshot_local_dir: PathBuf,
 }
 
 /// One resource table (`[file.motd]`).
@@ -309,6 +338,9 @@ pub struct BinarySpec {
     /// A command (argv, each word a template) run on the host by the probe to show the
     /// installed version in plans.
     pub version_command: Option<Vec<TemplateText>>,
+    /// `optional = ["etcdutl"]`: `extract` members some releases do not have (installed when the
+    /// archive has them).
+    pub optional: Vec<String>,
     /// Local download cache (`<state_dir>/cache`), set once the spec is loaded.
     pub cache_dir: PathBuf,
 }

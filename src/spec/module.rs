@@ -143,6 +143,9 @@ pub struct ModuleDef {
     pub resources: Vec<ResourceId>,
     /// Where its inputs are declared (the `[inputs]` table, or the file's start).
     pub inputs_span: Span,
+    /// Its `[cluster.*]` resources with their drivers (whose operations `cairn run` runs); filled
+    /// by `load_module`.
+    pub clusters: Vec<(ResourceId, super::ClusterDriverKind)>,
 }
 
 /// One use of a module (`[module.NAME]` in a spec), as its resources and templates see it.

@@ -83,24 +83,24 @@ fn process_start(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Takes the lock when it is free (hard link of a temp file holding the record on stdin; `ln`
-/// fails if it exists, atomically). Prints `ACQUIRED`, or `HELD` and the current holder
-/// (`lock.sh`).
+/// Takes the lock when it is free (hard link of a temp file holding the record of `$1` bytes on
+/// stdin; `ln` fails if it exists, atomically). Prints `ACQUIRED`, or `HELD` and the current
+/// holder (`lock.sh`).
 const LOCK_SCRIPT: &str = include_str!("lock.sh");
 
 /// Removes the lock if it is the one with id `$1` (or any lock when `$1` is empty: `unlock`).
 /// Prints what was removed, `NONE` or `OTHER` (`unlock.sh`).
 const UNLOCK_SCRIPT: &str = include_str!("unlock.sh");
 
-/// Replaces the manifest `$1` with stdin atomically (0600 in a 0700 directory), or deletes it
-/// when stdin is empty (`manifest.sh`).
+/// Replaces the manifest `$1` with stdin atomically (0600 in a 0700 directory) once exactly `$2`
+/// bytes arrived, or deletes it when `$2` is 0 (`manifest.sh`).
 const MANIFEST_SCRIPT: &str = include_str!("manifest.sh");
 
 /// Writes `manifest` to its host (deletes the file when it lists nothing).
 pub async fn write_manifest(transport: &dyn Transport, manifest: &super::manifest::Manifest) -> Result<(), TransportError> {
     let path = super::manifest::Manifest::path_for(&manifest.spec);
     let text = if manifest.resources.is_empty() { String::new() } else { manifest.to_text() };
-    let args = argv(&["sh", "-c", MANIFEST_SCRIPT, "cairn-manifest", &path]);
+    let args = argv(&["sh", "-c", MANIFEST_SCRIPT, "cairn-manifest", &path, &text.len().to_string()]);
     run_ok(transport, &args, Stdin::Bytes(text.as_bytes()), &format!("write {path}")).await.map(|_| ())
 }
 
@@ -116,7 +116,8 @@ pub enum LockAttempt {
 /// Tries once to take `transport`'s host lock for `me`.
 pub async fn try_lock(transport: &dyn Transport, me: &LockHolder) -> Result<LockAttempt, TransportError> {
     let record = serde_json::to_vec(me).unwrap_or_default();
-    let out = run_ok(transport, &argv(&["sh", "-c", LOCK_SCRIPT, "cairn-lock"]), Stdin::Bytes(&record), "take the apply lock").await?;
+    let args = argv(&["sh", "-c", LOCK_SCRIPT, "cairn-lock", &record.len().to_string()]);
+    let out = run_ok(transport, &args, Stdin::Bytes(&record), "take the apply lock").await?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.splitn(2, '\n');
     match lines.next().map(str::trim) {

@@ -65,6 +65,10 @@ pub enum Owned {
 pub struct OwnedFiles {
     /// The files.
     pub files: Vec<OwnedFile>,
+    /// Folders cairn made for them (they did not exist when it first wrote the files): deleted
+    /// after the files when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dirs: Vec<String>,
 }
 
 /// A file with the hash of what cairn wrote (none for secrets and for content made at apply).
@@ -173,10 +177,15 @@ impl Manifest {
         let mut next = Manifest::new(spec);
         let mut seen = BTreeSet::new();
         for (id, prevent_destroy, owns) in kept {
-            // A directory stays "made by cairn" once it was.
+            // A directory stays "made by cairn" once it was, and so do the folders made for files.
             let owns = match (owns, previous.and_then(|p| p.get(id)).map(|m| &m.owns)) {
                 (Owned::Dir(dir @ OwnedDir { created: false, .. }), Some(Owned::Dir(old))) if old.created && dir.path == old.path => {
                     Owned::Dir(OwnedDir { created: true, ..dir.clone() })
+                }
+                (Owned::Files(files), Some(Owned::Files(old))) if old.dirs.iter().any(|d| !files.dirs.contains(d)) => {
+                    let mut dirs = files.dirs.clone();
+                    dirs.extend(old.dirs.iter().filter(|d| !files.dirs.contains(d)).cloned());
+                    Owned::Files(OwnedFiles { files: files.files.clone(), dirs })
                 }
                 _ => owns.clone(),
             };
@@ -196,7 +205,7 @@ impl Owned {
     /// Every path it owns (files, the directory, the unit file cairn wrote).
     pub fn paths(&self) -> Vec<&str> {
         match self {
-            Owned::Files(f) => f.files.iter().map(|f| f.path.as_str()).collect(),
+            Owned::Files(f) => f.files.iter().map(|f| f.path.as_str()).chain(f.dirs.iter().map(String::as_str)).collect(),
             Owned::Dir(d) => vec![d.path.as_str()],
             Owned::Unit(u) => u.file.iter().map(String::as_str).collect(),
             Owned::User(_) | Owned::Firewall(_) => Vec::new(),
@@ -212,7 +221,10 @@ mod tests {
         Managed {
             id: id.into(),
             prevent_destroy: false,
-            owns: Owned::Files(OwnedFiles { files: vec![OwnedFile { path: path.into(), sha256: sha.map(str::to_string) }] }),
+            owns: Owned::Files(OwnedFiles {
+                files: vec![OwnedFile { path: path.into(), sha256: sha.map(str::to_string) }],
+                dirs: Vec::new(),
+            }),
         }
     }
 

@@ -1,19 +1,30 @@
 #!/bin/sh
 # Writes a host manifest, run by cairn (src/state/host.rs, write_manifest) as
-#   sh -c "$SCRIPT" cairn-manifest PATH < manifest-json
-# Replaces the manifest $1 with stdin atomically (0600 in a 0700 directory), or deletes it when
-# stdin is empty (the spec manages nothing there any more). Prints nothing.
+#   sh -c "$SCRIPT" cairn-manifest PATH SIZE < manifest-json
+# Replaces the manifest $1 with stdin atomically (0600 in a 0700 directory) once exactly SIZE ($2)
+# bytes arrived, or deletes it when SIZE is 0 (the spec manages nothing there any more). Stdin
+# also ends early when cairn or its connection dies mid-stream: a short manifest is never renamed
+# into place, and only an announced empty one deletes it. Prints nothing but errors.
 set -eu
 umask 077
+size=$2
 mkdir -p /var/lib/cairn/manifests
 chmod 0700 /var/lib/cairn /var/lib/cairn/manifests
+if [ "$size" -eq 0 ]; then
+  rm -f -- "$1"
+  exit 0
+fi
 tmp=$(mktemp /var/lib/cairn/manifests/.tmp.XXXXXXXXXX)
 trap 'rm -f -- "$tmp"' EXIT
+# A dead connection closes our output (SIGPIPE) or hangs up: the cleanup above must still run.
+trap '' PIPE
+trap 'exit 1' HUP INT TERM
 cat > "$tmp"
-if [ -s "$tmp" ]; then
-  sync -- "$tmp"
-  mv -f -- "$tmp" "$1"
-  trap - EXIT
-else
-  rm -f -- "$1"
+got=$(wc -c < "$tmp")
+if [ "$got" -ne "$size" ]; then
+  echo "input ended after $got of $size bytes; $1 left as it was" >&2
+  exit 1
 fi
+sync -- "$tmp"
+mv -f -- "$tmp" "$1"
+trap - EXIT

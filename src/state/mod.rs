@@ -6,6 +6,7 @@
 pub mod host;
 pub mod manifest;
 pub mod pki;
+pub mod snapshot;
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -34,6 +35,35 @@ pub fn ensure_state_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
+/// The file in the state dir holding the key of saved plans' keyed digests.
+pub const DIGEST_KEY_FILE: &str = "digest.key";
+
+/// The key a saved plan's digests of secrets are made with (`<state_dir>/digest.key`, 32 random
+/// bytes, 0600), made on first use. A plan file alone then confirms no guess of a secret; applying
+/// it needs the same state dir.
+pub fn digest_key(dir: &Path) -> std::io::Result<Vec<u8>> {
+    let path = dir.join(DIGEST_KEY_FILE);
+    match std::fs::read(&path) {
+        Ok(key) if !key.is_empty() => return Ok(key),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    ensure_state_dir(dir)?;
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| std::io::Error::other(format!("no randomness for the digest key: {e}")))?;
+    // Two runs making the key at once: the first one's key stays.
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+        Ok(mut file) => {
+            file.write_all(&key)?;
+            file.sync_all()?;
+            Ok(key.to_vec())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(&path),
+        Err(e) => Err(e),
+    }
+}
+
 /// Writes a local file atomically: a temporary file in the same directory, created with `mode`
 /// (so a private file is never readable by others, not even for a moment), synced, renamed.
 pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> std::io::Result<()> {
@@ -53,4 +83,22 @@ pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> std::io::Result<(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn the_digest_key_is_made_once_private_and_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join(".cairn");
+        let key = digest_key(&dir).unwrap();
+        assert_eq!(key.len(), 32);
+        let mode = std::fs::metadata(dir.join(DIGEST_KEY_FILE)).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600);
+        assert!(dir.join(".gitignore").exists(), "a state dir made for the key is ignored by git");
+        assert_eq!(digest_key(&dir).unwrap(), key, "the same key on the next run");
+    }
 }

@@ -142,6 +142,22 @@ impl CaStore {
         }
     }
 
+    /// `--replace ca.NAME`: when the store still holds the CA whose certificate is `old_cert_pem`,
+    /// moves it aside to `.<ca>.retired-<unix time>` beside the store (kept, not deleted), so
+    /// [`CaStore::ensure`] makes a new one. A store holding another CA (already replaced by this
+    /// run) or none is left as it is. Returns whether it moved the CA.
+    pub fn retire(&self, old_cert_pem: &str) -> Result<bool, StoreError> {
+        let _guard = CREATE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.read_cert()?.as_deref() != Some(old_cert_pem) {
+            return Ok(false);
+        }
+        let name = self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "ca".into());
+        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let aside = self.dir.with_file_name(format!(".{name}.retired-{secs}"));
+        fs::rename(&self.dir, &aside).map_err(io(&aside))?;
+        Ok(true)
+    }
+
     /// Writes `files` into a new temporary directory (0700; key 0600, created with that mode)
     /// beside the store, then renames it into place. Fails if the store exists with content.
     fn install(&self, files: &CaFiles) -> Result<(), StoreError> {

@@ -20,8 +20,9 @@ pub struct FileAttrs {
     pub group: Option<String>,
 }
 
-/// Writes stdin atomically to `$1` with mode `$2` and owner `$3:$4` (temp file beside it, fsync,
-/// rename; a failure leaves the destination as it was). See `write.sh`.
+/// Writes stdin atomically to `$1` with mode `$2` and owner `$3:$4` once exactly `$5` bytes
+/// arrived (temp file beside it, fsync, rename; a failure or a short input leaves the
+/// destination as it was). See `write.sh`.
 const WRITE_SCRIPT: &str = include_str!("write.sh");
 
 /// Writes many files atomically in one command: arguments are `DEST MODE OWNER GROUP` per file,
@@ -54,12 +55,20 @@ pub async fn write_file_atomic(
     content: Content<'_>,
     attrs: &FileAttrs,
 ) -> Result<(), TransportError> {
+    let (stdin, size) = match content {
+        Content::Bytes(b) => (Stdin::Bytes(b), b.len() as u64),
+        Content::File(p) => {
+            let size = tokio::fs::metadata(p).await.map_err(|e| TransportError::Remote {
+                host: transport.host().to_string(),
+                operation: format!("write {path}"),
+                detail: format!("reading {}: {e}", p.display()),
+            })?;
+            (Stdin::File(p), size.len())
+        }
+    };
     let mut args = argv(&["sh", "-c", WRITE_SCRIPT, "cairn-write"]);
     args.extend(write_args(path, attrs));
-    let stdin = match content {
-        Content::Bytes(b) => Stdin::Bytes(b),
-        Content::File(p) => Stdin::File(p),
-    };
+    args.push(size.to_string());
     super::run_ok(transport, &args, stdin, &format!("write {path}")).await.map(|_| ())
 }
 
@@ -204,6 +213,48 @@ mod tests {
         let out = b"3\nabc-\n0\n2\n\n\xff";
         let files = parse_read_output(out, 4).unwrap();
         assert_eq!(files, vec![Some(b"abc".to_vec()), None, Some(Vec::new()), Some(b"\n\xff".to_vec())]);
+    }
+
+    /// Runs `write.sh` here with `input` on stdin, announcing `size` bytes; with `hung_up` its
+    /// stdout and stderr are closed first, as when the connection died.
+    fn write_here(dest: &Path, input: &[u8], size: usize, hung_up: bool) -> std::process::Output {
+        use std::io::Write;
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", WRITE_SCRIPT, "cairn-write"])
+            .arg(dest)
+            .args(["", "", "", &size.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        if hung_up {
+            drop(child.stdout.take());
+            drop(child.stderr.take());
+        }
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    #[test]
+    fn a_write_whose_input_ends_early_leaves_the_destination_whole() {
+        // What a killed cairn or a dropped connection looks like on the host: stdin just ends.
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("app.conf");
+        std::fs::write(&dest, "old\n").unwrap();
+        for (cut, hung_up) in [(0, false), (3, false), (3, true)] {
+            let out = write_here(&dest, &b"new content\n"[..cut], 12, hung_up);
+            assert!(!out.status.success());
+            if !hung_up {
+                let said = String::from_utf8_lossy(&out.stderr);
+                assert_eq!(said.trim(), format!("input ended after {cut} of 12 bytes; {} left as it was", dest.display()));
+            }
+            assert_eq!(std::fs::read(&dest).unwrap(), b"old\n");
+            // Also when saying why fails (SIGPIPE): the temp file is removed.
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left (hung up: {hung_up})");
+        }
+        assert!(write_here(&dest, b"new content\n", 12, false).status.success());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new content\n");
     }
 
     #[test]

@@ -19,6 +19,14 @@ pub fn mirror() {
     assert!(out.status.success(), "make-mirror.sh failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Builds the mirror of every etcd release the lab upgrades through (3.4.23, 3.5.16, 3.5.30:
+/// `make-mirror.sh all`, from Debian's suites) and copies `mirror-versions.toml` into `dir`.
+pub fn mirror_all(dir: &Path) {
+    let out = Command::new("bash").arg(repo().join("examples/etcd-lab/make-mirror.sh")).arg("all").output().unwrap();
+    assert!(out.status.success(), "make-mirror.sh all failed: {}", String::from_utf8_lossy(&out.stderr));
+    std::fs::copy(repo().join("examples/etcd-lab/mirror-versions.toml"), dir.join("mirror-versions.toml")).unwrap();
+}
+
 /// Copies the mirror's vars file into `dir`.
 pub fn copy_mirror_toml(dir: &Path) {
     std::fs::copy(repo().join("examples/etcd-lab/mirror.toml"), dir.join("mirror.toml")).unwrap();

@@ -20,7 +20,8 @@ pub mod fetch;
 use std::path::Path;
 
 use super::{
-    Action, ApplyError, AttrChange, Decision, HostFacts, PathKind, ProbeRequest, ResourceKind, attr_changes, check_rendered_path, fix_attrs,
+    Action, ApplyError, AttrChange, Decision, HostFacts, PathKind, ProbeRequest, Reason, Replacing, ResourceKind, attr_changes,
+    check_rendered_path, fix_attrs,
 };
 use crate::spec::{BinaryFiles, BinarySpec, Diagnostic, Kind, Located, TemplateText};
 use crate::state::manifest::Owned;
@@ -37,6 +38,8 @@ pub struct Target {
     pub member: Option<String>,
     /// Absolute path on the host.
     pub path: String,
+    /// The archive may lack it (then it is not installed).
+    pub optional: bool,
 }
 
 /// A binary as it should be on one host.
@@ -89,7 +92,7 @@ impl DesiredBinary {
         let mut targets = Vec::new();
         match &spec.files {
             BinaryFiles::Path(p) => match render(p).and_then(|r| check_rendered_path(r, p)) {
-                Ok(path) => targets.push(Target { member: None, path }),
+                Ok(path) => targets.push(Target { member: None, path, optional: false }),
                 Err(e) => errors.push(e),
             },
             BinaryFiles::Extract(list) => {
@@ -99,7 +102,10 @@ impl DesiredBinary {
                             Diagnostic::at(&dest.span, format!("two members of `extract` are installed at {path}"))
                                 .with_help("give every member its own destination"),
                         ),
-                        Ok(path) => targets.push(Target { member: Some(member.value.clone()), path }),
+                        Ok(path) => {
+                            let optional = spec.optional.contains(&member.value);
+                            targets.push(Target { member: Some(member.value.clone()), path, optional });
+                        }
                         Err(e) => errors.push(e),
                     }
                 }
@@ -146,20 +152,29 @@ impl DesiredBinary {
         self.targets.iter().any(|t| t.member.is_some())
     }
 
-    /// The desired sha256 of every target, from the spec (bare file) or the fetched archive.
-    fn wanted(&self) -> Result<Vec<String>, FetchError> {
+    /// The desired sha256 of every target, from the spec (bare file) or the fetched archive;
+    /// `None` for an optional member this archive does not have.
+    fn wanted(&self) -> Result<Vec<Option<String>>, FetchError> {
         if !self.is_archive() {
-            return Ok(vec![self.sha256.clone(); self.targets.len()]);
+            return Ok(vec![Some(self.sha256.clone()); self.targets.len()]);
         }
         match self.artifact.get() {
             None => Err(FetchError::NotFetched { url: self.url.clone() }),
             Some(Err(e)) => Err(e.clone()),
-            Some(Ok(a)) => self.targets.iter().map(|t| a.member(t.member.as_deref()).map(|m| m.sha256)).collect(),
+            Some(Ok(a)) => self
+                .targets
+                .iter()
+                .map(|t| match a.member(t.member.as_deref()) {
+                    Ok(m) => Ok(Some(m.sha256)),
+                    Err(_) if t.optional => Ok(None),
+                    Err(e) => Err(e),
+                })
+                .collect(),
         }
     }
 
     /// The pure decision, given the desired sha256 of every target (or why it is unknown).
-    pub fn decide<'a>(&'a self, wanted: Result<Vec<String>, FetchError>, facts: &HostFacts) -> Decision {
+    pub fn decide<'a>(&'a self, wanted: Result<Vec<Option<String>>, FetchError>, facts: &HostFacts) -> Decision {
         let wanted = match wanted {
             Ok(w) => w,
             Err(why) => return Decision::new(Action::Conflict, why.to_string()),
@@ -174,7 +189,9 @@ impl DesiredBinary {
         };
         let mut conflicts = Vec::new();
         let mut missing = 0;
-        for (t, want) in self.targets.iter().zip(&wanted) {
+        // An optional member this release lacks is not installed (nor looked at).
+        let present: Vec<(&Target, &String)> = self.targets.iter().zip(&wanted).filter_map(|(t, w)| w.as_ref().map(|w| (t, w))).collect();
+        for &(t, want) in &present {
             let name = |attr: &str| self.attr_name(&t.path, attr);
             let Some(observed) = facts.path(&t.path) else {
                 missing += 1;
@@ -210,7 +227,7 @@ impl DesiredBinary {
         if reasons.is_empty() {
             return Decision::noop("sha256 matches");
         }
-        let mut d = if missing == self.targets.len() {
+        let mut d = if missing == present.len() {
             Decision::new(Action::Create, if many { "files do not exist" } else { "file does not exist" })
         } else {
             let text: Vec<String> =
@@ -278,6 +295,23 @@ impl ResourceKind for DesiredBinary {
     /// Decides what to do given what the probe found.
     fn diff(&self, facts: &HostFacts) -> Decision {
         self.decide(self.wanted(), facts)
+    }
+
+    fn replaceable(&self) -> bool {
+        true
+    }
+
+    /// Every file installed again from the url.
+    fn replaced(&self, mut decision: Decision) -> Decision {
+        for t in &self.targets {
+            let name = self.attr_name(&t.path, "sha256");
+            if !decision.attrs.iter().any(|a| a.name == name) {
+                decision.attrs.push(AttrChange::new(&name, Some("as wanted".into()), Some("installed again".into())));
+            }
+        }
+        decision.action = Action::Update;
+        decision.reason = Reason::Replace(Replacing::Reinstall);
+        decision
     }
 
     /// Carries out a decision made by [`DesiredBinary::diff`]: uploads the files whose content

@@ -283,7 +283,7 @@ fn desired(targets: &[(Option<&str>, &str)]) -> DesiredBinary {
     DesiredBinary {
         url: "https://example.com/v/etcd-v3.5.22-linux-amd64.tar.gz".into(),
         sha256: sha.clone(),
-        targets: targets.iter().map(|(m, p)| Target { member: m.map(str::to_string), path: (*p).to_string() }).collect(),
+        targets: targets.iter().map(|(m, p)| Target { member: m.map(str::to_string), path: (*p).to_string(), optional: false }).collect(),
         mode: 0o755,
         owner: None,
         group: None,
@@ -308,8 +308,21 @@ fn facts(entries: &[(&str, PathFact)]) -> HostFacts {
     f
 }
 
-fn sums() -> Vec<String> {
-    vec!["1".repeat(64), "2".repeat(64)]
+fn sums() -> Vec<Option<String>> {
+    vec![Some("1".repeat(64)), Some("2".repeat(64))]
+}
+
+#[test]
+fn an_optional_member_the_release_lacks_is_not_installed() {
+    // etcdutl: in 3.5's tarball, not in 3.4's. Without it, only etcd and etcdctl count.
+    let b = desired(&[(Some("etcd"), ETCD), (Some("etcdctl"), ETCDCTL), (Some("etcdutl"), "/usr/local/bin/etcdutl")]);
+    let mut wanted = sums();
+    wanted.push(None);
+    let f = facts(&[(ETCD, file_fact(&"1".repeat(64), 0o755)), (ETCDCTL, file_fact(&"2".repeat(64), 0o755))]);
+    assert_eq!(b.decide(Ok(wanted.clone()), &f), Decision::noop("sha256 matches"));
+    let d = b.decide(Ok(wanted), &HostFacts::default());
+    assert_eq!(d.action, Action::Create);
+    assert!(!d.attrs.iter().any(|a| a.name.contains("etcdutl")), "{:?}", d.attrs);
 }
 
 #[test]

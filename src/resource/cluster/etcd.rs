@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{ClusterDriver, ListedMember, MemberObservation, MemberStatus};
+use super::operations::OperationStep;
+use super::{ClusterDriver, ListedMember, MemberObservation, MemberStatus, TakenSnapshot};
 use crate::resource::{ApplyError, HostFacts, ProbeRequest};
 use crate::spec::{Diagnostic, Span};
 use crate::transport::{Stdin, Transport, argv};
@@ -25,6 +26,10 @@ pub const SETTINGS: &[(&str, bool, &str)] = &[
     ("wal_dir", false, "the member's WAL dir (default DATA_DIR/wal)"),
     ("endpoint", false, "the member's own client URL, as reached on its host (default https://127.0.0.1:2379)"),
     ("version", false, "the etcd version the spec installs (e.g. 3.5.16): upgrade paths are checked against the members' versions"),
+    ("etcdutl", false, "path of etcdutl on the hosts, used for `snapshot status` when installed (default: beside etcdctl)"),
+    ("snapshot_dir", false, "folder on the hosts for the snapshot taken before an upgrade or a membership change (none when unset)"),
+    ("quota_backend_bytes", false, "the members' quota-backend-bytes: `disarm` refuses to clear NOSPACE while a database is still near it"),
+    ("snapshot_copy", false, "\"true\" (default) or \"false\": also copy that snapshot to the machine running cairn"),
 ];
 
 /// One upgrade etcd supports: from a minor release to the next, from at least a patch release.
@@ -117,7 +122,21 @@ pub struct Etcd {
     pub endpoint: String,
     /// The version the spec installs, when given.
     pub version: Option<String>,
+    /// etcdutl's path (used when it is installed).
+    pub etcdutl: String,
+    /// Where snapshots before risky steps are kept on the host (none when unset).
+    pub snapshot_dir: Option<String>,
+    /// Whether those snapshots are copied to the machine running cairn.
+    pub snapshot_copy: bool,
+    /// The members' backend quota, bytes.
+    pub quota_bytes: Option<u64>,
 }
+
+/// The script that restores a member's data dir (`run_step`, `Restore`).
+const RESTORE_SCRIPT: &str = include_str!("restore.sh");
+
+/// The script that takes a verified snapshot (`snapshot`).
+const SNAPSHOT_SCRIPT: &str = include_str!("snapshot.sh");
 
 /// The script that sets a data dir's contents aside (`set_data_aside`).
 const ASIDE_SCRIPT: &str = include_str!("aside.sh");
@@ -141,6 +160,37 @@ impl Etcd {
         let wal_dir = take("wal_dir");
         let endpoint = take("endpoint").unwrap_or_else(|| "https://127.0.0.1:2379".to_string());
         let version = take("version").filter(|v| !v.trim().is_empty());
+        let etcdutl = take("etcdutl").filter(|v| !v.trim().is_empty());
+        let snapshot_dir = take("snapshot_dir").filter(|v| !v.trim().is_empty());
+        let quota_bytes = match settings.remove("quota_backend_bytes") {
+            None => None,
+            Some((v, _)) if v.trim().is_empty() => None,
+            Some((v, span)) => v
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| {
+                    errors.push(
+                        Diagnostic::at(&span, format!("`settings.quota_backend_bytes` must be a number of bytes, found `{v}`"))
+                            .with_label("expected bytes")
+                            .with_help("pass etcd's quota-backend-bytes, e.g. \"8589934592\""),
+                    );
+                })
+                .ok(),
+        };
+        let snapshot_copy = match settings.remove("snapshot_copy") {
+            None => true,
+            // A module's bool input renders as `true` or `True`.
+            Some((v, _)) if v.trim().eq_ignore_ascii_case("true") => true,
+            Some((v, _)) if v.trim().eq_ignore_ascii_case("false") => false,
+            Some((v, span)) => {
+                errors.push(
+                    Diagnostic::at(&span, format!("`settings.snapshot_copy` must be \"true\" or \"false\", found `{v}`"))
+                        .with_label("expected \"true\" or \"false\"")
+                        .with_help("set snapshot_copy = \"false\" to keep the snapshot on the host only (very large databases)"),
+                );
+                true
+            }
+        };
         for (name, required, what) in SETTINGS {
             let missing = match *name {
                 "etcdctl" => etcdctl.is_none(),
@@ -160,7 +210,24 @@ impl Etcd {
         match (etcdctl, cacert, cert, key, data_dir) {
             (Some(etcdctl), Some(cacert), Some(cert), Some(key), Some(data_dir)) if errors.is_empty() => {
                 let wal_dir = wal_dir.unwrap_or_else(|| format!("{data_dir}/wal"));
-                Ok(Self { etcdctl, cacert, cert, key, data_dir, wal_dir, endpoint, version })
+                let etcdutl = etcdutl.unwrap_or_else(|| match etcdctl.rsplit_once('/') {
+                    Some((dir, _)) => format!("{dir}/etcdutl"),
+                    None => "etcdutl".to_string(),
+                });
+                Ok(Self {
+                    etcdctl,
+                    cacert,
+                    cert,
+                    key,
+                    data_dir,
+                    wal_dir,
+                    endpoint,
+                    version,
+                    etcdutl,
+                    snapshot_dir,
+                    snapshot_copy,
+                    quota_bytes,
+                })
             }
             _ => Err(errors),
         }
@@ -185,6 +252,20 @@ impl Etcd {
 
     fn statuses(&self) -> Vec<String> {
         self.etcdctl(&self.endpoint, &["endpoint", "status", "--cluster", "-w", "json"])
+    }
+
+    /// etcd's `/version` (server and cluster version) from the member's own endpoint: etcdctl
+    /// does not print the cluster version. Needs curl on the host; without it, it stays unknown.
+    fn version_query(&self) -> Vec<String> {
+        let mut v = argv(&["curl", "-sS", "--max-time", "5", "--cacert", &self.cacert, "--cert", &self.cert, "--key", &self.key]);
+        v.push(format!("{}/version", self.endpoint.trim_end_matches('/')));
+        v
+    }
+
+    /// This member's own status, asked on its host.
+    async fn own_status(&self, host: &dyn Transport) -> Result<MemberStatus, ApplyError> {
+        let out = self.run(host, &["endpoint", "status", "-w", "json"]).await?;
+        parse_statuses(&out).into_iter().next().ok_or_else(|| ApplyError::Failed(format!("unreadable endpoint status on {}", host.host())))
     }
 
     /// Runs etcdctl on `host`; a refusal is the error, with what etcdctl said.
@@ -238,6 +319,18 @@ fn retryable(error: &str) -> bool {
         .any(|m| error.contains(m))
 }
 
+/// Reads the snapshot script's report: path, sha256 and size, then the status JSON (which must
+/// name a revision: `snapshot status` read the file).
+fn parse_snapshot_output(text: &str) -> Option<TakenSnapshot> {
+    let mut lines = text.lines();
+    let path = lines.next()?.trim().to_string();
+    let sha256 = lines.next()?.trim().to_string();
+    let bytes = lines.next()?.trim().parse().ok()?;
+    let status: Value = serde_json::from_str(lines.collect::<Vec<_>>().join("\n").trim()).ok()?;
+    status.get("revision")?;
+    (sha256.len() == 64 && !path.is_empty()).then_some(TakenSnapshot { path, sha256, bytes })
+}
+
 /// Reads `etcdctl member list -w json`.
 pub fn parse_member_list(text: &str) -> Option<Vec<ListedMember>> {
     let v: Value = serde_json::from_str(text.trim()).ok()?;
@@ -286,6 +379,8 @@ pub fn parse_statuses(text: &str) -> Vec<MemberStatus> {
                 learner: s.get("isLearner").and_then(Value::as_bool).unwrap_or(false),
                 version: s.get("version").and_then(Value::as_str).unwrap_or_default().to_string(),
                 db_size: num("dbSize"),
+                db_size_in_use: num("dbSizeInUse"),
+                revision: s.get("header").and_then(|h| h.get("revision")).and_then(Value::as_u64).unwrap_or(0),
                 alarms,
             })
         })
@@ -302,9 +397,127 @@ impl ClusterDriver for Etcd {
         self.version.as_deref().map_or(Ok(()), |wanted| check_upgrade(running, wanted))
     }
 
+    fn wanted_version(&self) -> Option<&str> {
+        self.version.as_deref()
+    }
+
+    fn snapshot_dir(&self) -> Option<&str> {
+        self.snapshot_dir.as_deref()
+    }
+
+    fn snapshot_copy(&self) -> bool {
+        self.snapshot_copy
+    }
+
+    fn operations(&self) -> &'static [super::operations::OperationDef] {
+        super::operations::ETCD_OPERATIONS
+    }
+
+    fn quota_bytes(&self) -> Option<u64> {
+        self.quota_bytes
+    }
+
+    async fn verify_snapshot(&self, host: &dyn Transport, path: &str) -> Result<(), ApplyError> {
+        let tool = if self.etcdutl.is_empty() { self.etcdctl.clone() } else { self.etcdutl.clone() };
+        // etcdutl when installed (etcd 3.6 removed the command from etcdctl), else etcdctl.
+        let line =
+            r#"if [ -x "$1" ]; then exec "$1" snapshot status "$3" -w json; else ETCDCTL_API=3 exec "$2" snapshot status "$3" -w json; fi"#;
+        let out = host.run(&argv(&["sh", "-c", line, "cairn-status", &tool, &self.etcdctl, path]), Stdin::Null).await?;
+        let status: Option<Value> = serde_json::from_slice(&out.stdout).ok();
+        match status {
+            Some(v) if out.success() && v.get("revision").is_some() => Ok(()),
+            _ => Err(ApplyError::Failed(format!("{path} on {} is not a snapshot etcd reads: {}", host.host(), out.error_text()))),
+        }
+    }
+
+    async fn run_step(&self, via: &dyn Transport, step: &OperationStep) -> Result<String, ApplyError> {
+        match step {
+            OperationStep::Compact { revision } => {
+                match self.run(via, &["compact", &revision.to_string(), "--physical"]).await {
+                    Ok(_) => Ok(format!("compacted to revision {revision}")),
+                    // Compacted already (by auto-compaction, or a run before): nothing left to do.
+                    Err(EtcdctlError::Refused(e)) if e.contains("required revision has been compacted") => {
+                        Ok(format!("revision {revision} was compacted already"))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+            OperationStep::Defrag { member, db_size, .. } => {
+                // Defragment this member only (its own endpoint), with time for a large database.
+                let mut cmd = self.etcdctl(&self.endpoint, &["defrag"]);
+                if let Some(t) = cmd.iter_mut().find(|a| a.starts_with("--command-timeout=")) {
+                    *t = "--command-timeout=300s".to_string();
+                }
+                let out = via.run(&cmd, Stdin::Null).await?;
+                if !out.success() {
+                    return Err(ApplyError::Failed(format!("etcdctl defrag on {}: {}", via.host(), out.error_text())));
+                }
+                let after = self.own_status(via).await?;
+                Ok(format!("member {member} defragmented: database {db_size} → {} bytes ({} in use)", after.db_size, after.db_size_in_use))
+            }
+            OperationStep::Disarm { alarms } => {
+                self.run(via, &["alarm", "disarm"]).await?;
+                let left = self.run(via, &["alarm", "list"]).await?;
+                if left.trim().is_empty() {
+                    Ok(format!("cleared {}", alarms.join(", ")))
+                } else {
+                    Err(ApplyError::Failed(format!("alarms still active after disarm: {}", left.trim())))
+                }
+            }
+            OperationStep::Restore { member, peer_url, initial_cluster, token, path } => {
+                let cmd = argv(&[
+                    "sh",
+                    "-c",
+                    RESTORE_SCRIPT,
+                    "cairn-restore",
+                    path,
+                    member,
+                    peer_url,
+                    initial_cluster,
+                    token,
+                    &self.data_dir,
+                    &self.wal_dir,
+                    &self.etcdutl,
+                    &self.etcdctl,
+                ]);
+                let out = via.run(&cmd, Stdin::Null).await?;
+                if !out.success() {
+                    return Err(ApplyError::Failed(format!("restoring member {member} on {}: {}", via.host(), out.error_text())));
+                }
+                let kept = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                Ok(format!("member {member}'s data dir {} restored from {path}; the old data is kept in {kept}", self.data_dir))
+            }
+            OperationStep::Snapshot
+            | OperationStep::SafetySnapshot
+            | OperationStep::CopyBackups { .. }
+            | OperationStep::Upload { .. }
+            | OperationStep::Stop { .. }
+            | OperationStep::StartAll { .. } => {
+                Err(ApplyError::Failed(format!("{step:?} is run by the executor, not the driver (on {})", via.host())))
+            }
+        }
+    }
+
+    async fn snapshot(&self, via: &dyn Transport, dir: &str, name: &str) -> Result<TakenSnapshot, ApplyError> {
+        let mut cmd = argv(&["sh", "-c", SNAPSHOT_SCRIPT, "cairn-snapshot", dir, name, &self.etcdutl]);
+        // The snapshot of a large database takes longer than a membership command.
+        let mut etcdctl = self.etcdctl(&self.endpoint, &[]);
+        if let Some(t) = etcdctl.iter_mut().find(|a| a.starts_with("--command-timeout=")) {
+            *t = "--command-timeout=300s".to_string();
+        }
+        cmd.extend(etcdctl);
+        let out = via.run(&cmd, Stdin::Null).await?;
+        if !out.success() {
+            return Err(ApplyError::Failed(format!("snapshot through {}: {}", via.host(), out.error_text())));
+        }
+        parse_snapshot_output(&String::from_utf8_lossy(&out.stdout))
+            .ok_or_else(|| ApplyError::Failed(format!("snapshot through {}: unreadable report of the snapshot script", via.host())))
+    }
+
     fn add_to_probe(&self, request: &mut ProbeRequest) {
         request.queries.insert(self.member_list());
         request.queries.insert(self.statuses());
+        request.queries.insert(self.version_query());
         request.paths.insert(format!("{}/member", self.data_dir));
         request.paths.insert(self.wal_dir.clone());
     }
@@ -323,7 +536,14 @@ impl ClusterDriver for Etcd {
             Some(q) if q.status != 0 => Some(format!("{} did not answer", self.endpoint)),
             Some(_) => None,
         };
-        MemberObservation { answered: members.is_some(), has_data, members, statuses, error }
+        let cluster_version = facts
+            .queries
+            .get(&self.version_query())
+            .filter(|q| q.status == 0)
+            .and_then(|q| serde_json::from_str::<Value>(q.stdout.trim()).ok())
+            .and_then(|v| v.get("etcdcluster").and_then(Value::as_str).map(str::to_string))
+            .filter(|v| !v.is_empty() && v != "not_decided");
+        MemberObservation { answered: members.is_some(), has_data, members, statuses, error, cluster_version }
     }
 
     async fn add_learner(&self, via: &dyn Transport, name: &str, peer_url: &str) -> Result<u64, ApplyError> {

@@ -24,6 +24,8 @@ pub struct ClusterView {
     pub statuses: BTreeMap<u64, MemberStatus>,
     /// The host whose member list is used.
     pub read_through: String,
+    /// The cluster version (the lowest every member supports), when a member told it.
+    pub cluster_version: Option<String>,
 }
 
 /// How the cluster is.
@@ -159,6 +161,53 @@ pub struct ClusterSummary {
     pub read_through: Option<String>,
     /// The member list as read.
     pub members: Vec<ListedMember>,
+    /// The cluster version (etcd: the lowest version every member supports), when known.
+    #[serde(default)]
+    pub cluster_version: Option<String>,
+}
+
+/// A version change of the cluster's members, in the order it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradePlan {
+    /// The version the spec installs.
+    pub to: String,
+    /// The members to change, one at a time: followers first, the leader last.
+    pub steps: Vec<UpgradeStep>,
+}
+
+/// One member's turn in an upgrade.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeStep {
+    /// The member's host.
+    pub host: String,
+    /// Its name.
+    pub member: String,
+    /// The version it reports now.
+    pub from: String,
+    /// It leads now (so it goes last).
+    pub leader: bool,
+}
+
+/// The upgrade (or patch downgrade) of the voting members that report another version than
+/// `to`, in the rolling order: the spec's order of hosts, the leader last. `None` when every
+/// member runs `to`, or none told its version.
+pub fn plan_upgrade(wanted: &[Wanted<'_>], view: &ClusterView, to: &str, leader: Option<u64>) -> Option<UpgradePlan> {
+    let same = |a: &str, b: &str| a.trim_start_matches('v') == b.trim_start_matches('v');
+    let mut steps: Vec<UpgradeStep> = wanted
+        .iter()
+        .filter_map(|w| {
+            let m = view.members.iter().find(|m| w.member.is(m) && !m.learner)?;
+            let from = &view.statuses.get(&m.id)?.version;
+            (!from.is_empty() && !same(from, to)).then(|| UpgradeStep {
+                host: w.host.to_string(),
+                member: display_name(m),
+                from: from.clone(),
+                leader: leader == Some(m.id),
+            })
+        })
+        .collect();
+    steps.sort_by_key(|s| s.leader);
+    (!steps.is_empty()).then(|| UpgradePlan { to: to.to_string(), steps })
 }
 
 /// Everything decided for one cluster.
@@ -171,6 +220,8 @@ pub struct MembershipPlan {
     /// Removals of members the spec no longer has: (the host the change is shown and run on,
     /// its decision).
     pub removals: Vec<(String, Decision)>,
+    /// The members' version change, when the spec's version differs from what they run.
+    pub upgrade: Option<UpgradePlan>,
 }
 
 /// A member of the spec, on its host.
@@ -194,6 +245,8 @@ pub struct PlanContext {
     pub planned_hosts: BTreeMap<String, String>,
     /// The cluster's name, for reasons.
     pub cluster: String,
+    /// The version the spec installs on the members, when it says.
+    pub version: Option<String>,
 }
 
 /// Merges the members' views: the member list of the first member that answered (a voter that
@@ -205,10 +258,11 @@ pub fn view(observed: &BTreeMap<String, MemberObservation>) -> Option<ClusterVie
             statuses.entry(s.id).or_insert_with(|| s.clone());
         }
     }
+    let cluster_version = observed.values().find_map(|o| o.cluster_version.clone());
     let answering = || observed.iter().filter_map(|(h, o)| o.members.as_ref().map(|m| (h, m)));
     let leads = |members: &Vec<ListedMember>| members.iter().any(|m| statuses.get(&m.id).is_some_and(|s| s.leader != 0 && !m.learner));
     let (host, members) = answering().find(|(_, m)| leads(m)).or_else(|| answering().next())?;
-    Some(ClusterView { members: members.clone(), statuses, read_through: host.clone() })
+    Some(ClusterView { members: members.clone(), statuses, read_through: host.clone(), cluster_version })
 }
 
 /// The quorum of `voters` members.
@@ -266,8 +320,9 @@ pub fn plan_members(wanted: &[Wanted<'_>], observed: &BTreeMap<String, MemberObs
             versions: Vec::new(),
             read_through: None,
             members: Vec::new(),
+            cluster_version: None,
         };
-        return MembershipPlan { summary, members, removals: Vec::new() };
+        return MembershipPlan { summary, members, removals: Vec::new(), upgrade: None };
     };
     let (health, problems, leader) = judge(&view);
     let sick: BTreeSet<&str> = problems.iter().filter_map(ClusterProblem::member).collect();
@@ -347,8 +402,10 @@ pub fn plan_members(wanted: &[Wanted<'_>], observed: &BTreeMap<String, MemberObs
         versions: versions.into_iter().collect(),
         read_through: Some(view.read_through.clone()),
         members: view.members.clone(),
+        cluster_version: view.cluster_version.clone(),
     };
-    MembershipPlan { summary, members, removals }
+    let upgrade = ctx.version.as_deref().and_then(|to| plan_upgrade(wanted, &view, to, leader));
+    MembershipPlan { summary, members, removals, upgrade }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 
 pub mod etcd;
 pub mod membership;
+pub mod operations;
 
 use std::collections::BTreeMap;
 
@@ -40,6 +41,8 @@ pub struct DesiredMember {
     pub after_on_peers: Vec<ResourceId>,
     /// The driver, with its settings rendered for this host.
     pub driver: Driver,
+    /// Snapshots before risky steps (`None`: the driver's settings ask for none).
+    pub snapshots: Option<SnapshotSettings>,
 }
 
 /// The drivers cairn has, with their settings: the registry ([`Driver::get`] is its one match).
@@ -71,6 +74,28 @@ pub struct MemberObservation {
     pub statuses: Vec<MemberStatus>,
     /// Why the member did not answer, when it did not.
     pub error: Option<String>,
+    /// The cluster version, as this member tells it.
+    pub cluster_version: Option<String>,
+}
+
+/// Where a cluster's snapshots go before a risky step (an upgrade, a membership change).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotSettings {
+    /// The folder on the member's host the snapshot is kept in.
+    pub dir: String,
+    /// The folder on the machine running cairn it is copied to (`None`: no local copy).
+    pub local_dir: Option<std::path::PathBuf>,
+}
+
+/// A snapshot taken and verified on a member's host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TakenSnapshot {
+    /// Its path on the host.
+    pub path: String,
+    /// Its sha256, as the host computed it.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub bytes: u64,
 }
 
 /// One entry of the cluster's member list.
@@ -105,6 +130,12 @@ pub struct MemberStatus {
     pub version: String,
     /// Its database size in bytes.
     pub db_size: u64,
+    /// The part of the database in use, bytes (the rest is freed by a defrag).
+    #[serde(default)]
+    pub db_size_in_use: u64,
+    /// The key space's revision it has applied.
+    #[serde(default)]
+    pub revision: u64,
     /// Active alarms it reports (`NOSPACE`, `CORRUPT`).
     pub alarms: Vec<String>,
 }
@@ -121,6 +152,48 @@ pub trait ClusterDriver: Send + Sync {
     /// installs; the refusal says which step to take instead. Drivers keep the rules as data.
     fn upgrade(&self, _running: &[String]) -> Result<(), String> {
         Ok(())
+    }
+
+    /// The version the spec installs on the members, when the settings say.
+    fn wanted_version(&self) -> Option<&str> {
+        None
+    }
+
+    /// The folder on a member's host where snapshots before risky steps are kept, when the
+    /// driver takes snapshots and its settings ask for them.
+    fn snapshot_dir(&self) -> Option<&str> {
+        None
+    }
+
+    /// Whether a snapshot is also copied to the machine running cairn.
+    fn snapshot_copy(&self) -> bool {
+        true
+    }
+
+    /// The runbook operations it offers (`cairn run`).
+    fn operations(&self) -> &'static [operations::OperationDef] {
+        &[]
+    }
+
+    /// A member's database quota, bytes, when the settings say (`disarm` checks the space).
+    fn quota_bytes(&self) -> Option<u64> {
+        None
+    }
+
+    /// Checks that `path` on `host` is a snapshot the service reads.
+    async fn verify_snapshot(&self, host: &dyn Transport, path: &str) -> Result<(), ApplyError> {
+        Err(ApplyError::Failed(format!("the {} driver cannot check {path} on {}", self.name(), host.host())))
+    }
+
+    /// Runs one step of an operation (other than a snapshot) through `via`; says what it did.
+    async fn run_step(&self, via: &dyn Transport, step: &operations::OperationStep) -> Result<String, ApplyError> {
+        Err(ApplyError::Failed(format!("the {} driver cannot run {step:?} (on {})", self.name(), via.host())))
+    }
+
+    /// Takes a snapshot of the cluster's data through `via` into `dir/name` on that host,
+    /// verified before it is kept there.
+    async fn snapshot(&self, via: &dyn Transport, _dir: &str, _name: &str) -> Result<TakenSnapshot, ApplyError> {
+        Err(ApplyError::Failed(format!("the {} driver takes no snapshots (on {})", self.name(), via.host())))
     }
 
     /// Adds this member's share to its host's probe (query commands, data paths).
@@ -178,13 +251,17 @@ impl DesiredMember {
                 settings.insert(key.value.clone(), (v, key.span.clone()));
             }
         }
-        let driver = match spec.driver {
+        let driver: Option<Driver> = match spec.driver {
             ClusterDriverKind::Etcd => {
                 etcd::Etcd::from_settings(settings, &spec.unit.span).map(Driver::Etcd).map_err(|e| errors.extend(e)).ok()
             }
         };
         match (name, peer_url, driver) {
             (Some(name), Some(peer_url), Some(driver)) if errors.is_empty() => Ok(Self {
+                snapshots: driver.get().snapshot_dir().map(|dir| SnapshotSettings {
+                    dir: dir.to_string(),
+                    local_dir: driver.get().snapshot_copy().then(|| spec.snapshot_local_dir.clone()),
+                }),
                 name,
                 peer_url,
                 unit: spec.unit.value.clone(),

@@ -44,6 +44,7 @@ pub(super) fn read(r: &mut TableReader<'_, '_>, id: &ResourceId, d: &mut Diagnos
     let owner = r.optional_string("owner", d);
     let group = r.optional_string("group", d);
     let version_command = read_version_command(r, id, d);
+    let optional = read_optional(r, files.as_ref(), d);
     Some(BinarySpec {
         url: url?,
         sha256: sha256?,
@@ -53,7 +54,32 @@ pub(super) fn read(r: &mut TableReader<'_, '_>, id: &ResourceId, d: &mut Diagnos
         group,
         version_command: version_command.ok()?,
         cache_dir: std::path::PathBuf::new(),
+        optional: optional?,
     })
+}
+
+/// `optional`: members of `extract` an archive may lack (a newer release's extra tool).
+fn read_optional(r: &mut TableReader<'_, '_>, files: Option<&BinaryFiles>, d: &mut Diagnostics) -> Option<Vec<String>> {
+    let Some(list) = r.string_list("optional", d) else { return if r.get("optional").is_some() { None } else { Some(Vec::new()) } };
+    let members: Vec<&str> = match files {
+        Some(BinaryFiles::Extract(m)) => m.iter().map(|(name, _)| name.value.as_str()).collect(),
+        _ => Vec::new(),
+    };
+    let mut ok = true;
+    for item in &list.value {
+        if !members.contains(&item.value.as_str()) {
+            ok = false;
+            d.push(
+                Diagnostic::at(&item.span, format!("`{}` in `optional` is not a member of `extract`", item.value))
+                    .with_label("not extracted")
+                    .with_help(format!(
+                        "`optional` names members of `extract` that some releases lack; extract lists: {}",
+                        if members.is_empty() { "nothing".to_string() } else { members.join(", ") }
+                    )),
+            );
+        }
+    }
+    ok.then(|| list.value.into_iter().map(|i| i.value).collect())
 }
 
 fn read_sha256(r: &mut TableReader<'_, '_>, d: &mut Diagnostics) -> Option<Located<String>> {

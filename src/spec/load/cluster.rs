@@ -61,7 +61,16 @@ pub(super) fn read(r: &mut TableReader<'_, '_>, id: &ResourceId, d: &mut Diagnos
             _ => d.push(super::bad_after_id(&a)),
         }
     }
-    Some(ClusterSpec { driver: driver?, unit: unit?, member, peer_url: peer_url?, settings, join_timeout_secs, after_on_peers })
+    Some(ClusterSpec {
+        driver: driver?,
+        unit: unit?,
+        member,
+        peer_url: peer_url?,
+        settings,
+        join_timeout_secs,
+        after_on_peers,
+        snapshot_local_dir: std::path::PathBuf::new(),
+    })
 }
 
 impl Loader {

@@ -207,6 +207,7 @@ impl Loader {
             asserts,
             resources: resources.iter().map(|(kind, name, _)| ResourceId::new(*kind, name.value.clone())).collect(),
             inputs_span,
+            clusters: Vec::new(),
         };
 
         let (scope, after) = match instance {
@@ -394,7 +395,17 @@ pub fn load_module(dir: &Path) -> Result<(ModuleDef, crate::spec::SourceMap), su
     let mut loader = Loader::default();
     let def = loader.module_folder(dir, None);
     match def {
-        Some(def) if loader.diags.is_empty() => Ok((def, loader.sources)),
+        Some(mut def) if loader.diags.is_empty() => {
+            def.clusters = loader
+                .resources
+                .iter()
+                .filter_map(|r| match &r.body {
+                    crate::spec::ResourceBody::Cluster(c) => Some((r.id.clone(), c.driver)),
+                    _ => None,
+                })
+                .collect();
+            Ok((def, loader.sources))
+        }
         _ => Err(super::LoadError { sources: loader.sources, diagnostics: loader.diags }),
     }
 }

@@ -55,7 +55,16 @@ pub(super) fn unit(
         );
     }
     let has_content = ["content", "template", "source"].iter().any(|k| r.get(k).is_some());
-    let content = if has_content { read_content(r, sources, base, id, d) } else { None };
+    let mut content = if has_content { read_content(r, sources, base, id, d) } else { None };
+    if let Some(secret) = content.as_ref().and_then(|c| c.secret()) {
+        // A unit file is shown as a diff: a secret belongs in a file the unit reads.
+        d.push(
+            Diagnostic::at(&secret.span, format!("[{id}] takes its unit file from a secret"))
+                .with_label("secret sources are for [file.*] content")
+                .with_help("write the secret to a [file.*] (always sensitive) and point the unit at it, e.g. EnvironmentFile="),
+        );
+        content = None;
+    }
     let enabled = r.optional_bool("enabled", d).is_none_or(|b| b.value);
     let state = match r.optional_choice("state", &["running", "stopped"], d).map(|s| s.value) {
         Some("stopped") => UnitState::Stopped,

@@ -32,9 +32,12 @@ fn register(pick: impl FnOnce(&mut Registry) -> &mut BTreeMap<u64, PathBuf>, pat
     id
 }
 
-/// A private directory for ssh control sockets: `/tmp/cairn-<random>`, mode 0700, removed (with
-/// whatever is left inside) on drop. Kept short on purpose: a unix socket path must fit in 108
-/// bytes and the openssh crate and ssh append about 50 characters to it.
+/// A private directory for ssh control sockets: `/tmp/cairn-<pid>-<random>`, mode 0700, removed
+/// (with whatever is left inside) on drop. Kept short on purpose: a unix socket path must fit in
+/// 108 bytes and the openssh crate and ssh append about 50 characters to it.
+///
+/// A cairn killed with SIGKILL never drops its directory; the next one to create a directory in
+/// the same place removes those whose process is gone (see [`sweep_abandoned`]).
 ///
 /// Create one per run and pass it to every [`super::SshTransport::connect`]; keep it alive until
 /// the transports are closed.
@@ -58,10 +61,11 @@ impl ControlDir {
             // nobody can predict; `create_dir` (not `create_dir_all`) refuses an existing path.
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
             h.write_u32(std::process::id());
-            let name = format!("cairn-{:012x}", h.finish() & 0xffff_ffff_ffff);
+            let name = format!("cairn-{}-{:012x}", std::process::id(), h.finish() & 0xffff_ffff_ffff);
             let path = parent.join(name);
             match std::fs::DirBuilder::new().mode(0o700).create(&path) {
                 Ok(()) => {
+                    sweep_abandoned(parent, &path);
                     let id = register(|r| &mut r.dirs, path.clone());
                     return Ok(ControlDir { path, id });
                 }
@@ -75,6 +79,29 @@ impl ControlDir {
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Removes the control directories in `parent` that killed runs left: named
+/// `cairn-<pid>-<random>` for a process that no longer exists, and owned by the same user as
+/// `ours` (just created). Their masters, if still idling, exit on their own
+/// ([`super::MASTER_IDLE_SECS`]). A pid reused by another process keeps its directory a while
+/// longer, which is harmless.
+fn sweep_abandoned(parent: &Path, ours: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(me) = std::fs::metadata(ours).map(|m| m.uid()) else { return };
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("cairn-")).and_then(|rest| rest.split_once('-')).map(|(pid, _)| pid)
+        else {
+            continue;
+        };
+        let gone = pid.parse::<u32>().is_ok_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+        let mine = entry.metadata().is_ok_and(|m| m.is_dir() && m.uid() == me);
+        if gone && mine {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
@@ -172,4 +199,28 @@ where
             then();
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_control_dir_sweeps_those_of_processes_that_are_gone() {
+        let parent = tempfile::tempdir().unwrap();
+        // Above the kernel's largest pid (2^22): no such process.
+        let dead = parent.path().join("cairn-4999999-0123456789ab");
+        std::fs::create_dir_all(dead.join(".ssh-connection0sKF2v")).unwrap();
+        let alive = parent.path().join(format!("cairn-{}-ba9876543210", std::process::id()));
+        std::fs::create_dir(&alive).unwrap();
+        let other = parent.path().join("cairn-flaky");
+        std::fs::write(&other, "2").unwrap();
+        let dir = ControlDir::new_in(parent.path()).unwrap();
+        assert!(!dead.exists(), "the dead run's directory is removed");
+        assert!(alive.exists() && other.exists(), "a live run's directory and other files stay");
+        let name = dir.path().file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with(&format!("cairn-{}-", std::process::id())), "{name}");
+        drop(dir);
+        assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 2);
+    }
 }

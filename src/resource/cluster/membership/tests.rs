@@ -19,7 +19,12 @@ fn member(name: &str) -> DesiredMember {
             wal_dir: "/d/wal".into(),
             endpoint: "https://127.0.0.1:2379".into(),
             version: None,
+            etcdutl: "etcdutl".into(),
+            snapshot_dir: None,
+            snapshot_copy: true,
+            quota_bytes: None,
         }),
+        snapshots: None,
     }
 }
 
@@ -46,6 +51,8 @@ fn status(name: &str, leader: &str) -> MemberStatus {
         learner: false,
         version: "3.4.23".into(),
         db_size: 1,
+        db_size_in_use: 1,
+        revision: 1,
         alarms: Vec::new(),
     }
 }
@@ -65,6 +72,7 @@ fn observed(hosts: &[&str], members: &[&str], up: &[&str], leader: &str) -> BTre
                 members: answers.then(|| list.clone()),
                 statuses: if answers { statuses.clone() } else { Vec::new() },
                 error: None,
+                cluster_version: None,
             };
             ((*h).to_string(), obs)
         })
@@ -190,4 +198,26 @@ fn learners_and_alarms_make_a_cluster_degraded() {
     );
     assert_eq!(p.members["c"].reason, Reason::Member(MemberStep::Resume { id: id("c"), started: true }));
     assert_eq!(steps(&p).len(), 3);
+}
+
+#[test]
+fn an_upgrade_goes_follower_by_follower_and_the_leader_last() {
+    let hosts = ["a", "b", "c"];
+    let mut seen = observed(&hosts, &hosts, &hosts, "a");
+    // b runs the new version already (an upgrade resumed): only a and c are left, a last.
+    for obs in seen.values_mut() {
+        for s in &mut obs.statuses {
+            if s.id == id("b") {
+                s.version = "3.5.16".into();
+            }
+        }
+    }
+    let with = |version: Option<&str>| PlanContext { version: version.map(str::to_string), ..ctx(&hosts) };
+    let up = plan(&hosts, &seen, &with(Some("3.5.16"))).upgrade.unwrap();
+    assert_eq!(up.to, "3.5.16");
+    let order: Vec<(&str, &str, bool)> = up.steps.iter().map(|s| (s.host.as_str(), s.from.as_str(), s.leader)).collect();
+    assert_eq!(order, vec![("c", "3.4.23", false), ("a", "3.4.23", true)]);
+    assert_eq!(plan(&hosts, &seen, &with(None)).upgrade, None, "no version in the settings: nothing to plan");
+    let same = observed(&hosts, &hosts, &hosts, "a");
+    assert_eq!(plan(&hosts, &same, &with(Some("v3.4.23"))).upgrade, None, "every member runs it");
 }

@@ -1,0 +1,182 @@
+//! Secret sources (`content = { env = … }`, `{ file = … }`, `{ command = […] }`): their errors as
+//! exact text, then the real binary against local hosts and lab hosts. A secret is written to the
+//! host exactly, and never reaches plan text, JSON, a saved plan file or `CAIRN_LOG=debug` logs (the
+//! leak net of `common/run.rs`); `apply PLAN` refuses a plan whose secret changed since.
+#![allow(clippy::panic, clippy::print_stderr, clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+#[path = "common/run.rs"]
+mod run;
+use run::{SECRET_MARKER, assert_no_secret, cairn_env};
+
+#[path = "common/lab.rs"]
+mod lab;
+
+use std::path::Path;
+
+use cairn::spec::load_str;
+
+fn errors(text: &str) -> String {
+    match load_str(Path::new("cairn.toml"), text) {
+        Ok(_) => panic!("expected the spec to be rejected:\n{text}"),
+        Err(e) => e.render(),
+    }
+}
+
+#[test]
+fn secret_source_errors_point_at_the_source() {
+    let text = errors(
+        r#"
+[hosts.node1]
+address = "192.0.2.11"
+
+[file.env]
+path = "/etc/a"
+content = { env = "CAIRN_TEST_SURELY_UNSET_VARIABLE" }
+
+[file.missing]
+path = "/etc/b"
+content = { file = "/nonexistent/cairn/secret" }
+
+[file.failing]
+path = "/etc/c"
+content = { command = ["sh", "-c", "printf 'cairn-test-%s' secret-stdout; echo access denied >&2; exit 3"] }
+
+[file.noprogram]
+path = "/etc/d"
+content = { command = ["cairn-no-such-program", "x"] }
+
+[file.two]
+path = "/etc/e"
+content = { env = "HOME", file = "/etc/hostname" }
+
+[file.none]
+path = "/etc/f"
+content = { envv = "HOME" }
+
+[unit.web]
+name = "web.service"
+content = { env = "HOME" }
+"#,
+    );
+    assert!(!text.contains(SECRET_MARKER), "a failing command's stdout was quoted:\n{text}");
+    insta::assert_snapshot!(text);
+}
+
+/// Three files under `root/etc`, one per source; the command prints the file `command_secret`.
+fn secret_files(root: &str, command_secret: &Path) -> String {
+    format!(
+        r#"
+[dir.etc]
+path = "{root}/etc"
+
+[file.from_env]
+path = "{root}/etc/env-token"
+content = {{ env = "CAIRN_TEST_TOKEN" }}
+mode = "0600"
+
+[file.from_file]
+path = "{root}/etc/file-token"
+content = {{ file = "~/secrets/token" }}
+
+[file.from_command]
+path = "{root}/etc/command-token"
+content = {{ command = ["cat", "{command_secret}"] }}
+"#,
+        command_secret = command_secret.display()
+    )
+}
+
+const ENV_SECRET: &str = "cairn-test-secret-env\n";
+const FILE_SECRET: &str = "cairn-test-secret-file\n";
+const COMMAND_SECRET: &str = "cairn-test-secret-command\n";
+
+/// Plans (text, JSON, debug logs, saved), applies the saved plan, and checks the plan is empty
+/// after; then changes the env secret and checks `apply PLAN` refuses the older plan.
+fn round_trip(dir: &Path, home: &Path, read: &dyn Fn(&str) -> String) {
+    let home_s = home.display().to_string();
+    let env = [("CAIRN_TEST_TOKEN", ENV_SECRET.trim_end()), ("HOME", home_s.as_str())];
+    let with_log = [env[0], env[1], ("CAIRN_LOG", "debug")];
+
+    let plan = cairn_env(dir, &["plan"], &with_log);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    assert!(plan.stdout.contains("from_env") && plan.stdout.contains("(sensitive)"), "{}", plan.stdout);
+    let json = cairn_env(dir, &["plan", "--json"], &env);
+    assert_eq!(json.code, 0, "{}", json.all());
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let files: Vec<_> = v["changes"].as_array().unwrap().iter().filter(|c| c["kind"] == "file").collect();
+    assert!(files.len() == 3 && files.iter().all(|c| c["sensitive"] == true), "{}", json.stdout);
+
+    let saved = cairn_env(dir, &["plan", "-o", "p.json"], &env);
+    assert_eq!(saved.code, 0, "{}", saved.all());
+    let file = std::fs::read_to_string(dir.join("p.json")).unwrap();
+    assert_no_secret("the saved plan", &file);
+    for secret in [ENV_SECRET, FILE_SECRET, COMMAND_SECRET] {
+        for form in [secret, secret.trim_end()] {
+            assert!(!file.contains(&cairn::hash::sha256_hex(form.as_bytes())), "a plain digest of a secret in the plan file");
+        }
+    }
+    let v: serde_json::Value = serde_json::from_str(&file).unwrap();
+    assert_eq!(v["spec"]["secrets"].as_object().unwrap().len(), 3, "{file}");
+
+    let apply = cairn_env(dir, &["apply", "p.json"], &with_log);
+    assert_eq!(apply.code, 0, "{}", apply.all());
+    assert_eq!(read("env-token"), ENV_SECRET.trim_end());
+    assert_eq!(read("file-token"), FILE_SECRET);
+    assert_eq!(read("command-token"), COMMAND_SECRET);
+    let again = cairn_env(dir, &["plan", "--detailed-exitcode"], &env);
+    assert_eq!(again.code, 0, "{}", again.all());
+
+    // The secret changes between plan and apply: the saved plan is refused.
+    std::fs::write(home.join("secrets/token"), "cairn-test-secret-file-2\n").unwrap();
+    let saved = cairn_env(dir, &["plan", "-o", "p2.json"], &env);
+    assert_eq!(saved.code, 0, "{}", saved.all());
+    let moved = [("CAIRN_TEST_TOKEN", "cairn-test-secret-env-2"), env[1]];
+    let refused = cairn_env(dir, &["apply", "p2.json"], &moved);
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(
+        refused.stderr.contains("was made with other secrets: `file.from_env.content` has another value; nothing was applied"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(read("env-token"), ENV_SECRET.trim_end(), "a refused plan wrote");
+    let applied = cairn_env(dir, &["apply", "p2.json"], &env);
+    assert_eq!(applied.code, 0, "{}", applied.all());
+    assert_eq!(read("file-token"), "cairn-test-secret-file-2\n");
+}
+
+/// A temp dir with the spec folder `spec/` holding `spec(command_secret)`, a home with
+/// `secrets/token`, and the file the command prints.
+fn setup(spec: &dyn Fn(&Path) -> String) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, home) = (tmp.path().join("spec"), tmp.path().join("home"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(home.join("secrets")).unwrap();
+    std::fs::write(home.join("secrets/token"), FILE_SECRET).unwrap();
+    let command_secret = tmp.path().join("command-secret");
+    std::fs::write(&command_secret, COMMAND_SECRET).unwrap();
+    std::fs::write(dir.join("cairn.toml"), spec(&command_secret)).unwrap();
+    (tmp, dir, home)
+}
+
+#[test]
+fn secrets_reach_local_hosts_and_nothing_else() {
+    let roots = tempfile::tempdir().unwrap();
+    let root = roots.path().join("root");
+    let (_tmp, dir, home) =
+        setup(&|secret| format!("[hosts.here]\ntransport = \"local\"\n{}", secret_files(&root.display().to_string(), secret)));
+    round_trip(&dir, &home, &|name| std::fs::read_to_string(root.join("etc").join(name)).unwrap());
+}
+
+#[test]
+fn lab_secret_sources_write_files_on_hosts() {
+    let Some(lab) = lab::Lab::up_or_skip("secret-sources", 1) else { return };
+    let hosts = lab.hosts_file().display().to_string();
+    let (_tmp, dir, home) = setup(&|secret| format!("include = [\"{hosts}\"]\n{}", secret_files("/srv/s", secret)));
+    let node = lab.info.nodes[0].name.clone();
+    round_trip(&dir, &home, &|name| {
+        let out = lab.ssh(&node, &["cat", &format!("/srv/s/etc/{name}")]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    });
+    assert_eq!(lab.ssh_ok(&node, &["stat", "-c", "%a", "/srv/s/etc/env-token"]), "600");
+}
