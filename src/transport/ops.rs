@@ -115,7 +115,11 @@ pub async fn write_files_atomic(transport: &dyn Transport, files: &[FileWrite]) 
     }
     // The script renames nothing unless the input ends with this line.
     stdin.extend_from_slice(b"end\n");
-    let operation = format!("write {} file(s)", files.len());
+    // A batch that stops half-way (a full disk) names its file when it has one.
+    let operation = match files {
+        [one] => format!("write {}", one.path),
+        _ => format!("write {} file(s)", files.len()),
+    };
     let out = super::run_ok(transport, &args, Stdin::Bytes(&stdin), &operation).await?;
     parse_answers(&out.stdout, files.len()).map_err(|detail| TransportError::Remote {
         host: transport.host().to_string(),

@@ -27,6 +27,10 @@ failed=
 # Temp files not yet renamed, removed if the script stops half-way.
 pending=
 trap 'if [ -n "$pending" ]; then IFS=$nl; set -f; rm -f -- $pending; fi' EXIT
+# A dead connection closes our output (SIGPIPE) or hangs up: the cleanup above must still run
+# (as in write.sh).
+trap '' PIPE
+trap 'exit 1' HUP INT TERM
 cut_off() {
   echo "cairn-write-batch: $1" >&2
   exit 1
@@ -54,7 +58,7 @@ while [ $# -ge 4 ]; do
   set +C
   pending="$pending$tmp$nl"
   # GNU head reads no more than it was asked for, so the next record stays on stdin.
-  head -c "$size" > "$tmp" || cut_off "cannot write $tmp"
+  head -c "$size" > "$tmp" || cut_off "cannot write $dest (left as it was)"
   entries="$entries$tmp$tab$dest$nl"
   if [ -n "$owner$group" ]; then owners="$owners$owner:$group$tab$tmp$nl"; fi
   if [ -n "$mode" ]; then modes="$modes$mode$tab$tmp$nl"; fi
