@@ -1,6 +1,7 @@
 //! End-to-end over real SSH on `cairn lab` hosts (systemd-nspawn Debian containers): the real
-//! binary applies files and dirs to three hosts; the next plan is empty and costs one connection
-//! and one remote command per host; hand edits on one host show as a diff for that host only and
+//! binary applies files and dirs to three hosts in a few remote commands per host (batched per
+//! wave, however many files); the next plan is empty and costs one connection and one remote
+//! command per host; hand edits on one host show as a diff for that host only and
 //! are repaired; bytes arrive exactly; a host that is down fails alone; a changed host key is
 //! refused; a non-root user works through sudo (`become`).
 //!
@@ -54,10 +55,15 @@ fn apply_plan_drift_repair_on_three_hosts() {
     let dir = lab.dir();
     write_spec(&lab, &spec(""));
 
-    let apply = cairn(dir, &["apply", "--auto-approve"]);
+    let apply = cairn(dir, &["apply", "--auto-approve", "--verbose"]);
     assert_eq!(apply.code, 0);
     assert!(apply.stdout.contains("Plan: 75 to create, 0 to change, 0 to delete."), "{}", apply.stdout);
     assert!(apply.stdout.contains("Apply complete: 75 changed, 0 unchanged, 0 failed, 0 skipped."));
+    // Two waves per host (the dirs, then the files in them), each one re-probe and one write;
+    // plus the lock, the plan's probe, the manifest and the unlock: not one command per file.
+    for node in ["node1", "node2", "node3"] {
+        assert!(apply.commands(node) <= 8, "{node}: {} remote commands for 25 creations\n{}", apply.commands(node), apply.stderr);
+    }
 
     // Byte for byte, and nothing was executed from the content.
     for node in ["node1", "node2", "node3"] {
@@ -91,6 +97,26 @@ fn apply_plan_drift_repair_on_three_hosts() {
     let repair = cairn(dir, &["apply", "--auto-approve"]);
     assert_eq!(repair.code, 0);
     assert!(repair.stdout.contains("Apply complete: 2 changed, 73 unchanged, 0 failed, 0 skipped."), "{}", repair.stdout);
+    assert_eq!(cairn(dir, &["plan", "--detailed-exitcode"]).code, 0);
+
+    // A converge of 20 file changes per host (a new variable in 19 templates, new bytes for the
+    // 20th) costs a constant number of remote commands per host, not a few per file.
+    std::fs::write(dir.join("cairn.toml"), spec("").replace("cluster = \"e2e\"", "cluster = \"e2e-two\"")).unwrap();
+    std::fs::write(dir.join("nasty.bin"), [NASTY, b" two"].concat()).unwrap();
+    let converge = cairn(dir, &["apply", "--auto-approve", "--verbose"]);
+    assert_eq!(converge.code, 0);
+    assert!(converge.stdout.contains("Apply complete: 60 changed, 15 unchanged, 0 failed, 0 skipped."), "{}", converge.stdout);
+    for node in ["node1", "node2", "node3"] {
+        assert!(
+            converge.commands(node) <= 8,
+            "{node}: {} remote commands for 20 file changes\n{}",
+            converge.commands(node),
+            converge.stderr
+        );
+        assert!(lab.ssh_ok(node, &["cat", "/srv/e2e/d2/f7.conf"]).starts_with(&format!("file 7 of e2e-two on {node} (")));
+        let left = lab.ssh_ok(node, &["find", "/srv/e2e", "-name", ".cairn-tmp.*"]);
+        assert!(left.is_empty(), "temp files left on {node}: {left}");
+    }
     assert_eq!(cairn(dir, &["plan", "--detailed-exitcode"]).code, 0);
 
     // No ssh process of this run outlives it.

@@ -443,13 +443,6 @@ version_command = ["/usr/local/bin/etcd", "--version"]
     )
 }
 
-/// "N remote command(s)" for `host` from `--verbose` stats.
-fn commands(stderr: &str, host: &str) -> u64 {
-    let line = stderr.lines().find(|l| l.starts_with(&format!("{host}: "))).unwrap_or_else(|| panic!("no stats for {host}:\n{stderr}"));
-    let n = line.split(", ").nth(1).and_then(|s| s.split(' ').next()).and_then(|s| s.parse().ok());
-    n.unwrap_or_else(|| panic!("unreadable stats line {line:?}"))
-}
-
 #[test]
 fn lab_push_two_members_to_three_hosts_then_repair_one() {
     let lab = lab::Lab::up("kinds_binary", 3);
@@ -475,7 +468,7 @@ fn lab_push_two_members_to_three_hosts_then_repair_one() {
     assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
     assert!(again.stdout.contains("No changes. 3 resource instances on 3 hosts match the spec."), "{}", again.stdout);
     for node in ["node1", "node2", "node3"] {
-        assert_eq!(commands(&again.stderr, node), 1, "a no-change plan is one command per host:\n{}", again.stderr);
+        assert_eq!(again.commands(node), 1, "a no-change plan is one command per host:\n{}", again.stderr);
     }
 
     // Drift by hand on node2 only.
@@ -492,8 +485,8 @@ fn lab_push_two_members_to_three_hosts_then_repair_one() {
     assert_eq!(repair.code, 0, "{}{}", repair.stdout, repair.stderr);
     assert!(repair.stdout.contains("Apply complete: 1 changed, 2 unchanged"), "{}", repair.stdout);
     // Every host: lock, the plan's probe, unlock. node2 also: re-probe, one upload (etcdctl only).
-    assert_eq!((commands(&repair.stderr, "node1"), commands(&repair.stderr, "node3")), (3, 3), "{}", repair.stderr);
-    assert_eq!(commands(&repair.stderr, "node2"), 5, "{}", repair.stderr);
+    assert_eq!((repair.commands("node1"), repair.commands("node3")), (3, 3), "{}", repair.stderr);
+    assert_eq!(repair.commands("node2"), 5, "{}", repair.stderr);
     assert_eq!(lab.ssh_ok("node2", &["sha256sum", "/usr/local/bin/etcd", "/usr/local/bin/etcdctl"]), want);
     let last = cairn(dir, &["plan", "--detailed-exitcode"]);
     assert_eq!(last.code, 0, "{}{}", last.stdout, last.stderr);

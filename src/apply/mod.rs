@@ -1,8 +1,11 @@
-//! Executing a plan: hosts in parallel (at most `parallelism` at once), each host's instances one
-//! at a time in dependency order, except that a `start = "together"` unit is launched on all its
-//! hosts at once (see `Scheduler`); a unit learns which of its dependencies changed in this
-//! apply (for `restart_on`); every change re-reads its instance's state right before acting
-//! (a plan can be stale); a failure skips everything that depends on it while the rest of the run
+//! Executing a plan: hosts in parallel (at most `parallelism` at once), each host's instances in
+//! waves of dependency order — everything ready on a host at the same moment goes together, so
+//! a host's remote commands grow with its waves, not with its resources — except that a
+//! `start = "together"` unit is launched on all its hosts at once and a cluster's guarded or
+//! membership steps go alone (see `Scheduler`); a unit learns which of its dependencies changed
+//! in this apply (for `restart_on`); a wave re-reads its instances' state in one probe right
+//! before acting (a plan can be stale) and writes the files they stage in one remote command
+//! (see `apply_wave`); a failure skips everything that depends on it while the rest of the run
 //! goes on. Removals of what the spec no longer has run first on each host (units stop before
 //! their files go, directories after what was in them). Progress goes to a [`Reporter`]; the
 //! result is an [`ApplyReport`], partial or not.
@@ -21,7 +24,7 @@ use crate::resource::Desired;
 use crate::resource::removal::Orphan;
 use crate::spec::ResourceId;
 use crate::state::manifest::Manifest;
-use crate::transport::{SharedTransport, Transport};
+use crate::transport::Transport;
 
 /// Knobs for a run.
 #[derive(Debug, Clone, Copy)]
@@ -119,8 +122,9 @@ enum State {
 
 /// Decides which instances start next. Pure bookkeeping, so it is tested without hosts.
 ///
-/// One instance per host at a time, at most `parallelism` busy hosts, an instance only once all
-/// its dependencies succeeded. A resource whose instances must start together (`start =
+/// One wave per host at a time (every instance of the host that is ready, launched together),
+/// at most `parallelism` busy hosts, an instance only once all its dependencies succeeded. A
+/// `solo` instance (a cluster's guarded or membership step) is a wave of its own. A resource whose instances must start together (`start =
 /// "together"` units) is launched as one group, on all its hosts at the same moment, once every
 /// pending member is ready and every member's host is idle; while it waits for busy hosts,
 /// nothing else is started on its hosts, and the group itself ignores the parallelism bound.
@@ -137,6 +141,8 @@ struct Scheduler<'g> {
     grouped: Vec<bool>,
     /// Extra dependencies of a rolling restart: earlier batches and their checks.
     gates: Vec<BTreeSet<usize>>,
+    /// `solo[i]`: instance `i` never shares its wave.
+    solo: Vec<bool>,
 }
 
 impl<'g> Scheduler<'g> {
@@ -158,7 +164,18 @@ impl<'g> Scheduler<'g> {
             groups,
             grouped,
             gates,
+            solo: vec![false; graph.instances.len()],
         }
+    }
+
+    /// Makes each of `solo` a wave of its own.
+    fn with_solo(mut self, solo: impl IntoIterator<Item = usize>) -> Self {
+        for i in solo {
+            if let Some(s) = self.solo.get_mut(i) {
+                *s = true;
+            }
+        }
+        self
     }
 
     /// Everything `i` waits for: its graph dependencies and its rolling gates.
@@ -180,9 +197,16 @@ impl<'g> Scheduler<'g> {
         picked.push(i);
     }
 
-    /// Marks the instances to start now as running (their hosts busy) and returns them.
+    /// [`Scheduler::waves`], flattened.
+    #[cfg(test)]
     fn pick(&mut self) -> Vec<usize> {
-        let mut picked = Vec::new();
+        self.waves().into_iter().flatten().collect()
+    }
+
+    /// Marks the instances to start now as running (their hosts busy) and returns them, one
+    /// wave per host (a start-together member is a wave of its own).
+    fn waves(&mut self) -> Vec<Vec<usize>> {
+        let mut waves = Vec::new();
         let mut reserved: BTreeSet<&str> = BTreeSet::new();
         let groups: Vec<Vec<usize>> = self.groups.values().cloned().collect();
         for members in groups {
@@ -195,7 +219,9 @@ impl<'g> Scheduler<'g> {
                 continue;
             }
             for i in pending {
-                self.launch(i, &mut picked);
+                let mut wave = Vec::new();
+                self.launch(i, &mut wave);
+                waves.push(wave);
             }
         }
         for i in 0..self.graph.instances.len() {
@@ -209,9 +235,20 @@ impl<'g> Scheduler<'g> {
             if self.busy.contains(host) || reserved.contains(host) {
                 continue;
             }
-            self.launch(i, &mut picked);
+            let mut wave = Vec::new();
+            self.launch(i, &mut wave);
+            if !self.solo[i] {
+                // Everything else ready on this host now: none depends on another (each one's
+                // dependencies all succeeded already), so they may go in one round trip.
+                for j in i + 1..self.graph.instances.len() {
+                    if self.host(j) == host && self.ready(j) && !self.grouped[j] && !self.solo[j] {
+                        self.launch(j, &mut wave);
+                    }
+                }
+            }
+            waves.push(wave);
         }
-        picked
+        waves
     }
 
     /// Frees the instance's host.
@@ -253,9 +290,10 @@ pub async fn apply(
         .collect();
     let mut gates = rolling_gates(graph, &rolling, &plan.clusters, &planned);
     cluster_gates(graph, &member_changes, &mut gates);
-    let mut sched = Scheduler::new(graph, options.parallelism, gates, &rolling);
+    let solo = member_changes.keys().chain(guarded.keys()).copied().collect::<Vec<_>>();
+    let mut sched = Scheduler::new(graph, options.parallelism, gates, &rolling).with_solo(solo);
     let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
-    let mut tasks: tokio::task::JoinSet<(usize, Outcome)> = tokio::task::JoinSet::new();
+    let mut tasks: tokio::task::JoinSet<Vec<(usize, Outcome)>> = tokio::task::JoinSet::new();
 
     loop {
         // Settle everything that needs no remote work, until nothing more settles.
@@ -270,52 +308,65 @@ pub async fn apply(
             }
         }
 
-        // Start ready changes on idle hosts, within the parallelism bound (groups together).
-        for i in sched.pick() {
-            let host = graph.instances[i].id.host.clone();
+        // Start ready changes on idle hosts, a wave per host, within the parallelism bound
+        // (groups together).
+        for wave in sched.waves() {
+            let Some(&first) = wave.first() else { continue };
+            let host = graph.instances[first].id.host.clone();
             let Some(Ok(transport)) = connections.get(&host).cloned() else {
-                sched.done(i);
-                let o = Outcome::Failed(format!("{host}: not connected"));
-                finish(&mut sched.state, &mut outcomes, &*reporter, graph, i, o, false);
+                for i in wave {
+                    sched.done(i);
+                    let o = Outcome::Failed(format!("{host}: not connected"));
+                    finish(&mut sched.state, &mut outcomes, &*reporter, graph, i, o, false);
+                }
                 continue;
             };
-            let action = planned.get(&i).map_or(Action::NoOp, |p| p.0);
-            reporter.started(&graph.instances[i].id, action);
-            // Dependencies on this host that changed something in this apply.
-            let changed: Vec<ResourceId> = graph.deps[i]
-                .iter()
-                .filter(|&&j| graph.instances[j].id.host == host && matches!(outcomes[j], Some(Outcome::Done(_))))
-                .map(|&j| graph.instances[j].id.resource.clone())
+            // Each instance with the dependencies on this host that changed something in this
+            // apply.
+            let wave: Vec<(usize, Vec<ResourceId>)> = wave
+                .into_iter()
+                .map(|i| {
+                    reporter.started(&graph.instances[i].id, planned.get(&i).map_or(Action::NoOp, |p| p.0));
+                    let changed = graph.deps[i]
+                        .iter()
+                        .filter(|&&j| graph.instances[j].id.host == host && matches!(outcomes[j], Some(Outcome::Done(_))))
+                        .map(|&j| graph.instances[j].id.resource.clone())
+                        .collect();
+                    (i, changed)
+                })
                 .collect();
             let graph = Arc::clone(graph);
-            let member_change = member_changes.get(&i).cloned();
-            let guard = guarded.get(&i).cloned();
+            let member_change = member_changes.get(&first).cloned();
+            let guard = guarded.get(&first).cloned();
             let connections = connections.clone();
             tasks.spawn(async move {
                 let outcome = match (member_change, guard) {
-                    (Some(change), _) => cluster::apply_member(&graph, i, &change, &connections).await,
+                    (Some(change), _) => cluster::apply_member(&graph, first, &change, &connections).await,
                     (None, Some(k)) => match cluster::before_disruption(&graph, &k, &host, &connections).await {
                         Err(e) => Outcome::Failed(e.to_string()),
-                        Ok(first) => match apply_instance(&graph, i, transport, &changed).await {
-                            Outcome::Done(done) => match cluster::after_disruption(&graph, &k, &host, &connections).await {
+                        Ok(first) => match apply_wave(&graph, &wave, transport.as_ref()).await.pop() {
+                            Some((_, Outcome::Done(done))) => match cluster::after_disruption(&graph, &k, &host, &connections).await {
                                 Err(e) => Outcome::Failed(format!("{done}; {e}")),
                                 Ok(after) => Outcome::Done([first, Some(done), after].into_iter().flatten().collect::<Vec<_>>().join("; ")),
                             },
-                            outcome => outcome,
+                            Some((_, outcome)) => outcome,
+                            None => Outcome::Failed("internal error: empty wave".into()),
                         },
                     },
-                    (None, None) => apply_instance(&graph, i, transport, &changed).await,
+                    (None, None) => return apply_wave(&graph, &wave, transport.as_ref()).await,
                 };
-                (i, outcome)
+                vec![(first, outcome)]
             });
         }
 
         let Some(joined) = tasks.join_next().await else { break };
         match joined {
-            Ok((i, outcome)) => {
-                sched.done(i);
-                let ok = outcome.is_ok();
-                finish(&mut sched.state, &mut outcomes, &*reporter, graph, i, outcome, ok);
+            Ok(results) => {
+                for (i, outcome) in results {
+                    sched.done(i);
+                    let ok = outcome.is_ok();
+                    finish(&mut sched.state, &mut outcomes, &*reporter, graph, i, outcome, ok);
+                }
             }
             Err(e) => {
                 // A panicked task cannot be attributed; report it on every running instance.
@@ -644,27 +695,78 @@ fn finish(
     outcomes[i] = Some(outcome);
 }
 
-/// Re-reads one instance, re-decides (with the dependencies on its host that changed in this
-/// apply), and acts on the fresh decision. A check just runs.
-async fn apply_instance(graph: &Graph, i: usize, transport: SharedTransport, changed: &[ResourceId]) -> Outcome {
-    let inst = &graph.instances[i];
-    if let Some(checked) = inst.desired.run_check(transport.as_ref()).await {
-        return match checked {
-            Ok(passed) => Outcome::Passed(passed),
-            Err(e) => Outcome::Failed(e.to_string()),
+/// Carries out one wave of a host: its checks just run; the rest is re-read in one probe and
+/// re-decided (each with the dependencies on its host that changed in this apply, see
+/// `changed`), and each acts on its fresh decision. The files the changes stage are written in
+/// one remote command, with one systemd reload for the unit files among them (see
+/// [`crate::resource::batch`]); then each staged change finishes (a unit starts) and each change
+/// that stages nothing applies itself. One outcome per instance, in wave order: a failure
+/// belongs to the instance that failed only.
+async fn apply_wave(graph: &Graph, wave: &[(usize, Vec<ResourceId>)], transport: &dyn Transport) -> Vec<(usize, Outcome)> {
+    let mut outcomes: BTreeMap<usize, Outcome> = BTreeMap::new();
+    let mut changes = Vec::new();
+    for (i, changed) in wave {
+        let outcome = match graph.instances[*i].desired.run_check(transport).await {
+            Some(Ok(passed)) => Outcome::Passed(passed),
+            Some(Err(e)) => Outcome::Failed(e.to_string()),
+            None => {
+                changes.push((*i, changed));
+                continue;
+            }
         };
+        outcomes.insert(*i, outcome);
     }
-    let facts = match probe(graph, &[i], transport.as_ref()).await {
-        Ok(f) => f,
-        Err(e) => return Outcome::Failed(format!("re-reading state: {e}")),
-    };
-    let decision = inst.desired.with_changed_deps(inst.decide(&facts), changed, false);
-    match decision.action {
-        Action::NoOp => return Outcome::Unchanged(format!("already up to date when re-checked ({})", decision.reason)),
-        Action::Conflict => return Outcome::Failed(decision.reason.to_string()),
-        _ => {}
+    let wanted: Vec<usize> = changes.iter().map(|(i, _)| *i).collect();
+    let facts = if wanted.is_empty() { None } else { Some(probe(graph, &wanted, transport).await) };
+    let mut staged = Vec::new();
+    let mut direct = Vec::new();
+    for (i, changed) in changes {
+        let facts = match &facts {
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                outcomes.insert(i, Outcome::Failed(format!("re-reading state: {e}")));
+                continue;
+            }
+            None => continue,
+        };
+        let desired = &graph.instances[i].desired;
+        let decision = desired.with_changed_deps(graph.instances[i].decide(facts), changed, false);
+        let outcome = match decision.action {
+            Action::NoOp => Outcome::Unchanged(format!("already up to date when re-checked ({})", decision.reason)),
+            Action::Conflict => Outcome::Failed(decision.reason.to_string()),
+            _ => match desired.stage(&decision).await {
+                Ok(Some(stage)) => {
+                    staged.push((i, decision, stage));
+                    continue;
+                }
+                Ok(None) => {
+                    direct.push((i, decision));
+                    continue;
+                }
+                Err(e) => Outcome::Failed(e.to_string()),
+            },
+        };
+        outcomes.insert(i, outcome);
     }
-    match inst.desired.apply(transport.as_ref(), &decision).await {
+    let stages: Vec<&crate::resource::batch::Staged> = staged.iter().map(|(_, _, s)| s).collect();
+    let written = crate::resource::batch::write_staged(transport, &stages).await;
+    for ((i, decision, _), written) in staged.iter().zip(written) {
+        let result = match written {
+            Ok(()) => graph.instances[*i].desired.apply_staged(transport, decision).await,
+            Err(e) => Err(e),
+        };
+        outcomes.insert(*i, done_or_failed(result, decision));
+    }
+    for (i, decision) in direct {
+        let result = graph.instances[i].desired.apply(transport, &decision).await;
+        outcomes.insert(i, done_or_failed(result, &decision));
+    }
+    wave.iter().map(|(i, _)| (*i, outcomes.remove(i).unwrap_or_else(|| Outcome::Failed("internal error: no outcome".into())))).collect()
+}
+
+/// The outcome of carrying out `decision`.
+fn done_or_failed(result: Result<(), crate::resource::ApplyError>, decision: &crate::resource::Decision) -> Outcome {
+    match result {
         Ok(()) => Outcome::Done(decision.reason.to_string()),
         Err(e) => Outcome::Failed(e.to_string()),
     }
@@ -722,7 +824,9 @@ restart_on = ["file.cfg"]
 
     #[test]
     fn together_group_waits_until_every_member_is_ready_and_reserves_busy_hosts() {
-        let g = graph(&format!("{TOGETHER}\n[file.other]\nhosts = [\"h3\"]\npath = \"/etc/other\"\ncontent = \"y\"\n"));
+        // file.other waits for file.cfg, so it is ready just when the group is.
+        let g =
+            graph(&format!("{TOGETHER}\n[file.other]\nhosts = [\"h3\"]\npath = \"/etc/other\"\ncontent = \"y\"\nafter = [\"file.cfg\"]\n"));
         let mut s = Scheduler::new(&g, 10, Vec::new(), &BTreeSet::new());
         let first = s.pick();
         assert_eq!(names(&g, &first), vec!["file.cfg on h1", "file.cfg on h2", "file.cfg on h3"]);
@@ -760,6 +864,7 @@ after = ["file.first"]
 hosts = ["h1"]
 path = "/etc/later"
 content = "y"
+after = ["file.first"]
 "#,
         );
         let mut s = Scheduler::new(&g, 10, Vec::new(), &BTreeSet::new());
@@ -775,6 +880,45 @@ content = "y"
         assert_eq!(names(&g, &picked), vec!["unit.demo on h1", "unit.demo on h2"]);
         finish_all(&mut s, &picked);
         assert_eq!(names(&g, &s.pick()), vec!["file.later on h1"]);
+    }
+
+    #[test]
+    fn everything_ready_on_a_host_goes_in_one_wave_and_solo_instances_alone() {
+        let g = graph(
+            r#"
+[dir.d]
+path = "/etc/d"
+[file.a]
+path = "/etc/d/a"
+content = "a"
+[file.b]
+path = "/etc/d/b"
+content = "b"
+[file.c]
+hosts = ["h1"]
+path = "/etc/c"
+content = "c"
+"#,
+        );
+        let id = |s: &str| g.instances.iter().position(|x| x.id.to_string() == s).unwrap();
+        let mut s = Scheduler::new(&g, 10, Vec::new(), &BTreeSet::new()).with_solo([id("file.c on h1")]);
+        let first = s.waves();
+        let first_names: Vec<Vec<String>> = first.iter().map(|w| names(&g, w)).collect();
+        assert_eq!(first_names, vec![vec!["dir.d on h1"], vec!["dir.d on h2"], vec!["dir.d on h3"]], "file.c waits for h1's wave");
+        for w in &first {
+            finish_all(&mut s, w);
+        }
+        let second = s.waves();
+        let second_names: Vec<Vec<String>> = second.iter().map(|w| names(&g, w)).collect();
+        assert_eq!(
+            second_names,
+            vec![vec!["file.a on h1", "file.b on h1"], vec!["file.a on h2", "file.b on h2"], vec!["file.a on h3", "file.b on h3"]],
+            "the files below the dir go together; the solo one is not part of that"
+        );
+        for w in &second {
+            finish_all(&mut s, w);
+        }
+        assert_eq!(names(&g, &s.pick()), vec!["file.c on h1"]);
     }
 
     #[test]

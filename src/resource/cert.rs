@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use time::OffsetDateTime;
 
+use super::batch::Staged;
 use super::ca::{
     CertInfo, Issued, LeafRequest, LoadedCa, San, SecretPem, inspect, issue, issued_by, same_public_key, spki_of_public_key_pem,
 };
@@ -25,13 +26,13 @@ use super::probe::ProbeError;
 use super::removal::Claims;
 use super::{
     Action, ApplyError, AttrChange, Decision, HostFacts, KeyFact, PathFact, PathKind, ProbeRequest, Reason, Replacing, ResourceKind,
-    fix_attrs, run_checked,
+    fix_attrs,
 };
 use crate::hash::sha256_hex;
 use crate::spec::{CaSource, CaSpec, CertSpec, Diagnostic, Duration, Kind, ResourceId, TemplateText, Usage, check_san, san_error};
 use crate::state::manifest::Owned;
 use crate::state::pki::{CaFiles, CaStore};
-use crate::transport::{Content, FileAttrs, Transport, argv, write_file_atomic};
+use crate::transport::{Content, FileAttrs, FileWrite, Transport, argv, write_file_atomic};
 
 /// The attribute of a creation that lists the folders it makes (recorded in the manifest, so
 /// `destroy` removes them).
@@ -404,7 +405,11 @@ impl DesiredCert {
         joined.map_err(|e| ApplyError::Failed(format!("CA task failed: {e}")))?.map_err(|e| ApplyError::Failed(e.to_string()))
     }
 
-    async fn issue_and_write(&self, transport: &dyn Transport) -> Result<(), ApplyError> {
+    /// Issues a new certificate (and makes the CA, the first time) and stages the directories
+    /// and the files that carry it: the key first, so its content is never visible to anyone
+    /// else (its temp file is 0600 and chowned before the rename) and a half-done apply is seen
+    /// next time as a mismatch.
+    async fn issue_staged(&self) -> Result<Staged, ApplyError> {
         let ca = self.load_ca().await?;
         let req = self.leaf.clone();
         let ca_pem = ca.cert_pem.clone();
@@ -420,19 +425,25 @@ impl DesiredCert {
             .collect();
         dirs.sort();
         dirs.dedup();
+        let mut commands = Vec::new();
         if !dirs.is_empty() {
             let mut cmd = argv(&["mkdir", "-p", "--"]);
             cmd.extend(dirs);
-            run_checked(transport, &cmd).await?;
+            commands.push(cmd);
         }
-        // The key first: its temp file is 0600 and chowned before the rename, so its content is
-        // never visible to anyone else, and a half-done apply is seen next time as a mismatch.
-        write_file_atomic(transport, &self.key_path, Content::Bytes(issued.key_pem.expose_bytes()), &self.attrs(KEY_MODE)).await?;
-        write_file_atomic(transport, &self.cert_path, Content::Bytes(issued.cert_pem.as_bytes()), &self.attrs(CERT_MODE)).await?;
+        let write = |path: &str, content: &[u8], mode: u32| FileWrite {
+            path: path.to_string(),
+            content: content.to_vec(),
+            attrs: self.attrs(mode),
+        };
+        let mut files = vec![
+            write(&self.key_path, issued.key_pem.expose_bytes(), KEY_MODE),
+            write(&self.cert_path, issued.cert_pem.as_bytes(), CERT_MODE),
+        ];
         if let Some(ca_path) = &self.ca_path {
-            write_file_atomic(transport, ca_path, Content::Bytes(ca_pem.as_bytes()), &self.attrs(CERT_MODE)).await?;
+            files.push(write(ca_path, ca_pem.as_bytes(), CERT_MODE));
         }
-        Ok(())
+        Ok(Staged { commands, files, daemon_reload: false })
     }
 }
 
@@ -522,9 +533,17 @@ impl ResourceKind for DesiredCert {
     }
 
     /// Carries out a decision made by [`DesiredCert::diff`].
+    /// A new or replaced certificate is issued here, then written with the wave's files.
+    async fn stage(&self, decision: &Decision) -> Result<Option<Staged>, ApplyError> {
+        match decision.action {
+            Action::Create | Action::Replace => self.issue_staged().await.map(Some),
+            _ => Ok(None),
+        }
+    }
+
     async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
-        if matches!(decision.action, Action::Create | Action::Replace) {
-            return self.issue_and_write(transport).await;
+        if let Some(staged) = self.stage(decision).await? {
+            return super::batch::run_alone(transport, &staged).await;
         }
         let mut ca_pem: Option<String> = None;
         for file in ["key", "cert", "ca"] {

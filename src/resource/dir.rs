@@ -1,7 +1,10 @@
 //! `dir`: a directory with mode and (optionally) owner and group. Parents are created as needed.
 
+use super::batch::Staged;
 use super::removal::{Orphan, Removal};
-use super::{Action, ApplyError, AttrChange, Decision, HostFacts, PathFact, PathKind, ResourceKind, attr_changes, fix_attrs, run_checked};
+use super::{
+    Action, ApplyError, AttrChange, Decision, HostFacts, PathFact, PathKind, ResourceKind, attr_changes, attr_commands, run_checked,
+};
 use crate::spec::{Diagnostic, DirSpec, Kind, TemplateText};
 use crate::state::manifest::{Owned, OwnedDir};
 use crate::transport::{Transport, argv};
@@ -95,11 +98,25 @@ impl ResourceKind for DesiredDir {
 
     /// Carries out a decision made by [`DesiredDir::diff_at`].
     async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
+        super::batch::run_all(transport, &self.commands(decision)).await
+    }
+
+    /// mkdir, chown and chmod go with the other short commands of the wave.
+    async fn stage(&self, decision: &Decision) -> Result<Option<Staged>, ApplyError> {
+        Ok(Some(Staged::commands(self.commands(decision))))
+    }
+}
+
+impl DesiredDir {
+    /// The commands carrying out `decision`: make the directory, then set what it manages.
+    fn commands(&self, decision: &Decision) -> Vec<Vec<String>> {
+        let mut commands = Vec::new();
         if decision.action == Action::Create {
-            run_checked(transport, &argv(&["mkdir", "-p", "--", &self.path])).await?;
+            commands.push(argv(&["mkdir", "-p", "--", &self.path]));
         }
         let attrs: Vec<AttrChange> = decision.attrs.iter().filter(|a| a.name != "mode" || a.after.is_some()).cloned().collect();
-        fix_attrs(transport, &self.path, &attrs).await
+        commands.extend(attr_commands(&self.path, &attrs));
+        commands
     }
 }
 

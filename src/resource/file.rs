@@ -1,15 +1,16 @@
 //! `file`: a file with exact content, mode and (optionally) owner and group. Written atomically;
 //! an attribute-only drift is fixed with chmod/chown without rewriting the content.
 
+use super::batch::Staged;
 use super::removal::{Orphan, Removal};
 use super::{
     Action, ApplyError, AttrChange, ContentChange, Decision, HostFacts, PathFact, PathKind, Reason, Replacing, ResourceKind, attr_changes,
-    fix_attrs, run_checked,
+    attr_commands, fix_attrs, run_checked,
 };
 use crate::hash::sha256_hex;
 use crate::spec::{ContentSource, Diagnostic, FileSpec, Kind, TemplateText};
 use crate::state::manifest::{Owned, OwnedFile, OwnedFiles};
-use crate::transport::{Content, FileAttrs, Transport, write_file_atomic};
+use crate::transport::{Content, FileAttrs, FileWrite, Transport, write_file_atomic};
 
 /// Default mode of a managed file.
 pub const DEFAULT_MODE: u32 = 0o644;
@@ -61,6 +62,11 @@ impl DesiredFile {
             group: spec.group.as_ref().map(|g| g.value.clone()),
             sensitive: spec.sensitive,
         }
+    }
+
+    /// Mode, owner and group to write the file with.
+    fn attrs(&self) -> FileAttrs {
+        FileAttrs { mode: Some(self.mode), owner: self.owner.clone(), group: self.group.clone() }
     }
 
     fn new_attrs(&self) -> Vec<AttrChange> {
@@ -168,12 +174,21 @@ impl ResourceKind for DesiredFile {
     /// Carries out a decision made by [`DesiredFile::diff_at`].
     async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
         if decision.content.is_some() {
-            let attrs = FileAttrs { mode: Some(self.mode), owner: self.owner.clone(), group: self.group.clone() };
-            write_file_atomic(transport, &self.path, Content::Bytes(&self.content), &attrs).await?;
+            write_file_atomic(transport, &self.path, Content::Bytes(&self.content), &self.attrs()).await?;
             Ok(())
         } else {
             fix_attrs(transport, &self.path, &decision.attrs).await
         }
+    }
+
+    /// A content change is one file of its wave's batched write; an attribute-only fix is a
+    /// chmod/chown among the wave's batched commands (the content is not rewritten).
+    async fn stage(&self, decision: &Decision) -> Result<Option<Staged>, ApplyError> {
+        if decision.content.is_none() {
+            return Ok(Some(Staged::commands(attr_commands(&self.path, &decision.attrs))));
+        }
+        let file = FileWrite { path: self.path.clone(), content: self.content.clone(), attrs: self.attrs() };
+        Ok(Some(Staged { files: vec![file], ..Staged::default() }))
     }
 }
 

@@ -5,6 +5,7 @@
 //! ([`super::removal::Removal`]). The engine only ever calls these methods; most have defaults,
 //! so a kind states only what it has.
 
+use super::batch::Staged;
 use super::removal::Claims;
 use super::{ApplyError, Decision, HostFacts, ProbeRequest};
 use crate::spec::{Kind, ResourceId};
@@ -56,6 +57,21 @@ pub trait ResourceKind: Send + Sync {
 
     /// Carries out `decision` on the host.
     async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError>;
+
+    /// The files carrying out `decision` writes, when the executor may write them together with
+    /// the others of the host's wave (one remote command for the whole wave, see
+    /// [`super::batch`]); [`ResourceKind::apply_staged`] then does the rest. `None` (the
+    /// default): [`ResourceKind::apply`] does everything. An error (e.g. a certificate that
+    /// cannot be issued) fails the instance before anything is written.
+    async fn stage(&self, _decision: &Decision) -> Result<Option<Staged>, ApplyError> {
+        Ok(None)
+    }
+
+    /// Carries out the rest of `decision` once the files of [`ResourceKind::stage`] are written
+    /// (and systemd reloaded, when the stage asked for it).
+    async fn apply_staged(&self, _transport: &dyn Transport, _decision: &Decision) -> Result<(), ApplyError> {
+        Ok(())
+    }
 
     /// For a kind that checks rather than changes (`check`): runs the check, with no re-read
     /// before, and returns what passed. `None` for every kind that changes state.

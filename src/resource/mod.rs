@@ -6,6 +6,7 @@
 //! for the manifest, and removes what it owned once it leaves the spec ([`removal::Removal`]).
 //! Knows nothing of rendering plans or of the CLI.
 
+pub mod batch;
 pub mod binary;
 pub mod ca;
 pub mod cert;
@@ -346,9 +347,15 @@ pub(crate) async fn run_checked(transport: &dyn Transport, argv: &[String]) -> R
 
 /// Sets mode, owner and group of an existing path, for attribute-only changes.
 pub(crate) async fn fix_attrs(transport: &dyn Transport, path: &str, attrs: &[AttrChange]) -> Result<(), ApplyError> {
+    batch::run_all(transport, &attr_commands(path, attrs)).await
+}
+
+/// The chown and chmod commands that set the mode, owner and group `attrs` want on `path`.
+pub(crate) fn attr_commands(path: &str, attrs: &[AttrChange]) -> Vec<Vec<String>> {
     let wanted = |name: &str| attrs.iter().find(|a| a.name == name).and_then(|a| a.after.clone());
     let owner = wanted("owner");
     let group = wanted("group");
+    let mut commands = Vec::new();
     if owner.is_some() || group.is_some() {
         // `chown user:` would also change the group to the user's login group, so spell out only
         // what is managed.
@@ -358,10 +365,10 @@ pub(crate) async fn fix_attrs(transport: &dyn Transport, path: &str, attrs: &[At
             (None, Some(g)) => format!(":{g}"),
             (None, None) => String::new(),
         };
-        run_checked(transport, &crate::transport::argv(&["chown", "--", &spec, path])).await?;
+        commands.push(crate::transport::argv(&["chown", "--", &spec, path]));
     }
     if let Some(mode) = wanted("mode") {
-        run_checked(transport, &crate::transport::argv(&["chmod", "--", &mode, path])).await?;
+        commands.push(crate::transport::argv(&["chmod", "--", &mode, path]));
     }
-    Ok(())
+    commands
 }

@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::batch::Staged;
 use super::probe::ProbeError;
 use super::removal::{Claims, Orphan, Removal};
 use super::{
@@ -25,7 +26,7 @@ use super::{
 use crate::hash::sha256_hex;
 use crate::spec::{ContentSource, Diagnostic, Kind, ResourceId, StartMode, TemplateText, UnitSpec, UnitState};
 use crate::state::manifest::{Owned, OwnedUnit};
-use crate::transport::{Content, FileAttrs, Stdin, Transport, argv, write_file_atomic};
+use crate::transport::{FileAttrs, FileWrite, Stdin, Transport, argv};
 
 /// Where unit files are written.
 pub const UNIT_DIR: &str = "/etc/systemd/system";
@@ -614,18 +615,40 @@ impl ResourceKind for DesiredUnit {
 
     /// Carries out a decision made by [`DesiredUnit::diff`] (and [`DesiredUnit::with_changed_deps`]).
     async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
-        let wanted = |name: &str| decision.attrs.iter().find(|a| a.name == name).and_then(|a| a.after.clone());
-        let mut reload = wanted(ATTR_RELOAD).is_some();
-        if let (Some(_), Some(bytes)) = (&decision.content, &self.content) {
-            let attrs = FileAttrs { mode: Some(0o644), owner: Some("root".into()), group: Some("root".into()) };
-            write_file_atomic(transport, &self.path, Content::Bytes(bytes), &attrs).await?;
-            reload = true;
-        } else {
-            fix_attrs(transport, &self.path, &decision.attrs).await?;
+        if let Some(staged) = self.stage(decision).await? {
+            // The unit file, then the reload.
+            super::batch::run_alone(transport, &staged).await?;
+            return self.after_reload(transport, decision, true).await;
         }
-        let mut fixed = false;
+        fix_attrs(transport, &self.path, &decision.attrs).await?;
+        let reload = decision.attrs.iter().any(|a| a.name == ATTR_RELOAD && a.after.is_some());
         if reload {
             self.systemctl(transport, &["daemon-reload"]).await?;
+        }
+        self.after_reload(transport, decision, reload).await
+    }
+
+    /// A new unit file is one file of its wave's batched write, and the wave reloads systemd
+    /// once for all its units.
+    async fn stage(&self, decision: &Decision) -> Result<Option<Staged>, ApplyError> {
+        let (Some(_), Some(bytes)) = (&decision.content, &self.content) else { return Ok(None) };
+        let attrs = FileAttrs { mode: Some(0o644), owner: Some("root".into()), group: Some("root".into()) };
+        let file = FileWrite { path: self.path.clone(), content: bytes.clone(), attrs };
+        Ok(Some(Staged { files: vec![file], daemon_reload: true, ..Staged::default() }))
+    }
+
+    async fn apply_staged(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
+        self.after_reload(transport, decision, true).await
+    }
+}
+
+impl DesiredUnit {
+    /// What follows the unit file and the reload (`reloaded`: systemd has just re-read its unit
+    /// files): enabling or disabling, then starting, restarting or stopping.
+    async fn after_reload(&self, transport: &dyn Transport, decision: &Decision, reloaded: bool) -> Result<(), ApplyError> {
+        let wanted = |name: &str| decision.attrs.iter().find(|a| a.name == name).and_then(|a| a.after.clone());
+        let mut fixed = false;
+        if reloaded {
             let loads = decision.attrs.iter().any(|a| a.name == ATTR_RELOAD && a.before.as_deref() == Some(NOT_LOADED));
             if loads {
                 // A unit without an [Install] section cannot be enabled: found out only now.

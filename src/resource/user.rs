@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use super::batch::Staged;
 use super::probe::ProbeError;
 use super::removal::{Claims, Orphan, Removal};
 use super::{Action, ApplyError, AttrChange, Decision, HostFacts, ProbeRequest, ResourceKind, run_checked};
@@ -183,8 +184,21 @@ impl ResourceKind for DesiredUser {
     /// Carries out a decision made by [`DesiredUser::diff`]: the group first, then `useradd`
     /// or `usermod`.
     async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
+        super::batch::run_all(transport, &self.commands(decision)).await
+    }
+
+    /// The group, then the account, with the other short commands of the wave.
+    async fn stage(&self, decision: &Decision) -> Result<Option<Staged>, ApplyError> {
+        Ok(Some(Staged::commands(self.commands(decision))))
+    }
+}
+
+impl DesiredUser {
+    /// The commands carrying out `decision`: make the primary group if missing, then add or
+    /// change the account.
+    fn commands(&self, decision: &Decision) -> Vec<Vec<String>> {
         let system = if self.system { "system" } else { "" };
-        run_checked(transport, &argv(&["sh", "-c", GROUP_SCRIPT, "cairn-group", &self.group, system])).await?;
+        let group = argv(&["sh", "-c", GROUP_SCRIPT, "cairn-group", &self.group, system]);
         let changed = |name: &str| decision.attrs.iter().find(|a| a.name == name).and_then(|a| a.after.clone());
         let mut cmd: Vec<String> = Vec::new();
         if decision.action == Action::Create {
@@ -224,7 +238,7 @@ impl ResourceKind for DesiredUser {
             }
         }
         cmd.extend(["--".into(), self.name.clone()]);
-        run_checked(transport, &cmd).await
+        vec![group, cmd]
     }
 }
 

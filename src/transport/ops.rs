@@ -1,7 +1,8 @@
 //! Host-side operations every transport gets for free, built only on [`Transport::run`]: atomic
-//! file writes (temp file in the same directory, owner and mode set, fsync, rename) and reading
-//! many files in one command. The scripts are fixed (`write.sh` and `read.sh` beside this file,
-//! compiled in with `include_str!`); paths and values travel as arguments.
+//! file writes (temp file in the same directory, owner and mode set, fsync, rename), one at a
+//! time or many in one command, and reading many files in one command. The scripts are fixed
+//! (`write.sh`, `write-batch.sh` and `read.sh` beside this file, compiled in with
+//! `include_str!`); paths and values travel as arguments, contents on stdin.
 
 use std::path::Path;
 
@@ -24,6 +25,16 @@ pub struct FileAttrs {
 /// destination as it was). See `write.sh`.
 const WRITE_SCRIPT: &str = include_str!("write.sh");
 
+/// Writes many files atomically in one command: arguments are `DEST MODE OWNER GROUP` per file,
+/// stdin a `SIZE` line and the bytes per file; one fsync pass for the temp files and one for the
+/// directories; a line `end` closes stdin; prints `ok` or `fail REASON` per file. See
+/// `write-batch.sh`.
+const WRITE_BATCH_SCRIPT: &str = include_str!("write-batch.sh");
+
+/// Runs groups of already-quoted command lines, each group until one fails; prints `ok` or
+/// `fail REASON` per group. See `run-batch.sh`.
+const RUN_BATCH_SCRIPT: &str = include_str!("run-batch.sh");
+
 /// Prints, for each argument, `-` if it is not a readable regular file, else its size on a line
 /// followed by exactly that many bytes (`read.sh`).
 const READ_SCRIPT: &str = include_str!("read.sh");
@@ -44,14 +55,6 @@ pub async fn write_file_atomic(
     content: Content<'_>,
     attrs: &FileAttrs,
 ) -> Result<(), TransportError> {
-    let mode = attrs.mode.map(|m| format!("{m:04o}")).unwrap_or_default();
-    let owner = attrs.owner.clone().unwrap_or_default();
-    let group = attrs.group.clone().unwrap_or_default();
-    let (owner, group) = match (owner.is_empty(), group.is_empty()) {
-        (false, true) => (owner, "root".to_string()),
-        (true, false) => ("root".to_string(), group),
-        _ => (owner, group),
-    };
     let (stdin, size) = match content {
         Content::Bytes(b) => (Stdin::Bytes(b), b.len() as u64),
         Content::File(p) => {
@@ -63,8 +66,106 @@ pub async fn write_file_atomic(
             (Stdin::File(p), size.len())
         }
     };
-    let args = argv(&["sh", "-c", WRITE_SCRIPT, "cairn-write", path, &mode, &owner, &group, &size.to_string()]);
+    let mut args = argv(&["sh", "-c", WRITE_SCRIPT, "cairn-write"]);
+    args.extend(write_args(path, attrs));
+    args.push(size.to_string());
     super::run_ok(transport, &args, stdin, &format!("write {path}")).await.map(|_| ())
+}
+
+/// The `DEST MODE OWNER GROUP` arguments of a write: an owner without a group (or the reverse)
+/// gets root for the other, as `chown` needs both.
+fn write_args(path: &str, attrs: &FileAttrs) -> [String; 4] {
+    let mode = attrs.mode.map(|m| format!("{m:04o}")).unwrap_or_default();
+    let owner = attrs.owner.clone().unwrap_or_default();
+    let group = attrs.group.clone().unwrap_or_default();
+    let (owner, group) = match (owner.is_empty(), group.is_empty()) {
+        (false, true) => (owner, "root".to_string()),
+        (true, false) => ("root".to_string(), group),
+        _ => (owner, group),
+    };
+    [path.to_string(), mode, owner, group]
+}
+
+/// One file of a batched write ([`write_files_atomic`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileWrite {
+    /// Absolute destination path.
+    pub path: String,
+    /// The exact bytes.
+    pub content: Vec<u8>,
+    /// Owner, group and mode set before the file becomes visible.
+    pub attrs: FileAttrs,
+}
+
+/// Writes every file of `files` atomically with one command (see [`write_file_atomic`] for one),
+/// each as its own temp file renamed over its destination, with one fsync pass for all the files
+/// and one for their directories. A file that cannot be written leaves its destination as it was
+/// and does not stop the others: the result has one entry per file, in order, `Err` with what
+/// the host said. The outer `Err` is for a batch that did not run (or ended half-way).
+pub async fn write_files_atomic(transport: &dyn Transport, files: &[FileWrite]) -> Result<Vec<Result<(), String>>, TransportError> {
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut args = argv(&["sh", "-c", WRITE_BATCH_SCRIPT, "cairn-write-batch"]);
+    let mut stdin = Vec::with_capacity(files.iter().map(|f| f.content.len() + 12).sum());
+    for f in files {
+        args.extend(write_args(&f.path, &f.attrs));
+        stdin.extend_from_slice(format!("{}\n", f.content.len()).as_bytes());
+        stdin.extend_from_slice(&f.content);
+    }
+    // The script renames nothing unless the input ends with this line.
+    stdin.extend_from_slice(b"end\n");
+    // A batch that stops half-way (a full disk) names its file when it has one.
+    let operation = match files {
+        [one] => format!("write {}", one.path),
+        _ => format!("write {} file(s)", files.len()),
+    };
+    let out = super::run_ok(transport, &args, Stdin::Bytes(&stdin), &operation).await?;
+    parse_answers(&out.stdout, files.len()).map_err(|detail| TransportError::Remote {
+        host: transport.host().to_string(),
+        operation,
+        detail,
+    })
+}
+
+/// Runs many short commands in one round trip: each group's argvs in order (stdin closed) until
+/// one fails, the groups independently of each other. One result per group, in order: `Err`
+/// names the command that failed and what it said. The outer `Err` is for a batch that did not
+/// run. For commands with no input and little output (mkdir, chmod, useradd), not for streams.
+pub async fn run_batched(transport: &dyn Transport, groups: &[Vec<Vec<String>>]) -> Result<Vec<Result<(), String>>, TransportError> {
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut args = argv(&["sh", "-c", RUN_BATCH_SCRIPT, "cairn-run-batch"]);
+    for group in groups {
+        args.push(group.len().to_string());
+        args.extend(group.iter().map(|cmd| super::quote_argv(cmd)));
+    }
+    let operation = format!("run {} command group(s)", groups.len());
+    let out = super::run_ok(transport, &args, Stdin::Null, &operation).await?;
+    parse_answers(&out.stdout, groups.len()).map_err(|detail| TransportError::Remote {
+        host: transport.host().to_string(),
+        operation,
+        detail,
+    })
+}
+
+/// Parses the answers of `write-batch.sh` and `run-batch.sh`: one `ok` or `fail REASON` line
+/// per file or group.
+fn parse_answers(data: &[u8], count: usize) -> Result<Vec<Result<(), String>>, String> {
+    let text = String::from_utf8_lossy(data);
+    let results: Vec<Result<(), String>> = text
+        .lines()
+        .map(|line| match line.strip_prefix("fail ") {
+            Some(reason) => Err(reason.trim().to_string()),
+            None if line == "ok" => Ok(()),
+            None => Err(format!("unexpected answer {line:?}")),
+        })
+        .collect();
+    if results.len() != count {
+        return Err(format!("answered for {} of {count} file(s)", results.len()));
+    }
+    Ok(results)
 }
 
 /// Reads many files with one command. `None` for a path that is missing or not a regular file.
@@ -158,6 +259,54 @@ mod tests {
         }
         assert!(write_here(&dest, b"new content\n", 12, false).status.success());
         assert_eq!(std::fs::read(&dest).unwrap(), b"new content\n");
+    }
+
+    #[test]
+    fn parses_write_answers_per_file() {
+        let got = parse_answers(b"ok\nfail chown: invalid user\nok\n", 3).unwrap();
+        assert_eq!(got, vec![Ok(()), Err("chown: invalid user".to_string()), Ok(())]);
+        assert!(parse_answers(b"ok\n", 2).is_err(), "a missing answer fails the batch");
+    }
+
+    #[tokio::test]
+    async fn batched_write_writes_each_file_and_reports_failures_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = crate::transport::LocalTransport::new("local");
+        let at = |name: &str| dir.path().join(name).display().to_string();
+        let file = |path: String, content: &[u8], mode: u32| FileWrite {
+            path,
+            content: content.to_vec(),
+            attrs: FileAttrs { mode: Some(mode), owner: None, group: None },
+        };
+        let files = vec![file(at("a"), b"it's $(x)\n\xff", 0o600), file(at("missing/b"), b"never", 0o644), file(at("c d"), b"", 0o640)];
+        let results = write_files_atomic(&t, &files).await.unwrap();
+        assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+        assert!(results[1].as_ref().is_err_and(|e| e.contains("no directory")), "{results:?}");
+        assert_eq!(std::fs::read(at("a")).unwrap(), b"it's $(x)\n\xff");
+        assert_eq!(std::fs::read(at("c d")).unwrap(), b"");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(at("a")).unwrap().permissions().mode() & 0o777, 0o600);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left.len(), 2, "no temp file is left behind: {left:?}");
+    }
+
+    #[tokio::test]
+    async fn batched_commands_stop_per_group_and_survive_quoting() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = crate::transport::LocalTransport::new("local");
+        let odd = dir.path().join("it's $(x)").display().to_string();
+        let groups = vec![
+            vec![argv(&["mkdir", "--", &odd]), argv(&["chmod", "0750", "--", &odd])],
+            vec![argv(&["false"]), argv(&["touch", "--", &format!("{odd}/never")])],
+            vec![argv(&["test", "-d", &odd])],
+        ];
+        let results = run_batched(&t, &groups).await.unwrap();
+        assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+        assert!(results[1].as_ref().is_err_and(|e| e.starts_with("`false` failed")), "{results:?}");
+        assert!(!std::path::Path::new(&odd).join("never").exists(), "a group stops at its first failure");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&odd).unwrap().permissions().mode() & 0o777, 0o750);
+        assert_eq!(t.stats().commands(), 1);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! and a safety net every test gets for free: no output may ever contain a private key, nor a
 //! secret read from a secret source (tests give every such secret a value containing
 //! [`SECRET_MARKER`]); [`assert_no_secret`] casts the same net over files (saved plans).
-#![allow(dead_code, clippy::unwrap_used, clippy::print_stderr)]
+#![allow(dead_code, clippy::unwrap_used, clippy::print_stderr, clippy::panic)]
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -22,6 +22,14 @@ impl Run {
     /// Exit status and both streams, for assertion messages.
     pub fn all(&self) -> String {
         format!("exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+
+    /// The "N remote command(s)" that `--verbose` reported for `host`.
+    pub fn commands(&self, host: &str) -> u64 {
+        let stderr = &self.stderr;
+        let line = stderr.lines().find(|l| l.starts_with(&format!("{host}: "))).unwrap_or_else(|| panic!("no stats for {host}:\n{stderr}"));
+        let n = line.split(", ").nth(1).and_then(|s| s.split(' ').next()).and_then(|s| s.parse().ok());
+        n.unwrap_or_else(|| panic!("unreadable stats line {line:?}"))
     }
 }
 
