@@ -1,4 +1,6 @@
-//! Runbook operations of an etcd cluster on three lab hosts (`cairn run etcd …`): the operation
+//! Runbook operations of an etcd cluster on three lab hosts (`cairn run etcd …`), after a
+//! kill -9 of cairn in the middle of a rolling restart (the cluster stays healthy; unlock, and the
+//! next apply finishes the rollout): the operation
 //! list, a snapshot now (kept on the host and copied locally), a saved compaction plan refused
 //! once the data moved, a defrag under a writer (a key every 50 ms, 5 s timeout: 0 failed
 //! writes; sizes before and after; the leader last), and a member filled to NOSPACE: the plan
@@ -59,6 +61,40 @@ fn etcd_runbook_operations_snapshot_compact_defrag_and_nospace() {
     std::fs::write(dir.join("cairn.toml"), spec(100)).unwrap();
     let run = cairn(dir, &["apply", "--auto-approve"]);
     assert_eq!(run.code, 0, "{}", run.all());
+
+    // kill -9 in the middle of a rolling restart (issue 15): once one member has restarted,
+    // cairn is killed; the cluster stays healthy, and after `cairn unlock` the next apply
+    // finishes the rollout and the plan after it is empty.
+    std::fs::write(dir.join("cairn.toml"), spec(110)).unwrap();
+    let nodes = ["node1", "node2", "node3"];
+    let before: Vec<u64> = nodes.iter().map(|n| etcd::active_since(&lab, n)).collect();
+    let module_path = etcd::repo().join("modules");
+    let mut child = run::spawn_env(dir, &["apply", "--auto-approve"], &[("CAIRN_MODULE_PATH", module_path.to_str().unwrap())], false);
+    let started = std::time::Instant::now();
+    while nodes.iter().zip(&before).all(|(n, b)| etcd::active_since(&lab, n) == *b) {
+        assert!(child.try_wait().unwrap().is_none(), "the apply ended before any member restarted");
+        assert!(started.elapsed() < std::time::Duration::from_secs(180), "no member restarted within 3 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let restarted = nodes.iter().zip(&before).filter(|(n, b)| etcd::active_since(&lab, n) != **b).count();
+    eprintln!("KILLED cairn after {restarted} of 3 members restarted");
+    let healthy_started = std::time::Instant::now();
+    while !etcdctl(&lab, "node1", "etcdctl endpoint health --cluster").status.success() {
+        assert!(healthy_started.elapsed() < std::time::Duration::from_secs(60), "the cluster is not healthy after the kill");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let refused = cairn(dir, &["apply", "--auto-approve"]);
+    assert_eq!(refused.code, 1, "the killed run's locks are stale:\n{}", refused.all());
+    let unlock = cairn(dir, &["unlock"]);
+    assert_eq!(unlock.code, 0, "{}", unlock.all());
+    let finish = cairn(dir, &["apply", "--auto-approve"]);
+    assert_eq!(finish.code, 0, "{}", finish.all());
+    assert_eq!(cairn(dir, &["plan", "--detailed-exitcode"]).code, 0, "the rollout finished");
+    std::fs::write(dir.join("cairn.toml"), spec(100)).unwrap();
+    let back = cairn(dir, &["apply", "--auto-approve"]);
+    assert_eq!(back.code, 0, "{}", back.all());
 
     // The list, from the driver.
     let list = cairn(dir, &["run", "etcd", "--list"]);

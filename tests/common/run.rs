@@ -78,8 +78,13 @@ pub fn cairn_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
 /// Starts `cairn ARGS` in `dir` in the background, its output captured (`capture`) or dropped;
 /// [`wait`] collects it.
 pub fn spawn(dir: &Path, args: &[&str], capture: bool) -> Child {
+    spawn_env(dir, args, &[], capture)
+}
+
+/// [`spawn`] with extra environment variables.
+pub fn spawn_env(dir: &Path, args: &[&str], env: &[(&str, &str)], capture: bool) -> Child {
     let out = || if capture { Stdio::piped() } else { Stdio::null() };
-    command(dir, args, &[]).stdout(out()).stderr(out()).spawn().unwrap()
+    command(dir, args, env).stdout(out()).stderr(out()).spawn().unwrap()
 }
 
 /// Waits for a [`spawn`]ed cairn (`args` as given to it, for the log).
