@@ -11,6 +11,7 @@
 //! result is an [`ApplyReport`], partial or not.
 
 mod cluster;
+pub mod rotation;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

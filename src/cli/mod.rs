@@ -659,12 +659,60 @@ async fn carry_out(
     if let Some(status) = refuse_protected(ui, plan) {
         return status;
     }
-    let reporter = Arc::new(progress::Progress::new(graph, plan));
-    let report = crate::apply::apply(graph, plan, conns, ApplyOptions { parallelism }, reporter.clone()).await;
-    reporter.finish();
-    let recorded = report_unrecorded(ui, &report.unrecorded);
-    print!("{}", progress::report_text(&report, ui.color, kind));
-    if report.success() && recorded { ExitStatus::Success } else { ExitStatus::Error }
+    let (mut graph, mut plan) = (Arc::clone(graph), plan.clone());
+    loop {
+        let reporter = Arc::new(progress::Progress::new(&graph, &plan));
+        let report = crate::apply::apply(&graph, &plan, conns, ApplyOptions { parallelism }, reporter.clone()).await;
+        reporter.finish();
+        let recorded = report_unrecorded(ui, &report.unrecorded);
+        print!("{}", progress::report_text(&report, ui.color, kind));
+        if !(report.success() && recorded) {
+            return ExitStatus::Error;
+        }
+        // A CA rotation goes on with its next phase once this one is done on every host.
+        let next = match crate::apply::rotation::advance(&graph, &plan).await {
+            Ok((moved, next)) => {
+                for m in &moved {
+                    println!("\n{}", rotation_moved_text(m));
+                }
+                next
+            }
+            Err(e) => {
+                ui.error(&e.to_string());
+                return ExitStatus::Error;
+            }
+        };
+        let Some(next) = next else { return ExitStatus::Success };
+        graph = next;
+        plan = planner::plan(&graph, conns).await;
+        println!();
+        print_plan(ui, &plan, PlanFormat::Text);
+        if plan.has_errors() {
+            ui.error(&blocked_summary(&plan));
+            return ExitStatus::Error;
+        }
+        if let Some(status) = refuse_protected(ui, &plan) {
+            return status;
+        }
+    }
+}
+
+/// What moving a CA rotation on did, in a sentence.
+fn rotation_moved_text(m: &crate::apply::rotation::Moved) -> String {
+    use crate::apply::rotation::Moved;
+    match m {
+        Moved::Next { ca, phase } => format!(
+            "CA rotation {ca}: phase {} of 3 is done on every host; phase {} of 3 follows (recorded in the state dir: \
+             an interrupted apply goes on from it).",
+            phase.number() - 1,
+            phase.number()
+        ),
+        Moved::Finished { ca, archive } => format!(
+            "CA rotation {ca} complete: every certificate is issued by the new CA {ca}, which the CA files trust alone; \
+             the old CA is archived in {}.",
+            archive.display()
+        ),
+    }
 }
 
 /// A plan that would remove or replace a `prevent_destroy` resource is not applied at all.

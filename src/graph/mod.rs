@@ -185,6 +185,9 @@ pub struct Graph {
     pub allow_degraded: bool,
     /// `cairn run`: the runbook operation the plan is made of (only its steps).
     pub operation: Option<crate::resource::cluster::operations::OperationRequest>,
+    /// A `--host`, `--target` or `--exclude` selection: part of the spec, so a CA rotation
+    /// cannot move to its next phase (that needs every certificate of the CA done).
+    pub partial: bool,
     /// Where each edge came from, while the graph is built (for cycle reports).
     edge_why: BTreeMap<(usize, usize), EdgeWhy>,
 }
@@ -658,7 +661,12 @@ impl Graph {
                 stack.extend(self.deps[i].iter().copied());
             }
         }
-        let mut g = Graph { spec_name: self.spec_name.clone(), removals: targets.is_empty(), ..Graph::default() };
+        let mut g = Graph {
+            spec_name: self.spec_name.clone(),
+            removals: targets.is_empty(),
+            partial: self.partial || !hosts.is_empty() || !targets.is_empty(),
+            ..Graph::default()
+        };
         if targets.is_empty() {
             g.hosts = self.hosts.iter().filter(|(name, _)| hosts.contains(name)).map(|(n, h)| (n.clone(), h.clone())).collect();
         }
@@ -690,7 +698,7 @@ impl Graph {
         with_them.sort();
         with_them.dedup();
         let keep: BTreeSet<usize> = (0..self.instances.len()).filter(|i| !out.contains(i)).collect();
-        let g = Graph { spec_name: self.spec_name.clone(), hosts: self.hosts.clone(), removals: false, ..Graph::default() };
+        let g = Graph { spec_name: self.spec_name.clone(), hosts: self.hosts.clone(), removals: false, partial: true, ..Graph::default() };
         Ok((self.keep_only(&keep, g), with_them))
     }
 

@@ -122,6 +122,28 @@ impl Change {
     }
 }
 
+/// A CA rotation the plan carries on: the phase it stands at; the phases after it follow in the
+/// same apply, each once the one before is done on every host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationPlan {
+    /// The CA's name.
+    pub ca: String,
+    /// The phase the hosts are in now.
+    pub phase: crate::state::pki::RotationPhase,
+    /// Whether the new CA exists (otherwise phase 1 makes it).
+    pub started: bool,
+    /// The CA's certificates, as `ID on HOST`.
+    pub certificates: Vec<String>,
+    /// How many changes this phase still makes (0: done, the apply records it and goes on).
+    pub changes: usize,
+    /// The plan covers part of the spec (`--host`, `--target`, `--exclude`): this phase's
+    /// changes are made, but the rotation cannot move on to the next phase.
+    pub partial: bool,
+    /// The CA's store in the state dir (a local path: not in plan files or the JSON view).
+    #[serde(default, skip_serializing)]
+    pub store: std::path::PathBuf,
+}
+
 /// A cluster as the plan found it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterPlan {
@@ -190,6 +212,9 @@ pub struct Plan {
     /// changes of the hosts, like any instance's).
     #[serde(default)]
     pub clusters: Vec<ClusterPlan>,
+    /// The CA rotations in progress (their certificates' changes are the hosts').
+    #[serde(default)]
+    pub rotations: Vec<RotationPlan>,
     /// Each planned host's manifest of this spec as the plan found it (`None`: none yet), for
     /// hosts that keep one (reached over ssh).
     #[serde(skip)]
@@ -223,7 +248,8 @@ impl Plan {
 
     /// True when nothing would change (errors aside).
     pub fn has_changes(&self) -> bool {
-        self.hosts.values().flatten().any(|c| c.action.is_change())
+        // A rotation with nothing left in its phase still has phases to go.
+        self.hosts.values().flatten().any(|c| c.action.is_change()) || self.rotations.iter().any(|r| !r.partial)
     }
 
     /// True when some host could not be read or some instance is blocked.

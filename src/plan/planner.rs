@@ -84,7 +84,32 @@ pub async fn plan(graph: &Arc<Graph>, connections: &Connections) -> Plan {
     }
     plan.errors.sort_by(|a, b| a.host.cmp(&b.host));
     super::clusters::plan_clusters(graph, &facts, &mut plan);
+    plan_rotations(graph, &mut plan);
     plan
+}
+
+/// Gathers the CA rotations the graph's certificates are in, with how much of the phase is left.
+fn plan_rotations(graph: &Graph, plan: &mut Plan) {
+    let mut rotations: BTreeMap<String, super::RotationPlan> = BTreeMap::new();
+    for inst in &graph.instances {
+        let Some(of) = inst.desired.ca_rotation() else { continue };
+        let r = rotations.entry(of.ca.clone()).or_insert_with(|| super::RotationPlan {
+            ca: of.ca.clone(),
+            phase: of.phase,
+            started: of.started,
+            certificates: Vec::new(),
+            changes: 0,
+            partial: graph.partial,
+            store: of.store.clone(),
+        });
+        r.certificates.push(inst.id.to_string());
+        let changed =
+            plan.hosts.get(&inst.id.host).and_then(|cs| cs.iter().find(|c| c.id == inst.id)).is_some_and(|c| c.action.is_change());
+        if changed {
+            r.changes += 1;
+        }
+    }
+    plan.rotations = rotations.into_values().collect();
 }
 
 /// Whether `host` keeps manifests: hosts reached over ssh. `transport = "local"` is this machine,
@@ -222,6 +247,7 @@ pub fn plan_from_all_facts(graph: &Graph, facts: &BTreeMap<String, HostFacts>) -
         plan.hosts.insert(host.clone(), plan_from_facts(graph, host, f, &BTreeMap::new()));
     }
     super::clusters::plan_clusters(graph, facts, &mut plan);
+    plan_rotations(graph, &mut plan);
     plan
 }
 

@@ -11,6 +11,7 @@ use crate::resource::cluster::membership::{ClusterHealth, ReplaceWhy};
 use crate::resource::cluster::operations::{self, OperationStep};
 use crate::resource::cluster::{ClusterProblem, MemberStep};
 use crate::resource::{Protected, Reason, Replacing};
+use crate::state::pki::RotationPhase;
 
 /// How every removal's reason begins.
 const REMOVED: &str = "no longer in the spec";
@@ -167,6 +168,20 @@ impl fmt::Display for Reason {
                  restore the state dir from its backup, or pass --replace ca.{ca} to make a new CA and reissue every \
                  certificate it issued"
             ),
+            Reason::Rotation { ca, phase } => {
+                let n = phase.number();
+                match phase {
+                    RotationPhase::Trust => write!(
+                        f,
+                        "CA rotation {ca}, phase {n} of 3: the CA file trusts both the current CA {ca} and the new one; \
+                         the certificate stays"
+                    ),
+                    RotationPhase::Reissue => {
+                        write!(f, "CA rotation {ca}, phase {n} of 3: issued again by the new CA {ca} (the CA file still trusts both)")
+                    }
+                    RotationPhase::Retire => write!(f, "CA rotation {ca}, phase {n} of 3: the CA file trusts the new CA {ca} alone"),
+                }
+            }
             Reason::Replace(replacing) => match replacing {
                 Replacing::Rewrite => f.write_str("--replace: written again"),
                 Replacing::Restart => f.write_str("--replace: restarted"),
@@ -229,6 +244,16 @@ pub fn text(plan: &Plan, opts: TextOptions) -> String {
     let mut out = String::new();
     for cluster in &plan.clusters {
         render_cluster(&mut out, plan, cluster, opts, &paint);
+    }
+    for rotation in &plan.rotations {
+        let mut lines = rotation_lines(rotation).into_iter();
+        if let Some(head) = lines.next() {
+            let _ = writeln!(out, "{}", paint.bold(&head));
+        }
+        for line in lines {
+            let _ = writeln!(out, "  {line}");
+        }
+        out.push('\n');
     }
     for (host, changes) in &plan.hosts {
         let shown: Vec<&Change> = changes.iter().filter(|c| !is_member(plan, c) && (opts.verbose || !quiet(plan, c.action))).collect();
@@ -365,6 +390,51 @@ fn upgrade_lines(cluster: &ClusterPlan) -> Vec<String> {
     lines
 }
 
+/// A CA rotation's head line, then one line per phase saying where it stands.
+fn rotation_lines(r: &super::RotationPlan) -> Vec<String> {
+    let ca = &r.ca;
+    let hosts: std::collections::BTreeSet<&str> = r.certificates.iter().filter_map(|c| c.rsplit_once(" on ").map(|(_, h)| h)).collect();
+    let mut lines = vec![format!(
+        "CA rotation {ca}: {} certificate{} on {} host{}, in 3 phases, each done on every host before the next \
+         (the restarts a phase causes follow their units' `rolling`)",
+        r.certificates.len(),
+        plural(r.certificates.len()),
+        hosts.len(),
+        plural(hosts.len())
+    )];
+    let phases = [
+        (
+            RotationPhase::Trust,
+            format!(
+                "trust both: every CA file holds the current CA {ca} and {}",
+                if r.started { format!("the new CA {ca}") } else { format!("a new CA {ca}, made now in the state dir") }
+            ),
+        ),
+        (RotationPhase::Reissue, format!("reissue: every certificate of CA {ca} is issued again, with a new key, by the new CA")),
+        (
+            RotationPhase::Retire,
+            "retire: every CA file holds the new CA alone; the old CA is archived in the state dir (not deleted)".to_string(),
+        ),
+    ];
+    for (phase, what) in phases {
+        let state = match phase.cmp(&r.phase) {
+            std::cmp::Ordering::Less => "done".to_string(),
+            std::cmp::Ordering::Equal if r.changes == 0 => "done on every host; recorded by this apply".to_string(),
+            std::cmp::Ordering::Equal => format!("now: {} change{} below", r.changes, plural(r.changes)),
+            std::cmp::Ordering::Greater if r.partial => "not in this apply (it covers part of the spec)".to_string(),
+            std::cmp::Ordering::Greater => "next, in this apply".to_string(),
+        };
+        lines.push(format!("{}. {what} — {state}", phase.number()));
+    }
+    if r.partial {
+        lines.push(format!(
+            "this apply selects part of the spec: the rotation stays at phase {} until an apply of the whole spec",
+            r.phase.number()
+        ));
+    }
+    lines
+}
+
 /// The summary sentence of the text and markdown views, or "No changes." when there is nothing to do.
 fn headline(plan: &Plan, s: &Summary) -> String {
     if !plan.has_changes() && !plan.has_errors() {
@@ -497,6 +567,12 @@ pub fn markdown(plan: &Plan) -> String {
         }));
         blocks.push(format!("#### {}\n\n{}", md_escape(&cluster_headline(cluster)), items.join("\n")));
     }
+    for rotation in &plan.rotations {
+        let mut lines = rotation_lines(rotation).into_iter();
+        let head = lines.next().unwrap_or_default();
+        let items: Vec<String> = lines.map(|l| format!("- {}", md_escape(&l))).collect();
+        blocks.push(format!("#### {}\n\n{}", md_escape(&head), items.join("\n")));
+    }
     for (host, changes) in &plan.hosts {
         let shown: Vec<&Change> = changes.iter().filter(|c| !is_member(plan, c) && !quiet(plan, c.action)).collect();
         if shown.is_empty() {
@@ -621,6 +697,8 @@ struct JsonPlan<'a> {
     /// Every cluster's state (health, problems, leader, member list); its members' steps are
     /// in `changes` (kind `cluster`).
     clusters: &'a [ClusterPlan],
+    /// The CA rotations in progress; their certificates' changes are in `changes`.
+    rotations: &'a [super::RotationPlan],
 }
 
 #[derive(Serialize)]
@@ -690,6 +768,7 @@ pub fn json(plan: &Plan) -> String {
         changes,
         errors: &plan.errors,
         clusters: &plan.clusters,
+        rotations: &plan.rotations,
     };
     let mut s = serde_json::to_string_pretty(&view).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     s.push('\n');

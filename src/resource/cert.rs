@@ -31,7 +31,7 @@ use super::{
 use crate::hash::sha256_hex;
 use crate::spec::{CaSource, CaSpec, CertSpec, Diagnostic, Duration, Kind, ResourceId, TemplateText, Usage, check_san, san_error};
 use crate::state::manifest::Owned;
-use crate::state::pki::{CaFiles, CaStore};
+use crate::state::pki::{CaFiles, CaStore, RotationPhase};
 use crate::transport::{Content, FileAttrs, FileWrite, Transport, argv, write_file_atomic};
 
 /// The attribute of a creation that lists the folders it makes (recorded in the manifest, so
@@ -50,6 +50,31 @@ pub struct CaCert {
     pub pem: String,
     /// DER, for signature checks.
     pub der: Vec<u8>,
+}
+
+/// A rotation of the certificate's CA, as the plan found it in the state dir (or as
+/// `--replace ca.NAME` starts it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaRotation {
+    /// The phase every certificate of the CA is in until it is done on every host.
+    pub phase: RotationPhase,
+    /// The new CA's certificate; `None` until phase 1 makes it (at apply).
+    pub next: Option<CaCert>,
+}
+
+/// A certificate's share of a CA rotation, for the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationOf {
+    /// The CA's name.
+    pub ca: String,
+    /// The phase.
+    pub phase: RotationPhase,
+    /// The CA's store in the state dir.
+    pub store: std::path::PathBuf,
+    /// Whether the new CA exists already (made by phase 1's first apply).
+    pub started: bool,
+    /// The CA's spec.
+    pub spec: CaSpec,
 }
 
 /// A certificate as it should be on one host.
@@ -76,6 +101,8 @@ pub struct DesiredCert {
     /// `--replace ca.NAME` names this certificate's CA: a new CA replaces it at apply, and this
     /// certificate is issued by the new one.
     pub replace_ca: bool,
+    /// A phased rotation of the CA in progress (or starting, by `--replace ca.NAME`).
+    pub rotation: Option<CaRotation>,
 }
 
 impl DesiredCert {
@@ -117,6 +144,16 @@ impl DesiredCert {
                     .with_help("define it in a [ca.NAME] table"),
             );
             return Err(errors);
+        };
+        let rotation = match read_rotation(&ca) {
+            Ok(r) => r,
+            Err(why) => {
+                errors.push(
+                    Diagnostic::at(&ca.span, format!("CA {}'s rotation cannot be read: {why}", ca.name))
+                        .with_help("fix the state dir's files of the rotation (see `cairn apply --replace`)"),
+                );
+                None
+            }
         };
         let ca_cert = match read_ca_cert(&ca) {
             Ok(c) => c,
@@ -161,6 +198,7 @@ impl DesiredCert {
                 owner: spec.owner.as_ref().map(|o| o.value.clone()),
                 group: spec.group.as_ref().map(|g| g.value.clone()),
                 replace_ca: false,
+                rotation,
             }),
             _ => Err(errors),
         }
@@ -197,6 +235,10 @@ impl DesiredCert {
                 None,
             );
         };
+        let signer = match self.signer(ca) {
+            Ok(signer) => signer,
+            Err(conflict) => return conflict,
+        };
         let Some(cert_fact) = cert_fact else {
             return self.issue_decision(Action::Create, "certificate does not exist".to_string(), None);
         };
@@ -218,16 +260,23 @@ impl DesiredCert {
         let Some(info) = info else {
             return self.issue_decision(Action::Replace, reasons.join(", "), None);
         };
-        let key_unchecked = self.reissue_reasons(facts, ca, &info, now, &mut reasons);
+        let key_unchecked = self.reissue_reasons(facts, signer, &info, now, &mut reasons);
         if !reasons.is_empty() {
             let mut d = self.issue_decision(Action::Replace, reasons.join(", "), Some(&info.sans));
+            if let Some(r) = &self.rotation
+                && r.phase >= RotationPhase::Reissue
+                && issued_by(&info.der, &ca.der)
+            {
+                // Issued by the CA being rotated out: this phase's work, whatever else differs.
+                d.reason = Reason::Rotation { ca: name.clone(), phase: r.phase };
+            }
             let wanted_usages: BTreeSet<Usage> = self.leaf.usages.iter().copied().collect();
             if info.usages != wanted_usages {
                 d.attrs.push(AttrChange::new("usages", Some(join(&info.usages)), Some(join(&wanted_usages))));
             }
             return d;
         }
-        if let Some(update) = self.attr_update(facts, ca, cert_fact) {
+        if let Some(update) = self.attr_update(facts, cert_fact) {
             return update;
         }
         let until = OffsetDateTime::from_unix_timestamp(info.not_after).map(|t| t.date().to_string()).unwrap_or_default();
@@ -301,9 +350,51 @@ impl DesiredCert {
         key_unchecked
     }
 
-    /// For a good certificate: the update its files' attributes or the CA file need, if any.
-    fn attr_update(&self, facts: &HostFacts, ca: &CaCert, cert_fact: &PathFact) -> Option<Decision> {
+    /// The CA that must have issued the certificate: the current one, or during a rotation's
+    /// phases 2 and 3 the new one (a conflict when the state dir lost it).
+    fn signer<'a>(&'a self, current: &'a CaCert) -> Result<&'a CaCert, Decision> {
+        match &self.rotation {
+            None => Ok(current),
+            Some(r) if r.phase == RotationPhase::Trust => Ok(current),
+            Some(CaRotation { next: Some(next), .. }) => Ok(next),
+            Some(r) => Err(Decision::new(
+                Action::Conflict,
+                format!(
+                    "CA rotation {}, phase {} of 3: the new CA is missing from the state dir; restore the state dir from its backup",
+                    self.ca.name,
+                    r.phase.number()
+                ),
+            )),
+        }
+    }
+
+    /// What the CA file must hold: the current CA; during a rotation, both CAs (phases 1 and 2)
+    /// or the new one alone (phase 3). `None` while the new CA is still to be made (by phase 1).
+    fn trusted_pem(&self) -> Option<String> {
+        let current = self.ca_cert.as_ref()?;
+        match &self.rotation {
+            None => Some(current.pem.clone()),
+            Some(CaRotation { next: None, .. }) => None,
+            Some(CaRotation { phase: RotationPhase::Retire, next: Some(next) }) => Some(next.pem.clone()),
+            Some(CaRotation { next: Some(next), .. }) => Some(bundle(&current.pem, &next.pem)),
+        }
+    }
+
+    /// How the plan names what the CA file will hold.
+    fn trusted_words(&self) -> String {
         let name = &self.ca.name;
+        match self.rotation.as_ref().map(|r| r.phase) {
+            None => format!("CA {name} certificate"),
+            Some(RotationPhase::Trust | RotationPhase::Reissue) => format!("CA {name} and the new CA {name} (both certificates)"),
+            Some(RotationPhase::Retire) => format!("the new CA {name} alone"),
+        }
+    }
+
+    /// For a good certificate: the update its files' attributes or the CA file need, if any.
+    fn attr_update(&self, facts: &HostFacts, cert_fact: &PathFact) -> Option<Decision> {
+        let name = &self.ca.name;
+        let trusted = self.trusted_pem();
+        let mut ca_differs = false;
         let key_fact = facts.path(&self.key_path);
         let ca_fact = self.ca_path.as_deref().and_then(|p| facts.path(p));
         let mut attrs = Vec::new();
@@ -311,14 +402,17 @@ impl DesiredCert {
         self.file_attrs("cert", CERT_MODE, Some(cert_fact), &mut attrs);
         if let Some(ca_path) = &self.ca_path {
             match ca_fact {
-                None => attrs.push(AttrChange::new("ca content", None, Some(format!("CA {name} certificate")))),
+                None => attrs.push(AttrChange::new("ca content", None, Some(self.trusted_words()))),
                 Some(f) => {
-                    if f.kind == PathKind::Symlink || f.sha256.as_deref() != Some(sha256_hex(ca.pem.as_bytes()).as_str()) {
-                        attrs.push(AttrChange::new(
-                            "ca content",
-                            Some(format!("{ca_path} differs")),
-                            Some(format!("CA {name} certificate")),
-                        ));
+                    let same = trusted.as_ref().is_some_and(|t| f.sha256.as_deref() == Some(sha256_hex(t.as_bytes()).as_str()));
+                    if f.kind == PathKind::Symlink || !same {
+                        ca_differs = true;
+                        let before = match self.rotation.as_ref().map(|r| r.phase) {
+                            Some(RotationPhase::Trust) => format!("CA {name} certificate"),
+                            Some(RotationPhase::Retire) => format!("CA {name} and the new CA {name}"),
+                            _ => format!("{ca_path} differs"),
+                        };
+                        attrs.push(AttrChange::new("ca content", Some(before), Some(self.trusted_words())));
                     } else {
                         self.file_attrs("ca", CERT_MODE, Some(f), &mut attrs);
                     }
@@ -338,6 +432,9 @@ impl DesiredCert {
             .collect::<Vec<_>>()
             .join(", ");
         let mut d = Decision::new(Action::Update, reason);
+        if let (Some(r), true) = (&self.rotation, ca_differs || ca_fact.is_none() && self.ca_path.is_some()) {
+            d.reason = Reason::Rotation { ca: name.clone(), phase: r.phase };
+        }
         d.attrs = attrs;
         Some(d)
     }
@@ -405,14 +502,44 @@ impl DesiredCert {
         joined.map_err(|e| ApplyError::Failed(format!("CA task failed: {e}")))?.map_err(|e| ApplyError::Failed(e.to_string()))
     }
 
+    /// The CA that signs: the current one (made first when it does not exist), or during a
+    /// rotation's phases 2 and 3 the new one.
+    async fn load_signer(&self) -> Result<LoadedCa, ApplyError> {
+        match &self.rotation {
+            Some(r) if r.phase >= RotationPhase::Reissue => self.load_next_ca().await,
+            _ => self.load_ca().await,
+        }
+    }
+
+    /// The rotation's new CA, made by the first certificate of phase 1 that needs it.
+    async fn load_next_ca(&self) -> Result<LoadedCa, ApplyError> {
+        let ca = (*self.ca).clone();
+        let joined = tokio::task::spawn_blocking(move || ensure_next_ca(&ca)).await;
+        joined.map_err(|e| ApplyError::Failed(format!("CA task failed: {e}")))?.map_err(|e| ApplyError::Failed(e.to_string()))
+    }
+
+    /// What the CA file gets at apply ([`DesiredCert::trusted_pem`], the new CA made if need be).
+    async fn trusted_pem_now(&self, signer: Option<&LoadedCa>) -> Result<String, ApplyError> {
+        if let Some(pem) = self.trusted_pem() {
+            return Ok(pem);
+        }
+        match (&self.rotation, &self.ca_cert) {
+            (Some(_), Some(current)) => Ok(bundle(&current.pem, &self.load_next_ca().await?.cert_pem)),
+            _ => match signer {
+                Some(ca) => Ok(ca.cert_pem.clone()),
+                None => Ok(self.load_ca().await?.cert_pem.clone()),
+            },
+        }
+    }
+
     /// Issues a new certificate (and makes the CA, the first time) and stages the directories
     /// and the files that carry it: the key first, so its content is never visible to anyone
     /// else (its temp file is 0600 and chowned before the rename) and a half-done apply is seen
     /// next time as a mismatch.
     async fn issue_staged(&self) -> Result<Staged, ApplyError> {
-        let ca = self.load_ca().await?;
+        let ca = self.load_signer().await?;
         let req = self.leaf.clone();
-        let ca_pem = ca.cert_pem.clone();
+        let ca_pem = if self.replace_ca { ca.cert_pem.clone() } else { self.trusted_pem_now(Some(&ca)).await? };
         let issued: Issued = tokio::task::spawn_blocking(move || issue(&ca, &req, OffsetDateTime::now_utc()))
             .await
             .map_err(|e| ApplyError::Failed(format!("signing task failed: {e}")))?
@@ -496,11 +623,39 @@ impl ResourceKind for DesiredCert {
     }
 
     /// Only a CA cairn generates is replaced (an imported one is replaced by replacing its files).
+    /// A CA in the state dir is rotated in phases (a rotation in progress goes on where it
+    /// stands); without one there is nothing to rotate from: a new CA replaces whatever the
+    /// hosts trust.
     fn replace_ca(&mut self, name: &str) -> bool {
         if self.ca.name != name || !matches!(self.ca.source, CaSource::Store { .. }) {
             return false;
         }
-        self.replace_ca = true;
+        if self.ca_cert.is_none() {
+            self.replace_ca = true;
+        } else if self.rotation.is_none() {
+            self.rotation = Some(CaRotation { phase: RotationPhase::Trust, next: None });
+        }
+        true
+    }
+
+    fn ca_rotation(&self) -> Option<RotationOf> {
+        let (r, CaSource::Store { dir }) = (self.rotation.as_ref()?, &self.ca.source) else { return None };
+        Some(RotationOf {
+            ca: self.ca.name.clone(),
+            phase: r.phase,
+            store: dir.clone(),
+            started: r.next.is_some(),
+            spec: (*self.ca).clone(),
+        })
+    }
+
+    fn reload_ca(&mut self, name: &str) -> bool {
+        if self.ca.name != name {
+            return false;
+        }
+        // Errors were reported when the plan read them; a store that broke since fails the apply.
+        self.rotation = read_rotation(&self.ca).ok().flatten();
+        self.ca_cert = read_ca_cert(&self.ca).ok().flatten();
         true
     }
 
@@ -557,11 +712,8 @@ impl ResourceKind for DesiredCert {
                 .collect();
             if mine.iter().any(|a| a.name == "content") {
                 if ca_pem.is_none() {
-                    // The certificate the diff compared with; the CA key is not needed for this.
-                    ca_pem = match &self.ca_cert {
-                        Some(c) => Some(c.pem.clone()),
-                        None => Some(self.load_ca().await?.cert_pem.clone()),
-                    };
+                    // What the diff compared with; the CA key is not needed for this.
+                    ca_pem = Some(self.trusted_pem_now(None).await?);
                 }
                 let pem = ca_pem.as_deref().unwrap_or_default();
                 write_file_atomic(transport, path, Content::Bytes(pem.as_bytes()), &self.attrs(CERT_MODE)).await?;
@@ -683,6 +835,42 @@ pub fn ensure_ca(ca: &CaSpec) -> Result<LoadedCa, UnusableCa> {
     LoadedCa::new(files.cert_pem, &SecretPem::new(files.key_pem)).map_err(|e| unusable(CaError::Key(e.to_string())))
 }
 
+/// The new CA of a rotation of the generated CA `ca`, made (from the spec as it is now: a
+/// changed key type or subject takes effect here) when it does not exist. Blocking.
+pub fn ensure_next_ca(ca: &CaSpec) -> Result<LoadedCa, UnusableCa> {
+    let CaSource::Store { dir } = &ca.source else {
+        return Err(UnusableCa { ca: ca.name.clone(), error: CaError::Store("an imported CA is rotated by replacing its files".into()) });
+    };
+    let mut next = ca.clone();
+    next.source = CaSource::Store { dir: CaStore::new(dir).next().dir().to_path_buf() };
+    ensure_ca(&next)
+}
+
+/// Where a rotation of `ca` stands in the state dir (generated CAs only).
+pub fn read_rotation(ca: &CaSpec) -> Result<Option<CaRotation>, CaError> {
+    let CaSource::Store { dir } = &ca.source else { return Ok(None) };
+    let store = CaStore::new(dir);
+    let Some(phase) = store.rotation_phase().map_err(|e| CaError::Store(e.to_string()))? else { return Ok(None) };
+    let next = match store.next().read_cert().map_err(|e| CaError::Store(e.to_string()))? {
+        Some(pem) => {
+            let info = inspect(&pem).map_err(|e| CaError::Certificate(format!("(the new CA's) {e}")))?;
+            Some(CaCert { pem, der: info.der })
+        }
+        None => None,
+    };
+    Ok(Some(CaRotation { phase, next }))
+}
+
+/// The CA file of a rotation's phases 1 and 2: both certificates, the current one first.
+fn bundle(current: &str, next: &str) -> String {
+    let mut both = current.to_string();
+    if !both.ends_with('\n') {
+        both.push('\n');
+    }
+    both.push_str(next);
+    both
+}
+
 fn join<T: std::fmt::Display>(items: &BTreeSet<T>) -> String {
     items.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
@@ -725,6 +913,7 @@ mod tests {
             owner: Some("etcd".into()),
             group: None,
             replace_ca: false,
+            rotation: None,
         };
         Fixture { ca, desired }
     }
@@ -956,6 +1145,95 @@ mod tests {
         assert_eq!(err.to_string(), "CA ext: the CA key does not belong to the CA certificate");
         // Reported when planning already.
         assert_eq!(read_ca_cert(&spec).unwrap_err().to_string(), "the CA key does not belong to the CA certificate");
+    }
+
+    fn cert_of(ca: &Issued) -> CaCert {
+        CaCert { pem: ca.cert_pem.clone(), der: inspect(&ca.cert_pem).unwrap().der }
+    }
+
+    fn rotation_at(d: &mut DesiredCert, phase: RotationPhase, next: Option<&Issued>) {
+        d.rotation = Some(CaRotation { phase, next: next.map(cert_of) });
+    }
+
+    #[test]
+    fn a_rotation_takes_every_certificate_through_three_phases() {
+        let mut fx = fixture();
+        let next = generate_ca(&ca_spec("etcd", KeyType::EcdsaP256), now()).unwrap();
+        let both = bundle(&fx.ca.cert_pem, &next.cert_pem);
+        let (_, on_old) = good(&fx);
+        let rotated = |phase| Reason::Rotation { ca: "etcd".into(), phase };
+
+        // Phase 1, before the new CA exists: the CA file gets both, the certificate stays.
+        rotation_at(&mut fx.desired, RotationPhase::Trust, None);
+        let d = fx.desired.diff_at(&on_old, NOW);
+        assert_eq!((d.action, &d.reason), (Action::Update, &rotated(RotationPhase::Trust)));
+        assert_eq!(
+            d.attrs.iter().map(|a| (a.name.as_str(), a.after.as_deref())).collect::<Vec<_>>(),
+            [("ca content", Some("CA etcd and the new CA etcd (both certificates)"))]
+        );
+        rotation_at(&mut fx.desired, RotationPhase::Trust, Some(&next));
+        assert_eq!(fx.desired.diff_at(&on_old, NOW).action, Action::Update);
+        let old_cert_trusting_both = {
+            let mut f = on_old.clone();
+            f.paths.get_mut("/etc/etcd/pki/ca.pem").unwrap().sha256 = Some(sha256_hex(both.as_bytes()));
+            f
+        };
+        assert_eq!(fx.desired.diff_at(&old_cert_trusting_both, NOW).action, Action::NoOp);
+
+        // Phase 2: a certificate of the old CA is issued again by the new one.
+        rotation_at(&mut fx.desired, RotationPhase::Reissue, Some(&next));
+        let d = fx.desired.diff_at(&old_cert_trusting_both, NOW);
+        assert_eq!((d.action, &d.reason), (Action::Replace, &rotated(RotationPhase::Reissue)));
+        assert!(d.reason.to_string().contains("phase 2 of 3: issued again by the new CA etcd"), "{}", d.reason);
+        let reissued = issue(&loaded(&next), &fx.desired.leaf, now()).unwrap();
+        let new_cert_trusting_both = facts_for(&fx.desired, &reissued, &both);
+        assert_eq!(fx.desired.diff_at(&new_cert_trusting_both, NOW).action, Action::NoOp);
+
+        // Phase 3: the CA file trusts the new CA alone.
+        rotation_at(&mut fx.desired, RotationPhase::Retire, Some(&next));
+        let d = fx.desired.diff_at(&new_cert_trusting_both, NOW);
+        assert_eq!((d.action, &d.reason), (Action::Update, &rotated(RotationPhase::Retire)));
+        assert_eq!(fx.desired.trusted_pem().as_deref(), Some(next.cert_pem.as_str()));
+        let done = facts_for(&fx.desired, &reissued, &next.cert_pem);
+        assert_eq!(fx.desired.diff_at(&done, NOW).action, Action::NoOp);
+        // A certificate still of the old CA in phase 3 (a host added meanwhile) is reissued too.
+        assert_eq!(fx.desired.diff_at(&on_old, NOW).reason, rotated(RotationPhase::Retire));
+    }
+
+    #[test]
+    fn replacing_a_ca_in_the_state_dir_starts_a_rotation_and_one_without_is_a_cut_over() {
+        let mut fx = fixture();
+        let tmp = tempfile::tempdir().unwrap();
+        fx.desired.ca.source = CaSource::Store { dir: tmp.path().join("pki/etcd") };
+        assert!(!fx.desired.replace_ca("web"));
+        assert!(fx.desired.replace_ca("etcd"));
+        assert_eq!(fx.desired.rotation, Some(CaRotation { phase: RotationPhase::Trust, next: None }));
+        assert!(!fx.desired.replace_ca);
+        let of = fx.desired.ca_rotation().unwrap();
+        assert_eq!((of.ca.as_str(), of.phase, of.started), ("etcd", RotationPhase::Trust, false));
+        fx.desired.rotation = None;
+        fx.desired.ca_cert = None;
+        assert!(fx.desired.replace_ca("etcd"));
+        assert!(fx.desired.replace_ca && fx.desired.rotation.is_none());
+    }
+
+    #[test]
+    fn a_rotation_is_read_from_the_state_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut spec = ca_spec("etcd", KeyType::EcdsaP256);
+        spec.source = CaSource::Store { dir: tmp.path().join("pki/etcd") };
+        let current = ensure_ca(&spec).unwrap();
+        assert_eq!(read_rotation(&spec).unwrap(), None);
+        let next = ensure_next_ca(&spec).unwrap();
+        assert_ne!(next.cert_pem, current.cert_pem);
+        let r = read_rotation(&spec).unwrap().unwrap();
+        assert_eq!((r.phase, r.next.map(|n| n.pem)), (RotationPhase::Trust, Some(next.cert_pem.clone())));
+        let store = CaStore::new(tmp.path().join("pki/etcd"));
+        store.record_phase(RotationPhase::Retire).unwrap();
+        assert_eq!(read_rotation(&spec).unwrap().unwrap().phase, RotationPhase::Retire);
+        store.finish_rotation().unwrap();
+        assert_eq!(read_rotation(&spec).unwrap(), None);
+        assert_eq!(read_ca_cert(&spec).unwrap().unwrap().pem, next.cert_pem);
     }
 
     #[test]

@@ -117,8 +117,21 @@ pub trait ResourceKind: Send + Sync {
     }
 
     /// `--replace ca.NAME`: when this instance is a certificate of the generated CA `name`, it
-    /// plans a new CA and its own reissue by it, and says so (`true`).
+    /// plans the CA's phased rotation (or, when the state dir has no CA to rotate from, a new CA
+    /// and its own reissue by it), and says so (`true`).
     fn replace_ca(&mut self, _name: &str) -> bool {
+        false
+    }
+
+    /// The rotation of this certificate's CA in progress (or started by `--replace ca.NAME`):
+    /// the planner gathers them into the plan's rotations.
+    fn ca_rotation(&self) -> Option<super::cert::RotationOf> {
+        None
+    }
+
+    /// After a rotation of the CA `name` moved on in the state dir: reads the CA and its rotation
+    /// again. Returns whether this instance is a certificate of that CA.
+    fn reload_ca(&mut self, _name: &str) -> bool {
         false
     }
 

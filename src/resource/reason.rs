@@ -103,6 +103,13 @@ pub enum Reason {
         /// Where the state dir keeps it.
         store: String,
     },
+    /// A phase of a CA rotation (started by `--replace ca.NAME`) changes this certificate.
+    Rotation {
+        /// The CA's name.
+        ca: String,
+        /// The phase.
+        phase: crate::state::pki::RotationPhase,
+    },
     /// `--replace` asked for it: made again, in order or not.
     Replace(Replacing),
     /// Another spec's manifest on the host owns what this instance wants.

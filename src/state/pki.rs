@@ -3,6 +3,11 @@
 //! is created at most once, even by concurrent appliers: it is written into a private temporary
 //! directory beside the store and renamed into place, and a loser of that race uses the winner's.
 //! Knows nothing of cryptography: the caller supplies the generator.
+//!
+//! A CA rotation keeps the CA that replaces the current one in `<ca>.next/` beside it, with the
+//! phase the rotation reached in its `rotation-phase` file. When the last phase is done the current
+//! CA is archived (`.<ca>.retired-<unix time>/`, kept, not deleted) and the next one takes its
+//! place; a crash in the middle of that is finished by the next read.
 
 use std::fs;
 use std::io::Write;
@@ -14,6 +19,54 @@ use std::sync::Mutex;
 pub const CERT_FILE: &str = "ca.pem";
 /// The CA key's file name in a store.
 pub const KEY_FILE: &str = "ca-key.pem";
+
+/// The file in a next CA's store that records the phase a rotation reached.
+pub const PHASE_FILE: &str = "rotation-phase";
+
+/// Where a CA rotation stands: what every certificate of the CA must look like until the phase
+/// is done everywhere. The phases run in this order, each on every host before the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RotationPhase {
+    /// 1: the CA files trust both the current CA and the new one; certificates stay as they are.
+    Trust,
+    /// 2: every certificate is issued again by the new CA; the CA files still trust both.
+    Reissue,
+    /// 3: the CA files trust the new CA alone; then the old CA is archived.
+    Retire,
+}
+
+impl RotationPhase {
+    /// Its number, 1 to 3.
+    pub fn number(self) -> u8 {
+        match self {
+            RotationPhase::Trust => 1,
+            RotationPhase::Reissue => 2,
+            RotationPhase::Retire => 3,
+        }
+    }
+
+    /// The phase after this one (`None` after the last).
+    pub fn next(self) -> Option<RotationPhase> {
+        match self {
+            RotationPhase::Trust => Some(RotationPhase::Reissue),
+            RotationPhase::Reissue => Some(RotationPhase::Retire),
+            RotationPhase::Retire => None,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            RotationPhase::Trust => "trust",
+            RotationPhase::Reissue => "reissue",
+            RotationPhase::Retire => "retire",
+        }
+    }
+}
+
+/// What the phase file says: a phase, or that the rotation is complete and only the swap of the
+/// two stores is left.
+const DONE: &str = "done";
 
 /// A failure of the local store. Messages name paths, never key content.
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +211,73 @@ impl CaStore {
         Ok(true)
     }
 
+    /// The store of the CA that replaces this one during a rotation (`<ca>.next` beside it).
+    pub fn next(&self) -> CaStore {
+        CaStore::new(self.dir.with_file_name(format!("{}.next", self.name())))
+    }
+
+    fn name(&self) -> String {
+        self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "ca".into())
+    }
+
+    /// The phase a rotation of this CA reached, `None` when none is in progress. A next CA without
+    /// a phase file was made by phase 1 before it recorded anything: phase 1. A rotation whose
+    /// last step (the swap) was interrupted is finished here.
+    pub fn rotation_phase(&self) -> Result<Option<RotationPhase>, StoreError> {
+        let next = self.next();
+        let path = next.dir.join(PHASE_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(next.read_cert()?.map(|_| RotationPhase::Trust));
+            }
+            Err(e) => return Err(io(&path)(e)),
+        };
+        match text.trim() {
+            "trust" => Ok(Some(RotationPhase::Trust)),
+            "reissue" => Ok(Some(RotationPhase::Reissue)),
+            "retire" => Ok(Some(RotationPhase::Retire)),
+            DONE => {
+                self.swap_in_next()?;
+                Ok(None)
+            }
+            other => Err(StoreError::Broken(format!(
+                "{} says `{other}`, not trust, reissue or retire: write the phase the rotation reached",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Records that a rotation reached `phase` (the next CA must exist).
+    pub fn record_phase(&self, phase: RotationPhase) -> Result<(), StoreError> {
+        let path = self.next().dir.join(PHASE_FILE);
+        super::write_atomic(&path, format!("{}\n", phase.as_str()).as_bytes(), 0o600).map_err(io(&path))
+    }
+
+    /// Ends a rotation whose last phase is done everywhere: the current CA is archived beside the
+    /// store (`.<ca>.retired-<unix time>`) and the next one takes its place. Returns the archive.
+    pub fn finish_rotation(&self) -> Result<PathBuf, StoreError> {
+        let path = self.next().dir.join(PHASE_FILE);
+        super::write_atomic(&path, format!("{DONE}\n").as_bytes(), 0o600).map_err(io(&path))?;
+        self.swap_in_next()
+    }
+
+    /// The swap of a finished rotation, from wherever an interrupted one stopped.
+    fn swap_in_next(&self) -> Result<PathBuf, StoreError> {
+        let _guard = CREATE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let next = self.next();
+        let mut archive = self.dir.with_file_name(format!(".{}.retired", self.name()));
+        if self.dir.exists() {
+            let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            archive = self.dir.with_file_name(format!(".{}.retired-{secs}", self.name()));
+            fs::rename(&self.dir, &archive).map_err(io(&archive))?;
+        }
+        fs::rename(&next.dir, &self.dir).map_err(io(&self.dir))?;
+        let phase = self.dir.join(PHASE_FILE);
+        fs::remove_file(&phase).map_err(io(&phase))?;
+        Ok(archive)
+    }
+
     /// Writes `files` into a new temporary directory (0700; key 0600, created with that mode)
     /// beside the store, then renames it into place. Fails if the store exists with content.
     fn install(&self, files: &CaFiles) -> Result<(), StoreError> {
@@ -281,6 +401,45 @@ mod tests {
         fs::create_dir_all(store.dir()).unwrap();
         fs::write(store.key_path(), "k").unwrap();
         assert!(matches!(store.read_cert(), Err(StoreError::Broken(_))));
+    }
+
+    #[test]
+    fn a_rotation_records_its_phases_then_archives_the_old_ca() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = CaStore::new(tmp.path().join(".cairn/pki/etcd"));
+        store.ensure(|| Ok(files(1))).unwrap();
+        assert_eq!(store.rotation_phase().unwrap(), None);
+        assert_eq!(store.next().dir(), tmp.path().join(".cairn/pki/etcd.next"));
+        store.next().ensure(|| Ok(files(2))).unwrap();
+        // Made by phase 1, nothing recorded yet: phase 1.
+        assert_eq!(store.rotation_phase().unwrap(), Some(RotationPhase::Trust));
+        store.record_phase(RotationPhase::Reissue).unwrap();
+        assert_eq!(store.rotation_phase().unwrap(), Some(RotationPhase::Reissue));
+        store.record_phase(RotationPhase::Retire).unwrap();
+        assert_eq!(mode(&store.next().dir().join(PHASE_FILE)), 0o600);
+        let archive = store.finish_rotation().unwrap();
+        assert_eq!(store.read().unwrap().unwrap(), files(2));
+        assert_eq!(CaStore::new(&archive).read().unwrap().unwrap(), files(1));
+        assert!(archive.file_name().unwrap().to_string_lossy().starts_with(".etcd.retired-"));
+        assert_eq!(store.rotation_phase().unwrap(), None);
+        assert!(!store.dir().join(PHASE_FILE).exists() && !store.next().dir().exists());
+    }
+
+    #[test]
+    fn an_interrupted_swap_is_finished_by_the_next_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = CaStore::new(tmp.path().join("pki/etcd"));
+        store.ensure(|| Ok(files(1))).unwrap();
+        store.next().ensure(|| Ok(files(2))).unwrap();
+        // The rotation was marked done, then the process died before the swap.
+        fs::write(store.next().dir().join(PHASE_FILE), "done\n").unwrap();
+        assert_eq!(store.rotation_phase().unwrap(), None);
+        assert_eq!(store.read().unwrap().unwrap(), files(2));
+        // A phase file that makes no sense is reported, naming the file.
+        store.next().ensure(|| Ok(files(3))).unwrap();
+        fs::write(store.next().dir().join(PHASE_FILE), "halfway\n").unwrap();
+        let err = store.rotation_phase().unwrap_err().to_string();
+        assert!(err.contains("rotation-phase says `halfway`"), "{err}");
     }
 
     #[test]
