@@ -460,3 +460,10 @@ fn optional_names_a_member_extract_does_not_have() {
         "a".repeat(64)
     )));
 }
+
+#[test]
+fn reloads_certificates_must_be_certificates_of_restart_on() {
+    insta::assert_snapshot!(errors(&format!(
+        "{HOSTS}\n[unit.web]\nname = \"web.service\"\nrestart_on = [\"cert.peer\"]\nreloads_certificates = [\"cert.server\", \"file.conf\"]\n"
+    )));
+}

@@ -279,6 +279,9 @@ pub async fn apply(
     let n = graph.instances.len();
     let instance_changes = || plan.changes().filter_map(|c| c.instance().filter(|&i| i < n).map(|i| (i, c)));
     let planned: BTreeMap<usize, (Action, String)> = instance_changes().map(|(i, c)| (i, (c.action, c.reason.to_string()))).collect();
+    // Changes a service that re-reads them by itself picks up without a restart.
+    let live: BTreeSet<usize> =
+        instance_changes().filter(|(i, c)| graph.instances[*i].desired.picked_up_live(c.action, &c.attrs)).map(|(i, _)| i).collect();
     let member_changes: BTreeMap<usize, Change> =
         instance_changes().filter(|(i, _)| graph.instances[*i].desired.member().is_some()).map(|(i, c)| (i, c.clone())).collect();
     let host_errors: BTreeMap<&str, &str> = plan.errors.iter().map(|e| (e.host.as_str(), e.error.as_str())).collect();
@@ -331,6 +334,9 @@ pub async fn apply(
                     let changed = graph.deps[i]
                         .iter()
                         .filter(|&&j| graph.instances[j].id.host == host && matches!(outcomes[j], Some(Outcome::Done(_))))
+                        .filter(|&&j| {
+                            !(live.contains(&j) && graph.instances[i].desired.reloads().contains(&graph.instances[j].id.resource))
+                        })
                         .map(|&j| graph.instances[j].id.resource.clone())
                         .collect();
                     (i, changed)

@@ -404,10 +404,13 @@ impl Graph {
                 .map(|&j| &self.instances[j])
                 .filter(|dep| dep.id.host == inst.id.host && triggers.contains(&dep.id.resource))
                 .flat_map(|dep| {
-                    dep.desired
-                        .paths()
-                        .into_iter()
-                        .map(|p| crate::resource::unit::WatchedPath { by: dep.id.resource.clone(), path: p.to_string() })
+                    // A certificate the service re-reads by itself restarts it only through its CA file.
+                    let paths = if inst.desired.reloads().contains(&dep.id.resource) {
+                        dep.desired.restart_paths_when_reloaded()
+                    } else {
+                        dep.desired.paths()
+                    };
+                    paths.into_iter().map(|p| crate::resource::unit::WatchedPath { by: dep.id.resource.clone(), path: p.to_string() })
                 })
                 .collect();
             watches.push((i, paths));

@@ -300,7 +300,11 @@ fn decide(graph: &Graph, i: usize, facts: &HostFacts) -> Decision {
     let changing: Vec<crate::spec::ResourceId> = graph.deps[i]
         .iter()
         .map(|&j| &graph.instances[j])
-        .filter(|dep| dep.id.host == inst.id.host && dep.decide(facts).action.is_change())
+        .filter(|dep| dep.id.host == inst.id.host)
+        .filter(|dep| {
+            let d = dep.decide(facts);
+            d.action.is_change() && !(inst.desired.reloads().contains(&dep.id.resource) && dep.desired.picked_up_live(d.action, &d.attrs))
+        })
         .map(|dep| dep.id.resource.clone())
         .collect();
     inst.desired.with_changed_deps(d, &changing, true)

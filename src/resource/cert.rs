@@ -380,6 +380,18 @@ impl DesiredCert {
         }
     }
 
+    /// Whether the CA file on the host is not what it must hold (or is missing).
+    fn ca_file_differs(&self, facts: &HostFacts) -> bool {
+        let Some(path) = &self.ca_path else { return false };
+        let trusted = self.trusted_pem();
+        match facts.path(path) {
+            None => true,
+            Some(f) => {
+                f.kind == PathKind::Symlink || trusted.is_none_or(|t| f.sha256.as_deref() != Some(sha256_hex(t.as_bytes()).as_str()))
+            }
+        }
+    }
+
     /// How the plan names what the CA file will hold.
     fn trusted_words(&self) -> String {
         let name = &self.ca.name;
@@ -536,7 +548,9 @@ impl DesiredCert {
     /// and the files that carry it: the key first, so its content is never visible to anyone
     /// else (its temp file is 0600 and chowned before the rename) and a half-done apply is seen
     /// next time as a mismatch.
-    async fn issue_staged(&self) -> Result<Staged, ApplyError> {
+    /// The CA file is written when it is new or differs (`write_ca`): rewriting it unchanged would
+    /// look like a change of trust to a service that reads it only when it starts.
+    async fn issue_staged(&self, write_ca: bool) -> Result<Staged, ApplyError> {
         let ca = self.load_signer().await?;
         let req = self.leaf.clone();
         let ca_pem = if self.replace_ca { ca.cert_pem.clone() } else { self.trusted_pem_now(Some(&ca)).await? };
@@ -567,7 +581,7 @@ impl DesiredCert {
             write(&self.key_path, issued.key_pem.expose_bytes(), KEY_MODE),
             write(&self.cert_path, issued.cert_pem.as_bytes(), CERT_MODE),
         ];
-        if let Some(ca_path) = &self.ca_path {
+        if let Some(ca_path) = self.ca_path.as_ref().filter(|_| write_ca) {
             files.push(write(ca_path, ca_pem.as_bytes(), CERT_MODE));
         }
         Ok(Staged { commands, files, daemon_reload: false })
@@ -618,7 +632,7 @@ impl ResourceKind for DesiredCert {
         let same_sans: BTreeSet<San> = self.leaf.sans.iter().cloned().collect();
         let mut d = self.issue_decision(Action::Replace, String::new(), Some(&same_sans));
         d.reason = Reason::Replace(Replacing::Reissue);
-        d.attrs.extend(decision.attrs.into_iter().filter(|a| a.name == "usages"));
+        d.attrs.extend(decision.attrs.into_iter().filter(|a| a.name == "usages" || a.name == "ca content"));
         d
     }
 
@@ -677,9 +691,24 @@ impl ResourceKind for DesiredCert {
         probe.paths.extend(self.folders());
     }
 
-    /// Decides what to do now; a creation also says which folders it makes.
+    /// A certificate issued again whose CA file stays as it is: a service that re-reads its
+    /// certificate on each connection (etcd does, see the module's README) needs no restart.
+    fn picked_up_live(&self, action: Action, attrs: &[AttrChange]) -> bool {
+        matches!(action, Action::Replace | Action::Update) && !attrs.iter().any(|a| a.name == "ca content")
+    }
+
+    /// Its CA file: what such a service reads only when it starts.
+    fn restart_paths_when_reloaded(&self) -> Vec<&str> {
+        self.ca_path.iter().map(String::as_str).collect()
+    }
+
+    /// Decides what to do now; a creation also says which folders it makes, a reissue whether
+    /// the CA file changes with it.
     fn diff(&self, facts: &HostFacts) -> Decision {
         let mut d = self.diff_at(facts, OffsetDateTime::now_utc().unix_timestamp());
+        if d.action == Action::Replace && !d.attrs.iter().any(|a| a.name == "ca content") && self.ca_file_differs(facts) {
+            d.attrs.push(AttrChange::new("ca content", Some("differs".into()), Some(self.trusted_words())));
+        }
         let missing: Vec<String> = self.folders().into_iter().filter(|f| facts.path(f).is_none()).collect();
         if d.action == Action::Create && !missing.is_empty() {
             d.attrs.push(AttrChange::new(ATTR_FOLDERS, None, Some(missing.join(", "))));
@@ -691,7 +720,10 @@ impl ResourceKind for DesiredCert {
     /// A new or replaced certificate is issued here, then written with the wave's files.
     async fn stage(&self, decision: &Decision) -> Result<Option<Staged>, ApplyError> {
         match decision.action {
-            Action::Create | Action::Replace => self.issue_staged().await.map(Some),
+            Action::Create | Action::Replace => {
+                let write_ca = decision.action == Action::Create || decision.attrs.iter().any(|a| a.name == "ca content");
+                self.issue_staged(write_ca).await.map(Some)
+            }
             _ => Ok(None),
         }
     }
@@ -1198,6 +1230,24 @@ mod tests {
         assert_eq!(fx.desired.diff_at(&done, NOW).action, Action::NoOp);
         // A certificate still of the old CA in phase 3 (a host added meanwhile) is reissued too.
         assert_eq!(fx.desired.diff_at(&on_old, NOW).reason, rotated(RotationPhase::Retire));
+    }
+
+    #[test]
+    fn a_reissue_says_whether_the_ca_file_changes_and_only_then_needs_a_restart() {
+        let mut fx = fixture();
+        let (_, facts) = good(&fx);
+        fx.desired.leaf.sans.push(San::parse("10.0.0.244"));
+        let d = fx.desired.diff(&facts);
+        assert_eq!(d.action, Action::Replace);
+        assert!(!d.attrs.iter().any(|a| a.name == "ca content"), "{:?}", d.attrs);
+        assert!(fx.desired.picked_up_live(d.action, &d.attrs), "a new leaf is read on the next connection");
+        let mut stale_ca = facts.clone();
+        stale_ca.paths.get_mut("/etc/etcd/pki/ca.pem").unwrap().sha256 = Some("0".repeat(64));
+        let d = fx.desired.diff(&stale_ca);
+        assert!(d.attrs.iter().any(|a| a.name == "ca content"), "{:?}", d.attrs);
+        assert!(!fx.desired.picked_up_live(d.action, &d.attrs), "a changed CA file is read only at start");
+        assert_eq!(fx.desired.restart_paths_when_reloaded(), ["/etc/etcd/pki/ca.pem"]);
+        assert!(!fx.desired.picked_up_live(Action::Create, &[]));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use super::batch::Staged;
 use super::removal::Claims;
-use super::{ApplyError, Decision, HostFacts, ProbeRequest};
+use super::{Action, ApplyError, AttrChange, Decision, HostFacts, ProbeRequest};
 use crate::spec::{Kind, ResourceId};
 use crate::state::manifest::Owned;
 use crate::transport::Transport;
@@ -138,6 +138,24 @@ pub trait ResourceKind: Send + Sync {
     /// Resources whose changes restart this instance; they are also dependencies.
     fn restart_triggers(&self) -> &[ResourceId] {
         &[]
+    }
+
+    /// Restart triggers whose changes the service picks up by itself when
+    /// [`ResourceKind::picked_up_live`] says so (a unit's `reloads_certificates`).
+    fn reloads(&self) -> &[ResourceId] {
+        &[]
+    }
+
+    /// Whether a service that re-reads this resource by itself needs no restart for a change
+    /// with `action` and `attrs` (a certificate issued again whose CA file stays as it is).
+    fn picked_up_live(&self, _action: Action, _attrs: &[AttrChange]) -> bool {
+        false
+    }
+
+    /// The paths whose change after the service started still needs a restart when the service
+    /// re-reads this resource by itself (a certificate's CA file). By default all of them.
+    fn restart_paths_when_reloaded(&self) -> Vec<&str> {
+        self.paths()
     }
 
     /// Tells the instance the host paths its restart triggers manage on its host.

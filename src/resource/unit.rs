@@ -73,6 +73,9 @@ pub struct DesiredUnit {
     pub state: UnitState,
     /// Resources whose changes restart the unit.
     pub restart_on: Vec<ResourceId>,
+    /// Certificates of `restart_on` the service re-reads by itself (see
+    /// [`ResourceKind::picked_up_live`]).
+    pub reloads_certificates: Vec<ResourceId>,
     /// How instances on several hosts start.
     pub start: StartMode,
     /// Seconds to wait for a non-blocking start.
@@ -155,6 +158,7 @@ impl DesiredUnit {
             enabled: spec.enabled,
             state: spec.state,
             restart_on: spec.restart_on.iter().map(|r| r.value.clone()).collect(),
+            reloads_certificates: spec.reloads_certificates.iter().map(|r| r.value.clone()).collect(),
             start: spec.start,
             start_timeout_secs: spec.start_timeout_secs,
             watched: Vec::new(),
@@ -500,6 +504,10 @@ impl ResourceKind for DesiredUnit {
 
     fn restart_triggers(&self) -> &[ResourceId] {
         &self.restart_on
+    }
+
+    fn reloads(&self) -> &[ResourceId] {
+        &self.reloads_certificates
     }
 
     /// A running unit is restarted; a stopped one has nothing to restart.
@@ -896,6 +904,7 @@ mod tests {
             enabled: true,
             state: UnitState::Running,
             restart_on: vec![ResourceId::new(Kind::File, "etcd-config")],
+            reloads_certificates: Vec::new(),
             start: StartMode::PerHost,
             start_timeout_secs: 90,
             rolling: None,

@@ -572,7 +572,11 @@ impl Loader {
                 if let Some(u) = &mut unit {
                     // Inside a module, short ids name the module's own resources, as in `after`.
                     let module = scope.as_ref().map(|m| m.name.clone());
-                    let targets = u.restart_on.iter_mut().chain(u.rolling.as_mut().and_then(|r| r.wait_for.as_mut()));
+                    let targets = u
+                        .restart_on
+                        .iter_mut()
+                        .chain(u.reloads_certificates.iter_mut())
+                        .chain(u.rolling.as_mut().and_then(|r| r.wait_for.as_mut()));
                     for target in targets {
                         if target.value.module.is_none() {
                             target.value.module.clone_from(&module);

@@ -163,6 +163,9 @@ pub struct UnitSpec {
     pub state: UnitState,
     /// Resources whose changes restart the unit (they are also dependencies).
     pub restart_on: Vec<Located<ResourceId>>,
+    /// Certificates of `restart_on` the service re-reads by itself on each new connection: one
+    /// issued again restarts nothing; a change of its CA file still restarts.
+    pub reloads_certificates: Vec<Located<ResourceId>>,
     /// How instances on several hosts are started.
     pub start: StartMode,
     /// Seconds to wait for the unit to become active after a non-blocking start; default 90.

@@ -140,6 +140,11 @@ const UNIT: &[Key] = &[
     opt("start", Ty::Choice(UNIT_STARTS), "Start on each host on its own, or on every host at once; default \"per-host\"."),
     opt("start_timeout", Ty::Seconds(1, 3600), "How long a start may take: seconds, or e.g. \"90s\"; default 90."),
     opt("restart_on", Ty::StrList, "Resource ids whose changes restart the unit (they are applied first)."),
+    opt(
+        "reloads_certificates",
+        Ty::StrList,
+        "Certificates of restart_on the service re-reads by itself: one issued again restarts nothing; a change of its CA file still does.",
+    ),
     opt("rolling", Ty::Table(ROLLING), "Restart the hosts in batches."),
 ];
 

@@ -98,6 +98,32 @@ pub(super) fn unit(
             _ => d.push(bad_after_id(&a)),
         }
     }
+    let mut reloads_certificates = Vec::new();
+    for a in r.string_list("reloads_certificates", d).map(|l| l.value).unwrap_or_default() {
+        match ResourceId::parse(&a.value) {
+            Some(target) if target.kind == Kind::Cert && valid_name(&target.name) => {
+                if restart_on.iter().any(|r: &Located<ResourceId>| r.value == target) {
+                    reloads_certificates.push(Located::new(target, a.span));
+                } else {
+                    d.push(
+                        Diagnostic::at(
+                            &a.span,
+                            format!("`reloads_certificates` of [{id}] names {target}, which is not in its `restart_on`"),
+                        )
+                        .with_label("not in restart_on")
+                        .with_help(format!(
+                            "add \"{target}\" to `restart_on` too: a change of the certificate's CA file still restarts the unit"
+                        )),
+                    );
+                }
+            }
+            _ => d.push(
+                Diagnostic::at(&a.span, format!("`reloads_certificates` of [{id}] must name certificates, found `{}`", a.value))
+                    .with_label("expected cert.NAME")
+                    .with_help("list the [cert.*] resources of `restart_on` whose new certificate and key the service reads by itself"),
+            ),
+        }
+    }
     let rolling = r.table("rolling", format!("`rolling` of [{id}]"), d).map(|mut t| {
         let batch = t.optional_int("batch", 1, 1000, 1, d).map_or(1, |b| u32::try_from(b.value).unwrap_or(1));
         let wait_for = t.optional_string("wait_for", d).and_then(|w| match ResourceId::parse(&w.value) {
@@ -118,7 +144,7 @@ pub(super) fn unit(
         return None;
     }
     let name = name.filter(|n| valid_unit_name(&n.value))?;
-    Some(UnitSpec { name, content, enabled, state, restart_on, start, start_timeout_secs, rolling })
+    Some(UnitSpec { name, content, enabled, state, restart_on, reloads_certificates, start, start_timeout_secs, rolling })
 }
 
 /// An absolute path without characters `/etc/passwd` cannot hold.
