@@ -256,7 +256,7 @@ fn plan_json_schema_is_stable() {
     let v: serde_json::Value = serde_json::from_str(&render::json(&plan)).unwrap();
     assert_eq!(v["format_version"], "1");
     let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
-    assert_eq!(keys(&v), ["changes", "clusters", "errors", "format_version", "has_changes", "summary"]);
+    assert_eq!(keys(&v), ["changes", "clusters", "errors", "format_version", "has_changes", "rotations", "summary"]);
     assert_eq!(keys(&v["summary"]), ["check", "conflict", "create", "delete", "replace", "restart", "unchanged", "update"]);
     for c in v["changes"].as_array().unwrap() {
         assert_eq!(keys(c), ["action", "attributes", "diff", "host", "kind", "reason", "resource", "sensitive", "target"]);

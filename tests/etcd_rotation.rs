@@ -76,6 +76,7 @@ fn etcd_ca_rotation_in_three_phases_with_zero_failed_writes() {
         "2. reissue: every certificate of CA etcd.etcd is issued again, with a new key, by the new CA — next, in this apply",
         "3. retire: every CA file holds the new CA alone",
         "CA rotation etcd.etcd, phase 1 of 3: the CA file trusts both",
+        "snapshot of etcd.cluster.members before the rotation of CA etcd.etcd: verified (snapshot status)",
     ] {
         assert!(plan.stdout.contains(words), "the plan says `{words}`:\n{}", plan.all());
     }
@@ -98,6 +99,12 @@ fn etcd_ca_rotation_in_three_phases_with_zero_failed_writes() {
         let ca_file = lab.ssh_ok(n, &["cat", "/etc/etcd/pki/ca.pem"]);
         assert_eq!(ca_file.matches("BEGIN CERTIFICATE").count(), 2, "{n} trusts both CAs after phase 1:\n{ca_file}");
     }
+    // The snapshot taken first: copied to the state dir.
+    let snapshots: Vec<String> = std::fs::read_dir(dir.join(".cairn/snapshots/etcd.cluster.members"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(snapshots.iter().any(|s| s.ends_with("-before-rotation-of-etcd.etcd.db")), "{snapshots:?}");
     let unlock = cairn(dir, &["unlock"]);
     assert_eq!(unlock.code, 0, "{}", unlock.all());
 

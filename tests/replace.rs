@@ -309,3 +309,40 @@ fn lab_destroy_removes_what_a_certificate_made() {
     assert!(!exists("/srv/made/pki"));
     assert_eq!(lab.ssh_ok(&node, &["cat", "/srv/made/notes.txt"]), "mine");
 }
+
+/// Changing a generated CA's key type in the spec plans the same phased rotation as `--replace`:
+/// the plan says why, one apply takes every certificate to a new CA of that type, and the plan
+/// after it is empty.
+#[test]
+fn a_changed_ca_key_type_rotates_the_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("hosts");
+    let d = dir.path();
+    std::fs::write(d.join("cairn.toml"), local_spec(&root)).unwrap();
+    assert_eq!(cairn(d, &["apply", "--auto-approve"]).code, 0);
+    let old_ca = std::fs::read_to_string(d.join(".cairn/pki/web/ca.pem")).unwrap();
+
+    let spec = local_spec(&root).replace("common_name = \"web\"\n", "common_name = \"web\"\nkey = \"ed25519\"\n");
+    std::fs::write(d.join("cairn.toml"), spec).unwrap();
+    let plan = cairn(d, &["plan"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    assert!(
+        plan.stdout.contains("CA rotation web (the spec asks for key type ed25519 (the CA's is ecdsa-p256)): 2 certificates on 2 hosts"),
+        "{}",
+        plan.all()
+    );
+    let apply = cairn(d, &["apply", "--auto-approve"]);
+    assert_eq!(apply.code, 0, "{}", apply.all());
+    assert!(apply.stdout.contains("CA rotation web complete"), "{}", apply.all());
+    let new_ca = std::fs::read_to_string(d.join(".cairn/pki/web/ca.pem")).unwrap();
+    assert_ne!(new_ca, old_ca);
+    for host in ["alpha", "beta"] {
+        assert_eq!(std::fs::read_to_string(root.join(host).join("pki/ca.pem")).unwrap(), new_ca, "{host} trusts the new CA alone");
+    }
+    let json = cairn(d, &["plan", "--json", "--detailed-exitcode"]);
+    assert_eq!(json.code, 0, "{}", json.all());
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["rotations"], serde_json::json!([]));
+    let key = v["changes"].as_array().unwrap().iter().find(|c| c["resource"] == "cert.server").unwrap()["reason"].clone();
+    assert!(key.as_str().unwrap().contains("issued by CA web"), "{key}");
+}

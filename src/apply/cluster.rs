@@ -355,6 +355,7 @@ async fn snapshot(graph: &Graph, c: &Change, connections: &Connections) -> Resul
     let settings = member.snapshots.as_ref().ok_or_else(|| ApplyError::Failed("no snapshot dir in the cluster's settings".into()))?;
     let why = match &c.reason {
         Reason::SnapshotFirst { upgrade: Some(to), .. } => format!("before-upgrade-to-{to}"),
+        Reason::SnapshotFirst { membership: false, rotation: Some(ca), .. } => format!("before-rotation-of-{ca}"),
         Reason::Operation { step: OperationStep::SafetySnapshot, .. } => "before-restore".to_string(),
         Reason::Operation { .. } => "on-demand".to_string(),
         _ => "before-membership-change".to_string(),

@@ -86,7 +86,9 @@ pub fn plan_clusters(graph: &Graph, facts: &BTreeMap<String, HostFacts>, plan: &
         }
         // A snapshot first, before anything risky: an upgrade or a membership change of a
         // cluster that has data. Taken through a member that answers and changes nothing itself.
-        let risky = cluster.upgrade.is_some() || membership_changes;
+        // A CA rotation starting (its first apply) whose certificates restart the members.
+        let rotation = starting_rotation(graph, &cluster.unit, &wanted.iter().map(|w| w.host.to_string()).collect::<Vec<_>>());
+        let risky = cluster.upgrade.is_some() || membership_changes || rotation.is_some();
         let answering: Vec<&str> =
             quiet_hosts.iter().map(String::as_str).filter(|h| observed.get(*h).is_some_and(|o| o.answered)).collect();
         let via = answering
@@ -104,6 +106,7 @@ pub fn plan_clusters(graph: &Graph, facts: &BTreeMap<String, HostFacts>, plan: &
                 cluster: id.to_string(),
                 upgrade: cluster.upgrade.as_ref().map(|u| u.to.clone()),
                 membership: membership_changes,
+                rotation,
                 dir: snap.dir.clone(),
                 copied: snap.local_dir.is_some(),
             };
@@ -196,6 +199,20 @@ fn operation_steps(
             plan.hosts.entry(host).or_default().push(change);
         }
     }
+}
+
+/// The CA whose rotation starts with this plan (phase 1, the new CA not made yet) when its
+/// certificates restart the cluster's `unit` on the members' `hosts`.
+fn starting_rotation(graph: &Graph, unit: &ResourceId, hosts: &[String]) -> Option<String> {
+    graph.instances.iter().filter(|u| &u.id.resource == unit && hosts.contains(&u.id.host)).find_map(|u| {
+        let triggers = u.desired.restart_triggers();
+        graph
+            .instances
+            .iter()
+            .filter(|c| c.id.host == u.id.host && triggers.contains(&c.id.resource))
+            .find_map(|c| c.desired.ca_rotation().filter(|r| r.phase == crate::state::pki::RotationPhase::Trust && !r.started))
+            .map(|r| r.ca)
+    })
 }
 
 /// A change of the cluster as a whole (a member's removal, a snapshot), shown on and run from

@@ -132,6 +132,10 @@ pub struct RotationPlan {
     pub phase: crate::state::pki::RotationPhase,
     /// Whether the new CA exists (otherwise phase 1 makes it).
     pub started: bool,
+    /// Why it starts when no `--replace` asked for it (the spec changed the CA's key type or
+    /// subject).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub because: Option<String>,
     /// The CA's certificates, as `ID on HOST`.
     pub certificates: Vec<String>,
     /// How many changes this phase still makes (0: done, the apply records it and goes on).

@@ -97,6 +97,7 @@ fn plan_rotations(graph: &Graph, plan: &mut Plan) {
             ca: of.ca.clone(),
             phase: of.phase,
             started: of.started,
+            because: of.cause.clone(),
             certificates: Vec::new(),
             changes: 0,
             partial: graph.partial,

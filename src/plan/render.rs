@@ -144,11 +144,12 @@ impl fmt::Display for Reason {
                 }
             },
             Reason::OperationRefused { operation, cluster, why } => write!(f, "`{operation}` on {cluster} refused: {why}"),
-            Reason::SnapshotFirst { cluster, upgrade, membership, dir, copied } => {
+            Reason::SnapshotFirst { cluster, upgrade, membership, rotation, dir, copied } => {
                 let mut before: Vec<String> = upgrade.iter().map(|to| format!("the upgrade to {to}")).collect();
                 if *membership {
                     before.push("the membership changes".to_string());
                 }
+                before.extend(rotation.iter().map(|ca| format!("the rotation of CA {ca}")));
                 write!(
                     f,
                     "snapshot of {cluster} before {}: verified (snapshot status), kept in {dir}{}",
@@ -394,8 +395,9 @@ fn upgrade_lines(cluster: &ClusterPlan) -> Vec<String> {
 fn rotation_lines(r: &super::RotationPlan) -> Vec<String> {
     let ca = &r.ca;
     let hosts: std::collections::BTreeSet<&str> = r.certificates.iter().filter_map(|c| c.rsplit_once(" on ").map(|(_, h)| h)).collect();
+    let because = r.because.as_ref().map(|b| format!(" ({b})")).unwrap_or_default();
     let mut lines = vec![format!(
-        "CA rotation {ca}: {} certificate{} on {} host{}, in 3 phases, each done on every host before the next \
+        "CA rotation {ca}{because}: {} certificate{} on {} host{}, in 3 phases, each done on every host before the next \
          (the restarts a phase causes follow their units' `rolling`)",
         r.certificates.len(),
         plural(r.certificates.len()),

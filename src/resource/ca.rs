@@ -96,6 +96,26 @@ fn rc(what: &str) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
     move |source| PkiError::Rcgen { what: what.to_string(), source }
 }
 
+/// The DER prefix of an Ed25519 key in PKCS#8 v2 (RFC 5958, with its public key), as aws-lc-rs
+/// writes it, up to the 32-byte seed; and the same in v1 (RFC 5208, the seed alone).
+const ED25519_PKCS8_V2: [u8; 16] = [0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+const ED25519_PKCS8_V1: [u8; 16] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+
+/// A leaf key as PEM every consumer on a host reads: an Ed25519 key in PKCS#8 v1, because
+/// OpenSSL 3.0 (Debian bookworm) refuses the v2 form ("unsupported"), and with it the probe's
+/// key check and any service built on it. Other key types as rcgen writes them.
+fn portable_key_pem(key: &KeyPair) -> String {
+    let der = key.serialize_der();
+    match der.get(..16).zip(der.get(16..48)) {
+        Some((prefix, seed)) if prefix == ED25519_PKCS8_V2 => {
+            let mut v1 = ED25519_PKCS8_V1.to_vec();
+            v1.extend_from_slice(seed);
+            pem::encode(&pem::Pem::new("PRIVATE KEY", v1))
+        }
+        _ => key.serialize_pem(),
+    }
+}
+
 /// A subject alternative name, normalised (DNS names lower-case) so sets compare.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum San {
@@ -254,7 +274,7 @@ pub fn issue(ca: &LoadedCa, req: &LeafRequest, now: OffsetDateTime) -> Result<Is
     params.serial_number = Some(random_serial()?);
     validity(&mut params, now, req.validity);
     let cert = params.signed_by(&key, &ca.issuer).map_err(rc("signing the certificate"))?;
-    Ok(Issued { cert_pem: cert.pem(), key_pem: SecretPem(key.serialize_pem()) })
+    Ok(Issued { cert_pem: cert.pem(), key_pem: SecretPem(portable_key_pem(&key)) })
 }
 
 /// What a certificate says, as far as the `cert` diff cares.
@@ -442,6 +462,25 @@ pub(crate) mod tests {
         let (_, b) = X509Certificate::from_der(&b_der).unwrap();
         assert_ne!(a.raw_serial(), b.raw_serial());
         assert!(a.raw_serial().len() >= 8 && a.raw_serial()[0] & 0x80 == 0);
+    }
+
+    #[test]
+    fn an_ed25519_leaf_key_is_written_as_pkcs8_v1_and_still_matches_its_certificate() {
+        let ca = generate_ca(&ca_spec("etcd", KeyType::Ed25519), OffsetDateTime::now_utc()).unwrap();
+        let mut req = leaf(&["127.0.0.1"], &[Usage::Server]);
+        req.key = KeyType::Ed25519;
+        let issued = issue(&loaded(&ca), &req, OffsetDateTime::now_utc()).unwrap();
+        let der = pem::parse(issued.key_pem.expose_str()).unwrap().into_contents();
+        assert_eq!((der.len(), &der[..16]), (48, &ED25519_PKCS8_V1[..]));
+        let pair = KeyPair::from_pem(issued.key_pem.expose_str()).unwrap();
+        let info = inspect(&issued.cert_pem).unwrap();
+        assert!(same_public_key(&pair.subject_public_key_info(), &info.spki));
+        // OpenSSL on the lab hosts (and here) reads it; the v2 form it refuses.
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("k.pem"), issued.key_pem.expose_bytes()).unwrap();
+        if let Ok(out) = std::process::Command::new("openssl").args(["pkey", "-pubout", "-in"]).arg(tmp.path().join("k.pem")).output() {
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
     }
 
     #[test]

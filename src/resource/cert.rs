@@ -60,6 +60,9 @@ pub struct CaRotation {
     pub phase: RotationPhase,
     /// The new CA's certificate; `None` until phase 1 makes it (at apply).
     pub next: Option<CaCert>,
+    /// Why a rotation starts without `--replace`: the spec asks for another key type or subject
+    /// than the CA in the state dir has.
+    pub cause: Option<String>,
 }
 
 /// A certificate's share of a CA rotation, for the plan.
@@ -73,6 +76,8 @@ pub struct RotationOf {
     pub store: std::path::PathBuf,
     /// Whether the new CA exists already (made by phase 1's first apply).
     pub started: bool,
+    /// Why it starts, when the spec asked for it by changing the CA ([`CaRotation::cause`]).
+    pub cause: Option<String>,
     /// The CA's spec.
     pub spec: CaSpec,
 }
@@ -179,6 +184,11 @@ impl DesiredCert {
                 );
             }
         }
+        // A spec asking for another key type or subject than the CA has: a rotation to a new one.
+        let rotation = rotation.or_else(|| {
+            let cause = ca_cert.as_ref().and_then(|current| spec_differs_from(&ca, current))?;
+            Some(CaRotation { phase: RotationPhase::Trust, next: None, cause: Some(cause) })
+        });
         match (common_name, cert_path, key_path, ca_path) {
             (Some(common_name), Some(cert_path), Some(key_path), ca_path) if errors.is_empty() => Ok(Self {
                 leaf: LeafRequest {
@@ -375,7 +385,7 @@ impl DesiredCert {
         match &self.rotation {
             None => Some(current.pem.clone()),
             Some(CaRotation { next: None, .. }) => None,
-            Some(CaRotation { phase: RotationPhase::Retire, next: Some(next) }) => Some(next.pem.clone()),
+            Some(CaRotation { phase: RotationPhase::Retire, next: Some(next), .. }) => Some(next.pem.clone()),
             Some(CaRotation { next: Some(next), .. }) => Some(bundle(&current.pem, &next.pem)),
         }
     }
@@ -647,7 +657,7 @@ impl ResourceKind for DesiredCert {
         if self.ca_cert.is_none() {
             self.replace_ca = true;
         } else if self.rotation.is_none() {
-            self.rotation = Some(CaRotation { phase: RotationPhase::Trust, next: None });
+            self.rotation = Some(CaRotation { phase: RotationPhase::Trust, next: None, cause: None });
         }
         true
     }
@@ -659,6 +669,7 @@ impl ResourceKind for DesiredCert {
             phase: r.phase,
             store: dir.clone(),
             started: r.next.is_some(),
+            cause: r.cause.clone(),
             spec: (*self.ca).clone(),
         })
     }
@@ -890,7 +901,25 @@ pub fn read_rotation(ca: &CaSpec) -> Result<Option<CaRotation>, CaError> {
         }
         None => None,
     };
-    Ok(Some(CaRotation { phase, next }))
+    Ok(Some(CaRotation { phase, next, cause: None }))
+}
+
+/// How the spec's generated CA differs from the CA in the state dir, when it asks for another key
+/// type or subject (which only a new CA can have: a rotation to it). An imported CA is the user's.
+fn spec_differs_from(ca: &CaSpec, current: &CaCert) -> Option<String> {
+    if !matches!(ca.source, CaSource::Store { .. }) {
+        return None;
+    }
+    let info = inspect(&current.pem).ok()?;
+    let mut differs = Vec::new();
+    if info.key != Some(ca.key) {
+        differs.push(format!("key type {} (the CA's is {})", ca.key, info.key.map_or("another", |k| k.as_str())));
+    }
+    let wanted: Vec<(String, String)> = ca.subject.fields().into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    if info.common_name.as_deref() != Some(ca.common_name.as_str()) || info.subject != wanted {
+        differs.push("another subject".to_string());
+    }
+    (!differs.is_empty()).then(|| format!("the spec asks for {}", differs.join(" and ")))
 }
 
 /// The CA file of a rotation's phases 1 and 2: both certificates, the current one first.
@@ -1184,7 +1213,7 @@ mod tests {
     }
 
     fn rotation_at(d: &mut DesiredCert, phase: RotationPhase, next: Option<&Issued>) {
-        d.rotation = Some(CaRotation { phase, next: next.map(cert_of) });
+        d.rotation = Some(CaRotation { phase, next: next.map(cert_of), cause: None });
     }
 
     #[test]
@@ -1257,7 +1286,7 @@ mod tests {
         fx.desired.ca.source = CaSource::Store { dir: tmp.path().join("pki/etcd") };
         assert!(!fx.desired.replace_ca("web"));
         assert!(fx.desired.replace_ca("etcd"));
-        assert_eq!(fx.desired.rotation, Some(CaRotation { phase: RotationPhase::Trust, next: None }));
+        assert_eq!(fx.desired.rotation, Some(CaRotation { phase: RotationPhase::Trust, next: None, cause: None }));
         assert!(!fx.desired.replace_ca);
         let of = fx.desired.ca_rotation().unwrap();
         assert_eq!((of.ca.as_str(), of.phase, of.started), ("etcd", RotationPhase::Trust, false));
@@ -1265,6 +1294,24 @@ mod tests {
         fx.desired.ca_cert = None;
         assert!(fx.desired.replace_ca("etcd"));
         assert!(fx.desired.replace_ca && fx.desired.rotation.is_none());
+    }
+
+    #[test]
+    fn a_spec_asking_for_another_key_type_or_subject_rotates_the_ca() {
+        let mut spec = ca_spec("etcd", KeyType::EcdsaP256);
+        let current = cert_of(&generate_ca(&spec, now()).unwrap());
+        assert_eq!(spec_differs_from(&spec, &current), None, "a CA made from the spec matches it");
+        spec.subject = Subject::default();
+        let mut other = spec.clone();
+        other.key = KeyType::Ed25519;
+        let current = cert_of(&generate_ca(&spec, now()).unwrap());
+        assert_eq!(spec_differs_from(&spec, &current), None);
+        assert_eq!(spec_differs_from(&other, &current).as_deref(), Some("the spec asks for key type ed25519 (the CA's is ecdsa-p256)"));
+        other.key = KeyType::EcdsaP256;
+        other.common_name = "etcd-2".into();
+        assert_eq!(spec_differs_from(&other, &current).as_deref(), Some("the spec asks for another subject"));
+        other.source = CaSource::Imported { cert_file: "ca.pem".into(), key_file: "ca-key.pem".into() };
+        assert_eq!(spec_differs_from(&other, &current), None, "an imported CA is the user's");
     }
 
     #[test]

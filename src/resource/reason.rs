@@ -60,6 +60,9 @@ pub enum Reason {
         upgrade: Option<String>,
         /// Members join, leave or are replaced.
         membership: bool,
+        /// The CA whose rotation starts (its certificates restart the cluster's service).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rotation: Option<String>,
         /// Where it is kept on the host.
         dir: String,
         /// Also copied to the machine running cairn.
