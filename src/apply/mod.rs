@@ -474,15 +474,24 @@ pub async fn record_unchanged(graph: &Graph, plan: &Plan, connections: &Connecti
 }
 
 /// The last step of every run: writes each host's manifest where what the spec manages there
-/// changed ([`manifests_after`]). Returns the hosts where writing failed, with the error.
+/// changed ([`manifests_after`]), every host at once. Returns the hosts where writing failed, with
+/// the error, sorted.
 async fn record_manifests(graph: &Graph, plan: &Plan, report: Option<&ApplyReport>, connections: &Connections) -> Vec<(String, String)> {
-    let mut failed = Vec::new();
+    let mut writes = tokio::task::JoinSet::new();
     for (host, manifest) in manifests_after(graph, plan, report) {
         let Some(Ok(t)) = connections.get(&host) else { continue };
-        if let Err(e) = crate::state::host::write_manifest(t.as_ref(), &manifest).await {
-            failed.push((host, e.to_string()));
+        let t = Arc::clone(t);
+        writes.spawn(async move { (host, crate::state::host::write_manifest(t.as_ref(), &manifest).await) });
+    }
+    let mut failed = Vec::new();
+    while let Some(joined) = writes.join_next().await {
+        match joined {
+            Ok((host, Err(e))) => failed.push((host, e.to_string())),
+            Ok((_, Ok(_))) => {}
+            Err(e) => failed.push(("?".to_string(), format!("manifest task failed: {e}"))),
         }
     }
+    failed.sort();
     failed
 }
 

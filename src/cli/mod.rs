@@ -969,9 +969,11 @@ where
     status
 }
 
-/// Takes every reachable SSH host's lock, in host order (two applies never wait on each other in
-/// a circle), retrying for `timeout` while another run holds one. `transport = "local"` hosts are
-/// this machine (often several of them, and cairn may not be root): they take no lock.
+/// Takes every reachable SSH host's lock. First all at once (one round trip of wall time, however
+/// many hosts); when another run holds one, the locks taken are given back and they are taken again
+/// in host order (two applies never wait on each other in a circle), retrying for `timeout` while
+/// another run holds one. `transport = "local"` hosts are this machine (often several of them, and
+/// cairn may not be root): they take no lock.
 async fn take_locks(
     graph: &Graph,
     conns: &planner::Connections,
@@ -980,12 +982,29 @@ async fn take_locks(
     locked: &mut Vec<crate::transport::SharedTransport>,
 ) -> Result<(), String> {
     let deadline = std::time::Instant::now() + timeout;
-    for (name, conn) in conns {
-        // An unreachable host is reported by the plan; it is not touched, so it needs no lock.
-        let Ok(t) = conn else { continue };
-        if graph.hosts.get(name).is_some_and(|h| h.transport == crate::spec::TransportKind::Local) {
-            continue;
+    // An unreachable host is reported by the plan; it is not touched, so it needs no lock.
+    let lockable: Vec<(&String, &crate::transport::SharedTransport)> = conns
+        .iter()
+        .filter_map(|(name, conn)| conn.as_ref().ok().map(|t| (name, t)))
+        .filter(|(name, _)| !graph.hosts.get(*name).is_some_and(|h| h.transport == crate::spec::TransportKind::Local))
+        .collect();
+    let mut attempts = tokio::task::JoinSet::new();
+    for (_, t) in &lockable {
+        let (t, me) = (Arc::clone(t), me.clone());
+        attempts.spawn(async move { (matches!(host::try_lock(t.as_ref(), &me).await, Ok(host::LockAttempt::Acquired)), t) });
+    }
+    let mut all = true;
+    while let Some(joined) = attempts.join_next().await {
+        match joined {
+            Ok((true, t)) => locked.push(t),
+            _ => all = false,
         }
+    }
+    if all {
+        return Ok(());
+    }
+    give_back(locked, me).await;
+    for (name, t) in lockable {
         loop {
             match host::try_lock(t.as_ref(), me).await {
                 Ok(host::LockAttempt::Acquired) => {
@@ -1019,17 +1038,37 @@ async fn take_locks(
     Ok(())
 }
 
-/// Releases this run's locks. A lock that cannot be released (the connection died) stays on its
-/// host: said on stderr with the way out, since the next apply there will refuse to start.
+/// Gives back the locks a first, all-at-once attempt took (another run holds one of the others).
+async fn give_back(locked: &mut Vec<crate::transport::SharedTransport>, me: &host::LockHolder) {
+    let mut releases = tokio::task::JoinSet::new();
+    for t in locked.drain(..) {
+        let id = me.id.clone();
+        releases.spawn(async move { host::unlock(t.as_ref(), Some(&id)).await });
+    }
+    while releases.join_next().await.is_some() {}
+}
+
+/// Releases this run's locks, all at once. A lock that cannot be released (the connection died)
+/// stays on its host: said on stderr with the way out, since the next apply there will refuse to
+/// start.
 async fn release_locks(ui: &Ui, locked: &[crate::transport::SharedTransport], me: &host::LockHolder) {
+    let mut releases = tokio::task::JoinSet::new();
     for t in locked {
-        if let Err(e) = host::unlock(t.as_ref(), Some(&me.id)).await {
-            let host = t.host();
-            ui.error(&format!(
-                "{host}: its apply lock stays on the host ({e}); the next apply there reports it as a stale lock, \
-                 and `cairn unlock {host}` removes it"
-            ));
+        let (t, id) = (Arc::clone(t), me.id.clone());
+        releases.spawn(async move { (t.host().to_string(), host::unlock(t.as_ref(), Some(&id)).await) });
+    }
+    let mut failed = Vec::new();
+    while let Some(joined) = releases.join_next().await {
+        if let Ok((host, Err(e))) = joined {
+            failed.push((host, e));
         }
+    }
+    failed.sort_by(|a, b| a.0.cmp(&b.0));
+    for (host, e) in failed {
+        ui.error(&format!(
+            "{host}: its apply lock stays on the host ({e}); the next apply there reports it as a stale lock, \
+             and `cairn unlock {host}` removes it"
+        ));
     }
 }
 
