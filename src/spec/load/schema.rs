@@ -199,6 +199,11 @@ const CA: &[Key] = &[
     opt("cert_file", Ty::Str, "Import an existing CA: its certificate (with `key_file`)."),
     opt("key_file", Ty::Str, "Import an existing CA: its private key (with `cert_file`)."),
     opt("dir", Ty::Str, "Where a generated CA is kept; default STATE_DIR/pki/NAME."),
+    opt(
+        "age_recipients",
+        Ty::StrList,
+        "age recipients (age1…) the generated CA's key is encrypted to in its store; [] keeps it plain; default the spec's `age_recipients`.",
+    ),
 ];
 
 /// The spellings of [`crate::spec::pki::Usage::ALL`] (a test checks they match).
@@ -296,6 +301,14 @@ fn root() -> Vec<(Key, Option<Vec<Key>>)> {
         (opt("include", Ty::StrList, "Other spec files merged into this one, relative to this file."), None),
         (opt("state_dir", Ty::Str, "Local state directory (main spec file only); default .cairn."), None),
         (opt("name", Ty::Str, "The spec's name on the hosts (main spec file only); default the file's or folder's name."), None),
+        (
+            opt(
+                "age_recipients",
+                Ty::StrList,
+                "age recipients (age1…) every generated CA's key is encrypted to in the state dir (main spec file only); default none: plain keys.",
+            ),
+            None,
+        ),
         (opt("vars", Ty::Map(&Ty::Any), "Free values for templates (`vars.NAME`)."), None),
         (opt("ssh", Ty::Table(SSH), "Connection defaults for every ssh host."), None),
         (opt("hosts", Ty::Map(&Ty::Table(HOST)), "The hosts, one table each: [hosts.NAME]."), None),
