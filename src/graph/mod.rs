@@ -206,7 +206,10 @@ impl Graph {
             for host in spec.hosts.values().filter(|h| selects(&resource.hosts, h)) {
                 let scoped = resource.scope.as_ref().map(|scope| module_context(spec, host, scope));
                 let ctx = scoped.as_ref().unwrap_or(&contexts[host.name.as_str()]);
-                let mut render = |t: &crate::spec::TemplateText| templater.render(t, ctx, &spec.sources);
+                let mut render = |t: &crate::spec::TemplateText| {
+                    let out = templater.render(t, ctx, &spec.sources)?;
+                    crate::module::secret_leak(resource, t, &out).map_or(Ok(out), Err)
+                };
                 match Desired::from_spec(&resource.body, &mut render) {
                     Ok(desired) => {
                         let index = graph.instances.len();

@@ -11,7 +11,7 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value, syntax::Synta
 
 use crate::spec::diagnostic::did_you_mean;
 use crate::spec::template::{budget_exceeded, render_bounded, with_budget};
-use crate::spec::{Diagnostic, HostSpec, ModuleScope, SourceMap, Span, Spec, TemplateText};
+use crate::spec::{ContentSource, Diagnostic, HostSpec, ModuleScope, ResourceBody, ResourceSpec, SourceMap, Span, Spec, TemplateText};
 
 /// Renders templates with cairn's settings: undefined values are errors when printed (but can be
 /// tested with `if`/`default`), a template's final newline is kept (config files need it), and
@@ -151,6 +151,39 @@ fn help_for(kind: minijinja::ErrorKind) -> &'static str {
     }
 }
 
+/// Secret inputs shorter than this are not looked for in rendered values (too many false hits).
+const SHORTEST_TRACKED_SECRET: usize = 4;
+
+/// The net that keeps a module's secret inputs out of everything cairn shows: a value rendered
+/// from `template` for `resource` that holds a secret input's value is an error, unless it is the
+/// content of a sensitive file (which plans, JSON, saved plans and logs never show).
+pub fn secret_leak(resource: &ResourceSpec, template: &TemplateText, rendered: &str) -> Option<Diagnostic> {
+    let scope = resource.scope.as_ref()?;
+    let (input, secret, _) =
+        scope.secret_texts().into_iter().find(|(_, _, v)| v.len() >= SHORTEST_TRACKED_SECRET && rendered.contains(v))?;
+    let (content_of_file, sensitive) = match &resource.body {
+        ResourceBody::File(f) => (matches!(&f.content, ContentSource::Template(c) if std::ptr::eq(c, template)), f.sensitive),
+        _ => (false, false),
+    };
+    if content_of_file && sensitive {
+        return None;
+    }
+    let diag = Diagnostic::at(
+        &template.span,
+        format!("`{}` would show the secret input `{input}` of module instance `{}` ({})", template.name, scope.name, secret.source),
+    );
+    Some(if content_of_file {
+        diag.with_label("rendered into the content of a file that is not sensitive").with_help(format!(
+            "add `sensitive = true` to [{}.{}] in the module, so its content is never shown",
+            resource.id.kind, resource.id.name
+        ))
+    } else {
+        diag.with_label("a secret rendered here would be shown in plans and logs").with_help(
+            "a secret input may only go into the content of a `file` (which is then sensitive), e.g. an EnvironmentFile= or config file the service reads",
+        )
+    })
+}
+
 /// One host as templates see it: `name`, `address`, `labels`.
 pub fn host_value(host: &HostSpec) -> Value {
     Value::from(minijinja::value::Serde(serde_json::json!({
@@ -185,7 +218,8 @@ pub fn module_context(spec: &Spec, host: &HostSpec, scope: &ModuleScope) -> Valu
         .inputs
         .iter()
         .map(|(k, v)| match v {
-            serde_json::Value::String(s) if s.contains("{{") || s.contains("{%") => {
+            // A secret is a value, never a template (rendering it could also quote it in an error).
+            serde_json::Value::String(s) if (s.contains("{{") || s.contains("{%")) && !scope.secret_inputs.contains_key(k) => {
                 (k, serde_json::Value::String(render_bounded(&env, k, s, base.clone()).unwrap_or_else(|_| s.clone())))
             }
             _ => (k, v.clone()),

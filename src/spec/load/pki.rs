@@ -211,8 +211,10 @@ pub(super) fn read_age_recipients(r: &mut TableReader<'_, '_>, d: &mut Diagnosti
 /// sees no `host`); unchanged outside a module or without `{{`.
 fn with_module_inputs(text: Located<String>, scope: Option<&ModuleScope>, d: &mut Diagnostics) -> Option<Located<String>> {
     let Some(scope) = scope.filter(|_| is_templated(&text.value)) else { return Some(text) };
-    let ctx =
-        minijinja::Value::from(minijinja::value::Serde(serde_json::json!({ "inputs": scope.inputs, "module": { "name": scope.name } })));
+    // Secret inputs show as "(sensitive)": a CA's values end up in certificates and plans.
+    let ctx = minijinja::Value::from(minijinja::value::Serde(
+        serde_json::json!({ "inputs": scope.shown_inputs(), "module": { "name": scope.name } }),
+    ));
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     crate::spec::template::with_budget(&mut env);

@@ -316,7 +316,7 @@ fn root() -> Vec<(Key, Option<Vec<Key>>)> {
     for &kind in Kind::ALL {
         keys.push((opt(kind.as_str(), Ty::Any, kind_doc(kind)), Some(kind_keys(kind))));
     }
-    keys.push((opt("module", Ty::Map(&Ty::OpenTable(MODULE_INSTANCE)), "Module instances: [module.NAME] with `source` and inputs."), None));
+    keys.push((opt("module", Ty::Map(&Ty::OpenTable(MODULE_INSTANCE)), "Module instances: [module.NAME] with `source` and inputs; a string input may come from { env = … }, { file = … } or { command = […] }."), None));
     keys
 }
 
