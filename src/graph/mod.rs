@@ -193,8 +193,12 @@ impl Graph {
     /// Renders every resource for every host it selects and links the instances. Every problem
     /// (template errors, duplicate paths, cycles) is reported at once.
     pub fn build(spec: &Spec) -> Result<Graph, Diagnostics> {
+        Self::build_with(spec, &Templater::new())
+    }
+
+    /// [`Graph::build`] rendering with `templater` (to compare template settings).
+    pub fn build_with(spec: &Spec, templater: &Templater) -> Result<Graph, Diagnostics> {
         let mut diags = Diagnostics::default();
-        let templater = Templater::new();
         let mut graph = Graph { spec_name: spec.name.clone(), removals: true, hosts: spec.hosts.clone(), ..Graph::default() };
         let contexts: BTreeMap<&str, minijinja::Value> = spec.hosts.values().map(|h| (h.name.as_str(), host_context(spec, h))).collect();
 

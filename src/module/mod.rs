@@ -14,8 +14,10 @@ use crate::spec::template::{budget_exceeded, render_bounded, with_budget};
 use crate::spec::{ContentSource, Diagnostic, HostSpec, ModuleScope, ResourceBody, ResourceSpec, SourceMap, Span, Spec, TemplateText};
 
 /// Renders templates with cairn's settings: undefined values are errors when printed (but can be
-/// tested with `if`/`default`), a template's final newline is kept (config files need it), and
-/// nothing is auto-escaped (minijinja would otherwise JSON-quote every value printed by a template
+/// tested with `if`/`default`), a template's final newline is kept (config files need it), block
+/// tags keep the whitespace around them (no `trim_blocks`/`lstrip_blocks`: the shipped modules'
+/// templates are written for that, see `docs/spec.md`, "Template whitespace"), and nothing is
+/// auto-escaped (minijinja would otherwise JSON-quote every value printed by a template
 /// named `*.yml.j2` or `*.json.j2`, and HTML-escape `*.html.j2`). Every render has cairn's budget
 /// (`spec::template::render_bounded`): a runaway template is an error, not a hang.
 pub struct Templater {
@@ -31,10 +33,16 @@ impl Default for Templater {
 impl Templater {
     /// A templater with cairn's settings.
     pub fn new() -> Self {
+        Self::with_block_trimming(false)
+    }
+
+    /// cairn's settings, but with minijinja's `trim_blocks` and `lstrip_blocks` (Jinja2's and
+    /// Ansible's whitespace control) set to `trim`: for comparing what templates render both ways.
+    pub fn with_block_trimming(trim: bool) -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
         env.set_auto_escape_callback(|_| AutoEscape::None);
-        if let Ok(syntax) = SyntaxConfig::builder().keep_trailing_newline(true).build() {
+        if let Ok(syntax) = SyntaxConfig::builder().keep_trailing_newline(true).trim_blocks(trim).lstrip_blocks(trim).build() {
             env.set_syntax(syntax);
         }
         env.set_debug(true);
