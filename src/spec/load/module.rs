@@ -306,6 +306,18 @@ impl Loader {
                 }
                 continue;
             }
+            if let DeValue::Table(table) = value.get_ref()
+                && decl.ty != InputType::Table
+                && ["env", "file", "command"].iter().any(|k| table.get(*k).is_some())
+            {
+                d.push(
+                    Diagnostic::at(&Span::new(instance.file, value.span()), format!("{what} cannot come from a secret source"))
+                        .with_label(format!("`{}` is declared as {}", decl.name, decl.ty.phrase()))
+                        .with_related(&decl.type_span, format!("`{}` is declared as {} here", decl.name, decl.ty.phrase()))
+                        .with_help("secret sources ({ env = … }, { file = … }, { command = […] }) fill `string` inputs only"),
+                );
+                continue;
+            }
             if let Some(v) = check_value(instance.file, decl, value, &what, d) {
                 values.insert(decl.name.clone(), v);
             }
