@@ -179,6 +179,25 @@ fn lab_secret_sources_write_files_on_hosts() {
         String::from_utf8(out.stdout).unwrap()
     });
     assert_eq!(lab.ssh_ok(&node, &["stat", "-c", "%a", "/srv/s/etc/env-token"]), "600");
+
+    // Module inputs from the same sources, on the lab host: written into the sensitive file only.
+    std::fs::create_dir_all(dir.join("modules/tokened")).unwrap();
+    std::fs::write(dir.join("modules/tokened/module.toml"), TOKENED_MODULE).unwrap();
+    let command_secret = dir.parent().unwrap().join("command-secret");
+    let module = module_spec("/srv/s/etc", &command_secret, "").replace("[hosts.here]\ntransport = \"local\"\n", "");
+    let spec = format!("include = [\"{hosts}\"]\n{}{module}", secret_files("/srv/s", &command_secret));
+    std::fs::write(dir.join("cairn.toml"), spec).unwrap();
+    let home_s = home.display().to_string();
+    let env = [("CAIRN_TEST_TOKEN", ENV_SECRET.trim_end()), ("HOME", home_s.as_str()), ("CAIRN_LOG", "debug")];
+    let apply = cairn_env(&dir, &["-v", "apply", "--auto-approve"], &env);
+    assert_eq!(apply.code, 0, "{}", apply.all());
+    assert_eq!(
+        lab.ssh_ok(&node, &["cat", "/srv/s/etc/tokens.env"]),
+        "A=cairn-test-secret-env\nB=cairn-test-secret-file-2\nC=cairn-test-secret-command"
+    );
+    assert_eq!(lab.ssh_ok(&node, &["stat", "-c", "%a", "/srv/s/etc/tokens.env"]), "600");
+    let again = cairn_env(&dir, &["plan", "--detailed-exitcode"], &env);
+    assert_eq!(again.code, 0, "{}", again.all());
 }
 
 // ---- module inputs from secret sources ----
