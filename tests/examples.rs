@@ -159,3 +159,72 @@ fn rendered_module_scripts_pass_shellcheck() {
     let out = Command::new("shellcheck").arg("--exclude=SC1091").args(&files).output().unwrap();
     assert!(out.status.success(), "rendered scripts fail shellcheck:\n{}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// Template whitespace (docs/spec.md, "Template whitespace"): cairn renders with minijinja's
+/// `trim_blocks` and `lstrip_blocks` off, and this pins why. Every example and every module's
+/// `example.toml` is rendered for every host both ways; the listed files would come out different
+/// with them on (the shipped templates rely on the newline after a block tag), so turning them on
+/// would rewrite files on every host that uses them. When this list becomes empty, the default can
+/// be reconsidered.
+#[test]
+fn template_whitespace_is_kept_around_block_tags() {
+    use cairn::module::Templater;
+    use cairn::resource::Desired;
+    // Inside the repository, so specs find `modules/` in a parent directory.
+    std::fs::create_dir_all("target").unwrap();
+    let mut specs: Vec<(String, PathBuf)> = Vec::new();
+    let mut keep = Vec::new();
+    for spec in example_specs() {
+        let dir = tempfile::tempdir_in("target").unwrap();
+        copy_dir(spec.parent().unwrap(), dir.path());
+        for (name, stand_in) in [("lab.toml", STAND_IN_LAB), ("mirror.toml", STAND_IN_MIRROR)] {
+            if !dir.path().join(name).exists() {
+                std::fs::write(dir.path().join(name), stand_in).unwrap();
+            }
+        }
+        specs.push((spec.display().to_string(), dir.path().join("cairn.toml")));
+        keep.push(dir);
+    }
+    let mut modules: Vec<PathBuf> = std::fs::read_dir("modules").unwrap().map(|e| e.unwrap().path().join("example.toml")).collect();
+    modules.sort();
+    for example in modules.into_iter().filter(|p| p.exists()) {
+        specs.push((example.display().to_string(), example));
+    }
+    let mut differ: Vec<String> = Vec::new();
+    let mut rendered = 0;
+    for (name, path) in &specs {
+        let spec = cairn::spec::load(path).unwrap_or_else(|e| panic!("{name}: {}", e.render()));
+        let build = |trim| {
+            cairn::graph::Graph::build_with(&spec, &Templater::with_block_trimming(trim))
+                .unwrap_or_else(|d| panic!("{name}: {}", d.render(&spec.sources)))
+        };
+        let (kept, trimmed) = (build(false), build(true));
+        assert_eq!(kept.instances.len(), trimmed.instances.len());
+        for (a, b) in kept.instances.iter().zip(&trimmed.instances) {
+            rendered += 1;
+            if a.desired != b.desired {
+                let what = match &a.desired {
+                    Desired::File(f) => f.path.clone(),
+                    _ => a.id.resource.to_string(),
+                };
+                let entry = format!("{name}: {what}");
+                if !differ.contains(&entry) {
+                    differ.push(entry);
+                }
+            }
+        }
+    }
+    assert!(rendered > 50, "only {rendered} instances rendered");
+    differ.sort();
+    insta::assert_snapshot!(differ.join("\n"));
+    // And the default is what the documentation says: the newline after a block tag stays.
+    let spec_text =
+        "[hosts.a]\naddress = \"192.0.2.1\"\n[file.x]\npath = \"/x\"\ncontent = \"{% if true %}\\n  a\\n  {% endif %}\\nb\\n\"\n";
+    let spec = cairn::spec::load_str(Path::new("cairn.toml"), spec_text).unwrap();
+    let graph = cairn::graph::Graph::build(&spec).unwrap();
+    let Desired::File(f) = &graph.instances[0].desired else { panic!("not a file") };
+    assert_eq!(String::from_utf8_lossy(&f.content), "\n  a\n  \nb\n");
+    let graph = cairn::graph::Graph::build_with(&spec, &Templater::with_block_trimming(true)).unwrap();
+    let Desired::File(f) = &graph.instances[0].desired else { panic!("not a file") };
+    assert_eq!(String::from_utf8_lossy(&f.content), "  a\nb\n");
+}

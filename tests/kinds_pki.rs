@@ -1,7 +1,8 @@
 //! The `ca` and `cert` kinds end to end: spec errors as exact text, then the real binary against
 //! local hosts (no lab needed) and against lab hosts over SSH: the CA is created once, every host
 //! gets a certificate that `openssl verify` accepts with the right SANs and a 0600 key, plan after
-//! apply is empty, a new SAN reissues exactly the certificate that lacks it, and no output ever
+//! apply is empty, a new SAN reissues exactly the certificate that lacks it, a CA whose key is
+//! sealed with age signs only with its identity and plans without it, and no output ever
 //! contains a private key.
 #![allow(clippy::panic, clippy::print_stderr, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -93,6 +94,31 @@ fn a_templated_san_that_renders_badly_is_reported() {
     assert_eq!(v.code, 1, "{}", v.all());
     assert!(v.stderr.contains("SAN `node1 bad` is neither an IP address nor a DNS name"), "{}", v.stderr);
     assert!(!dir.path().join(".cairn").exists(), "validate must not create the CA");
+}
+
+/// A valid age recipient (the age crate's test vector; its identity is public, never use it).
+const RECIPIENT: &str = "age1t7rxyev2z3rw82stdlrrepyc39nvn86l5078zqkf5uasdy86jp6svpy7pa";
+
+#[test]
+fn age_recipient_errors_are_all_reported_with_positions() {
+    insta::assert_snapshot!(errors(&format!(
+        r#"age_recipients = ["age1notarecipient"]
+{HOSTS}
+[ca.etcd]
+common_name = "etcd"
+age_recipients = ["{RECIPIENT}", "AGE-SECRET-KEY-1GQ9778VQXMMJVE8SK7J6VT8UJ4HDQAJUVSFCWCM02D8GEWQ72PVQ2Y5J33", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI"]
+
+[ca.web]
+common_name = "web"
+age_recipients = "{RECIPIENT}"
+
+[ca.ext]
+common_name = "ext"
+cert_file = "Cargo.toml"
+key_file = "Cargo.toml"
+age_recipients = ["{RECIPIENT}"]
+"#
+    )));
 }
 
 // ---- local hosts ----
@@ -206,6 +232,79 @@ fn local_hosts_get_verified_certificates_and_no_churn() {
     assert_eq!(cairn(dir.path(), &["plan", "--detailed-exitcode"]).code, 0);
 }
 
+/// A new age identity in `dir/name` (0600, as age-keygen writes it); returns its path and its
+/// public key.
+fn age_keygen(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
+    use age::secrecy::ExposeSecret;
+    let id = age::x25519::Identity::generate();
+    let path = dir.join(name);
+    let text = format!("# created by the test\n# public key: {}\n{}\n", id.to_public(), id.to_string().expose_secret());
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (path, id.to_public().to_string())
+}
+
+#[test]
+fn an_age_sealed_ca_signs_only_with_its_identity_and_plans_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let keys = tempfile::tempdir().unwrap();
+    let (identity, recipient) = age_keygen(keys.path(), "me.key");
+    let (other, _) = age_keygen(keys.path(), "other.key");
+    let root = d.join("hosts");
+    let spec = |extra_san: &str| format!("age_recipients = [\"{recipient}\"]\n{}", local_spec(&root, extra_san));
+    std::fs::write(d.join("cairn.toml"), spec("")).unwrap();
+    let with_file = [("CAIRN_AGE_IDENTITY_FILE", identity.to_str().unwrap()), ("CAIRN_LOG", "debug")];
+
+    // plan needs no identity; applying does (it signs), and says how to give one.
+    let plan = cairn(d, &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    let apply = cairn(d, &["apply", "--auto-approve"]);
+    assert_eq!(apply.code, 1, "{}", apply.all());
+    assert!(apply.stderr.contains("CA etcd: "), "{}", apply.stderr);
+    assert!(
+        apply.stderr.contains("ca-key.pem.age is encrypted with age and no identity is given: set CAIRN_AGE_IDENTITY_FILE"),
+        "{}",
+        apply.stderr
+    );
+    assert!(!d.join(".cairn/pki/etcd").exists(), "no CA is made that cannot be opened again");
+
+    // With the identity (a file), the CA is made sealed and certificates verify.
+    let apply = cairn_env(d, &["apply", "--auto-approve"], &with_file);
+    assert_eq!(apply.code, 0, "{}", apply.all());
+    let store = d.join(".cairn/pki/etcd");
+    assert!(!store.join("ca-key.pem").exists());
+    assert_eq!(mode(&store.join("ca-key.pem.age")), 0o600);
+    let sealed = std::fs::read_to_string(store.join("ca-key.pem.age")).unwrap();
+    assert!(sealed.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"), "{sealed}");
+    run::assert_no_secret("the sealed CA key", &sealed);
+    let pki = root.join("alpha/pki");
+    let ok = openssl(&["verify", "-CAfile", pki.join("ca.pem").to_str().unwrap(), pki.join("server.pem").to_str().unwrap()]);
+    assert!(ok.trim_end().ends_with(": OK"), "{ok}");
+
+    // A second plan, with no identity anywhere, is empty.
+    let again = cairn(d, &["plan", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert_eq!(again.stdout, "No changes. 2 resource instances on 2 hosts match the spec.\n");
+
+    // A reissue with the wrong identity is refused, naming the file and where the identity came from.
+    std::fs::write(d.join("cairn.toml"), spec(", \"etcd.example.org\"")).unwrap();
+    let wrong = cairn_env(d, &["apply", "--auto-approve"], &[("CAIRN_AGE_IDENTITY_FILE", other.to_str().unwrap())]);
+    assert_eq!(wrong.code, 1, "{}", wrong.all());
+    assert!(
+        wrong.stderr.contains("ca-key.pem.age cannot be decrypted with the identities from $CAIRN_AGE_IDENTITY_FILE"),
+        "{}",
+        wrong.stderr
+    );
+    // The identity itself in the environment works too; the old certificates are replaced.
+    let text = std::fs::read_to_string(&identity).unwrap();
+    let apply = cairn_env(d, &["apply", "--auto-approve"], &[("CAIRN_AGE_IDENTITY", text.as_str()), ("CAIRN_LOG", "debug")]);
+    assert_eq!(apply.code, 0, "{}", apply.all());
+    let san = openssl(&["x509", "-noout", "-ext", "subjectAltName", "-in", pki.join("server.pem").to_str().unwrap()]);
+    assert!(san.contains("DNS:etcd.example.org"), "{san}");
+    assert_eq!(cairn(d, &["plan", "--detailed-exitcode"]).code, 0);
+}
+
 // ---- lab hosts ----
 
 fn lab_spec(extra: &str) -> String {
@@ -317,6 +416,39 @@ fn lab_hosts_get_a_pki_that_openssl_accepts() {
         "/etc/etcd/pki/server.pem: OK"
     );
     assert_eq!(cairn(dir, &["plan", "--detailed-exitcode"]).code, 0);
+
+    // A second CA, its key sealed with age: issued with the identity, planned without it.
+    let keys = tempfile::tempdir().unwrap();
+    let (identity, recipient) = age_keygen(keys.path(), "me.key");
+    let sealed = format!(
+        r#"
+[ca.clients]
+common_name = "clients"
+age_recipients = ["{recipient}"]
+
+[cert.client]
+hosts = ["node1"]
+ca = "ca.clients"
+common_name = "client"
+usages = ["client"]
+cert_path = "/etc/clients/client.pem"
+key_path = "/etc/clients/client-key.pem"
+ca_path = "/etc/clients/ca.pem"
+"#
+    );
+    let base = lab_spec(", \"{{ vars.vip if host.name == 'node2' else host.address }}\"");
+    std::fs::write(dir.join("cairn.toml"), format!("{base}{sealed}")).unwrap();
+    let apply =
+        cairn_env(dir, &["apply", "--auto-approve"], &[("CAIRN_AGE_IDENTITY_FILE", identity.to_str().unwrap()), ("CAIRN_LOG", "debug")]);
+    assert_eq!(apply.code, 0, "{}", apply.all());
+    assert!(dir.join(".cairn/pki/clients/ca-key.pem.age").exists() && !dir.join(".cairn/pki/clients/ca-key.pem").exists());
+    assert_eq!(
+        lab.ssh_ok("node1", &["openssl", "verify", "-CAfile", "/etc/clients/ca.pem", "-purpose", "sslclient", "/etc/clients/client.pem"]),
+        "/etc/clients/client.pem: OK"
+    );
+    let again = cairn(dir, &["plan", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert_eq!(again.stdout, "No changes. 4 resource instances on 3 hosts match the spec.\n");
 }
 
 #[test]

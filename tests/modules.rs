@@ -361,3 +361,43 @@ fn each_module_instance_gets_its_own_ca_and_outside_certs_can_name_it() {
     let err = mask(&load_str(&repo().join("cairn.toml"), &bad).map(|_| ()).unwrap_err().render());
     assert!(err.contains("`ca` of [cert.client] names `green.ca.etcd`, which is not defined"), "{err}");
 }
+
+/// The etcd module's `cluster_token` from a secret source: the two files that carry it (the
+/// config and the restore script) are sensitive, and no other rendered value holds it.
+#[test]
+fn etcd_cluster_token_from_a_secret_source_stays_in_sensitive_files() {
+    // The shipped module (not the fixture of the same name): its example, inside the repository.
+    std::fs::create_dir_all("target").unwrap();
+    let dir = tempfile::tempdir_in("target").unwrap();
+    let example = std::fs::read_to_string("modules/etcd-cluster/example.toml").unwrap();
+    std::fs::write(dir.path().join("token"), "cairn-test-secret-token\n").unwrap();
+    let text = example.replace(
+        "[module.etcd-cluster]\n",
+        &format!("[module.etcd-cluster]\ncluster_token = {{ command = [\"cat\", \"{}\"] }}\n", dir.path().join("token").display()),
+    );
+    assert_ne!(text, example);
+    std::fs::write(dir.path().join("cairn.toml"), text).unwrap();
+    let spec = cairn::spec::load(&dir.path().join("cairn.toml")).unwrap_or_else(|e| panic!("{}", e.render()));
+    assert_eq!(spec.secrets().len(), 1);
+    assert!(!format!("{:?}", spec.modules).contains("cairn-test-secret-token"), "Debug shows a secret input");
+    let graph = graph(&spec);
+    let mut carriers = std::collections::BTreeSet::new();
+    for inst in &graph.instances {
+        let debug = format!("{:?}", inst.desired);
+        match &inst.desired {
+            cairn::resource::Desired::File(f) if String::from_utf8_lossy(&f.content).contains("cairn-test-secret-token") => {
+                assert!(f.sensitive, "{} carries the token but is not sensitive", f.path);
+                // The final newline of the command's output is not part of the token.
+                let text = String::from_utf8_lossy(&f.content);
+                assert!(
+                    text.contains("initial-cluster-token cairn-test-secret-token \\")
+                        || text.contains("initial-cluster-token: cairn-test-secret-token\n"),
+                    "{text}"
+                );
+                carriers.insert(inst.id.resource.to_string());
+            }
+            _ => assert!(!debug.contains("cairn-test-secret-token"), "{} holds the token", inst.id),
+        }
+    }
+    assert_eq!(carriers.into_iter().collect::<Vec<_>>(), ["etcd-cluster.file.config", "etcd-cluster.file.restore-script"]);
+}

@@ -196,8 +196,12 @@ impl Graph {
     /// Renders every resource for every host it selects and links the instances. Every problem
     /// (template errors, duplicate paths, cycles) is reported at once.
     pub fn build(spec: &Spec) -> Result<Graph, Diagnostics> {
+        Self::build_with(spec, &Templater::new())
+    }
+
+    /// [`Graph::build`] rendering with `templater` (to compare template settings).
+    pub fn build_with(spec: &Spec, templater: &Templater) -> Result<Graph, Diagnostics> {
         let mut diags = Diagnostics::default();
-        let templater = Templater::new();
         let mut graph = Graph { spec_name: spec.name.clone(), removals: true, hosts: spec.hosts.clone(), ..Graph::default() };
         let contexts: BTreeMap<&str, minijinja::Value> = spec.hosts.values().map(|h| (h.name.as_str(), host_context(spec, h))).collect();
 
@@ -209,7 +213,10 @@ impl Graph {
             for host in spec.hosts.values().filter(|h| selects(&resource.hosts, h)) {
                 let scoped = resource.scope.as_ref().map(|scope| module_context(spec, host, scope));
                 let ctx = scoped.as_ref().unwrap_or(&contexts[host.name.as_str()]);
-                let mut render = |t: &crate::spec::TemplateText| templater.render(t, ctx, &spec.sources);
+                let mut render = |t: &crate::spec::TemplateText| {
+                    let out = templater.render(t, ctx, &spec.sources)?;
+                    crate::module::secret_leak(resource, t, &out).map_or(Ok(out), Err)
+                };
                 match Desired::from_spec(&resource.body, &mut render) {
                     Ok(desired) => {
                         let index = graph.instances.len();

@@ -11,11 +11,13 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value, syntax::Synta
 
 use crate::spec::diagnostic::did_you_mean;
 use crate::spec::template::{budget_exceeded, render_bounded, with_budget};
-use crate::spec::{Diagnostic, HostSpec, ModuleScope, SourceMap, Span, Spec, TemplateText};
+use crate::spec::{ContentSource, Diagnostic, HostSpec, ModuleScope, ResourceBody, ResourceSpec, SourceMap, Span, Spec, TemplateText};
 
 /// Renders templates with cairn's settings: undefined values are errors when printed (but can be
-/// tested with `if`/`default`), a template's final newline is kept (config files need it), and
-/// nothing is auto-escaped (minijinja would otherwise JSON-quote every value printed by a template
+/// tested with `if`/`default`), a template's final newline is kept (config files need it), block
+/// tags keep the whitespace around them (no `trim_blocks`/`lstrip_blocks`: the shipped modules'
+/// templates are written for that, see `docs/spec.md`, "Template whitespace"), and nothing is
+/// auto-escaped (minijinja would otherwise JSON-quote every value printed by a template
 /// named `*.yml.j2` or `*.json.j2`, and HTML-escape `*.html.j2`). Every render has cairn's budget
 /// (`spec::template::render_bounded`): a runaway template is an error, not a hang.
 pub struct Templater {
@@ -31,10 +33,16 @@ impl Default for Templater {
 impl Templater {
     /// A templater with cairn's settings.
     pub fn new() -> Self {
+        Self::with_block_trimming(false)
+    }
+
+    /// cairn's settings, but with minijinja's `trim_blocks` and `lstrip_blocks` (Jinja2's and
+    /// Ansible's whitespace control) set to `trim`: for comparing what templates render both ways.
+    pub fn with_block_trimming(trim: bool) -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
         env.set_auto_escape_callback(|_| AutoEscape::None);
-        if let Ok(syntax) = SyntaxConfig::builder().keep_trailing_newline(true).build() {
+        if let Ok(syntax) = SyntaxConfig::builder().keep_trailing_newline(true).trim_blocks(trim).lstrip_blocks(trim).build() {
             env.set_syntax(syntax);
         }
         env.set_debug(true);
@@ -151,6 +159,39 @@ fn help_for(kind: minijinja::ErrorKind) -> &'static str {
     }
 }
 
+/// Secret inputs shorter than this are not looked for in rendered values (too many false hits).
+const SHORTEST_TRACKED_SECRET: usize = 4;
+
+/// The net that keeps a module's secret inputs out of everything cairn shows: a value rendered
+/// from `template` for `resource` that holds a secret input's value is an error, unless it is the
+/// content of a sensitive file (which plans, JSON, saved plans and logs never show).
+pub fn secret_leak(resource: &ResourceSpec, template: &TemplateText, rendered: &str) -> Option<Diagnostic> {
+    let scope = resource.scope.as_ref()?;
+    let (input, secret, _) =
+        scope.secret_texts().into_iter().find(|(_, _, v)| v.len() >= SHORTEST_TRACKED_SECRET && rendered.contains(v))?;
+    let (content_of_file, sensitive) = match &resource.body {
+        ResourceBody::File(f) => (matches!(&f.content, ContentSource::Template(c) if std::ptr::eq(c, template)), f.sensitive),
+        _ => (false, false),
+    };
+    if content_of_file && sensitive {
+        return None;
+    }
+    let diag = Diagnostic::at(
+        &template.span,
+        format!("`{}` would show the secret input `{input}` of module instance `{}` ({})", template.name, scope.name, secret.source),
+    );
+    Some(if content_of_file {
+        diag.with_label("rendered into the content of a file that is not sensitive").with_help(format!(
+            "add `sensitive = true` to [{}.{}] in the module, so its content is never shown",
+            resource.id.kind, resource.id.name
+        ))
+    } else {
+        diag.with_label("a secret rendered here would be shown in plans and logs").with_help(
+            "a secret input may only go into the content of a `file` (which is then sensitive), e.g. an EnvironmentFile= or config file the service reads",
+        )
+    })
+}
+
 /// One host as templates see it: `name`, `address`, `labels`.
 pub fn host_value(host: &HostSpec) -> Value {
     Value::from(minijinja::value::Serde(serde_json::json!({
@@ -185,7 +226,8 @@ pub fn module_context(spec: &Spec, host: &HostSpec, scope: &ModuleScope) -> Valu
         .inputs
         .iter()
         .map(|(k, v)| match v {
-            serde_json::Value::String(s) if s.contains("{{") || s.contains("{%") => {
+            // A secret is a value, never a template (rendering it could also quote it in an error).
+            serde_json::Value::String(s) if (s.contains("{{") || s.contains("{%")) && !scope.secret_inputs.contains_key(k) => {
                 (k, serde_json::Value::String(render_bounded(&env, k, s, base.clone()).unwrap_or_else(|_| s.clone())))
             }
             _ => (k, v.clone()),

@@ -420,6 +420,7 @@ pub(crate) mod tests {
             key,
             validity: Duration::parse("100y").unwrap(),
             source: CaSource::Store { dir: "/nonexistent".into() },
+            age_recipients: Vec::new(),
             span: crate::spec::Span::new(crate::spec::FileId(0), 0..0),
         }
     }

@@ -847,9 +847,11 @@ pub fn read_ca_cert(ca: &CaSpec) -> Result<Option<CaCert>, CaError> {
     if !info.is_ca {
         return Err(CaError::NotCa);
     }
-    if let CaSource::Imported { .. } = &ca.source {
+    if let CaSource::Imported { key_file, .. } = &ca.source
+        && !std::fs::read(key_file).is_ok_and(|k| crate::state::sealed::is_sealed(&k))
+    {
         // An imported pair is the user's own files: check now that the key fits, rather than at
-        // the first apply. (A generated CA's key is only read to sign.)
+        // the first apply. (A generated CA's key, or an age-encrypted one, is only read to sign.)
         ensure_ca(ca).map_err(|unusable| unusable.error)?;
     }
     Ok(Some(CaCert { pem, der: info.der }))
@@ -861,7 +863,7 @@ pub fn ensure_ca(ca: &CaSpec) -> Result<LoadedCa, UnusableCa> {
     let unusable = |error| UnusableCa { ca: ca.name.clone(), error };
     let files = match &ca.source {
         CaSource::Store { dir } => {
-            let store = CaStore::new(dir);
+            let store = CaStore::new(dir).sealed_to(&ca.age_recipients);
             let generate = || {
                 let made = super::ca::generate_ca(ca, OffsetDateTime::now_utc()).map_err(|e| format!("generating CA {}: {e}", ca.name))?;
                 Ok(CaFiles { cert_pem: made.cert_pem, key_pem: made.key_pem.expose_str().to_string() })
@@ -872,7 +874,10 @@ pub fn ensure_ca(ca: &CaSpec) -> Result<LoadedCa, UnusableCa> {
             let read = |p: &std::path::Path| {
                 std::fs::read_to_string(p).map_err(|error| unusable(CaError::Read { path: p.display().to_string(), error }))
             };
-            CaFiles { cert_pem: read(cert_file)?, key_pem: read(key_file)? }
+            CaFiles {
+                cert_pem: read(cert_file)?,
+                key_pem: crate::state::sealed::read_key_file(key_file).map_err(|e| unusable(CaError::Store(e.to_string())))?,
+            }
         }
     };
     LoadedCa::new(files.cert_pem, &SecretPem::new(files.key_pem)).map_err(|e| unusable(CaError::Key(e.to_string())))

@@ -310,6 +310,18 @@ impl Loader {
                 );
             }
         }
+        if root.get("age_recipients").is_some() {
+            let span = root.get("age_recipients").map(|(s, _)| s);
+            match pki::read_age_recipients(&mut root, &mut self.diags) {
+                Some(list) if is_main => self.pki.age_recipients = list,
+                Some(_) => self.diags.push(
+                    Diagnostic::at(&span.unwrap_or_else(|| root.span().clone()), "`age_recipients` can only be set in the main spec file")
+                        .with_label("in an included file")
+                        .with_help("move `age_recipients` to the spec file given to cairn, or set it on a [ca.NAME] table"),
+                ),
+                None => {}
+            }
+        }
         if let Some(name) = root.optional_string("name", &mut self.diags) {
             if !is_main {
                 self.diags.push(

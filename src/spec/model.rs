@@ -46,15 +46,16 @@ pub struct Spec {
 }
 
 impl Spec {
-    /// Every secret the spec read, by the field it fills (`file.token.content`), in spec order.
+    /// Every secret the spec read, by the field it fills (`file.token.content`,
+    /// `module.etcd.inputs.token`), in spec order (module inputs after resources).
     pub fn secrets(&self) -> Vec<(String, &super::secret::Secret)> {
-        self.resources
-            .iter()
-            .filter_map(|r| match &r.body {
-                ResourceBody::File(f) => f.content.secret().map(|s| (format!("{}.content", r.id), s)),
-                _ => None,
-            })
-            .collect()
+        let files = self.resources.iter().filter_map(|r| match &r.body {
+            ResourceBody::File(f) => f.content.secret().map(|s| (format!("{}.content", r.id), s)),
+            _ => None,
+        });
+        let inputs =
+            self.modules.iter().flat_map(|m| m.secret_inputs.iter().map(move |(name, s)| (format!("module.{}.inputs.{name}", m.name), s)));
+        files.chain(inputs).collect()
     }
 }
 

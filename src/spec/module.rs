@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use super::diagnostic::{Located, Span};
 use super::host::{HostSpec, Selector};
 use super::id::ResourceId;
+use super::secret::Secret;
 
 /// The type of a module input (`type = "..."` in `[inputs.NAME]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,7 +150,8 @@ pub struct ModuleDef {
 }
 
 /// One use of a module (`[module.NAME]` in a spec), as its resources and templates see it.
-#[derive(Debug, Clone, PartialEq)]
+/// `Debug` shows secret inputs as `(sensitive)`.
+#[derive(Clone, PartialEq)]
 pub struct ModuleScope {
     /// The instance name (the table key): the prefix of its resources' ids.
     pub name: String,
@@ -157,8 +159,11 @@ pub struct ModuleScope {
     pub source: String,
     /// The module folder it resolved to.
     pub dir: PathBuf,
-    /// Every input's value, defaults applied (`inputs` in templates).
+    /// Every input's value, defaults applied (`inputs` in templates). A secret input's value is
+    /// here too (templates need it): never print this map, see [`ModuleScope::shown_inputs`].
     pub inputs: BTreeMap<String, serde_json::Value>,
+    /// The inputs read from a secret source (`token = { env = "ETCD_TOKEN" }`), by input name.
+    pub secret_inputs: BTreeMap<String, Secret>,
     /// The instance's `hosts` (empty: every host): the default selection of its resources.
     pub hosts: Vec<Located<Selector>>,
     /// The `[module.NAME]` table.
@@ -169,5 +174,41 @@ impl ModuleScope {
     /// Whether the instance selects `host` (`module.hosts` in templates).
     pub fn selects(&self, host: &HostSpec) -> bool {
         self.hosts.is_empty() || self.hosts.iter().any(|s| s.value.matches(host))
+    }
+
+    /// The inputs with every secret one replaced by `"(sensitive)"`: for messages (a module
+    /// check's `message`) and anything else that may show them.
+    pub fn shown_inputs(&self) -> BTreeMap<String, serde_json::Value> {
+        let mut shown = self.inputs.clone();
+        for name in self.secret_inputs.keys() {
+            shown.insert(name.clone(), serde_json::Value::String(SENSITIVE.into()));
+        }
+        shown
+    }
+
+    /// The secret inputs' values as text (for the net that keeps them out of everything but the
+    /// content of sensitive files): `(input name, where it came from, value)`.
+    pub fn secret_texts(&self) -> Vec<(&str, &Secret, &str)> {
+        self.secret_inputs
+            .iter()
+            .filter_map(|(name, s)| self.inputs.get(name).and_then(|v| v.as_str()).map(|v| (name.as_str(), s, v)))
+            .collect()
+    }
+}
+
+/// How a secret value is shown.
+pub const SENSITIVE: &str = "(sensitive)";
+
+impl fmt::Debug for ModuleScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ModuleScope")
+            .field("name", &self.name)
+            .field("source", &self.source)
+            .field("dir", &self.dir)
+            .field("inputs", &self.shown_inputs())
+            .field("secret_inputs", &self.secret_inputs)
+            .field("hosts", &self.hosts)
+            .field("span", &self.span)
+            .finish()
     }
 }

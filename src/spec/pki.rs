@@ -144,6 +144,9 @@ pub struct CaSpec {
     pub validity: Duration,
     /// Generated in a store, or imported.
     pub source: CaSource,
+    /// age recipients (`age1…`) a generated CA's key is encrypted to in its store; empty: the key
+    /// is kept in plain text (0600). From `age_recipients` of the table, else the spec's.
+    pub age_recipients: Vec<String>,
     /// The table header's position.
     pub span: Span,
 }
@@ -228,6 +231,23 @@ pub fn check_san(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Why a recipient as written in a spec is refused; `None` when it is a valid X25519 recipient.
+pub fn age_recipient_problem(written: &str) -> Option<&'static str> {
+    if written.trim_start().to_ascii_uppercase().starts_with("AGE-SECRET-KEY-") {
+        return Some("this is an age identity (a secret key), not a recipient");
+    }
+    if written.parse::<age::x25519::Recipient>().is_ok() {
+        return None;
+    }
+    if written.starts_with("ssh-") {
+        return Some("SSH recipients are not supported; use an age X25519 recipient");
+    }
+    if written.starts_with("age1") {
+        return Some("not a valid age X25519 recipient (a typo, or a plugin recipient, which cairn does not support)");
+    }
+    Some("not an age recipient")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,5 +260,15 @@ mod tests {
         for bad in ["", "not a name", "-x.org", "a..b", "10.0.0.256", "x_y.org", "*.*.org", "https://x"] {
             assert!(check_san(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn age_recipients() {
+        let id = age::x25519::Identity::generate();
+        let secret = age::secrecy::ExposeSecret::expose_secret(&id.to_string()).to_string();
+        assert_eq!(age_recipient_problem(&id.to_public().to_string()), None);
+        assert_eq!(age_recipient_problem(&secret), Some("this is an age identity (a secret key), not a recipient"));
+        assert!(age_recipient_problem("age1xyz").is_some());
+        assert!(age_recipient_problem("ssh-ed25519 AAAA").unwrap_or_default().contains("SSH"));
     }
 }

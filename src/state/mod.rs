@@ -1,11 +1,12 @@
 //! State cairn keeps. Locally, beside the spec (`state_dir`, default `.cairn/`): the PKI store of
-//! generated certificate authorities ([`pki`]), and saved plans wherever `-o` puts them. On each
+//! generated certificate authorities ([`pki`]; their keys optionally age-encrypted, [`sealed`]), and saved plans wherever `-o` puts them. On each
 //! host, under `/var/lib/cairn/`: the manifest of what a spec manages there and the apply lock
 //! ([`host`]).
 
 pub mod host;
 pub mod manifest;
 pub mod pki;
+pub mod sealed;
 pub mod snapshot;
 
 use std::io::Write as _;

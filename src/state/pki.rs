@@ -2,7 +2,8 @@
 //! cairn (directory 0700, key 0600). Reading the certificate never touches the key. A missing CA
 //! is created at most once, even by concurrent appliers: it is written into a private temporary
 //! directory beside the store and renamed into place, and a loser of that race uses the winner's.
-//! Knows nothing of cryptography: the caller supplies the generator.
+//! Knows nothing of cryptography: the caller supplies the generator. A store sealed to age
+//! recipients keeps the key as `ca-key.pem.age` instead ([`super::sealed`]).
 //!
 //! A CA rotation keeps the CA that replaces the current one in `<ca>.next/` beside it, with the
 //! phase the rotation reached in its `rotation-phase` file. When the last phase is done the current
@@ -15,10 +16,14 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::sealed::{self, IdentitySource, Sealing};
+
 /// The CA certificate's file name in a store.
 pub const CERT_FILE: &str = "ca.pem";
 /// The CA key's file name in a store.
 pub const KEY_FILE: &str = "ca-key.pem";
+/// The CA key's file name in a store sealed with age.
+pub const SEALED_KEY_FILE: &str = "ca-key.pem.age";
 
 /// The file in a next CA's store that records the phase a rotation reached.
 pub const PHASE_FILE: &str = "rotation-phase";
@@ -85,6 +90,9 @@ pub enum StoreError {
     /// The generator failed (its error, as the caller made it).
     #[error(transparent)]
     Generate(Box<dyn std::error::Error + Send + Sync>),
+    /// The key could not be sealed or unsealed with age.
+    #[error(transparent)]
+    Sealed(#[from] super::sealed::SealError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -95,6 +103,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaStore {
     dir: PathBuf,
+    sealing: Sealing,
 }
 
 /// A CA's certificate (PEM) and key (PEM) as read from or written to a store. `Debug` redacts
@@ -120,7 +129,19 @@ static CREATE: Mutex<()> = Mutex::new(());
 impl CaStore {
     /// The store in `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self { dir: dir.into(), sealing: Sealing::default() }
+    }
+
+    /// A new key is written encrypted to these age recipients (none: in plain text).
+    pub fn sealed_to(mut self, recipients: &[String]) -> Self {
+        self.sealing.recipients = recipients.to_vec();
+        self
+    }
+
+    /// Where the identities to read a sealed key come from (default: the environment).
+    pub fn with_identity(mut self, identity: IdentitySource) -> Self {
+        self.sealing.identity = identity;
+        self
     }
 
     /// The directory.
@@ -138,16 +159,21 @@ impl CaStore {
         self.dir.join(KEY_FILE)
     }
 
+    /// Path of the key when it is sealed with age.
+    pub fn sealed_key_path(&self) -> PathBuf {
+        self.dir.join(SEALED_KEY_FILE)
+    }
+
     /// The CA certificate, or `None` when the CA does not exist yet. Never reads the key.
     pub fn read_cert(&self) -> Result<Option<String>, StoreError> {
         let path = self.cert_path();
         match fs::read_to_string(&path) {
             Ok(text) => Ok(Some(text)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if self.key_path().exists() {
+                if let Some(key) = [self.key_path(), self.sealed_key_path()].into_iter().find(|k| k.exists()) {
                     return Err(StoreError::Broken(format!(
                         "{} exists without {}: move the directory away to start a new CA",
-                        self.key_path().display(),
+                        key.display(),
                         path.display()
                     )));
                 }
@@ -158,10 +184,20 @@ impl CaStore {
     }
 
     /// Certificate and key, or `None` when the CA does not exist. Refuses a key readable by
-    /// others than the owner.
+    /// others than the owner. A sealed key is decrypted (which needs an identity); a plain one
+    /// in a store that should be sealed is refused.
     pub fn read(&self) -> Result<Option<CaFiles>, StoreError> {
         let Some(cert_pem) = self.read_cert()? else { return Ok(None) };
         let key_path = self.key_path();
+        let sealed_path = self.sealed_key_path();
+        if !key_path.exists() && sealed_path.exists() {
+            let bytes = fs::read(&sealed_path).map_err(io(&sealed_path))?;
+            let key_pem = sealed::unseal(&sealed_path, &bytes, &self.sealing.identity)?;
+            return Ok(Some(CaFiles { cert_pem, key_pem }));
+        }
+        if !self.sealing.recipients.is_empty() && key_path.exists() {
+            return Err(StoreError::Broken(sealed::plain_key_in_sealed_store(&key_path, &sealed_path)));
+        }
         let meta = fs::metadata(&key_path).map_err(io(&key_path))?;
         if meta.permissions().mode() & 0o077 != 0 {
             return Err(StoreError::Broken(format!(
@@ -295,7 +331,12 @@ impl CaStore {
         let result = (|| {
             // mode() only applies under the umask; set the directory's mode exactly.
             fs::set_permissions(&tmp, fs::Permissions::from_mode(0o700)).map_err(io(&tmp))?;
-            write_new(&tmp.join(KEY_FILE), files.key_pem.as_bytes(), 0o600)?;
+            if self.sealing.recipients.is_empty() {
+                write_new(&tmp.join(KEY_FILE), files.key_pem.as_bytes(), 0o600)?;
+            } else {
+                let armored = sealed::seal_checked(&files.key_pem, &self.sealing, &self.sealed_key_path())?;
+                write_new(&tmp.join(SEALED_KEY_FILE), armored.as_bytes(), 0o600)?;
+            }
             write_new(&tmp.join(CERT_FILE), files.cert_pem.as_bytes(), 0o644)?;
             // An existing empty directory (made by hand) is replaced; one with content is not.
             fs::rename(&tmp, &self.dir).map_err(io(&self.dir))

@@ -40,6 +40,7 @@ pub const SECRET_MARKER: &str = "cairn-test-secret";
 /// Panics when `text` (read from `what`) holds a private key or a test secret.
 pub fn assert_no_secret(what: &str, text: &str) {
     assert!(!text.contains("PRIVATE KEY"), "a private key reached {what}:\n{text}");
+    assert!(!text.contains("AGE-SECRET-KEY-"), "an age identity reached {what}:\n{text}");
     assert!(!text.contains(SECRET_MARKER), "a secret reached {what}:\n{text}");
 }
 
@@ -54,6 +55,8 @@ fn command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     cmd.args(args)
         .current_dir(dir)
         .env_remove("CAIRN_LOG")
+        .env_remove("CAIRN_AGE_IDENTITY")
+        .env_remove("CAIRN_AGE_IDENTITY_FILE")
         .env_remove("http_proxy")
         .env_remove("HTTP_PROXY")
         .env_remove("https_proxy")

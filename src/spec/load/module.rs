@@ -16,6 +16,7 @@ use super::{Loader, canonical, dir_of, parse_selector, read_text, valid_name};
 use crate::spec::diagnostic::{Diagnostic, Diagnostics, FileId, Located, Span, did_you_mean};
 use crate::spec::model::{Kind, ResourceId, Selector};
 use crate::spec::module::{AssertDecl, InputDecl, InputType, ModuleDef, ModuleScope};
+use crate::spec::secret::Secret;
 
 /// The module instance whose resources are being read.
 pub(super) struct ModuleCtx {
@@ -44,6 +45,8 @@ struct Instance<'a, 'i> {
     hosts: Vec<Located<Selector>>,
     after: Vec<Located<ResourceId>>,
     given: Vec<(Located<String>, &'a Value<'i>)>,
+    /// The folder of the spec file that wrote it (relative secret files start there).
+    base: PathBuf,
 }
 
 impl Loader {
@@ -96,7 +99,7 @@ impl Loader {
         }
         let Some(source) = source else { return };
         let Some(dir) = self.find_module(base, &source) else { return };
-        let instance = Instance { file, name, span, source, hosts, after, given };
+        let instance = Instance { file, name, span, source, hosts, after, given, base: base.to_path_buf() };
         self.module_folder(&dir, Some(instance));
     }
 
@@ -213,13 +216,17 @@ impl Loader {
         let (scope, after) = match instance {
             Some(instance) => {
                 // When the module's own declarations are wrong, judging the inputs would only add noise.
-                let (values, ok) =
-                    if self.diags.0.len() == errors_before { self.check_inputs(&def, &instance) } else { (BTreeMap::new(), false) };
+                let (values, secret_inputs, ok) = if self.diags.0.len() == errors_before {
+                    self.check_inputs(&def, &instance)
+                } else {
+                    (BTreeMap::new(), BTreeMap::new(), false)
+                };
                 let scope = Arc::new(ModuleScope {
                     name: instance.name.value.clone(),
                     source: instance.source.value.clone(),
                     dir: dir.to_path_buf(),
                     inputs: values,
+                    secret_inputs,
                     hosts: instance.hosts.clone(),
                     span: instance.span.clone(),
                 });
@@ -240,28 +247,39 @@ impl Loader {
                     source: dir.display().to_string(),
                     dir: dir.to_path_buf(),
                     inputs,
+                    secret_inputs: BTreeMap::new(),
                     hosts: Vec::new(),
                     span: Span::new(file, 0..0),
                 };
                 (Arc::new(scope), Vec::new())
             }
         };
+        let secrets: Vec<String> = scope.secret_inputs.keys().cloned().collect();
         self.module_ctx = Some(super::module::ModuleCtx { scope, after });
         let base = dir_of(&path);
+        let first = self.resources.len();
         for (kind, name, value) in resources {
             self.resource(file, &base, kind, name, value);
         }
         self.module_ctx = None;
+        super::secret::mark_sensitive(&mut self.resources[first..], &secrets);
         Some(def)
     }
 
     /// Checks an instance's inputs against the declarations: unknown, wrong type, out of range,
-    /// missing. Returns every input's value (defaults applied) and whether all were fine.
-    fn check_inputs(&mut self, def: &ModuleDef, instance: &Instance<'_, '_>) -> (BTreeMap<String, serde_json::Value>, bool) {
+    /// missing. Returns every input's value (defaults applied), the secret ones among them (a
+    /// `string` input given as `{ env = … }`, `{ file = … }` or `{ command = […] }`, read now),
+    /// and whether all were fine.
+    fn check_inputs(
+        &mut self,
+        def: &ModuleDef,
+        instance: &Instance<'_, '_>,
+    ) -> (BTreeMap<String, serde_json::Value>, BTreeMap<String, Secret>, bool) {
         let d = &mut self.diags;
         let before = d.0.len();
         let module = &instance.source.value;
         let mut values = BTreeMap::new();
+        let mut secrets = BTreeMap::new();
         let declared: Vec<&str> = def.inputs.iter().map(|i| i.name.as_str()).collect();
         for (key, value) in &instance.given {
             let Some(decl) = def.inputs.iter().find(|i| i.name == key.value) else {
@@ -279,7 +297,28 @@ impl Loader {
                 d.push(diag.with_help(format!("[module.{}] takes {}, and {takes}", instance.name.value, quote_list(INSTANCE_KEYS))));
                 continue;
             };
-            if let Some(v) = check_value(instance.file, decl, value, &format!("input `{}` of module `{module}`", decl.name), d) {
+            let what = format!("input `{}` of module `{module}`", decl.name);
+            if let (InputType::String, DeValue::Table(table)) = (decl.ty, value.get_ref()) {
+                let reader = TableReader::new(instance.file, table, Span::new(instance.file, value.span()), what);
+                if let Some((text, secret)) = super::secret::read_input(reader, &instance.base, decl, d) {
+                    values.insert(decl.name.clone(), serde_json::Value::String(text));
+                    secrets.insert(decl.name.clone(), secret);
+                }
+                continue;
+            }
+            if let DeValue::Table(table) = value.get_ref()
+                && decl.ty != InputType::Table
+                && ["env", "file", "command"].iter().any(|k| table.get(*k).is_some())
+            {
+                d.push(
+                    Diagnostic::at(&Span::new(instance.file, value.span()), format!("{what} cannot come from a secret source"))
+                        .with_label(format!("`{}` is declared as {}", decl.name, decl.ty.phrase()))
+                        .with_related(&decl.type_span, format!("`{}` is declared as {} here", decl.name, decl.ty.phrase()))
+                        .with_help("secret sources ({ env = … }, { file = … }, { command = […] }) fill `string` inputs only"),
+                );
+                continue;
+            }
+            if let Some(v) = check_value(instance.file, decl, value, &what, d) {
                 values.insert(decl.name.clone(), v);
             }
         }
@@ -309,7 +348,7 @@ impl Loader {
                 }
             }
         }
-        (values, d.0.len() == before)
+        (values, secrets, d.0.len() == before)
     }
 
     /// Module selectors that match no host, and every module's asserts (once hosts are known).
@@ -354,13 +393,19 @@ impl Loader {
                 "module": { "name": scope.name, "hosts": hosts },
                 "vars": vars,
             })));
+            // A message shows secret inputs as "(sensitive)"; the check itself sees their values.
+            let shown = minijinja::Value::from(minijinja::value::Serde(serde_json::json!({
+                "inputs": scope.shown_inputs(),
+                "module": { "name": scope.name, "hosts": hosts },
+                "vars": vars,
+            })));
             for a in &pending.asserts {
                 let result = env.compile_expression(&a.that.value).and_then(|e| e.eval(ctx.clone()));
                 match result {
                     Ok(v) if v.is_true() => {}
                     Ok(_) => {
                         let message = match &a.message {
-                            Some(m) => crate::spec::template::render_bounded(&env, "message", &m.value, ctx.clone())
+                            Some(m) => crate::spec::template::render_bounded(&env, "message", &m.value, shown.clone())
                                 .unwrap_or_else(|_| m.value.clone()),
                             None => format!("`{}` is false", a.that.value),
                         };

@@ -11,7 +11,7 @@ use crate::spec::diagnostic::{Diagnostic, Diagnostics, FileId, Located, Span, di
 use crate::spec::duration::Duration;
 use crate::spec::model::{Kind, ResourceBody, ResourceId, TemplateText};
 use crate::spec::module::ModuleScope;
-use crate::spec::pki::{CaSource, CaSpec, CertSpec, KeyType, Subject, Usage, check_san, san_error};
+use crate::spec::pki::{CaSource, CaSpec, CertSpec, KeyType, Subject, Usage, age_recipient_problem, check_san, san_error};
 
 /// Default lifetime of a generated CA.
 pub const DEFAULT_CA_VALIDITY: &str = "10y";
@@ -28,6 +28,8 @@ pub(super) struct PkiParts {
     pub(super) cas: BTreeMap<String, PendingCa>,
     /// Every `ca = "ca.NAME"` written in a certificate, checked once every CA is known.
     pub(super) refs: Vec<(ResourceId, Located<String>)>,
+    /// The spec's top-level `age_recipients` (main file only): the default of every generated CA.
+    pub(super) age_recipients: Option<Vec<String>>,
 }
 
 /// A `[ca.*]` read from a file, before the state directory is known.
@@ -36,6 +38,8 @@ pub(super) struct PendingCa {
     pub(super) spec: CaSpec,
     /// `dir = "..."` was written (else the store goes under the state directory).
     pub(super) explicit_dir: bool,
+    /// `age_recipients = [...]` as written in the table (else the spec's top-level list applies).
+    pub(super) age_recipients: Option<Vec<String>>,
 }
 
 impl Loader {
@@ -68,6 +72,14 @@ impl Loader {
         let cert_file = r.optional_string("cert_file", d);
         let key_file = r.optional_string("key_file", d);
         let dir = r.optional_string("dir", d);
+        let age_recipients = read_age_recipients(&mut r, d);
+        if let (Some((span, _)), Some(_)) = (r.get("age_recipients"), &cert_file) {
+            d.push(
+                Diagnostic::at(&span, format!("[{id}] sets `age_recipients` on an imported CA"))
+                    .with_label("`age_recipients` is for a CA cairn generates")
+                    .with_help("an imported CA's `key_file` is used as it is, and may itself be age-encrypted (age -a -r RECIPIENT -o ca-key.pem.age ca-key.pem); remove `age_recipients`"),
+            );
+        }
         let source = match (cert_file, key_file) {
             (None, None) => Some(CaSource::Store { dir: dir.as_ref().map(|p| base.join(&p.value)).unwrap_or_default() }),
             (Some(c), Some(k)) => {
@@ -106,6 +118,7 @@ impl Loader {
             let validity = validity.unwrap_or(Duration { secs: 1 });
             let explicit_dir = dir.is_some();
             let spec = CaSpec {
+                age_recipients: Vec::new(),
                 // The store directory and messages use it: `etcd`, or `MODULE.etcd` in a module.
                 name: id.to_string().replacen("ca.", "", 1),
                 common_name: common_name.value,
@@ -115,20 +128,22 @@ impl Loader {
                 source,
                 span,
             };
-            self.pki.cas.insert(id.to_string(), PendingCa { spec, explicit_dir });
+            self.pki.cas.insert(id.to_string(), PendingCa { spec, explicit_dir, age_recipients: age_recipients.flatten() });
         }
     }
 
     /// Links every certificate to its CA (and places each generated CA's store under the state
-    /// directory). Reports `ca` values naming no `[ca.*]`.
+    /// directory, sealed to the table's or the spec's `age_recipients`). Reports `ca` values
+    /// naming no `[ca.*]`.
     pub(super) fn resolve_cas(&mut self, state_dir: &Path) {
         let mut cas: BTreeMap<String, CaSpec> = BTreeMap::new();
         for (key, pending) in &self.pki.cas {
             let mut spec = pending.spec.clone();
-            if let CaSource::Store { dir } = &mut spec.source
-                && !pending.explicit_dir
-            {
-                *dir = state_dir.join("pki").join(&spec.name);
+            if let CaSource::Store { dir } = &mut spec.source {
+                if !pending.explicit_dir {
+                    *dir = state_dir.join("pki").join(&spec.name);
+                }
+                spec.age_recipients = pending.age_recipients.clone().or_else(|| self.pki.age_recipients.clone()).unwrap_or_default();
             }
             cas.insert(key.clone(), spec);
         }
@@ -170,12 +185,36 @@ fn resolve_ca<T>(cert: &ResourceId, written: &str, cas: &BTreeMap<String, T>) ->
     local.into_iter().chain([written.to_string()]).find(|key| cas.contains_key(key))
 }
 
+/// `age_recipients = ["age1…", …]`: `Some(None)` when absent, `None` when wrong (reported). An
+/// empty list is allowed (a CA that stays plain although the spec's default seals).
+pub(super) fn read_age_recipients(r: &mut TableReader<'_, '_>, d: &mut Diagnostics) -> Option<Option<Vec<String>>> {
+    if r.get("age_recipients").is_none() {
+        return Some(None);
+    }
+    let list = r.string_list("age_recipients", d)?;
+    let mut ok = true;
+    for rec in &list.value {
+        if let Some(why) = age_recipient_problem(&rec.value) {
+            let help = if why.contains("secret key") {
+                "never put an identity in the spec: remove it, treat it as leaked, and write the public key `age-keygen -y IDENTITY_FILE` prints (age1…)"
+            } else {
+                "write the public key age-keygen printed (age1…, 62 characters); `age-keygen -y IDENTITY_FILE` prints it again"
+            };
+            d.push(Diagnostic::at(&rec.span, "not a usable age recipient").with_label(why).with_help(help));
+            ok = false;
+        }
+    }
+    ok.then(|| Some(list.value.into_iter().map(|r| r.value).collect()))
+}
+
 /// `text` rendered with the module instance's `inputs` (a CA is made once, not per host, so it
 /// sees no `host`); unchanged outside a module or without `{{`.
 fn with_module_inputs(text: Located<String>, scope: Option<&ModuleScope>, d: &mut Diagnostics) -> Option<Located<String>> {
     let Some(scope) = scope.filter(|_| is_templated(&text.value)) else { return Some(text) };
-    let ctx =
-        minijinja::Value::from(minijinja::value::Serde(serde_json::json!({ "inputs": scope.inputs, "module": { "name": scope.name } })));
+    // Secret inputs show as "(sensitive)": a CA's values end up in certificates and plans.
+    let ctx = minijinja::Value::from(minijinja::value::Serde(
+        serde_json::json!({ "inputs": scope.shown_inputs(), "module": { "name": scope.name } }),
+    ));
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     crate::spec::template::with_budget(&mut env);

@@ -204,6 +204,11 @@ const CA: &[Key] = &[
     opt("cert_file", Ty::Str, "Import an existing CA: its certificate (with `key_file`)."),
     opt("key_file", Ty::Str, "Import an existing CA: its private key (with `cert_file`)."),
     opt("dir", Ty::Str, "Where a generated CA is kept; default STATE_DIR/pki/NAME."),
+    opt(
+        "age_recipients",
+        Ty::StrList,
+        "age recipients (age1…) the generated CA's key is encrypted to in its store; [] keeps it plain; default the spec's `age_recipients`.",
+    ),
 ];
 
 /// The spellings of [`crate::spec::pki::Usage::ALL`] (a test checks they match).
@@ -301,6 +306,14 @@ fn root() -> Vec<(Key, Option<Vec<Key>>)> {
         (opt("include", Ty::StrList, "Other spec files merged into this one, relative to this file."), None),
         (opt("state_dir", Ty::Str, "Local state directory (main spec file only); default .cairn."), None),
         (opt("name", Ty::Str, "The spec's name on the hosts (main spec file only); default the file's or folder's name."), None),
+        (
+            opt(
+                "age_recipients",
+                Ty::StrList,
+                "age recipients (age1…) every generated CA's key is encrypted to in the state dir (main spec file only); default none: plain keys.",
+            ),
+            None,
+        ),
         (opt("vars", Ty::Map(&Ty::Any), "Free values for templates (`vars.NAME`)."), None),
         (opt("ssh", Ty::Table(SSH), "Connection defaults for every ssh host."), None),
         (opt("hosts", Ty::Map(&Ty::Table(HOST)), "The hosts, one table each: [hosts.NAME]."), None),
@@ -308,7 +321,7 @@ fn root() -> Vec<(Key, Option<Vec<Key>>)> {
     for &kind in Kind::ALL {
         keys.push((opt(kind.as_str(), Ty::Any, kind_doc(kind)), Some(kind_keys(kind))));
     }
-    keys.push((opt("module", Ty::Map(&Ty::OpenTable(MODULE_INSTANCE)), "Module instances: [module.NAME] with `source` and inputs."), None));
+    keys.push((opt("module", Ty::Map(&Ty::OpenTable(MODULE_INSTANCE)), "Module instances: [module.NAME] with `source` and inputs; a string input may come from { env = … }, { file = … } or { command = […] }."), None));
     keys
 }
 

@@ -1,12 +1,15 @@
 //! Reading a secret source (`content = { env = … }`, `{ file = … }`, `{ command = [ … ] }`) on
-//! the machine running cairn. A problem points at the source as written: an unset variable, an
-//! unreadable file, a command that cannot start or fails (its status and stderr, never its stdout).
+//! the machine running cairn, for a file's content or a module's `string` input. A problem points
+//! at the source as written: an unset variable, an unreadable file, a command that cannot start or
+//! fails (its status and stderr, never its stdout), never at the value.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::reader::TableReader;
 use crate::spec::diagnostic::{Diagnostic, Diagnostics, Located};
+use crate::spec::model::{ContentSource, ResourceBody, ResourceSpec};
+use crate::spec::module::InputDecl;
 use crate::spec::secret::{Secret, SecretBytes, SecretSource};
 
 const KEYS: [&str; 3] = ["env", "file", "command"];
@@ -57,6 +60,63 @@ pub(super) fn read(mut r: TableReader<'_, '_>, base: &Path, d: &mut Diagnostics)
         return from_file(file, base, d);
     }
     command.and_then(|argv| from_command(argv, d))
+}
+
+/// A module's `string` input given as a secret source (`token = { env = "ETCD_TOKEN" }`): the
+/// text, with one final line ending removed (as `pass show` or `echo` leave it), and the secret.
+pub(super) fn read_input(r: TableReader<'_, '_>, base: &Path, decl: &InputDecl, d: &mut Diagnostics) -> Option<(String, Secret)> {
+    let what = r.what().to_string();
+    let secret = read(r, base, d)?;
+    let Ok(mut text) = String::from_utf8(secret.value.expose().to_vec()) else {
+        d.push(
+            Diagnostic::at(&secret.span, format!("{what}: the {} is not UTF-8 text", secret.source))
+                .with_label("a `string` input holds text")
+                .with_help("give the input text, or write the secret into a file with `content = { ... }` instead"),
+        );
+        return None;
+    };
+    for ending in ["\r\n", "\n"] {
+        if let Some(stripped) = text.strip_suffix(ending) {
+            text.truncate(stripped.len());
+            break;
+        }
+    }
+    if let Some(one_of) = &decl.one_of
+        && !one_of.value.contains(&serde_json::Value::String(text.clone()))
+    {
+        d.push(
+            Diagnostic::at(&secret.span, format!("{what}: the {} gives a value that is not allowed", secret.source))
+                .with_label(format!("expected {} (the value read is not shown)", decl.constraints()))
+                .with_related(&one_of.span, "the allowed values are listed here")
+                .with_help(format!("make the secret {}", decl.constraints())),
+        );
+        return None;
+    }
+    let value = SecretBytes::new(text.clone().into_bytes());
+    Some((text, Secret { value, ..secret }))
+}
+
+/// Marks `sensitive` every file among `resources` (one module instance's) whose content template
+/// names one of the instance's secret inputs: its content is then never shown. (A secret that
+/// reaches any other rendered value is refused when the graph is built.)
+pub(super) fn mark_sensitive(resources: &mut [ResourceSpec], secret_inputs: &[String]) {
+    if secret_inputs.is_empty() {
+        return;
+    }
+    for res in resources {
+        if let ResourceBody::File(f) = &mut res.body
+            && let ContentSource::Template(t) = &f.content
+            && secret_inputs.iter().any(|name| names_word(&t.text, name))
+        {
+            f.sensitive = true;
+        }
+    }
+}
+
+/// Whether `word` occurs in `text` as a whole identifier (`inputs.token`, `inputs["token"]`).
+fn names_word(text: &str, word: &str) -> bool {
+    let ident = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    text.match_indices(word).any(|(at, _)| !ident(text[..at].chars().next_back()) && !ident(text[at + word.len()..].chars().next()))
 }
 
 fn from_env(name: Located<String>, d: &mut Diagnostics) -> Option<Secret> {
@@ -155,5 +215,16 @@ fn from_command(argv: Located<Vec<Located<String>>>, d: &mut Diagnostics) -> Opt
             );
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_word_matches_whole_identifiers() {
+        assert!(super::names_word("--token={{ inputs.token }}", "token"));
+        assert!(super::names_word("{{ inputs['token'] }}", "token"));
+        assert!(!super::names_word("{{ inputs.token_file }}", "token"));
+        assert!(!super::names_word("{{ inputs.mytoken }}", "token"));
     }
 }
