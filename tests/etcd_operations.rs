@@ -22,34 +22,16 @@ use run::cairn_env;
 const QUOTA: u64 = 16 * 1024 * 1024;
 
 fn spec(heartbeat: u32) -> String {
-    format!(
-        r#"include = ["lab.toml", "mirror.toml"]
-[module.etcd]
-source = "etcd-cluster"
-hosts = ["*"]
-version = "{{{{ vars.etcd_version }}}}"
-sha256 = "{{{{ vars.etcd_sha256 }}}}"
-mirror = "{{{{ vars.etcd_mirror }}}}"
-cluster_token = "etcd-operations"
-quota_backend_bytes = {QUOTA}
-heartbeat_interval = {heartbeat}
-election_timeout = {}
-"#,
-        heartbeat * 10
-    )
+    let inputs = format!("quota_backend_bytes = {QUOTA}\nheartbeat_interval = {heartbeat}\nelection_timeout = {}\n", heartbeat * 10);
+    etcd::lab_spec("etcd-operations", &inputs)
 }
 
 fn cairn(dir: &std::path::Path, args: &[&str]) -> run::Run {
-    cairn_env(dir, args, &[("CAIRN_MODULE_PATH", etcd::repo().join("modules").to_str().unwrap())])
+    cairn_env(dir, args, &[("CAIRN_MODULE_PATH", &etcd::module_path())])
 }
 
 fn endpoints(lab: &lab::Lab) -> String {
-    let hosts: toml::Table = std::fs::read_to_string(lab.hosts_file()).unwrap().parse().unwrap();
-    ["node1", "node2", "node3"]
-        .iter()
-        .map(|n| format!("https://{}:2379", hosts["hosts"][*n]["address"].as_str().unwrap()))
-        .collect::<Vec<_>>()
-        .join(",")
+    etcd::client_urls(lab, &["node1", "node2", "node3"])
 }
 
 #[test]
@@ -68,8 +50,7 @@ fn etcd_runbook_operations_snapshot_compact_defrag_and_nospace() {
     std::fs::write(dir.join("cairn.toml"), spec(110)).unwrap();
     let nodes = ["node1", "node2", "node3"];
     let before: Vec<u64> = nodes.iter().map(|n| etcd::active_since(&lab, n)).collect();
-    let module_path = etcd::repo().join("modules");
-    let mut child = run::spawn_env(dir, &["apply", "--auto-approve"], &[("CAIRN_MODULE_PATH", module_path.to_str().unwrap())], false);
+    let mut child = run::spawn_env(dir, &["apply", "--auto-approve"], &[("CAIRN_MODULE_PATH", &etcd::module_path())], false);
     let started = std::time::Instant::now();
     while nodes.iter().zip(&before).all(|(n, b)| etcd::active_since(&lab, n) == *b) {
         assert!(child.try_wait().unwrap().is_none(), "the apply ended before any member restarted");

@@ -75,7 +75,7 @@ async fn wait_healthy(driver: &dyn ClusterDriver, via: &dyn Transport) -> Result
         match driver.healthy(via).await {
             Ok(()) => return Ok(()),
             Err(e) if started.elapsed() > HEALTHY_AGAIN => {
-                return Err(ApplyError::Failed(format!("the cluster did not become healthy: {e}")));
+                return Err(ApplyError::Failed(format!("the cluster did not become healthy within {} s: {e}", HEALTHY_AGAIN.as_secs())));
             }
             Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
         }

@@ -353,7 +353,7 @@ pub async fn apply(
                         Err(e) => Outcome::Failed(e.to_string()),
                         Ok(first) => match apply_wave(&graph, &wave, transport.as_ref()).await.pop() {
                             Some((_, Outcome::Done(done))) => match cluster::after_disruption(&graph, &k, &host, &connections).await {
-                                Err(e) => Outcome::Failed(format!("{done}; {e}")),
+                                Err(e) => Outcome::Failed(format!("applied ({done}), but {e}")),
                                 Ok(after) => Outcome::Done([first, Some(done), after].into_iter().flatten().collect::<Vec<_>>().join("; ")),
                             },
                             Some((_, outcome)) => outcome,

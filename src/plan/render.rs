@@ -58,6 +58,7 @@ impl fmt::Display for ClusterProblem {
         match self {
             ClusterProblem::MemberDown { member } => write!(f, "member {member} does not answer"),
             ClusterProblem::LearnerBehind { member } => write!(f, "learner {member} has not caught up"),
+            ClusterProblem::CutOff { member } => write!(f, "member {member} answers but follows no leader (cut off from its peers)"),
             ClusterProblem::NoLeader => f.write_str("no leader"),
             ClusterProblem::SplitLeaders { leaders } => write!(f, "members follow {leaders} different leaders"),
             ClusterProblem::Alarm { member, alarm } => write!(f, "alarm {alarm} on {member}"),

@@ -32,6 +32,28 @@ pub fn copy_mirror_toml(dir: &Path) {
     std::fs::copy(repo().join("examples/etcd-lab/mirror.toml"), dir.join("mirror.toml")).unwrap();
 }
 
+/// A spec of the `etcd-cluster` module on every lab host, from the local mirror (`lab.toml` and
+/// `mirror.toml` beside it), with cluster token `token` and the further inputs in `inputs` (TOML
+/// lines).
+pub fn lab_spec(token: &str, inputs: &str) -> String {
+    format!(
+        r#"include = ["lab.toml", "mirror.toml"]
+[module.etcd]
+source = "etcd-cluster"
+hosts = ["*"]
+version = "{{{{ vars.etcd_version }}}}"
+sha256 = "{{{{ vars.etcd_sha256 }}}}"
+mirror = "{{{{ vars.etcd_mirror }}}}"
+cluster_token = "{token}"
+{inputs}"#
+    )
+}
+
+/// `CAIRN_MODULE_PATH` for the repository's modules.
+pub fn module_path() -> String {
+    repo().join("modules").to_str().unwrap().to_string()
+}
+
 /// Runs a shell line on a node with the etcdctl environment of /etc/profile.d loaded.
 pub fn etcdctl(lab: &Lab, node: &str, line: &str) -> std::process::Output {
     lab.ssh(node, &["sh", "-c", &format!(". /etc/profile.d/etcdctl.sh && {line}")])
@@ -84,6 +106,12 @@ pub fn leader(lab: &Lab, node: &str) -> String {
 /// When `node`'s etcd.service last became active (monotonic µs).
 pub fn active_since(lab: &Lab, node: &str) -> u64 {
     lab.ssh_ok(node, &["systemctl", "show", "-P", "ActiveEnterTimestampMonotonic", "etcd.service"]).parse().unwrap_or(0)
+}
+
+/// The client URLs (`https://ADDRESS:2379`) of `nodes`, comma-separated, from the lab's hosts file.
+pub fn client_urls(lab: &Lab, nodes: &[&str]) -> String {
+    let hosts: toml::Table = std::fs::read_to_string(lab.hosts_file()).unwrap().parse().unwrap();
+    nodes.iter().map(|n| format!("https://{}:2379", hosts["hosts"][*n]["address"].as_str().unwrap())).collect::<Vec<_>>().join(",")
 }
 
 /// A client on `node` putting a key every 50 ms to `endpoints` with a 5 s timeout.

@@ -56,6 +56,13 @@ pub enum ClusterProblem {
         /// Its name.
         member: String,
     },
+    /// A voting member answers but follows no leader while the others follow one: it is cut
+    /// off from its peers (a network partition, a peer port closed) and serves no request that
+    /// needs the quorum. The rest of the cluster has one member fewer to lose.
+    CutOff {
+        /// Its name.
+        member: String,
+    },
     /// No member follows a leader.
     NoLeader,
     /// Members follow different leaders.
@@ -76,7 +83,9 @@ impl ClusterProblem {
     /// The member this problem is about, if one.
     pub fn member(&self) -> Option<&str> {
         match self {
-            ClusterProblem::MemberDown { member } | ClusterProblem::LearnerBehind { member } => Some(member),
+            ClusterProblem::MemberDown { member } | ClusterProblem::LearnerBehind { member } | ClusterProblem::CutOff { member } => {
+                Some(member)
+            }
             ClusterProblem::Alarm { .. } | ClusterProblem::NoLeader | ClusterProblem::SplitLeaders { .. } => None,
         }
     }
@@ -287,6 +296,7 @@ pub fn judge(view: &ClusterView) -> (ClusterHealth, Vec<ClusterProblem>, Option<
             (Some(s), true) if leader_index.is_some_and(|li| s.raft_index.saturating_add(CAUGHT_UP_ENTRIES) < li) => {
                 problems.push(ClusterProblem::LearnerBehind { member: display_name(m) });
             }
+            (Some(s), false) if s.leader == 0 && leader.is_some() => problems.push(ClusterProblem::CutOff { member: display_name(m) }),
             _ => {}
         }
     }

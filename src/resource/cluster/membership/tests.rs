@@ -223,3 +223,27 @@ fn an_upgrade_goes_follower_by_follower_and_the_leader_last() {
     let same = observed(&hosts, &hosts, &hosts, "a");
     assert_eq!(plan(&hosts, &same, &with(Some("v3.4.23"))).upgrade, None, "every member runs it");
 }
+
+#[test]
+fn a_member_cut_off_from_its_peers_makes_the_cluster_degraded() {
+    // c still answers its clients (its status is read), but a partition cut its peer traffic:
+    // it follows no leader while a and b follow a. Every disruptive step is held but healing ones.
+    let hosts = ["a", "b", "c", "d"];
+    let mut obs = observed(&hosts, &["a", "b", "c"], &["a", "b", "c"], "a");
+    for s in obs.values_mut().filter_map(|o| o.statuses.get_mut(2)) {
+        s.leader = 0;
+        s.raft_term = 7;
+    }
+    let p = plan(&hosts, &obs, &ctx(&hosts));
+    assert_eq!(p.summary.health, ClusterHealth::Degraded);
+    assert_eq!(p.summary.problems, vec![ClusterProblem::CutOff { member: "c".into() }]);
+    assert_eq!(p.summary.leader.as_deref(), Some("a"));
+    assert_eq!(p.members["d"].action, Action::Conflict, "no join while c is cut off");
+    assert_eq!(p.members["c"].reason, Reason::Member(MemberStep::Voter { leader: false }));
+    // A member that follows no leader in a cluster with no leader at all is the cluster's
+    // problem (no leader), not a partition of one member.
+    for o in obs.values_mut() {
+        o.statuses.iter_mut().for_each(|s| s.leader = 0);
+    }
+    assert_eq!(plan(&hosts, &obs, &ctx(&hosts)).summary.problems, vec![ClusterProblem::NoLeader]);
+}
