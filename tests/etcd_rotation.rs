@@ -21,31 +21,11 @@ use run::cairn_env;
 
 const NODES: [&str; 3] = ["node1", "node2", "node3"];
 
-const SPEC: &str = r#"include = ["lab.toml", "mirror.toml"]
-[module.etcd]
-source = "etcd-cluster"
-hosts = ["*"]
-version = "{{ vars.etcd_version }}"
-sha256 = "{{ vars.etcd_sha256 }}"
-mirror = "{{ vars.etcd_mirror }}"
-cluster_token = "etcd-rotation"
-ca_key = "ecdsa-p256"
-"#;
-
 /// The module instance's CA `etcd` is the CA `etcd.etcd`: its store in the state dir.
 const STORE: &str = ".cairn/pki/etcd.etcd";
 
-fn module_path() -> String {
-    etcd::repo().join("modules").to_str().unwrap().to_string()
-}
-
 fn cairn(dir: &std::path::Path, args: &[&str]) -> run::Run {
-    cairn_env(dir, args, &[("CAIRN_MODULE_PATH", &module_path())])
-}
-
-fn endpoints(lab: &lab::Lab) -> String {
-    let hosts: toml::Table = std::fs::read_to_string(lab.hosts_file()).unwrap().parse().unwrap();
-    NODES.iter().map(|n| format!("https://{}:2379", hosts["hosts"][*n]["address"].as_str().unwrap())).collect::<Vec<_>>().join(",")
+    cairn_env(dir, args, &[("CAIRN_MODULE_PATH", &etcd::module_path())])
 }
 
 /// The phase the rotation recorded in the state dir, if any.
@@ -59,7 +39,7 @@ fn etcd_ca_rotation_in_three_phases_with_zero_failed_writes() {
     let lab = lab::Lab::up("etcd-rotation", 3);
     let dir = lab.dir();
     etcd::copy_mirror_toml(dir);
-    std::fs::write(dir.join("cairn.toml"), SPEC).unwrap();
+    std::fs::write(dir.join("cairn.toml"), etcd::lab_spec("etcd-rotation", "ca_key = \"ecdsa-p256\"\n")).unwrap();
     let run = cairn(dir, &["apply", "--auto-approve"]);
     assert_eq!(run.code, 0, "{}", run.all());
     let old_ca = std::fs::read_to_string(dir.join(STORE).join("ca.pem")).unwrap();
@@ -83,10 +63,14 @@ fn etcd_ca_rotation_in_three_phases_with_zero_failed_writes() {
     assert!(!dir.join(format!("{STORE}.next")).exists(), "planning made the new CA");
 
     // Phase 1 under the writer, then cairn is killed as soon as phase 1 is recorded.
-    let writer = Writer::start(&lab, "node1", &endpoints(&lab));
+    let writer = Writer::start(&lab, "node1", &etcd::client_urls(&lab, &NODES));
     let started = Instant::now();
-    let mut child =
-        run::spawn_env(dir, &["apply", "--auto-approve", "--replace", "etcd.ca.etcd"], &[("CAIRN_MODULE_PATH", &module_path())], false);
+    let mut child = run::spawn_env(
+        dir,
+        &["apply", "--auto-approve", "--replace", "etcd.ca.etcd"],
+        &[("CAIRN_MODULE_PATH", &etcd::module_path())],
+        false,
+    );
     while recorded_phase(dir).as_deref() != Some("reissue") {
         assert!(child.try_wait().unwrap().is_none(), "the apply ended before phase 1 was recorded");
         assert!(started.elapsed() < Duration::from_secs(300), "phase 1 not done within 5 minutes");
