@@ -4,8 +4,9 @@
 //! `start = "together"` unit is launched on all its hosts at once and a cluster's guarded or
 //! membership steps go alone (see `Scheduler`); a unit learns which of its dependencies changed
 //! in this apply (for `restart_on`); a wave re-reads its instances' state in one probe right
-//! before acting (a plan can be stale) and writes the files they stage in one remote command
-//! (see `apply_wave`); a failure skips everything that depends on it while the rest of the run
+//! before acting (a plan can be stale; a host's first wave acts on the plan's own read instead
+//! when that is moments old, see `FRESH_READ`) and writes the files they stage in one remote
+//! command (see `apply_wave`); a failure skips everything that depends on it while the rest of the run
 //! goes on. Removals of what the spec no longer has run first on each host (units stop before
 //! their files go, directories after what was in them). Progress goes to a [`Reporter`]; the
 //! result is an [`ApplyReport`], partial or not.
@@ -298,6 +299,7 @@ pub async fn apply(
     let mut sched = Scheduler::new(graph, options.parallelism, gates, &rolling).with_solo(solo);
     let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
     let mut tasks: tokio::task::JoinSet<Vec<(usize, Outcome)>> = tokio::task::JoinSet::new();
+    let mut fresh = fresh_facts(plan);
 
     loop {
         // Settle everything that needs no remote work, until nothing more settles.
@@ -345,6 +347,12 @@ pub async fn apply(
             let graph = Arc::clone(graph);
             let member_change = member_changes.get(&first).cloned();
             let guard = guarded.get(&first).cloned();
+            // The host's first wave, when nothing else touches it first, acts on the plan's read.
+            let read = match &mut fresh {
+                Some((at, _)) if at.elapsed() >= FRESH_READ => None,
+                Some((_, facts)) if member_change.is_none() && guard.is_none() => facts.remove(&host),
+                _ => None,
+            };
             let connections = connections.clone();
             tasks.spawn(async move {
                 let outcome = match (member_change, guard) {
@@ -360,7 +368,7 @@ pub async fn apply(
                             None => Outcome::Failed("internal error: empty wave".into()),
                         },
                     },
-                    (None, None) => return apply_wave(&graph, &wave, transport.as_ref()).await,
+                    (None, None) => return apply_wave_with(&graph, &wave, transport.as_ref(), read).await,
                 };
                 vec![(first, outcome)]
             });
@@ -719,6 +727,31 @@ fn finish(
 /// that stages nothing applies itself. One outcome per instance, in wave order: a failure
 /// belongs to the instance that failed only.
 async fn apply_wave(graph: &Graph, wave: &[(usize, Vec<ResourceId>)], transport: &dyn Transport) -> Vec<(usize, Outcome)> {
+    apply_wave_with(graph, wave, transport, None).await
+}
+
+/// How old a plan's read may be for the first wave of a host to act on it without reading the
+/// host again: an apply that follows its plan at once (`--auto-approve`, the next phase of a CA
+/// rotation, `apply PLAN`'s fresh plan), all under the apply locks. A plan that waited for a
+/// confirmation is read again.
+const FRESH_READ: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The plan's read (when it started, the facts per host), when nothing runs on the hosts before
+/// the waves (no removals, no cluster steps), so a host's first wave would decide as the plan
+/// did; each host's is taken by its first wave while the read is younger than [`FRESH_READ`].
+fn fresh_facts(plan: &Plan) -> Option<(std::time::Instant, BTreeMap<String, crate::resource::HostFacts>)> {
+    let read = plan.read.as_ref()?;
+    let before_waves = plan.changes().any(|c| c.action.is_change() && (c.removal().is_some() || c.instance().is_none()));
+    (!before_waves).then(|| (read.at, read.facts.clone()))
+}
+
+/// [`apply_wave`], acting on `read` (the plan's facts of the host, fresh) instead of a new probe.
+async fn apply_wave_with(
+    graph: &Graph,
+    wave: &[(usize, Vec<ResourceId>)],
+    transport: &dyn Transport,
+    read: Option<crate::resource::HostFacts>,
+) -> Vec<(usize, Outcome)> {
     let mut outcomes: BTreeMap<usize, Outcome> = BTreeMap::new();
     let mut changes = Vec::new();
     for (i, changed) in wave {
@@ -733,7 +766,11 @@ async fn apply_wave(graph: &Graph, wave: &[(usize, Vec<ResourceId>)], transport:
         outcomes.insert(*i, outcome);
     }
     let wanted: Vec<usize> = changes.iter().map(|(i, _)| *i).collect();
-    let facts = if wanted.is_empty() { None } else { Some(probe(graph, &wanted, transport).await) };
+    let facts = match read {
+        _ if wanted.is_empty() => None,
+        Some(read) => Some(Ok(read)),
+        None => Some(probe(graph, &wanted, transport).await),
+    };
     let mut staged = Vec::new();
     let mut direct = Vec::new();
     for (i, changed) in changes {

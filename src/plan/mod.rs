@@ -223,7 +223,29 @@ pub struct Plan {
     /// hosts that keep one (reached over ssh).
     #[serde(skip)]
     pub manifests: BTreeMap<String, Option<Manifest>>,
+    /// What the probes found and when: the apply's first wave on a host acts on it instead of
+    /// reading the host again when the plan is only moments old (never kept in plan files).
+    #[serde(skip)]
+    pub read: Option<PlanRead>,
 }
+
+/// The hosts' facts as a plan read them.
+#[derive(Debug, Clone)]
+pub struct PlanRead {
+    /// When the reading started (so its age is never understated).
+    pub at: std::time::Instant,
+    /// Per host.
+    pub facts: BTreeMap<String, crate::resource::HostFacts>,
+}
+
+/// Two plans are the same plan whatever their reads.
+impl PartialEq for PlanRead {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for PlanRead {}
 
 impl Plan {
     /// An empty plan for the hosts of `graph`.

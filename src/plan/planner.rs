@@ -53,6 +53,7 @@ pub enum PlanError {
 
 /// Reads every host in `graph` and decides what each instance needs.
 pub async fn plan(graph: &Arc<Graph>, connections: &Connections) -> Plan {
+    let started = std::time::Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for host in graph.hosts.keys() {
         let graph = Arc::clone(graph);
@@ -85,6 +86,7 @@ pub async fn plan(graph: &Arc<Graph>, connections: &Connections) -> Plan {
     plan.errors.sort_by(|a, b| a.host.cmp(&b.host));
     super::clusters::plan_clusters(graph, &facts, &mut plan);
     plan_rotations(graph, &mut plan);
+    plan.read = Some(super::PlanRead { at: started, facts });
     plan
 }
 
