@@ -52,8 +52,9 @@ pub async fn advance(graph: &Arc<Graph>, plan: &Plan) -> Result<(Vec<Moved>, Opt
         match r.phase.next() {
             Some(next) => {
                 // A phase 1 that wrote no CA file (no certificate has a ca_path) has not made the
-                // new CA yet: phase 2 needs it.
-                if let Some(of) = rotation_of(graph, &r.ca) {
+                // new CA yet: phase 2 needs it. Otherwise its key is not touched here.
+                let made = store.next().read_cert().map_err(|e| fail(e.to_string()))?.is_some();
+                if let (false, Some(of)) = (made, rotation_of(graph, &r.ca)) {
                     let spec = of.spec.clone();
                     tokio::task::spawn_blocking(move || ensure_next_ca(&spec))
                         .await

@@ -1040,18 +1040,16 @@ async fn take_locks(
 
 /// Gives back the locks a first, all-at-once attempt took (another run holds one of the others).
 async fn give_back(locked: &mut Vec<crate::transport::SharedTransport>, me: &host::LockHolder) {
-    let mut releases = tokio::task::JoinSet::new();
-    for t in locked.drain(..) {
-        let id = me.id.clone();
-        releases.spawn(async move { host::unlock(t.as_ref(), Some(&id)).await });
-    }
-    while releases.join_next().await.is_some() {}
+    // Whatever stays is this run's, and the ordered attempt that follows takes it again.
+    unlock_all(locked, me).await;
+    locked.clear();
 }
 
-/// Releases this run's locks, all at once. A lock that cannot be released (the connection died)
-/// stays on its host: said on stderr with the way out, since the next apply there will refuse to
-/// start.
-async fn release_locks(ui: &Ui, locked: &[crate::transport::SharedTransport], me: &host::LockHolder) {
+/// Releases `locked` on every host at once; returns the hosts where that failed, sorted.
+async fn unlock_all(
+    locked: &[crate::transport::SharedTransport],
+    me: &host::LockHolder,
+) -> Vec<(String, crate::transport::TransportError)> {
     let mut releases = tokio::task::JoinSet::new();
     for t in locked {
         let (t, id) = (Arc::clone(t), me.id.clone());
@@ -1064,7 +1062,14 @@ async fn release_locks(ui: &Ui, locked: &[crate::transport::SharedTransport], me
         }
     }
     failed.sort_by(|a, b| a.0.cmp(&b.0));
-    for (host, e) in failed {
+    failed
+}
+
+/// Releases this run's locks, all at once. A lock that cannot be released (the connection died)
+/// stays on its host: said on stderr with the way out, since the next apply there will refuse to
+/// start.
+async fn release_locks(ui: &Ui, locked: &[crate::transport::SharedTransport], me: &host::LockHolder) {
+    for (host, e) in unlock_all(locked, me).await {
         ui.error(&format!(
             "{host}: its apply lock stays on the host ({e}); the next apply there reports it as a stale lock, \
              and `cairn unlock {host}` removes it"

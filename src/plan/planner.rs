@@ -103,7 +103,7 @@ fn plan_rotations(graph: &Graph, plan: &mut Plan) {
             certificates: Vec::new(),
             changes: 0,
             partial: graph.partial,
-            store: of.store.clone(),
+            store: of.store().map(std::path::Path::to_path_buf).unwrap_or_default(),
         });
         r.certificates.push(inst.id.to_string());
         let changed =

@@ -38,6 +38,11 @@ use crate::transport::{Content, FileAttrs, FileWrite, Transport, argv, write_fil
 /// `destroy` removes them).
 const ATTR_FOLDERS: &str = "folders";
 
+/// The attribute of a decision that changes the CA file (`ca_path`): the file `ca`, its
+/// `content` (see [`DesiredCert::apply`], which splits attribute names so). A service that reads
+/// the CA file only when it starts must restart for it ([`ResourceKind::picked_up_live`]).
+const ATTR_CA_CONTENT: &str = "ca content";
+
 /// Mode of the private key file.
 pub const KEY_MODE: u32 = 0o600;
 /// Mode of the certificate and CA certificate files.
@@ -65,6 +70,16 @@ pub struct CaRotation {
     pub cause: Option<String>,
 }
 
+impl RotationOf {
+    /// The CA's store in the state dir (a rotation is of a generated CA).
+    pub fn store(&self) -> Option<&std::path::Path> {
+        match &self.spec.source {
+            CaSource::Store { dir } => Some(dir),
+            CaSource::Imported { .. } => None,
+        }
+    }
+}
+
 /// A certificate's share of a CA rotation, for the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RotationOf {
@@ -72,8 +87,6 @@ pub struct RotationOf {
     pub ca: String,
     /// The phase.
     pub phase: RotationPhase,
-    /// The CA's store in the state dir.
-    pub store: std::path::PathBuf,
     /// Whether the new CA exists already (made by phase 1's first apply).
     pub started: bool,
     /// Why it starts, when the spec asked for it by changing the CA ([`CaRotation::cause`]).
@@ -424,7 +437,7 @@ impl DesiredCert {
         self.file_attrs("cert", CERT_MODE, Some(cert_fact), &mut attrs);
         if let Some(ca_path) = &self.ca_path {
             match ca_fact {
-                None => attrs.push(AttrChange::new("ca content", None, Some(self.trusted_words()))),
+                None => attrs.push(AttrChange::new(ATTR_CA_CONTENT, None, Some(self.trusted_words()))),
                 Some(f) => {
                     let same = trusted.as_ref().is_some_and(|t| f.sha256.as_deref() == Some(sha256_hex(t.as_bytes()).as_str()));
                     if f.kind == PathKind::Symlink || !same {
@@ -434,7 +447,7 @@ impl DesiredCert {
                             Some(RotationPhase::Retire) => format!("CA {name} and the new CA {name}"),
                             _ => format!("{ca_path} differs"),
                         };
-                        attrs.push(AttrChange::new("ca content", Some(before), Some(self.trusted_words())));
+                        attrs.push(AttrChange::new(ATTR_CA_CONTENT, Some(before), Some(self.trusted_words())));
                     } else {
                         self.file_attrs("ca", CERT_MODE, Some(f), &mut attrs);
                     }
@@ -447,8 +460,8 @@ impl DesiredCert {
         let reason = attrs
             .iter()
             .map(|a| match a.name.as_str() {
-                "ca content" if a.before.is_none() => "CA certificate file is missing".to_string(),
-                "ca content" => "CA certificate file differs".to_string(),
+                ATTR_CA_CONTENT if a.before.is_none() => "CA certificate file is missing".to_string(),
+                ATTR_CA_CONTENT => "CA certificate file differs".to_string(),
                 other => format!("{other} differs"),
             })
             .collect::<Vec<_>>()
@@ -642,7 +655,7 @@ impl ResourceKind for DesiredCert {
         let same_sans: BTreeSet<San> = self.leaf.sans.iter().cloned().collect();
         let mut d = self.issue_decision(Action::Replace, String::new(), Some(&same_sans));
         d.reason = Reason::Replace(Replacing::Reissue);
-        d.attrs.extend(decision.attrs.into_iter().filter(|a| a.name == "usages" || a.name == "ca content"));
+        d.attrs.extend(decision.attrs.into_iter().filter(|a| a.name == "usages" || a.name == ATTR_CA_CONTENT));
         d
     }
 
@@ -663,11 +676,10 @@ impl ResourceKind for DesiredCert {
     }
 
     fn ca_rotation(&self) -> Option<RotationOf> {
-        let (r, CaSource::Store { dir }) = (self.rotation.as_ref()?, &self.ca.source) else { return None };
+        let (r, CaSource::Store { .. }) = (self.rotation.as_ref()?, &self.ca.source) else { return None };
         Some(RotationOf {
             ca: self.ca.name.clone(),
             phase: r.phase,
-            store: dir.clone(),
             started: r.next.is_some(),
             cause: r.cause.clone(),
             spec: (*self.ca).clone(),
@@ -705,7 +717,7 @@ impl ResourceKind for DesiredCert {
     /// A certificate issued again whose CA file stays as it is: a service that re-reads its
     /// certificate on each connection (etcd does, see the module's README) needs no restart.
     fn picked_up_live(&self, action: Action, attrs: &[AttrChange]) -> bool {
-        matches!(action, Action::Replace | Action::Update) && !attrs.iter().any(|a| a.name == "ca content")
+        matches!(action, Action::Replace | Action::Update) && !attrs.iter().any(|a| a.name == ATTR_CA_CONTENT)
     }
 
     /// Its CA file: what such a service reads only when it starts.
@@ -717,8 +729,8 @@ impl ResourceKind for DesiredCert {
     /// the CA file changes with it.
     fn diff(&self, facts: &HostFacts) -> Decision {
         let mut d = self.diff_at(facts, OffsetDateTime::now_utc().unix_timestamp());
-        if d.action == Action::Replace && !d.attrs.iter().any(|a| a.name == "ca content") && self.ca_file_differs(facts) {
-            d.attrs.push(AttrChange::new("ca content", Some("differs".into()), Some(self.trusted_words())));
+        if d.action == Action::Replace && !d.attrs.iter().any(|a| a.name == ATTR_CA_CONTENT) && self.ca_file_differs(facts) {
+            d.attrs.push(AttrChange::new(ATTR_CA_CONTENT, Some("differs".into()), Some(self.trusted_words())));
         }
         let missing: Vec<String> = self.folders().into_iter().filter(|f| facts.path(f).is_none()).collect();
         if d.action == Action::Create && !missing.is_empty() {
@@ -732,7 +744,7 @@ impl ResourceKind for DesiredCert {
     async fn stage(&self, decision: &Decision) -> Result<Option<Staged>, ApplyError> {
         match decision.action {
             Action::Create | Action::Replace => {
-                let write_ca = decision.action == Action::Create || decision.attrs.iter().any(|a| a.name == "ca content");
+                let write_ca = decision.action == Action::Create || decision.attrs.iter().any(|a| a.name == ATTR_CA_CONTENT);
                 self.issue_staged(write_ca).await.map(Some)
             }
             _ => Ok(None),
@@ -1235,7 +1247,7 @@ mod tests {
         assert_eq!((d.action, &d.reason), (Action::Update, &rotated(RotationPhase::Trust)));
         assert_eq!(
             d.attrs.iter().map(|a| (a.name.as_str(), a.after.as_deref())).collect::<Vec<_>>(),
-            [("ca content", Some("CA etcd and the new CA etcd (both certificates)"))]
+            [(ATTR_CA_CONTENT, Some("CA etcd and the new CA etcd (both certificates)"))]
         );
         rotation_at(&mut fx.desired, RotationPhase::Trust, Some(&next));
         assert_eq!(fx.desired.diff_at(&on_old, NOW).action, Action::Update);
@@ -1273,12 +1285,12 @@ mod tests {
         fx.desired.leaf.sans.push(San::parse("10.0.0.244"));
         let d = fx.desired.diff(&facts);
         assert_eq!(d.action, Action::Replace);
-        assert!(!d.attrs.iter().any(|a| a.name == "ca content"), "{:?}", d.attrs);
+        assert!(!d.attrs.iter().any(|a| a.name == ATTR_CA_CONTENT), "{:?}", d.attrs);
         assert!(fx.desired.picked_up_live(d.action, &d.attrs), "a new leaf is read on the next connection");
         let mut stale_ca = facts.clone();
         stale_ca.paths.get_mut("/etc/etcd/pki/ca.pem").unwrap().sha256 = Some("0".repeat(64));
         let d = fx.desired.diff(&stale_ca);
-        assert!(d.attrs.iter().any(|a| a.name == "ca content"), "{:?}", d.attrs);
+        assert!(d.attrs.iter().any(|a| a.name == ATTR_CA_CONTENT), "{:?}", d.attrs);
         assert!(!fx.desired.picked_up_live(d.action, &d.attrs), "a changed CA file is read only at start");
         assert_eq!(fx.desired.restart_paths_when_reloaded(), ["/etc/etcd/pki/ca.pem"]);
         assert!(!fx.desired.picked_up_live(Action::Create, &[]));
