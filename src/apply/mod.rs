@@ -29,15 +29,19 @@ use crate::state::manifest::Manifest;
 use crate::transport::Transport;
 
 /// Knobs for a run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ApplyOptions {
     /// Hosts worked on at the same time.
     pub parallelism: usize,
+    /// The id of this run's apply locks, when nothing follows the apply on the hosts: each
+    /// host's manifest write then releases its lock in the same command
+    /// ([`ApplyReport::released`]).
+    pub release_locks: Option<String>,
 }
 
 impl Default for ApplyOptions {
     fn default() -> Self {
-        Self { parallelism: 10 }
+        Self { parallelism: 10, release_locks: None }
     }
 }
 
@@ -84,6 +88,9 @@ pub struct ApplyReport {
     pub results: Vec<InstanceResult>,
     /// Hosts whose manifest could not be recorded after the run, with the error.
     pub unrecorded: Vec<(String, String)>,
+    /// Hosts whose apply lock the manifest write released ([`ApplyOptions::release_locks`]).
+    #[serde(skip)]
+    pub released: Vec<String>,
 }
 
 impl ApplyReport {
@@ -406,14 +413,15 @@ pub async fn apply(
             outcome: outcomes[i].clone().unwrap_or_else(|| Outcome::Skipped("never became ready".into())),
         }))
         .collect();
-    let mut report = ApplyReport { results, unrecorded: Vec::new() };
-    report.unrecorded = record_manifests(graph, plan, Some(&report), connections).await;
+    let mut report = ApplyReport { results, unrecorded: Vec::new(), released: Vec::new() };
+    let recorded = record_manifests(graph, plan, Some(&report), connections, options.release_locks.as_deref()).await;
+    (report.unrecorded, report.released) = (recorded.failed, recorded.released);
     report
 }
 
 /// Runs the plan of a runbook operation (`cairn run`): its steps only, one at a time.
 pub async fn run_operation(graph: &Arc<Graph>, plan: &Plan, connections: &Connections, reporter: Arc<dyn Reporter>) -> ApplyReport {
-    ApplyReport { results: cluster::run_operation(graph, plan, connections, &*reporter).await, unrecorded: Vec::new() }
+    ApplyReport { results: cluster::run_operation(graph, plan, connections, &*reporter).await, ..ApplyReport::default() }
 }
 
 /// The report of a run stopped before it began: `first` (what stopped it) and every planned
@@ -424,7 +432,7 @@ fn not_started(graph: &Graph, plan: &Plan, first: Vec<InstanceResult>, why: &str
     for c in not_snapshots.filter(|c| c.action.is_change() && c.instance().is_none_or(|i| i < graph.instances.len())) {
         results.push(InstanceResult { id: c.id.clone(), action: c.action, outcome: Outcome::Skipped(format!("not started: {why}")) });
     }
-    ApplyReport { results, unrecorded: Vec::new() }
+    ApplyReport { results, ..ApplyReport::default() }
 }
 
 /// `cairn check`: runs every check instance of `graph` now, hosts in parallel and each host's
@@ -458,7 +466,7 @@ pub async fn run_checks(graph: &Graph, connections: &Connections) -> ApplyReport
             results
         });
     }
-    ApplyReport { results: by_host_order(tasks, "check").await, unrecorded: Vec::new() }
+    ApplyReport { results: by_host_order(tasks, "check").await, ..ApplyReport::default() }
 }
 
 /// The results of per-host tasks (`what` names them in the log of a task that panicked), hosts
@@ -477,30 +485,48 @@ async fn by_host_order(mut tasks: tokio::task::JoinSet<Vec<InstanceResult>>, wha
 
 /// Records, after a run that found nothing to change, what the spec manages on each host (a
 /// manifest may still be missing or out of date). Returns the hosts where that failed.
-pub async fn record_unchanged(graph: &Graph, plan: &Plan, connections: &Connections) -> Vec<(String, String)> {
-    record_manifests(graph, plan, None, connections).await
+pub async fn record_unchanged(graph: &Graph, plan: &Plan, connections: &Connections, release_locks: Option<&str>) -> Recorded {
+    record_manifests(graph, plan, None, connections, release_locks).await
+}
+
+/// What recording the manifests did.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    /// Hosts where writing failed, with the error, sorted.
+    pub failed: Vec<(String, String)>,
+    /// Hosts whose apply lock went with the write, sorted.
+    pub released: Vec<String>,
 }
 
 /// The last step of every run: writes each host's manifest where what the spec manages there
-/// changed ([`manifests_after`]), every host at once. Returns the hosts where writing failed, with
-/// the error, sorted.
-async fn record_manifests(graph: &Graph, plan: &Plan, report: Option<&ApplyReport>, connections: &Connections) -> Vec<(String, String)> {
+/// changed ([`manifests_after`]), every host at once, releasing the apply lock of id
+/// `release_locks` in the same command when given.
+async fn record_manifests(
+    graph: &Graph,
+    plan: &Plan,
+    report: Option<&ApplyReport>,
+    connections: &Connections,
+    release_locks: Option<&str>,
+) -> Recorded {
     let mut writes = tokio::task::JoinSet::new();
     for (host, manifest) in manifests_after(graph, plan, report) {
         let Some(Ok(t)) = connections.get(&host) else { continue };
         let t = Arc::clone(t);
-        writes.spawn(async move { (host, crate::state::host::write_manifest(t.as_ref(), &manifest).await) });
+        let release = release_locks.map(str::to_string);
+        writes.spawn(async move { (host, crate::state::host::write_manifest(t.as_ref(), &manifest, release.as_deref()).await) });
     }
-    let mut failed = Vec::new();
+    let mut recorded = Recorded::default();
     while let Some(joined) = writes.join_next().await {
         match joined {
-            Ok((host, Err(e))) => failed.push((host, e.to_string())),
-            Ok((_, Ok(_))) => {}
-            Err(e) => failed.push(("?".to_string(), format!("manifest task failed: {e}"))),
+            Ok((host, Err(e))) => recorded.failed.push((host, e.to_string())),
+            Ok((host, Ok(true))) => recorded.released.push(host),
+            Ok((_, Ok(false))) => {}
+            Err(e) => recorded.failed.push(("?".to_string(), format!("manifest task failed: {e}"))),
         }
     }
-    failed.sort();
-    failed
+    recorded.failed.sort();
+    recorded.released.sort();
+    recorded
 }
 
 /// Carries out the plan's removals: hosts in parallel, each host's in plan order, each re-read

@@ -627,12 +627,13 @@ async fn plan_and_apply(ui: &Ui, spec: &Spec, graph: &Arc<Graph>, kind: progress
         ui.error(&format!("stdin is not a terminal, so cairn cannot ask for confirmation; pass --auto-approve to {verb} without asking"));
         return ExitStatus::Error;
     }
-    let lock = Some(LockRequest { spec: spec_path.display().to_string(), timeout: run.lock_timeout });
-    with_connections_locked(ui, spec, graph, lock, |conns| async move {
-        let plan = planner::plan(graph, &conns).await;
+    let locks = RunLocks::new(&spec_path.display().to_string(), run.lock_timeout);
+    let held = &locks;
+    with_connections_locked(ui, spec, graph, Some(&locks), |conns| async move {
+        let Some(plan) = held.plan(ui, graph, &conns).await else { return ExitStatus::Error };
         print_plan(ui, &plan, PlanFormat::Text);
         if !plan.has_changes() {
-            let recorded = record_unchanged(ui, graph, &plan, &conns).await;
+            let recorded = record_unchanged(ui, graph, &plan, &conns, held).await;
             return if plan.has_errors() || !recorded { ExitStatus::Error } else { ExitStatus::Success };
         }
         if !run.auto_approve && !confirm() {
@@ -641,7 +642,7 @@ async fn plan_and_apply(ui: &Ui, spec: &Spec, graph: &Arc<Graph>, kind: progress
             eprintln!("{word} cancelled; nothing was changed.");
             return ExitStatus::Error;
         }
-        carry_out(ui, graph, &plan, &conns, run.parallelism, kind).await
+        carry_out(ui, graph, &plan, &conns, run.parallelism, kind, held).await
     })
     .await
 }
@@ -655,6 +656,7 @@ async fn carry_out(
     conns: &planner::Connections,
     parallelism: usize,
     kind: progress::RunKind,
+    locks: &RunLocks,
 ) -> ExitStatus {
     if let Some(status) = refuse_protected(ui, plan) {
         return status;
@@ -662,7 +664,10 @@ async fn carry_out(
     let (mut graph, mut plan) = (Arc::clone(graph), plan.clone());
     loop {
         let reporter = Arc::new(progress::Progress::new(&graph, &plan));
-        let report = crate::apply::apply(&graph, &plan, conns, ApplyOptions { parallelism }, reporter.clone()).await;
+        // Unless a CA rotation goes on with another phase, the manifests are the last write.
+        let release_locks = plan.rotations.is_empty().then(|| locks.id().to_string());
+        let report = crate::apply::apply(&graph, &plan, conns, ApplyOptions { parallelism, release_locks }, reporter.clone()).await;
+        locks.forget(&report.released);
         reporter.finish();
         let recorded = report_unrecorded(ui, &report.unrecorded);
         print!("{}", progress::report_text(&report, ui.color, kind));
@@ -741,8 +746,10 @@ fn blocked_summary(plan: &Plan) -> String {
 
 /// Records what the spec manages on each host after an apply that found nothing to change;
 /// returns whether every host's record was written.
-async fn record_unchanged(ui: &Ui, graph: &Graph, plan: &Plan, conns: &planner::Connections) -> bool {
-    report_unrecorded(ui, &crate::apply::record_unchanged(graph, plan, conns).await)
+async fn record_unchanged(ui: &Ui, graph: &Graph, plan: &Plan, conns: &planner::Connections, locks: &RunLocks) -> bool {
+    let recorded = crate::apply::record_unchanged(graph, plan, conns, Some(locks.id())).await;
+    locks.forget(&recorded.released);
+    report_unrecorded(ui, &recorded.failed)
 }
 
 /// Tells which hosts' manifests could not be written; returns whether all were.
@@ -831,9 +838,10 @@ async fn apply_saved(ui: &Ui, plan_file: &Path, spec_arg: &SpecArg, run: RunArgs
         return ExitStatus::Error;
     }
     let (ui, graph, saved) = (ui, &graph, &saved);
-    let lock = Some(LockRequest { spec: spec_path.display().to_string(), timeout: run.lock_timeout });
-    with_connections_locked(ui, &spec, graph, lock, |conns| async move {
-        let now = planner::plan(graph, &conns).await;
+    let locks = RunLocks::new(&spec_path.display().to_string(), run.lock_timeout);
+    let held = &locks;
+    with_connections_locked(ui, &spec, graph, Some(&locks), |conns| async move {
+        let Some(now) = held.plan(ui, graph, &conns).await else { return ExitStatus::Error };
         let moved = saved::compare(&saved.plan, &now);
         if !moved.is_empty() {
             eprint!("{}", render::moved_text(&moved));
@@ -849,9 +857,9 @@ async fn apply_saved(ui: &Ui, plan_file: &Path, spec_arg: &SpecArg, run: RunArgs
             return if now.has_errors() { ExitStatus::Error } else { run::carry_out(ui, graph, &now, &conns).await };
         }
         if !now.has_changes() {
-            return if record_unchanged(ui, graph, &now, &conns).await { ExitStatus::Success } else { ExitStatus::Error };
+            return if record_unchanged(ui, graph, &now, &conns, held).await { ExitStatus::Success } else { ExitStatus::Error };
         }
-        carry_out(ui, graph, &now, &conns, run.parallelism, progress::RunKind::Apply).await
+        carry_out(ui, graph, &now, &conns, run.parallelism, progress::RunKind::Apply, held).await
     })
     .await
 }
@@ -914,17 +922,140 @@ where
     with_connections_locked(ui, spec, graph, None, body).await
 }
 
-/// An apply's lock on every host it touches.
-struct LockRequest {
-    /// The spec, for the holder record.
-    spec: String,
+/// This run's apply locks on the hosts it touches: its holder record, how long to wait for
+/// another run's lock, and the hosts locked so far. The plan's probe takes them
+/// ([`RunLocks::plan`]); the manifest writes release them when nothing follows
+/// ([`RunLocks::forget`]); whatever is still held is released at the end, also on Ctrl-C.
+#[derive(Clone)]
+struct RunLocks {
+    me: host::LockHolder,
     /// How long to wait for a lock someone else holds.
     timeout: std::time::Duration,
+    held: Arc<std::sync::Mutex<Vec<crate::transport::SharedTransport>>>,
 }
 
-/// [`with_connections`], holding each reachable host's apply lock while `body` runs (released
-/// afterwards, also on Ctrl-C). When a lock cannot be had, nothing runs and the holder is named.
-async fn with_connections_locked<F, Fut>(ui: &Ui, spec: &Spec, graph: &Arc<Graph>, lock: Option<LockRequest>, body: F) -> ExitStatus
+impl RunLocks {
+    fn new(spec: &str, timeout: std::time::Duration) -> Self {
+        Self { me: host::LockHolder::for_this_process(spec), timeout, held: Arc::default() }
+    }
+
+    /// The locks' id.
+    fn id(&self) -> &str {
+        &self.me.id
+    }
+
+    fn with_held<T>(&self, f: impl FnOnce(&mut Vec<crate::transport::SharedTransport>) -> T) -> T {
+        // Every change is one push, retain or clear: a panic elsewhere cannot leave it half-done.
+        let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut held)
+    }
+
+    /// The hosts locked now.
+    fn held(&self) -> Vec<crate::transport::SharedTransport> {
+        self.with_held(|h| h.clone())
+    }
+
+    /// Forgets the locks already released on `hosts` (with their manifests).
+    fn forget(&self, hosts: &[String]) {
+        self.with_held(|h| h.retain(|t| !hosts.iter().any(|r| r == t.host())));
+    }
+
+    /// Plans under the locks: every host's lock is taken by its probe, all at once (no round
+    /// trip more than the plan, however many hosts). When another run holds one, the locks
+    /// taken are given back and taken again in host order (two applies never wait on each other
+    /// in a circle), retrying for the timeout while another run holds one; the hosts are then
+    /// read again. `None` (said on stderr, nothing applied) when the locks cannot be had.
+    async fn plan(&self, ui: &Ui, graph: &Arc<Graph>, conns: &planner::Connections) -> Option<Plan> {
+        match self.plan_locked(graph, conns).await {
+            Ok(plan) => Some(plan),
+            Err(message) => {
+                ui.error(&message);
+                None
+            }
+        }
+    }
+
+    async fn plan_locked(&self, graph: &Arc<Graph>, conns: &planner::Connections) -> Result<Plan, String> {
+        let lockable = lockable(graph, conns);
+        let record = host::lock_record(&self.me);
+        let records = lockable.iter().map(|(name, _)| ((*name).clone(), record.clone())).collect();
+        let (plan, taken) = planner::plan_locking(graph, conns, &records).await;
+        let mut all = true;
+        for (name, t) in &lockable {
+            if taken.get(*name) == Some(&crate::resource::probe::LockTaken::Acquired) {
+                self.with_held(|h| h.push(Arc::clone(t)));
+            } else {
+                all = false;
+            }
+        }
+        if all {
+            return Ok(plan);
+        }
+        // Whatever stays is this run's, and the ordered attempt that follows takes it again.
+        unlock_all(&self.held(), &self.me).await;
+        self.with_held(Vec::clear);
+        self.take_in_order(&lockable).await?;
+        Ok(planner::plan(graph, conns).await)
+    }
+
+    /// Takes the locks one host after the other, in host order, waiting up to the timeout while
+    /// another run holds one.
+    async fn take_in_order(&self, lockable: &[(&String, &crate::transport::SharedTransport)]) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + self.timeout;
+        for (name, t) in lockable {
+            loop {
+                match host::try_lock(t.as_ref(), &self.me).await {
+                    Ok(host::LockAttempt::Acquired) => {
+                        self.with_held(|h| h.push(Arc::clone(t)));
+                        break;
+                    }
+                    Ok(host::LockAttempt::Held(holder)) => {
+                        if std::time::Instant::now() < deadline {
+                            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                            continue;
+                        }
+                        return Err(held_message(name, holder, self.timeout));
+                    }
+                    Err(e) => return Err(format!("cannot take the apply lock: {e}")),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The hosts an apply locks, in host order: every reachable SSH host. An unreachable host is
+/// reported by the plan and not touched, so it needs no lock; `transport = "local"` hosts are
+/// this machine (often several of them, and cairn may not be root): they take no lock.
+fn lockable<'c>(graph: &Graph, conns: &'c planner::Connections) -> Vec<(&'c String, &'c crate::transport::SharedTransport)> {
+    conns
+        .iter()
+        .filter_map(|(name, conn)| conn.as_ref().ok().map(|t| (name, t)))
+        .filter(|(name, _)| !graph.hosts.get(*name).is_some_and(|h| h.transport == crate::spec::TransportKind::Local))
+        .collect()
+}
+
+/// Why `name`'s lock could not be had, and what to do.
+fn held_message(name: &str, holder: Option<host::LockHolder>, timeout: std::time::Duration) -> String {
+    let waited = if timeout.is_zero() { String::new() } else { format!(" after waiting {} s", timeout.as_secs()) };
+    match holder {
+        Some(h) if h.is_stale() => format!(
+            "{name} is locked by {}, but that run is gone (stale lock); nothing was applied. \
+             Check that no apply is running, then break it with `cairn unlock {name}`",
+            h.describe()
+        ),
+        Some(h) => format!(
+            "{name} is locked by another apply: {}{waited}; nothing was applied. \
+             Wait for it to finish, or pass --lock-timeout 2m to wait",
+            h.describe()
+        ),
+        None => format!("{name} is locked ({}, holder unreadable){waited}; nothing was applied", host::LOCK_PATH),
+    }
+}
+
+/// [`with_connections`], releasing the `locks` still held after `body` ran (also on Ctrl-C);
+/// `body` takes them with its plan ([`RunLocks::plan`]).
+async fn with_connections_locked<F, Fut>(ui: &Ui, spec: &Spec, graph: &Arc<Graph>, locks: Option<&RunLocks>, body: F) -> ExitStatus
 where
     F: FnOnce(planner::Connections) -> Fut,
     Fut: std::future::Future<Output = ExitStatus>,
@@ -933,29 +1064,19 @@ where
         ui.error(&warning);
     }
     let (conns, _control_dir) = connect::connect_all(spec, graph).await;
-    let me = lock.as_ref().map(|l| host::LockHolder::for_this_process(&l.spec));
-    let mut locked: Vec<crate::transport::SharedTransport> = Vec::new();
-    if let (Some(request), Some(me)) = (&lock, &me)
-        && let Err(message) = take_locks(graph, &conns, me, request.timeout, &mut locked).await
-    {
-        release_locks(ui, &locked, me).await;
-        ui.error(&message);
-        connect::close_all(&conns).await;
-        return ExitStatus::Error;
-    }
     let status = tokio::select! {
         status = body(conns.clone()) => status,
         _ = tokio::signal::ctrl_c() => {
             eprintln!("\nInterrupted; closing connections.");
-            if let Some(me) = &me {
-                release_locks(ui, &locked, me).await;
+            if let Some(locks) = locks {
+                release_locks(ui, &locks.held(), &locks.me).await;
             }
             crate::transport::ssh::close_all_masters().await;
             ExitStatus::Interrupted
         }
     };
-    if let Some(me) = &me {
-        release_locks(ui, &locked, me).await;
+    if let Some(locks) = locks {
+        release_locks(ui, &locks.held(), &locks.me).await;
     }
     if ui.verbose {
         for (host, conn) in &conns {
@@ -967,82 +1088,6 @@ where
     }
     connect::close_all(&conns).await;
     status
-}
-
-/// Takes every reachable SSH host's lock. First all at once (one round trip of wall time, however
-/// many hosts); when another run holds one, the locks taken are given back and they are taken again
-/// in host order (two applies never wait on each other in a circle), retrying for `timeout` while
-/// another run holds one. `transport = "local"` hosts are this machine (often several of them, and
-/// cairn may not be root): they take no lock.
-async fn take_locks(
-    graph: &Graph,
-    conns: &planner::Connections,
-    me: &host::LockHolder,
-    timeout: std::time::Duration,
-    locked: &mut Vec<crate::transport::SharedTransport>,
-) -> Result<(), String> {
-    let deadline = std::time::Instant::now() + timeout;
-    // An unreachable host is reported by the plan; it is not touched, so it needs no lock.
-    let lockable: Vec<(&String, &crate::transport::SharedTransport)> = conns
-        .iter()
-        .filter_map(|(name, conn)| conn.as_ref().ok().map(|t| (name, t)))
-        .filter(|(name, _)| !graph.hosts.get(*name).is_some_and(|h| h.transport == crate::spec::TransportKind::Local))
-        .collect();
-    let mut attempts = tokio::task::JoinSet::new();
-    for (_, t) in &lockable {
-        let (t, me) = (Arc::clone(t), me.clone());
-        attempts.spawn(async move { (matches!(host::try_lock(t.as_ref(), &me).await, Ok(host::LockAttempt::Acquired)), t) });
-    }
-    let mut all = true;
-    while let Some(joined) = attempts.join_next().await {
-        match joined {
-            Ok((true, t)) => locked.push(t),
-            _ => all = false,
-        }
-    }
-    if all {
-        return Ok(());
-    }
-    give_back(locked, me).await;
-    for (name, t) in lockable {
-        loop {
-            match host::try_lock(t.as_ref(), me).await {
-                Ok(host::LockAttempt::Acquired) => {
-                    locked.push(Arc::clone(t));
-                    break;
-                }
-                Ok(host::LockAttempt::Held(holder)) => {
-                    if std::time::Instant::now() < deadline {
-                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                        continue;
-                    }
-                    let waited = if timeout.is_zero() { String::new() } else { format!(" after waiting {} s", timeout.as_secs()) };
-                    return Err(match holder {
-                        Some(h) if h.is_stale() => format!(
-                            "{name} is locked by {}, but that run is gone (stale lock); nothing was applied. \
-                             Check that no apply is running, then break it with `cairn unlock {name}`",
-                            h.describe()
-                        ),
-                        Some(h) => format!(
-                            "{name} is locked by another apply: {}{waited}; nothing was applied. \
-                             Wait for it to finish, or pass --lock-timeout 2m to wait",
-                            h.describe()
-                        ),
-                        None => format!("{name} is locked ({}, holder unreadable){waited}; nothing was applied", host::LOCK_PATH),
-                    });
-                }
-                Err(e) => return Err(format!("cannot take the apply lock: {e}")),
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Gives back the locks a first, all-at-once attempt took (another run holds one of the others).
-async fn give_back(locked: &mut Vec<crate::transport::SharedTransport>, me: &host::LockHolder) {
-    // Whatever stays is this run's, and the ordered attempt that follows takes it again.
-    unlock_all(locked, me).await;
-    locked.clear();
 }
 
 /// Releases `locked` on every host at once; returns the hosts where that failed, sorted.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{ExitStatus, LockRequest, PlanFormat, RunArgs, SpecArg, Ui, confirm, load_graph, print_plan, with_connections_locked};
+use super::{ExitStatus, PlanFormat, RunArgs, RunLocks, SpecArg, Ui, confirm, load_graph, print_plan, with_connections_locked};
 use crate::graph::Graph;
 use crate::plan::{Plan, planner, saved};
 use crate::resource::cluster::operations::{OperationDef, OperationRequest, check_inputs};
@@ -165,11 +165,12 @@ pub(super) async fn run(ui: &Ui, args: RunCommand) -> ExitStatus {
     }
     let graph = with_operation(graph, Some(&request));
     let (graph, spec_ref, spec_path, request) = (&graph, &spec, &spec_path, &request);
-    let lock = Some(LockRequest { spec: spec_path.display().to_string(), timeout: args.run.lock_timeout });
+    let locks = RunLocks::new(&spec_path.display().to_string(), args.run.lock_timeout);
+    let held = &locks;
     let out = args.out.clone();
     let auto_approve = args.run.auto_approve;
-    with_connections_locked(ui, &spec, graph, lock, |conns| async move {
-        let plan = planner::plan(graph, &conns).await;
+    with_connections_locked(ui, &spec, graph, Some(&locks), |conns| async move {
+        let Some(plan) = held.plan(ui, graph, &conns).await else { return ExitStatus::Error };
         print_plan(ui, &plan, PlanFormat::Text);
         if let Some(out) = &out {
             let spec_ref = match saved::SpecRef::with_secrets(spec_ref, spec_path) {

@@ -1,5 +1,6 @@
-//! The planner: probes every host once (in parallel), diffs each instance purely, and fetches
-//! the old content of changed text files in one more batched read per host to show diffs. The
+//! The planner: probes every host once (in parallel; the probe also brings the old content of
+//! changed text files for the diffs, and can take the apply lock), and diffs each instance
+//! purely. The
 //! probe also reads the host's manifests ([`crate::state::manifest`]): what this spec managed
 //! there and no longer has becomes a removal (read with one more probe, only when there is
 //! one), and a path another spec manages blocks the instance that wants it.
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use super::render::SENSITIVE;
 use super::{Action, Change, HostError, Plan, Subject, textdiff};
 use crate::graph::Graph;
-use crate::resource::probe::UnreadableManifest;
+use crate::resource::probe::{LockTaken, UnreadableManifest};
 use crate::resource::removal::{Claims, Orphan};
 use crate::resource::{ContentChange, Decision, HostFacts, ProbeRequest, Reason};
 use crate::state::manifest::{Manifest, Owned};
@@ -36,6 +37,9 @@ pub enum PlanError {
     /// Reading the host failed.
     #[error(transparent)]
     Read(#[from] TransportError),
+    /// Another run holds the host's apply lock (taken with the probe): nothing was read.
+    #[error("{0}: another run holds its apply lock")]
+    Locked(String),
     /// This spec's manifest on the host cannot be read: removals cannot be planned.
     #[error(
         "{host}: cannot read what spec `{spec}` manages there: {error}; fix the file or delete it (cairn then stops removing what \
@@ -53,33 +57,55 @@ pub enum PlanError {
 
 /// Reads every host in `graph` and decides what each instance needs.
 pub async fn plan(graph: &Arc<Graph>, connections: &Connections) -> Plan {
+    plan_locking(graph, connections, &BTreeMap::new()).await.0
+}
+
+/// [`plan`], taking the apply lock of each host in `locks` (its holder record) with the same
+/// command as its probe, so a locked apply's plan costs no round trip more than a plan. Also
+/// returns what became of each lock asked for; a host whose lock another run holds is read no
+/// further, and the plan is only worth keeping when every lock was acquired. A host missing
+/// from the answer did not answer: whether its lock was taken is unknown.
+pub async fn plan_locking(
+    graph: &Arc<Graph>,
+    connections: &Connections,
+    locks: &BTreeMap<String, String>,
+) -> (Plan, BTreeMap<String, LockTaken>) {
     let started = std::time::Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for host in graph.hosts.keys() {
         let graph = Arc::clone(graph);
         let host = host.clone();
         let conn = connections.get(&host).cloned();
+        let lock = locks.get(&host).cloned();
         tasks.spawn(async move {
-            let result = match conn {
-                Some(Ok(t)) => plan_host_facts(&graph, &host, t.as_ref()).await,
-                Some(Err(e)) => Err(PlanError::from(e)),
-                None => Err(PlanError::NotConnected(host.clone())),
+            let (taken, result) = match conn {
+                Some(Ok(t)) => plan_host_facts(&graph, &host, t.as_ref(), lock).await,
+                Some(Err(e)) => (None, Err(PlanError::from(e))),
+                None => (None, Err(PlanError::NotConnected(host.clone()))),
             };
-            (host, result)
+            (host, taken, result)
         });
     }
     let mut plan = Plan::for_graph(graph);
     let mut facts = BTreeMap::new();
+    let mut taken = BTreeMap::new();
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok((host, Ok((changes, manifest, host_facts)))) => {
-                if keeps_manifest(graph, &host) {
-                    plan.manifests.insert(host.clone(), manifest);
+            Ok((host, lock, result)) => {
+                if let Some(lock) = lock {
+                    taken.insert(host.clone(), lock);
                 }
-                plan.hosts.insert(host.clone(), changes);
-                facts.insert(host, host_facts);
+                match result {
+                    Ok((changes, manifest, host_facts)) => {
+                        if keeps_manifest(graph, &host) {
+                            plan.manifests.insert(host.clone(), manifest);
+                        }
+                        plan.hosts.insert(host.clone(), changes);
+                        facts.insert(host, host_facts);
+                    }
+                    Err(error) => plan.errors.push(HostError { host, error: error.to_string() }),
+                }
             }
-            Ok((host, Err(error))) => plan.errors.push(HostError { host, error: error.to_string() }),
             Err(e) => plan.errors.push(HostError { host: "?".into(), error: format!("planner task failed: {e}") }),
         }
     }
@@ -87,7 +113,7 @@ pub async fn plan(graph: &Arc<Graph>, connections: &Connections) -> Plan {
     super::clusters::plan_clusters(graph, &facts, &mut plan);
     plan_rotations(graph, &mut plan);
     plan.read = Some(super::PlanRead { at: started, facts });
-    plan
+    (plan, taken)
 }
 
 /// Gathers the CA rotations the graph's certificates are in, with how much of the phase is left.
@@ -121,25 +147,41 @@ pub fn keeps_manifest(graph: &Graph, host: &str) -> bool {
     graph.hosts.get(host).is_some_and(|h| h.transport == crate::spec::TransportKind::Ssh)
 }
 
-/// Reads one host (one probe, one more when something is to be removed, plus one read for
-/// diffs) and plans its instances. Also returns this spec's manifest as found there.
-pub async fn plan_host(
-    graph: &Graph,
-    host: &str,
-    transport: &dyn crate::transport::Transport,
-) -> Result<(Vec<Change>, Option<Manifest>), PlanError> {
-    plan_host_facts(graph, host, transport).await.map(|(changes, manifest, _)| (changes, manifest))
-}
+/// The result of planning one host: its changes, this spec's manifest as found there, and what
+/// the probe found (the cluster pass merges the members' views of their clusters).
+type HostPlan = Result<(Vec<Change>, Option<Manifest>, HostFacts), PlanError>;
 
-/// [`plan_host`], also returning what the probe found (the cluster pass merges the members'
-/// views of their clusters).
+/// Reads one host (one probe that also brings the old contents of changed text files for the
+/// diffs and takes the lock when `lock` is given, one more when something is to be removed) and
+/// plans its instances. Also says what became of the lock.
 async fn plan_host_facts(
     graph: &Graph,
     host: &str,
     transport: &dyn crate::transport::Transport,
-) -> Result<(Vec<Change>, Option<Manifest>, HostFacts), PlanError> {
+    lock: Option<String>,
+) -> (Option<LockTaken>, HostPlan) {
     let order = graph.host_order(host);
-    let mut facts = probe_with(graph, &order, transport, keeps_manifest(graph, host)).await?;
+    let base = ProbeRequest { manifests: keeps_manifest(graph, host), lock, ..ProbeRequest::default() };
+    let mut facts = match probe_with(graph, &order, transport, base, true).await {
+        Ok(facts) => facts,
+        Err(e) => return (None, Err(e.into())),
+    };
+    let taken = facts.lock.take();
+    if let Some(LockTaken::Held(_)) = taken {
+        return (taken, Err(PlanError::Locked(host.to_string())));
+    }
+    (taken, plan_from_probe(graph, host, &order, transport, facts).await)
+}
+
+/// Plans one host from its probe: reads what removals need and the old contents the probe did
+/// not bring (a host without `tar`), then diffs.
+async fn plan_from_probe(
+    graph: &Graph,
+    host: &str,
+    order: &[usize],
+    transport: &dyn crate::transport::Transport,
+    mut facts: HostFacts,
+) -> HostPlan {
     let manifest = own_manifest(graph, host, &facts)?;
     let orphans = orphans(graph, host, &facts);
     if !orphans.is_empty() {
@@ -149,7 +191,7 @@ async fn plan_host_facts(
         }
         facts.absorb(request.run(transport).await?);
     }
-    // Old contents for diffs, fetched together in one command.
+    // Old contents for diffs: brought by the probe, the rest fetched together in one command.
     let wanted: Vec<String> = order
         .iter()
         .filter(|&&i| !graph.instances[i].desired.sensitive())
@@ -160,12 +202,21 @@ async fn plan_host_facts(
             _ => None,
         })
         .collect();
-    let old: BTreeMap<String, Vec<u8>> = if wanted.is_empty() {
-        BTreeMap::new()
-    } else {
-        let contents = read_files(transport, &wanted).await?;
-        wanted.into_iter().zip(contents).filter_map(|(p, c)| c.map(|c| (p, c))).collect()
-    };
+    let mut old: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut missing = Vec::new();
+    for path in wanted {
+        match facts.old_texts.remove(&path) {
+            Some(content) => {
+                old.insert(path, content);
+            }
+            None => missing.push(path),
+        }
+    }
+    facts.old_texts.clear();
+    if !missing.is_empty() {
+        let contents = read_files(transport, &missing).await?;
+        old.extend(missing.into_iter().zip(contents).filter_map(|(p, c)| c.map(|c| (p, c))));
+    }
     let changes = plan_changes(graph, host, &facts, &old, orphans);
     Ok((changes, manifest, facts))
 }
@@ -316,19 +367,24 @@ fn decide(graph: &Graph, i: usize, facts: &HostFacts) -> Decision {
 /// Runs the probe for the given instances and, meanwhile, gets ready locally what their diff
 /// needs (a binary's archive, fetched once per run however many hosts wait for it).
 pub async fn probe(graph: &Graph, instances: &[usize], transport: &dyn crate::transport::Transport) -> Result<HostFacts, TransportError> {
-    probe_with(graph, instances, transport, false).await
+    probe_with(graph, instances, transport, ProbeRequest::default(), false).await
 }
 
-/// [`probe`], also reading the host's manifests when `manifests` is set.
+/// [`probe`] with what `base` asks for besides (manifests, a lock), and the old contents of
+/// changed text files when `diffs` is set.
 async fn probe_with(
     graph: &Graph,
     instances: &[usize],
     transport: &dyn crate::transport::Transport,
-    manifests: bool,
+    base: ProbeRequest,
+    diffs: bool,
 ) -> Result<HostFacts, TransportError> {
-    let mut request = ProbeRequest { manifests, ..ProbeRequest::default() };
+    let mut request = base;
     for &i in instances {
         graph.instances[i].desired.add_to_probe(&mut request);
+    }
+    if !diffs {
+        request.old_texts.clear();
     }
     // The host is read while the local artifacts are fetched.
     let prepare = async {

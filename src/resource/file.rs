@@ -141,6 +141,14 @@ impl ResourceKind for DesiredFile {
         self.sensitive
     }
 
+    /// Its path; its old content comes back with the probe for the diff, unless sensitive.
+    fn add_to_probe(&self, probe: &mut super::ProbeRequest) {
+        probe.paths.insert(self.path.clone());
+        if !self.sensitive {
+            probe.old_texts.insert(self.path.clone(), self.sha256.clone());
+        }
+    }
+
     fn new_text(&self) -> Option<&[u8]> {
         (!self.sensitive).then_some(self.content.as_slice())
     }

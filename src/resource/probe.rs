@@ -106,6 +106,14 @@ pub struct ProbeRequest {
     pub firewall: bool,
     /// Read every spec's manifest of what cairn manages here (`M` request line).
     pub manifests: bool,
+    /// Text files shown as diffs, with the sha256 cairn would write: the content of each whose
+    /// sha256 differs comes back with the probe (`D` lines; one `tar` for all of them after the
+    /// end marker), so a plan with changes needs no second read. Never a sensitive file.
+    pub old_texts: BTreeMap<String, String>,
+    /// A holder record (one line of JSON) to take the apply lock with before anything is read
+    /// (`L` line); the probe reads nothing when another run holds it
+    /// ([`HostFacts::lock`]).
+    pub lock: Option<String>,
 }
 
 /// The type of a path on the host.
@@ -176,6 +184,20 @@ pub struct HostFacts {
     /// Every spec's manifest on the host by spec name (file stem), when asked for; a file that
     /// does not parse has the reason instead.
     pub manifests: BTreeMap<String, Result<Manifest, UnreadableManifest>>,
+    /// The content of each requested text file whose sha256 differed
+    /// ([`ProbeRequest::old_texts`]); a file missing here is read apart when needed.
+    pub old_texts: BTreeMap<String, Vec<u8>>,
+    /// What became of the lock the request asked to take; `None` when it asked for none.
+    pub lock: Option<LockTaken>,
+}
+
+/// The apply lock the probe was asked to take ([`ProbeRequest::lock`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockTaken {
+    /// It is this run's now; the host was read under it.
+    Acquired,
+    /// Another run holds it (its record, as the lock file holds it); nothing else was read.
+    Held(String),
 }
 
 /// A query command's result ([`ProbeRequest::queries`]).
@@ -210,6 +232,10 @@ impl HostFacts {
         self.certs.extend(more.certs);
         self.keys.extend(more.keys);
         self.manifests.extend(more.manifests);
+        self.old_texts.extend(more.old_texts);
+        if more.lock.is_some() {
+            self.lock = more.lock;
+        }
         if more.firewall.is_some() {
             self.firewall = more.firewall;
         }
@@ -356,6 +382,18 @@ impl ProbeRequest {
             out.push_str(MANIFEST_DIR);
             out.push('\n');
         }
+        for (path, sha256) in &self.old_texts {
+            out.push_str("D\t");
+            out.push_str(sha256);
+            out.push('\t');
+            out.push_str(path);
+            out.push('\n');
+        }
+        if let Some(record) = &self.lock {
+            out.push_str("L\t");
+            out.push_str(record);
+            out.push('\n');
+        }
         out.into_bytes()
     }
 
@@ -367,8 +405,54 @@ impl ProbeRequest {
         if !out.success() {
             return Err(failed(out.error_text()));
         }
-        parse_probe_output(&String::from_utf8_lossy(&out.stdout)).map_err(|e| failed(e.to_string()))
+        parse_probe_bytes(&out.stdout).map_err(|e| failed(e.to_string()))
     }
+}
+
+/// The probe's end marker; the old texts' archive follows it.
+const END_LINE: &[u8] = b"E\tend\n";
+
+/// Parses the probe's whole output: tagged lines up to the end marker (every other line starts
+/// with another tag, so the first one is the end), then the tar archive of old texts, if any.
+pub fn parse_probe_bytes(out: &[u8]) -> Result<HostFacts, ProbeError> {
+    let end = if out.starts_with(END_LINE) {
+        Some(0)
+    } else {
+        out.windows(END_LINE.len() + 1).position(|w| w[0] == b'\n' && &w[1..] == END_LINE).map(|at| at + 1)
+    };
+    let (text, archive) = match end {
+        Some(at) => out.split_at(at + END_LINE.len()),
+        None => (out, &[][..]),
+    };
+    let mut facts = parse_probe_output(&String::from_utf8_lossy(text))?;
+    facts.old_texts = read_old_texts(archive);
+    Ok(facts)
+}
+
+/// The regular files of a tar archive by path. An archive cut short or unreadable keeps the
+/// files read before the damage: the others are read apart when a diff needs them.
+fn read_old_texts(archive: &[u8]) -> BTreeMap<String, Vec<u8>> {
+    use std::io::Read as _;
+    let mut files = BTreeMap::new();
+    if archive.is_empty() {
+        return files;
+    }
+    let mut tar = tar::Archive::new(archive);
+    let Ok(entries) = tar.entries() else { return files };
+    for entry in entries {
+        let Ok(mut entry) = entry else { break };
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let Ok(path) = entry.path().map(|p| p.to_string_lossy().into_owned()) else { break };
+        let mut content = Vec::new();
+        // A cut-off entry reads short without an error.
+        if entry.read_to_end(&mut content).is_err() || content.len() as u64 != entry.size() {
+            break;
+        }
+        files.insert(path, content);
+    }
+    files
 }
 
 /// Parses the probe's output. Pure; tested on raw output.
@@ -418,6 +502,14 @@ pub fn parse_probe_output(text: &str) -> Result<HostFacts, ProbeError> {
             "M" => {
                 let (path, text) = rest.split_once('\t').ok_or_else(|| ProbeError::unexpected("manifest line", line))?;
                 manifest_text.entry(path.to_string()).or_default().push_str(text);
+            }
+            "L" => {
+                facts.lock = Some(match rest.split_once('\t') {
+                    Some(("held", record)) => LockTaken::Held(record.to_string()),
+                    None if rest == "held" => LockTaken::Held(String::new()),
+                    None if rest == "acquired" => LockTaken::Acquired,
+                    _ => return Err(ProbeError::unexpected("lock line", line)),
+                });
             }
             "E" => complete = true,
             _ => return Err(ProbeError::unexpected("probe output", line)),
@@ -613,6 +705,61 @@ mod tests {
         assert_eq!(facts.path(&dir.path().display().to_string()).unwrap().kind, PathKind::Dir);
         assert_eq!(facts.paths.len(), 2);
         assert_eq!(t.stats().commands(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_probe_brings_the_old_content_of_changed_text_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let same = dir.path().join("same");
+        let changed = dir.path().join("a changed file with a name longer than a tar header's hundred bytes, to need the GNU long name");
+        let absent = dir.path().join("absent");
+        std::fs::write(&same, b"kept\n").unwrap();
+        std::fs::write(&changed, b"old \xff bytes\n").unwrap();
+        let mut req = ProbeRequest::default();
+        for (path, content) in [(&same, &b"kept\n"[..]), (&changed, b"new\n"), (&absent, b"new\n")] {
+            req.paths.insert(path.display().to_string());
+            req.old_texts.insert(path.display().to_string(), sha256_hex(content));
+        }
+        let t = crate::transport::LocalTransport::new("local");
+        let facts = req.run(&t).await.unwrap();
+        assert_eq!(facts.old_texts.len(), 1, "{:?}", facts.old_texts.keys());
+        assert_eq!(facts.old_texts.get(&changed.display().to_string()).map(Vec::as_slice), Some(&b"old \xff bytes\n"[..]));
+        assert_eq!(facts.paths.len(), 2);
+        assert_eq!(t.stats().commands(), 1);
+    }
+
+    #[test]
+    fn old_texts_follow_the_end_marker_and_a_damaged_archive_keeps_what_came_before() {
+        let mut archive = tar::Builder::new(Vec::new());
+        for (path, content) in [("/etc/a", &b"E\tend\nA\n"[..]), ("/etc/b", b"B\n")] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(content.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            archive.append_data(&mut header, path.trim_start_matches('/'), content).unwrap();
+        }
+        let archive = archive.into_inner().unwrap();
+        let mut out = b"S\tregular file\t644\troot\troot\t4\t1\t/etc/a\nE\tend\n".to_vec();
+        out.extend_from_slice(&archive);
+        let facts = parse_probe_bytes(&out).unwrap();
+        assert_eq!(facts.old_texts.keys().collect::<Vec<_>>(), ["etc/a", "etc/b"]);
+        assert_eq!(facts.old_texts["etc/a"], b"E\tend\nA\n");
+        assert_eq!(facts.paths.len(), 1);
+        // Cut inside the second file's data: the first is kept.
+        let cut = out.len() - archive.len() + 512 + 512 + 512 + 1;
+        let facts = parse_probe_bytes(&out[..cut]).unwrap();
+        assert_eq!(facts.old_texts.keys().collect::<Vec<_>>(), ["etc/a"]);
+        assert!(parse_probe_bytes(b"S\tregular file\t644\troot\troot\t4\t1\t/etc/a\n").is_err(), "no end marker");
+    }
+
+    #[test]
+    fn parses_lock_lines() {
+        assert_eq!(parse_probe_output("L\tacquired\nE\tend\n").unwrap().lock, Some(LockTaken::Acquired));
+        let held = parse_probe_output("L\theld\t{\"id\":\"x\"}\nE\tend\n").unwrap().lock;
+        assert_eq!(held, Some(LockTaken::Held("{\"id\":\"x\"}".into())));
+        assert_eq!(parse_probe_output("L\theld\t\nE\tend\n").unwrap().lock, Some(LockTaken::Held(String::new())));
+        assert!(parse_probe_output("L\tmaybe\nE\tend\n").is_err());
+        assert_eq!(parse_probe_output("E\tend\n").unwrap().lock, None);
     }
 
     #[test]

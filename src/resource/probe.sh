@@ -19,10 +19,18 @@
 # Each query command (`Q` lines, split like version commands) runs under `timeout 15` and prints
 # `Q<TAB>argv<TAB>status<TAB>stdout` with the stdout's newlines as unit separators.
 # Also prints UN/US/UX (systemd units), PW/GR (getent), FWSSH/FWNFT (firewall) and M (manifest
-# lines); parse_probe_output in probe.rs reads them all.
+# lines); parse_probe_bytes in probe.rs reads them all.
+# `D` lines (SHA256<TAB>path) name text files shown as diffs: after `E end` comes one tar
+# archive (one `tar` process, `-P`: absolute names) of those among the hashed files whose sha256
+# is not the one given, so the plan needs no second read for its diffs.
+# An `L` line (a lock holder record, one line of JSON) takes the apply lock first, as lock.sh
+# does: the record goes to a temp file hard-linked to the lock path (`ln` fails if it exists,
+# atomically). It prints `L acquired` and goes on, or `L held` with the holder's record and stops
+# there (nothing else is read under another run's lock). A request cut off mid-line has no
+# complete `L` line: `read` drops it, and no lock is taken.
 set -u
 unit_props=$1
-paths='' certs='' keys='' fw='' versions='' queries='' manifests=''
+paths='' certs='' keys='' fw='' versions='' queries='' manifests='' diffs='' lock=''
 units='' users='' groups=''
 nl='
 '
@@ -38,8 +46,33 @@ while IFS='	' read -r tag value; do
     Q) queries="$queries$value$nl" ;;
     FW) fw=1 ;;
     M) manifests=$value ;;
+    D) diffs="$diffs$value$nl" ;;
+    L) lock=$value ;;
   esac
 done
+if [ -n "$lock" ]; then
+  umask 077
+  if [ ! -d /var/lib/cairn ]; then mkdir -p /var/lib/cairn && chmod 0700 /var/lib/cairn; fi
+  tmp=/var/lib/cairn/.lock.$$
+  rm -f -- "$tmp"
+  # A dead connection closes our output (SIGPIPE) or hangs up: the temp file still goes.
+  trap 'rm -f -- "$tmp"' EXIT
+  trap '' PIPE
+  trap 'exit 1' HUP INT TERM
+  if (set -C && printf '%s\n' "$lock" > "$tmp") 2> /dev/null && ln -- "$tmp" /var/lib/cairn/lock 2> /dev/null; then
+    rm -f -- "$tmp"
+    trap - EXIT
+    echo 'L	acquired'
+  else
+    rm -f -- "$tmp"
+    trap - EXIT
+    held=''
+    if [ -r /var/lib/cairn/lock ]; then IFS= read -r held < /var/lib/cairn/lock || :; fi
+    printf 'L\theld\t%s\n' "$held"
+    echo 'E	end'
+    exit 0
+  fi
+fi
 existing='' files=''
 while IFS= read -r p; do
   [ -z "$p" ] && continue
@@ -80,7 +113,18 @@ done <<CAIRN_KEYS
 $keys
 CAIRN_KEYS
 printf '%s' "$existing" | xargs -r -d '\n' stat -c 'S	%F	%a	%U	%G	%s	%Y	%n' --
-printf '%s' "$files" | xargs -r -d '\n' sha256sum -- | sed 's/^/H	/'
+sums=$(printf '%s' "$files" | xargs -r -d '\n' sha256sum --)
+[ -n "$sums" ] && printf '%s\n' "$sums" | sed 's/^/H	/'
+# The diffs' files: regular, readable, and not already what cairn would write.
+old=''
+while IFS='	' read -r sum p; do
+  [ -z "$p" ] && continue
+  case $nl$files in *"$nl$p$nl"*) ;; *) continue ;; esac
+  case $nl$sums$nl in *"$nl$sum  $p$nl"*) continue ;; esac
+  old="$old$p$nl"
+done <<CAIRN_DIFFS
+$diffs
+CAIRN_DIFFS
 if [ -n "$units" ]; then
   while IFS= read -r u; do
     [ -n "$u" ] && printf 'UN\t%s\n' "$u"
@@ -150,3 +194,10 @@ if [ -n "$manifests" ]; then
   done
 fi
 echo 'E	end'
+if [ -n "$old" ] && command -v tar > /dev/null 2>&1; then
+  IFS=$nl
+  set -f
+  # shellcheck disable=SC2086 # one path per line
+  tar -c -b 1 -P -f - -- $old 2> /dev/null || :
+fi
+exit 0

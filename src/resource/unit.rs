@@ -491,6 +491,10 @@ impl ResourceKind for DesiredUnit {
         probe.units.insert(self.name.clone());
         probe.paths.extend(self.probe_paths().into_iter().map(str::to_string));
         probe.paths.extend(self.candidate_paths());
+        // The old unit file comes back with the probe for the diff.
+        if let (Some(_), Some(sha)) = (&self.content, &self.sha256) {
+            probe.old_texts.insert(self.path.clone(), sha.clone());
+        }
     }
 
     fn owned(&self, _created: bool) -> Option<Owned> {

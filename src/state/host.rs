@@ -1,5 +1,5 @@
 //! What cairn keeps on each host, under `/var/lib/cairn/` (0700, root only): the apply lock
-//! (`lock`) and, per spec, the manifest of what that spec manages there
+//! (`lock`; the plan's probe can take it too, see `src/resource/probe.sh`) and, per spec, the manifest of what that spec manages there
 //! (`manifests/<spec>.json`, format in [`super::manifest`]). The scripts are fixed (`lock.sh`,
 //! `unlock.sh` and `manifest.sh` beside this file, compiled in with `include_str!`); values travel
 //! as arguments or on stdin.
@@ -96,12 +96,26 @@ const UNLOCK_SCRIPT: &str = include_str!("unlock.sh");
 /// bytes arrived, or deletes it when `$2` is 0 (`manifest.sh`).
 const MANIFEST_SCRIPT: &str = include_str!("manifest.sh");
 
-/// Writes `manifest` to its host (deletes the file when it lists nothing).
-pub async fn write_manifest(transport: &dyn Transport, manifest: &super::manifest::Manifest) -> Result<(), TransportError> {
+/// Writes `manifest` to its host (deletes the file when it lists nothing). With `release`, the
+/// run's last command there, it also releases the apply lock of that id, and says whether it
+/// did (`false`: the lock is another run's, left in place; nothing released without `release`).
+pub async fn write_manifest(
+    transport: &dyn Transport,
+    manifest: &super::manifest::Manifest,
+    release: Option<&str>,
+) -> Result<bool, TransportError> {
     let path = super::manifest::Manifest::path_for(&manifest.spec);
     let text = if manifest.resources.is_empty() { String::new() } else { manifest.to_text() };
-    let args = argv(&["sh", "-c", MANIFEST_SCRIPT, "cairn-manifest", &path, &text.len().to_string()]);
-    run_ok(transport, &args, Stdin::Bytes(text.as_bytes()), &format!("write {path}")).await.map(|_| ())
+    let mut args = argv(&["sh", "-c", MANIFEST_SCRIPT, "cairn-manifest", &path, &text.len().to_string()]);
+    args.extend(release.map(str::to_string));
+    let out = run_ok(transport, &args, Stdin::Bytes(text.as_bytes()), &format!("write {path}")).await?;
+    Ok(release.is_some() && String::from_utf8_lossy(&out.stdout).trim() == "released")
+}
+
+/// The record a probe takes the lock with ([`crate::resource::ProbeRequest::lock`]): one line
+/// of JSON, as `lock.sh` writes it.
+pub fn lock_record(me: &LockHolder) -> String {
+    serde_json::to_string(me).unwrap_or_default()
 }
 
 /// The outcome of one attempt to lock a host.

@@ -1,17 +1,38 @@
 #!/bin/sh
 # Writes a host manifest, run by cairn (src/state/host.rs, write_manifest) as
-#   sh -c "$SCRIPT" cairn-manifest PATH SIZE < manifest-json
+#   sh -c "$SCRIPT" cairn-manifest PATH SIZE [LOCK_ID] < manifest-json
 # Replaces the manifest $1 with stdin atomically (0600 in a 0700 directory) once exactly SIZE ($2)
 # bytes arrived, or deletes it when SIZE is 0 (the spec manages nothing there any more). Stdin
 # also ends early when cairn or its connection dies mid-stream: a short manifest is never renamed
-# into place, and only an announced empty one deletes it. Prints nothing but errors.
+# into place, and only an announced empty one deletes it. With LOCK_ID ($3), the run's last
+# command on the host, it then releases the apply lock when it is that run's (as unlock.sh does,
+# with builtins) and prints `released`, or `kept` when the lock is another run's. Prints nothing
+# else but errors; a failed write releases nothing.
 set -eu
 umask 077
 size=$2
 mkdir -p /var/lib/cairn/manifests
 chmod 0700 /var/lib/cairn /var/lib/cairn/manifests
+# Releases the lock of id $3 (when given) and says whether it did.
+release() {
+  [ -n "${1:-}" ] || return 0
+  if [ ! -e /var/lib/cairn/lock ]; then
+    echo released
+    return 0
+  fi
+  rec=''
+  IFS= read -r rec < /var/lib/cairn/lock || :
+  case $rec in
+    *"\"id\":\"$1\""*)
+      rm -f /var/lib/cairn/lock
+      echo released
+      ;;
+    *) echo kept ;;
+  esac
+}
 if [ "$size" -eq 0 ]; then
   rm -f -- "$1"
+  release "${3:-}"
   exit 0
 fi
 tmp=$(mktemp /var/lib/cairn/manifests/.tmp.XXXXXXXXXX)
@@ -28,3 +49,4 @@ fi
 sync -- "$tmp"
 mv -f -- "$tmp" "$1"
 trap - EXIT
+release "${3:-}"
