@@ -11,8 +11,9 @@
 # the host and key files are stat'ed but never hashed), `S` lines from one `stat` over every
 # existing path and `H` lines from one `sha256sum` over the regular files among them, then
 # `E end` so a cut-off output is detected. Missing paths print nothing. `[`, `read` and `printf`
-# are shell builtins, so apart from key checks and version commands the whole probe forks a
-# handful of processes whatever the number of paths. Each requested version command (`V` lines:
+# are shell builtins, and each list becomes the arguments of one process (no xargs, no pipes),
+# so apart from key checks and version commands the whole probe forks four processes (stat,
+# sha256sum, systemctl, tar) or so, whatever the number of paths. Each requested version command (`V` lines:
 # an argv joined by the unit separator, split back into words with globbing off, never
 # evaluated) runs under `timeout 10` and prints `V<TAB>argv<TAB>first line` when it succeeds: a
 # few forks per version command, none when no binary asks for one.
@@ -112,9 +113,26 @@ CAIRN_PUB
 done <<CAIRN_KEYS
 $keys
 CAIRN_KEYS
-printf '%s' "$existing" | xargs -r -d '\n' stat -c 'S	%F	%a	%U	%G	%s	%Y	%n' --
-sums=$(printf '%s' "$files" | xargs -r -d '\n' sha256sum --)
-[ -n "$sums" ] && printf '%s\n' "$sums" | sed 's/^/H	/'
+# Prints each line of $2, empty ones too (they part systemctl's units), with the tag $1 before
+# it; nothing when $2 is empty. Builtins: no fork.
+tagged() {
+  [ -n "$2" ] || return 0
+  while IFS= read -r l; do
+    printf '%s\t%s\n' "$1" "$l"
+  done <<CAIRN_LINES
+$2
+CAIRN_LINES
+}
+# The lists hold one path or name per line and become arguments split on newlines only, never
+# globbed, in a subshell that execs the command: one process each, no xargs, no pipes.
+if [ -n "$existing" ]; then
+  # shellcheck disable=SC2086 # one path per line
+  (IFS=$nl && set -f && exec stat -c 'S	%F	%a	%U	%G	%s	%Y	%n' -- $existing)
+fi
+sums=''
+# shellcheck disable=SC2086 # one path per line
+if [ -n "$files" ]; then sums=$(IFS=$nl && set -f && exec sha256sum -- $files); fi
+tagged H "$sums"
 # The diffs' files: regular, readable, and not already what cairn would write.
 old=''
 while IFS='	' read -r sum p; do
@@ -131,15 +149,18 @@ if [ -n "$units" ]; then
   done <<CAIRN_UNITS
 $units
 CAIRN_UNITS
-  if show=$(printf '%s' "$units" | xargs -r -d '\n' systemctl show --timestamp=unix -p "$unit_props" -- 2>/dev/null) ||
-    show=$(printf '%s' "$units" | TZ=UTC xargs -r -d '\n' systemctl show -p "$unit_props" -- 2>&1); then
-    printf '%s\n' "$show" | sed 's/^/US\t/'
+  # shellcheck disable=SC2086 # one unit per line
+  if show=$(IFS=$nl && set -f && exec systemctl show --timestamp=unix -p "$unit_props" -- $units 2>/dev/null) ||
+    show=$(IFS=$nl && set -f && TZ=UTC && export TZ && exec systemctl show -p "$unit_props" -- $units 2>&1); then
+    tagged US "$show"
   else
     printf 'UX\t%s\n' "$(printf '%s' "$show" | tr '\n' ' ')"
   fi
 fi
-if [ -n "$users" ]; then printf '%s' "$users" | xargs -r -d '\n' getent passwd | sed 's/^/PW\t/'; fi
-if [ -n "$groups" ]; then printf '%s' "$groups" | xargs -r -d '\n' getent group | sed 's/^/GR\t/'; fi
+# shellcheck disable=SC2086 # one name per line
+if [ -n "$users" ]; then tagged PW "$(IFS=$nl && set -f && exec getent passwd $users)"; fi
+# shellcheck disable=SC2086 # one name per line
+if [ -n "$groups" ]; then tagged GR "$(IFS=$nl && set -f && exec getent group $groups)"; fi
 us=$(printf '\037')
 while IFS= read -r v; do
   [ -z "$v" ] && continue
