@@ -7,12 +7,19 @@
 # into place, and only an announced empty one deletes it. With LOCK_ID ($3), the run's last
 # command on the host, it then releases the apply lock when it is that run's (as unlock.sh does,
 # with builtins) and prints `released`, or `kept` when the lock is another run's. Prints nothing
-# else but errors; a failed write releases nothing.
+# else but errors; a failed write releases nothing. The manifest is one line of JSON
+# (Manifest::to_text), copied with shell builtins: sync and mv are the only processes, and rm
+# when the lock goes.
 set -eu
 umask 077
+# ${#text} counts bytes, in any shell.
+LC_ALL=C
 size=$2
-mkdir -p /var/lib/cairn/manifests
-chmod 0700 /var/lib/cairn /var/lib/cairn/manifests
+dir=/var/lib/cairn/manifests
+if [ ! -d "$dir" ]; then
+  mkdir -p "$dir"
+  chmod 0700 /var/lib/cairn "$dir"
+fi
 # Releases the lock of id $3 (when given) and says whether it did.
 release() {
   [ -n "${1:-}" ] || return 0
@@ -35,16 +42,21 @@ if [ "$size" -eq 0 ]; then
   release "${3:-}"
   exit 0
 fi
-tmp=$(mktemp /var/lib/cairn/manifests/.tmp.XXXXXXXXXX)
+tmp=$dir/.tmp.$$
 trap 'rm -f -- "$tmp"' EXIT
 # A dead connection closes our output (SIGPIPE) or hangs up: the cleanup above must still run.
 trap '' PIPE
 trap 'exit 1' HUP INT TERM
-cat > "$tmp"
-got=$(wc -c < "$tmp")
-if [ "$got" -ne "$size" ]; then
-  echo "input ended after $got of $size bytes; $1 left as it was" >&2
+# The manifest is one line of JSON: a line cut short has no newline, and `read` fails.
+text=''
+if ! IFS= read -r text || [ "$((${#text} + 1))" -ne "$size" ]; then
+  echo "input ended after $((${#text} + 1)) of $size bytes; $1 left as it was" >&2
   exit 1
+fi
+# Created only if absent (noclobber: O_EXCL), by the shell itself: no mktemp, cat or wc.
+if ! (set -C && printf '%s\n' "$text" > "$tmp") 2> /dev/null; then
+  tmp=$(mktemp "$dir/.tmp.XXXXXXXXXX")
+  printf '%s\n' "$text" > "$tmp"
 fi
 sync -- "$tmp"
 mv -f -- "$tmp" "$1"
