@@ -278,6 +278,8 @@ impl SshTransport {
         let (fed, stdout, stderr) = tokio::join!(feed, read_out, read_err);
         // Output is read to its end before waiting: the wait ends the output streams.
         let status = child.wait().await;
+        // What ran (its program, or a script's name: never its arguments) and how long it took.
+        tracing::debug!(host = %self.cfg.host_name, command = %command_name(argv), ms = started.elapsed().as_millis() as u64, "remote command");
         // A broken pipe only means the command did not read all of its input; its exit says more.
         let fed_err = fed.err().filter(|e| e.kind() != std::io::ErrorKind::BrokenPipe);
         let stdout = stdout.map_err(|e| self.command_error(argv, format!("reading stdout: {e}")))?;
@@ -319,6 +321,16 @@ impl SshTransport {
 
 /// How long a command keeps retrying when the server refuses to open its session.
 const SESSION_RETRY_FOR: Duration = Duration::from_secs(10);
+
+/// A command's name for the log: a fixed script's `$0` (`sh -c SCRIPT cairn-probe ...`), else its
+/// program. Never an argument, which may name what a secret is.
+fn command_name(argv: &[String]) -> &str {
+    match argv {
+        [sh, c, _, name, ..] if sh == "sh" && c == "-c" => name,
+        [program, ..] => program,
+        [] => "",
+    }
+}
 
 /// The server refused to open a session channel (typically `MaxSessions` reached for a moment).
 fn session_refused(e: &openssh::Error) -> bool {
