@@ -1,6 +1,7 @@
 //! Host-side operations every transport gets for free, built only on [`Transport::run`]: atomic
 //! file writes (temp file in the same directory, owner and mode set, fsync, rename), one at a
-//! time or many in one command, and reading many files in one command. The scripts are fixed
+//! time or many in one command (one tar archive, staged in new directories beside the
+//! destinations), and reading many files in one command. The scripts are fixed
 //! (`write.sh`, `write-batch.sh` and `read.sh` beside this file, compiled in with
 //! `include_str!`); paths and values travel as arguments, contents on stdin.
 
@@ -25,9 +26,10 @@ pub struct FileAttrs {
 /// destination as it was). See `write.sh`.
 const WRITE_SCRIPT: &str = include_str!("write.sh");
 
-/// Writes many files atomically in one command: arguments are `DEST MODE OWNER GROUP` per file,
-/// stdin a `SIZE` line and the bytes per file; one fsync pass for the temp files and one for the
-/// directories; a line `end` closes stdin; prints `ok` or `fail REASON` per file. See
+/// Writes many files atomically in one command, forking no process per file: arguments are a
+/// random token, then `DEST MODE OWNER GROUP` per file; stdin the size of a tar archive of the
+/// files at their staged names, the archive, and a line `end`; one fsync pass for the staged
+/// files and one for the directories; prints `ok` or `fail REASON` per file. See
 /// `write-batch.sh`.
 const WRITE_BATCH_SCRIPT: &str = include_str!("write-batch.sh");
 
@@ -98,34 +100,93 @@ pub struct FileWrite {
 }
 
 /// Writes every file of `files` atomically with one command (see [`write_file_atomic`] for one),
-/// each as its own temp file renamed over its destination, with one fsync pass for all the files
-/// and one for their directories. A file that cannot be written leaves its destination as it was
-/// and does not stop the others: the result has one entry per file, in order, `Err` with what
-/// the host said. The outer `Err` is for a batch that did not run (or ended half-way).
+/// each staged in a new 0700 directory beside its destination and renamed over it, with one
+/// fsync pass for all the files and one for their directories. A file that cannot be written
+/// leaves its destination as it was and does not stop the others: the result has one entry per
+/// file, in order, `Err` with what the host said. The outer `Err` is for a batch that did not
+/// run (or ended half-way).
 pub async fn write_files_atomic(transport: &dyn Transport, files: &[FileWrite]) -> Result<Vec<Result<(), String>>, TransportError> {
-    if files.is_empty() {
-        return Ok(Vec::new());
+    // What cannot go into the archive fails here, alone; the rest goes in batches in which no
+    // destination appears twice (each has one staged name), in order, so the last write wins.
+    let mut results: Vec<Option<Result<(), String>>> = files.iter().map(|f| unsendable(f).map(Err)).collect();
+    let mut batch: Vec<usize> = Vec::new();
+    let sendable: Vec<usize> = (0..files.len()).filter(|&i| results[i].is_none()).collect();
+    for (n, &i) in sendable.iter().enumerate() {
+        batch.push(i);
+        let next = sendable.get(n + 1).map(|&j| files[j].path.as_str());
+        if next.is_none_or(|p| batch.iter().any(|&k| files[k].path == p)) {
+            let written = write_batch(transport, &batch.iter().map(|&k| &files[k]).collect::<Vec<_>>()).await?;
+            for (&k, r) in batch.iter().zip(written) {
+                results[k] = Some(r);
+            }
+            batch.clear();
+        }
     }
-    let mut args = argv(&["sh", "-c", WRITE_BATCH_SCRIPT, "cairn-write-batch"]);
-    let mut stdin = Vec::with_capacity(files.iter().map(|f| f.content.len() + 12).sum());
-    for f in files {
-        args.extend(write_args(&f.path, &f.attrs));
-        stdin.extend_from_slice(format!("{}\n", f.content.len()).as_bytes());
-        stdin.extend_from_slice(&f.content);
+    Ok(results.into_iter().map(|r| r.unwrap_or_else(|| Err("not written".to_string()))).collect())
+}
+
+/// Why `file` cannot be one of a batch, if it cannot: its path must be plain (absolute, no `.`,
+/// `..` or empty component: tar refuses `..` and names the others differently) and its mode a
+/// permission mode.
+fn unsendable(file: &FileWrite) -> Option<String> {
+    let path = &file.path;
+    let plain = path.strip_prefix('/').is_some_and(|rest| rest.split('/').all(|c| !c.is_empty() && c != "." && c != ".."));
+    if !plain || path.contains(['\n', '\t', '\0']) {
+        return Some(format!("cannot write {path:?}: only a plain absolute path (no `.`, `..` or `//`) can be written"));
     }
-    // The script renames nothing unless the input ends with this line.
-    stdin.extend_from_slice(b"end\n");
+    match file.attrs.mode {
+        Some(mode) if mode > 0o7777 => Some(format!("mode {mode:04o} is not a permission mode")),
+        _ => None,
+    }
+}
+
+/// Runs `write-batch.sh` once for `files` (non-empty, plain paths, each destination once): its
+/// stdin is the size of a tar archive of the files at their staged names, the archive, then
+/// `end`.
+async fn write_batch(transport: &dyn Transport, files: &[&FileWrite]) -> Result<Vec<Result<(), String>>, TransportError> {
     // A batch that stops half-way (a full disk) names its file when it has one.
     let operation = match files {
         [one] => format!("write {}", one.path),
         _ => format!("write {} file(s)", files.len()),
     };
+    let fail = |detail: String| TransportError::Remote { host: transport.host().to_string(), operation: operation.clone(), detail };
+    // Random per call: the staging directories are new (the script refuses one that exists),
+    // and the archive names them before the script runs.
+    let mut random = [0u8; 12];
+    getrandom::fill(&mut random).map_err(|e| fail(format!("no random token for the staging directories: {e}")))?;
+    let token = hex::encode(random);
+    let archive = stage_archive(files, &token).map_err(|e| fail(format!("building the archive: {e}")))?;
+    let mut args = argv(&["sh", "-c", WRITE_BATCH_SCRIPT, "cairn-write-batch", &token]);
+    let mut stdin = Vec::with_capacity(archive.len() + 32);
+    for f in files {
+        args.extend(write_args(&f.path, &f.attrs));
+    }
+    stdin.extend_from_slice(format!("{}\n", archive.len()).as_bytes());
+    stdin.extend_from_slice(&archive);
+    // The script renames nothing unless the input ends with this line.
+    stdin.extend_from_slice(b"end\n");
     let out = super::run_ok(transport, &args, Stdin::Bytes(&stdin), &operation).await?;
-    parse_answers(&out.stdout, files.len()).map_err(|detail| TransportError::Remote {
-        host: transport.host().to_string(),
-        operation,
-        detail,
-    })
+    parse_answers(&out.stdout, files.len()).map_err(fail)
+}
+
+/// The tar archive of `files`, each at `DIR/.cairn-tmp.TOKEN/BASENAME` relative to `/`, a
+/// regular file owned by root with its mode (0600 when none is given, as a temp file is made).
+/// Long names get GNU long-name entries.
+fn stage_archive(files: &[&FileWrite], token: &str) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for f in files {
+        let (dir, base) = f.path.rsplit_once('/').unwrap_or(("", &f.path));
+        let name = format!("{}/.cairn-tmp.{token}/{base}", dir.trim_start_matches('/'));
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_size(f.content.len() as u64);
+        header.set_mode(f.attrs.mode.unwrap_or(0o600));
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        builder.append_data(&mut header, name.trim_start_matches('/'), f.content.as_slice())?;
+    }
+    builder.into_inner()
 }
 
 /// Runs many short commands in one round trip: each group's argvs in order (stdin closed) until
@@ -288,6 +349,174 @@ mod tests {
         assert_eq!(std::fs::metadata(at("a")).unwrap().permissions().mode() & 0o777, 0o600);
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left.len(), 2, "no temp file is left behind: {left:?}");
+    }
+
+    /// The names left in `dir` that a write must not leave: its temp files and staging dirs.
+    fn leftovers(dir: &Path) -> Vec<String> {
+        let names = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+        names.filter(|n| n.starts_with(".cairn-tmp.")).collect()
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[tokio::test]
+    async fn batched_write_of_many_files_in_two_dirs_is_one_command() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("one")).unwrap();
+        std::fs::create_dir(dir.path().join("two")).unwrap();
+        // Old contents to be replaced, in both dirs.
+        std::fs::write(dir.path().join("one/f0"), "old").unwrap();
+        std::fs::write(dir.path().join("two/f1"), "old").unwrap();
+        let t = crate::transport::LocalTransport::new("local");
+        let long = "n".repeat(120);
+        let files: Vec<FileWrite> = (0..40)
+            .map(|i| FileWrite {
+                // A name beyond the 100 bytes of a plain tar header too.
+                path: dir
+                    .path()
+                    .join(if i % 2 == 0 { "one" } else { "two" })
+                    .join(format!("f{i}{}", if i == 7 { &long } else { "" }))
+                    .display()
+                    .to_string(),
+                content: format!("content {i}\n").repeat(i * 50).into_bytes(),
+                attrs: FileAttrs { mode: (i % 3 == 0).then_some(0o644), owner: None, group: None },
+            })
+            .collect();
+        let results = write_files_atomic(&t, &files).await.unwrap();
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        for (i, f) in files.iter().enumerate() {
+            assert_eq!(std::fs::read(&f.path).unwrap(), f.content, "{}", f.path);
+            assert_eq!(mode_of(Path::new(&f.path)), if i % 3 == 0 { 0o644 } else { 0o600 }, "{}", f.path);
+        }
+        assert_eq!(t.stats().commands(), 1);
+        assert_eq!(std::fs::read_dir(dir.path().join("one")).unwrap().count(), 20);
+        assert!(leftovers(&dir.path().join("one")).is_empty() && leftovers(&dir.path().join("two")).is_empty());
+    }
+
+    #[tokio::test]
+    async fn batched_write_sets_owner_and_mode_and_fails_only_the_file_of_an_unknown_owner() {
+        use std::os::unix::fs::MetadataExt;
+        if !nix_is_root() {
+            eprintln!("skipped: chown needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name).display().to_string();
+        let t = crate::transport::LocalTransport::new("local");
+        let file = |path: String, mode: Option<u32>, owner: Option<&str>, group: Option<&str>| FileWrite {
+            path,
+            content: b"x".to_vec(),
+            attrs: FileAttrs { mode, owner: owner.map(str::to_string), group: group.map(str::to_string) },
+        };
+        let files = vec![
+            file(at("owned"), Some(0o640), Some("nobody"), Some("nogroup")),
+            file(at("setuid"), Some(0o4755), Some("nobody"), None),
+            file(at("group-only"), None, None, Some("nogroup")),
+            file(at("nobody-knows"), Some(0o644), Some("no-such-user-here"), None),
+            file(at("plain"), None, None, None),
+        ];
+        std::fs::write(at("nobody-knows"), "old").unwrap();
+        let results = write_files_atomic(&t, &files).await.unwrap();
+        assert!(results.iter().enumerate().all(|(i, r)| r.is_ok() == (i != 3)), "{results:?}");
+        assert!(results[3].as_ref().is_err_and(|e| e.contains("no-such-user-here")), "{results:?}");
+        assert_eq!(std::fs::read(at("nobody-knows")).unwrap(), b"old");
+        let nobody = std::fs::metadata(at("owned")).unwrap();
+        assert_eq!((mode_of(Path::new(&at("owned"))), nobody.uid() != 0, nobody.gid() != 0), (0o640, true, true));
+        // chown clears setuid: the mode is set again after it, as before.
+        let setuid = std::fs::metadata(at("setuid")).unwrap();
+        assert_eq!((mode_of(Path::new(&at("setuid"))), setuid.uid() == nobody.uid(), setuid.gid()), (0o4755, true, 0));
+        let group_only = std::fs::metadata(at("group-only")).unwrap();
+        assert_eq!((mode_of(Path::new(&at("group-only"))), group_only.uid(), group_only.gid()), (0o600, 0, nobody.gid()));
+        assert_eq!(mode_of(Path::new(&at("plain"))), 0o600);
+        assert!(leftovers(dir.path()).is_empty(), "{:?}", leftovers(dir.path()));
+    }
+
+    fn nix_is_root() -> bool {
+        std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout == b"0\n")
+    }
+
+    #[tokio::test]
+    async fn batched_write_fails_alone_a_directory_a_missing_dir_and_an_odd_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name).display().to_string();
+        std::fs::create_dir(at("a-dir")).unwrap();
+        std::fs::write(at("a-dir/inside"), "kept").unwrap();
+        let t = crate::transport::LocalTransport::new("local");
+        let file = |path: String, content: &[u8]| FileWrite { path, content: content.to_vec(), attrs: FileAttrs::default() };
+        let files = vec![
+            file(at("first"), b"1"),
+            file(at("a-dir"), b"never"),
+            file(at("no/such/dir/x"), b"never"),
+            file(format!("{}/../escape", at("a-dir")), b"never"),
+            file(at("last"), b"2"),
+            // The same destination twice: written in order, the last wins.
+            file(at("first"), b"3"),
+        ];
+        let results = write_files_atomic(&t, &files).await.unwrap();
+        assert!(results[0].is_ok() && results[4].is_ok() && results[5].is_ok(), "{results:?}");
+        assert!(results[1].as_ref().is_err_and(|e| e == &format!("{} is a directory", at("a-dir"))), "{results:?}");
+        assert!(results[2].as_ref().is_err_and(|e| e == &format!("no directory {}", at("no/such/dir"))), "{results:?}");
+        assert!(results[3].as_ref().is_err_and(|e| e.contains("plain absolute path")), "{results:?}");
+        assert_eq!(std::fs::read(at("first")).unwrap(), b"3");
+        assert_eq!(std::fs::read(at("last")).unwrap(), b"2");
+        assert_eq!(std::fs::read(at("a-dir/inside")).unwrap(), b"kept");
+        assert!(!Path::new(&at("escape")).exists() && !Path::new(&at("no")).exists(), "tar made no directory");
+        assert!(leftovers(dir.path()).is_empty(), "{:?}", leftovers(dir.path()));
+        assert_eq!(t.stats().commands(), 2, "a destination seen again starts a second batch");
+    }
+
+    #[test]
+    fn a_batch_whose_input_is_cut_off_renames_nothing_and_leaves_no_staging_dir() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let names = ["a", "b", "sub/c", "sub/d"];
+        let dests: Vec<String> = names.iter().map(|n| dir.path().join(n).display().to_string()).collect();
+        for d in &dests {
+            std::fs::write(d, "old").unwrap();
+        }
+        let files: Vec<FileWrite> =
+            dests.iter().map(|d| FileWrite { path: d.clone(), content: vec![b'n'; 3000], attrs: FileAttrs::default() }).collect();
+        let refs: Vec<&FileWrite> = files.iter().collect();
+        let token = "0123456789abcdef";
+        let archive = stage_archive(&refs, token).unwrap();
+        let mut input = format!("{}\n", archive.len()).into_bytes();
+        input.extend_from_slice(&archive);
+        input.extend_from_slice(b"end\n");
+        // Cut in a size line, in a header, at a member boundary (tar accepts that), in a
+        // member's data, in the archive's end blocks, and just before `end`; then hung up.
+        let header = format!("{}\n", archive.len()).len();
+        let cuts = [0, 2, header + 100, header + 512 + 3072, header + 700, header + archive.len() - 10, input.len() - 4, input.len() - 1];
+        for (n, cut) in cuts.into_iter().enumerate() {
+            let hung_up = n == cuts.len() - 1;
+            let mut child = std::process::Command::new("sh")
+                .args(["-c", WRITE_BATCH_SCRIPT, "cairn-write-batch", token])
+                .args(refs.iter().flat_map(|f| write_args(&f.path, &f.attrs)))
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            if hung_up {
+                drop(child.stdout.take());
+                drop(child.stderr.take());
+            }
+            child.stdin.take().unwrap().write_all(&input[..cut]).unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(!out.status.success(), "cut at {cut}");
+            assert!(out.stdout.is_empty(), "cut at {cut}: {}", String::from_utf8_lossy(&out.stdout));
+            if !hung_up {
+                let said = String::from_utf8_lossy(&out.stderr);
+                assert!(said.trim_end().ends_with("nothing renamed"), "cut at {cut}: {said}");
+            }
+            for d in &dests {
+                assert_eq!(std::fs::read(d).unwrap(), b"old", "cut at {cut}: {d}");
+            }
+            assert!(leftovers(dir.path()).is_empty() && leftovers(&dir.path().join("sub")).is_empty(), "cut at {cut}");
+        }
     }
 
     #[tokio::test]
