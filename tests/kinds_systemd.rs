@@ -439,6 +439,7 @@ ExecStart=/bin/sleep infinity
     // where systemd never saw it, the plan loads it (daemon-reload) after the file is written,
     // apply starts it, and the plan after is empty.
     unit_file_written_by_another_resource(&lab, &nodes);
+    start_retried_only_for_219_cgroup(&lab);
 
     // 6. A unit that fails reports its journal; a failing check fails the apply with its output
     // and skips its dependents; a check passing after retries passes.
@@ -589,6 +590,79 @@ fn unit_file_written_by_another_resource(lab: &lab::Lab, nodes: &[&str]) {
         "{}",
         plan.all()
     );
+}
+
+/// A script for `ExecStartPre=` that makes the next start of its unit fail the way systemd in a
+/// container on a cgroup v1 host sometimes does: the service's process cannot join the unit's
+/// cgroup, so systemd's child exits 219/CGROUP before exec'ing the service. It makes the
+/// hierarchy systemd tracks processes in read-only for half a second: the lab's containers run
+/// systemd in hybrid mode, where that is the cgroup2 one at `unified` (a failure to join the
+/// `name=systemd` one is only a warning). The process that makes it writable again moves out
+/// of the unit's cgroup first, so the failed unit's clean-up does not kill it. Only once per
+/// marker file: the start tried again succeeds.
+const CGROUP_FAILS_ONCE: &str = r#"#!/bin/sh
+[ -e /run/cairn-cgfail.done ] && exit 0
+touch /run/cairn-cgfail.done
+cg=/sys/fs/cgroup/unified
+[ -d $cg ] || cg=/sys/fs/cgroup
+(sleep 0.5; mount -o remount,bind,rw $cg) &
+echo $! > $cg/cgroup.procs
+mount -o remount,bind,ro $cg
+"#;
+
+fn retry_spec(service: &str) -> String {
+    format!(
+        r#"include = ["lab.toml"]
+[file.cgfail]
+hosts = ["node1"]
+path = "/usr/local/sbin/cairn-cgfail"
+mode = "0755"
+content = """
+{CGROUP_FAILS_ONCE}"""
+
+[unit.retry]
+hosts = ["node1"]
+name = "cairn-retry.service"
+after = ["file.cgfail"]
+content = "[Service]\n{service}\n"
+"#
+    )
+}
+
+/// A start systemd fails with 219/CGROUP (the service never ran) is tried again and the outcome
+/// says so; a start that fails for the service's own reason is reported at once.
+fn start_retried_only_for_219_cgroup(lab: &lab::Lab) {
+    let dir = lab.dir();
+    let service = r"Type=exec\nExecStartPre=/usr/local/sbin/cairn-cgfail\nExecStart=/bin/sleep infinity";
+    write(dir, "retry.toml", &retry_spec(service));
+    let run = cairn(dir, &["apply", "--auto-approve", "-f", "retry.toml"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.all().contains(
+            "done     unit.retry on node1: unit file missing, not enabled, stopped, wanted running (start retried once: \
+                            systemd could not set up the unit's cgroup, status 219/CGROUP)"
+        ),
+        "{}",
+        run.all()
+    );
+    assert_eq!(lab.ssh_ok("node1", &["systemctl", "is-active", "cairn-retry.service"]), "active");
+    let journal = lab.ssh_ok("node1", &["journalctl", "-u", "cairn-retry.service", "--no-pager", "-o", "cat"]);
+    assert!(journal.contains("status=219/CGROUP"), "the first start really failed so: {journal}");
+    let plan = cairn(dir, &["plan", "--detailed-exitcode", "-f", "retry.toml"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+
+    // The service itself fails (exit 3, counted on each start): one start, reported at once.
+    let fails = r"Type=oneshot\nExecStart=/bin/sh -c 'echo start >> /run/cairn-retry.starts; exit 3'";
+    write(dir, "retry.toml", &retry_spec(fails));
+    let run = cairn(dir, &["apply", "--auto-approve", "-f", "retry.toml"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.all().contains("FAILED   unit.retry on node1: cairn-retry.service `systemctl restart` failed"), "{}", run.all());
+    assert!(!run.all().contains("retried"), "{}", run.all());
+    assert_eq!(lab.ssh_ok("node1", &["cat", "/run/cairn-retry.starts"]), "start", "started once, not retried");
+    lab.ssh_ok("node1", &["systemctl", "reset-failed", "cairn-retry.service"]);
+    write(dir, "retry.toml", "include = [\"lab.toml\"]\n");
+    let run = cairn(dir, &["apply", "--auto-approve", "-f", "retry.toml"]);
+    assert_eq!(run.code, 0, "{}", run.all());
 }
 
 fn node3() -> &'static str {

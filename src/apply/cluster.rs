@@ -14,6 +14,7 @@ use crate::plan::planner::Connections;
 use crate::plan::{Action, Change, ClusterPlan, Plan};
 use crate::resource::cluster::operations::{OperationStep, SnapshotSource};
 use crate::resource::cluster::{ClusterDriver, DesiredMember, ListedMember, MemberObservation, MemberStep};
+use crate::resource::unit::{StartHow, start_unit};
 use crate::resource::{ApplyError, Reason, run_checked};
 use crate::spec::ResourceId;
 use crate::transport::{SharedTransport, Transport, argv};
@@ -600,15 +601,16 @@ async fn start_all(graph: &Graph, id: &ResourceId, hosts: &[String], connections
         let Some(Ok(t)) = connections.get(*host).cloned() else { return Err(ApplyError::Failed(format!("{host}: not connected"))) };
         let unit = service(member)?.to_string();
         tasks.spawn(async move {
-            match run_checked(t.as_ref(), &argv(&["systemctl", "start", &unit])).await {
-                Ok(()) => Ok(()),
+            // A start systemd failed for a cause of its own is tried again, as a unit's is.
+            match start_unit(t.as_ref(), &unit, "start", StartHow::Blocking).await? {
+                Ok(retried) => Ok(retried.map(|r| format!("{unit} on {}: {}", t.host(), super::retried_words(&r)))),
                 // What the service said is what the operator needs next.
-                Err(e) => {
+                Err(failed) => {
                     let journal = t
                         .run(&argv(&["journalctl", "-u", &unit, "-n", "12", "--no-pager", "-o", "cat"]), crate::transport::Stdin::Null)
                         .await;
                     let said = journal.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
-                    Err(ApplyError::Failed(format!("{e}\n{unit} on {} said:\n{said}", t.host())))
+                    Err(ApplyError::Failed(format!("{unit} {}\n{unit} on {} said:\n{said}", failed.what, t.host())))
                 }
             }
         });
@@ -616,11 +618,15 @@ async fn start_all(graph: &Graph, id: &ResourceId, hosts: &[String], connections
     // A member whose first start failed is restarted by systemd (Restart=on-failure) while its
     // peers come up: the cluster becoming healthy is what counts; the failure is reported.
     let mut first_failures = Vec::new();
+    let mut retried = Vec::new();
     while let Some(joined) = tasks.join_next().await {
-        if let Err(e) = joined.map_err(|e| ApplyError::Failed(format!("start task: {e}")))? {
-            first_failures.push(e.to_string());
+        match joined.map_err(|e| ApplyError::Failed(format!("start task: {e}")))? {
+            Ok(None) => {}
+            Ok(Some(words)) => retried.push(words),
+            Err(e) => first_failures.push(e.to_string()),
         }
     }
+    let retried = if retried.is_empty() { String::new() } else { format!(" ({})", retried.join("; ")) };
     let healthy = async {
         let started = Instant::now();
         loop {
@@ -632,9 +638,9 @@ async fn start_all(graph: &Graph, id: &ResourceId, hosts: &[String], connections
         }
     };
     match (healthy.await, first_failures.is_empty()) {
-        (Ok(()), true) => Ok(format!("every member started ({}); cluster healthy", hosts.join(", "))),
+        (Ok(()), true) => Ok(format!("every member started ({}){retried}; cluster healthy", hosts.join(", "))),
         (Ok(()), false) => Ok(format!(
-            "every member started ({}); cluster healthy (a first start failed and the service manager restarted it: {})",
+            "every member started ({}){retried}; cluster healthy (a first start failed and the service manager restarted it: {})",
             hosts.join(", "),
             first_failures.join("; ")
         )),

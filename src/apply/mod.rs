@@ -22,8 +22,9 @@ use serde::Serialize;
 use crate::graph::{Graph, InstanceId};
 use crate::plan::planner::{Connections, probe};
 use crate::plan::{Action, Change, Plan};
-use crate::resource::Desired;
 use crate::resource::removal::Orphan;
+use crate::resource::unit::StartRetried;
+use crate::resource::{Applied, Desired};
 use crate::spec::ResourceId;
 use crate::state::manifest::Manifest;
 use crate::transport::Transport;
@@ -51,6 +52,9 @@ impl Default for ApplyOptions {
 pub enum Outcome {
     /// Changed as planned.
     Done(String),
+    /// Changed as planned, but only when a start that systemd failed for a cause of its own was
+    /// tried again; the text says so, and the operator sees it (the host may need a look).
+    DoneAfterRetry(String),
     /// Nothing to do (planned so, or found so when re-checked).
     Unchanged(String),
     /// Tried and failed; the message says why.
@@ -66,7 +70,25 @@ pub enum Outcome {
 impl Outcome {
     /// Done, unchanged or passed: dependents may go on.
     pub fn is_ok(&self) -> bool {
-        matches!(self, Outcome::Done(_) | Outcome::Unchanged(_) | Outcome::Passed(_))
+        matches!(self, Outcome::Done(_) | Outcome::DoneAfterRetry(_) | Outcome::Unchanged(_) | Outcome::Passed(_))
+    }
+
+    /// Changed something (tried again or not).
+    pub fn is_done(&self) -> bool {
+        matches!(self, Outcome::Done(_) | Outcome::DoneAfterRetry(_))
+    }
+
+    /// What happened, in words.
+    pub fn text(&self) -> &str {
+        match self {
+            Outcome::Done(t)
+            | Outcome::DoneAfterRetry(t)
+            | Outcome::Unchanged(t)
+            | Outcome::Failed(t)
+            | Outcome::HostUnreadable(t)
+            | Outcome::Skipped(t)
+            | Outcome::Passed(t) => t,
+        }
     }
 }
 
@@ -342,7 +364,7 @@ pub async fn apply(
                     reporter.started(&graph.instances[i].id, planned.get(&i).map_or(Action::NoOp, |p| p.0));
                     let changed = graph.deps[i]
                         .iter()
-                        .filter(|&&j| graph.instances[j].id.host == host && matches!(outcomes[j], Some(Outcome::Done(_))))
+                        .filter(|&&j| graph.instances[j].id.host == host && outcomes[j].as_ref().is_some_and(Outcome::is_done))
                         .filter(|&&j| {
                             !(live.contains(&j) && graph.instances[i].desired.reloads().contains(&graph.instances[j].id.resource))
                         })
@@ -367,10 +389,24 @@ pub async fn apply(
                     (None, Some(k)) => match cluster::before_disruption(&graph, &k, &host, &connections).await {
                         Err(e) => Outcome::Failed(e.to_string()),
                         Ok(first) => match apply_wave(&graph, &wave, transport.as_ref()).await.pop() {
-                            Some((_, Outcome::Done(done))) => match cluster::after_disruption(&graph, &k, &host, &connections).await {
-                                Err(e) => Outcome::Failed(format!("applied ({done}), but {e}")),
-                                Ok(after) => Outcome::Done([first, Some(done), after].into_iter().flatten().collect::<Vec<_>>().join("; ")),
-                            },
+                            Some((_, applied)) if applied.is_done() => {
+                                let done = applied.text();
+                                match cluster::after_disruption(&graph, &k, &host, &connections).await {
+                                    Err(e) => Outcome::Failed(format!("applied ({done}), but {e}")),
+                                    Ok(after) => {
+                                        let text = [first.as_deref(), Some(done), after.as_deref()]
+                                            .into_iter()
+                                            .flatten()
+                                            .collect::<Vec<_>>()
+                                            .join("; ");
+                                        if matches!(applied, Outcome::DoneAfterRetry(_)) {
+                                            Outcome::DoneAfterRetry(text)
+                                        } else {
+                                            Outcome::Done(text)
+                                        }
+                                    }
+                                }
+                            }
                             Some((_, outcome)) => outcome,
                             None => Outcome::Failed("internal error: empty wave".into()),
                         },
@@ -591,7 +627,7 @@ pub fn manifests_after(graph: &Graph, plan: &Plan, report: Option<&ApplyReport>)
             if c.removal().is_some() {
                 removed.insert(c.id.resource.to_string());
             } else if let Some(inst) = c.instance().and_then(|i| graph.instances.get(i)) {
-                let created = c.action == Action::Create && matches!(outcomes.get(&c.id), Some(Outcome::Done(_)));
+                let created = c.action == Action::Create && outcomes.get(&c.id).is_some_and(|o| o.is_done());
                 if let Some(owned) = inst.desired.owned_after(created, &c.attrs) {
                     kept.push((c.id.resource.to_string(), inst.prevent_destroy, owned));
                 }
@@ -843,12 +879,26 @@ async fn apply_wave_with(
     wave.iter().map(|(i, _)| (*i, outcomes.remove(i).unwrap_or_else(|| Outcome::Failed("internal error: no outcome".into())))).collect()
 }
 
-/// The outcome of carrying out `decision`.
-fn done_or_failed(result: Result<(), crate::resource::ApplyError>, decision: &crate::resource::Decision) -> Outcome {
+/// The outcome of carrying out `decision`: its reason, and what the way there met.
+fn done_or_failed(result: Result<Applied, crate::resource::ApplyError>, decision: &crate::resource::Decision) -> Outcome {
     match result {
-        Ok(()) => Outcome::Done(decision.reason.to_string()),
+        Ok(Applied { start_retried: None }) => Outcome::Done(decision.reason.to_string()),
+        Ok(Applied { start_retried: Some(retried) }) => {
+            Outcome::DoneAfterRetry(format!("{} ({})", decision.reason, retried_words(&retried)))
+        }
         Err(e) => Outcome::Failed(e.to_string()),
     }
+}
+
+/// The words for a start that succeeded when tried again: "retried once: systemd could not set
+/// up the unit's cgroup, status 219/CGROUP".
+fn retried_words(retried: &StartRetried) -> String {
+    let times = match retried.retries {
+        1 => "once".to_string(),
+        2 => "twice".to_string(),
+        n => format!("{n} times"),
+    };
+    format!("{} retried {times}: {}", retried.verb, retried.cause)
 }
 
 #[cfg(test)]

@@ -1325,5 +1325,5 @@ fn graph(ui: &Ui, spec_arg: &SpecArg, format: GraphFormat) -> ExitStatus {
 
 /// Counts outcomes for the final report.
 pub(crate) fn is_done(o: &Outcome) -> bool {
-    matches!(o, Outcome::Done(_))
+    o.is_done()
 }

@@ -73,6 +73,12 @@ impl Reporter for Progress {
                     self.line(format!("done     {id}"));
                 }
             }
+            Outcome::DoneAfterRetry(what) => {
+                if let Some(bar) = &self.bar {
+                    bar.inc(1);
+                }
+                self.line(format!("done     {id}: {what}"));
+            }
             Outcome::Failed(why) => self.line(format!("FAILED   {id}: {why}")),
             Outcome::HostUnreadable(err) => self.line(format!("FAILED   {id}: {HOST_UNREADABLE}: {err}")),
             Outcome::Skipped(why) => self.line(format!("skipped  {id}: {why}")),
@@ -158,7 +164,7 @@ pub fn checks_text(report: &ApplyReport, color: bool) -> String {
         let _ = match &r.outcome {
             Outcome::Passed(why) => writeln!(out, "passed  {}: {why}", r.id),
             Outcome::HostUnreadable(err) => writeln!(out, "{}  {}: {HOST_UNREADABLE}: {err}", red("FAILED"), r.id),
-            Outcome::Failed(why) | Outcome::Skipped(why) | Outcome::Done(why) | Outcome::Unchanged(why) => {
+            Outcome::Failed(why) | Outcome::Skipped(why) | Outcome::Done(why) | Outcome::DoneAfterRetry(why) | Outcome::Unchanged(why) => {
                 writeln!(out, "{}  {}: {why}", red("FAILED"), r.id)
             }
         };

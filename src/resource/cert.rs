@@ -25,8 +25,8 @@ use super::ca::{
 use super::probe::ProbeError;
 use super::removal::Claims;
 use super::{
-    Action, ApplyError, AttrChange, Decision, HostFacts, KeyFact, PathFact, PathKind, ProbeRequest, Reason, Replacing, ResourceKind,
-    fix_attrs,
+    Action, Applied, ApplyError, AttrChange, Decision, HostFacts, KeyFact, PathFact, PathKind, ProbeRequest, Reason, Replacing,
+    ResourceKind, fix_attrs,
 };
 use crate::hash::sha256_hex;
 use crate::spec::{CaSource, CaSpec, CertSpec, Diagnostic, Duration, Kind, ResourceId, TemplateText, Usage, check_san, san_error};
@@ -751,9 +751,9 @@ impl ResourceKind for DesiredCert {
         }
     }
 
-    async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
+    async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<Applied, ApplyError> {
         if let Some(staged) = self.stage(decision).await? {
-            return super::batch::run_alone(transport, &staged).await;
+            return super::batch::run_alone(transport, &staged).await.map(|()| Applied::plain());
         }
         let mut ca_pem: Option<String> = None;
         for file in ["key", "cert", "ca"] {
@@ -776,7 +776,7 @@ impl ResourceKind for DesiredCert {
                 fix_attrs(transport, path, &mine).await?;
             }
         }
-        Ok(())
+        Ok(Applied::plain())
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::{Action, ApplyError, Decision, HostFacts, ResourceKind};
+use super::{Action, Applied, ApplyError, Decision, HostFacts, ResourceKind};
 use crate::spec::{CheckCommand, CheckSpec, Diagnostic, Kind, TemplateText};
 use crate::state::manifest::Owned;
 use crate::transport::{Stdin, Transport};
@@ -114,8 +114,8 @@ impl ResourceKind for DesiredCheck {
         Decision::new(Action::Check, format!("will check: {}", self.description))
     }
 
-    async fn apply(&self, transport: &dyn Transport, _decision: &Decision) -> Result<(), ApplyError> {
-        self.run(transport).await.map(|_| ())
+    async fn apply(&self, transport: &dyn Transport, _decision: &Decision) -> Result<Applied, ApplyError> {
+        self.run(transport).await.map(|_| Applied::plain())
     }
 
     async fn run_check(&self, transport: &dyn Transport) -> Option<Result<String, ApplyError>> {

@@ -3,7 +3,8 @@
 use super::batch::Staged;
 use super::removal::{Orphan, Removal};
 use super::{
-    Action, ApplyError, AttrChange, Decision, HostFacts, PathFact, PathKind, ResourceKind, attr_changes, attr_commands, run_checked,
+    Action, Applied, ApplyError, AttrChange, Decision, HostFacts, PathFact, PathKind, ResourceKind, attr_changes, attr_commands,
+    run_checked,
 };
 use crate::spec::{Diagnostic, DirSpec, Kind, TemplateText};
 use crate::state::manifest::{Owned, OwnedDir};
@@ -97,8 +98,8 @@ impl ResourceKind for DesiredDir {
     }
 
     /// Carries out a decision made by [`DesiredDir::diff_at`].
-    async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
-        super::batch::run_all(transport, &self.commands(decision)).await
+    async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<Applied, ApplyError> {
+        super::batch::run_all(transport, &self.commands(decision)).await.map(|()| Applied::plain())
     }
 
     /// mkdir, chown and chmod go with the other short commands of the wave.

@@ -4,8 +4,8 @@
 use super::batch::Staged;
 use super::removal::{Orphan, Removal};
 use super::{
-    Action, ApplyError, AttrChange, ContentChange, Decision, HostFacts, PathFact, PathKind, Reason, Replacing, ResourceKind, attr_changes,
-    attr_commands, fix_attrs, run_checked,
+    Action, Applied, ApplyError, AttrChange, ContentChange, Decision, HostFacts, PathFact, PathKind, Reason, Replacing, ResourceKind,
+    attr_changes, attr_commands, fix_attrs, run_checked,
 };
 use crate::hash::sha256_hex;
 use crate::spec::{ContentSource, Diagnostic, FileSpec, Kind, TemplateText};
@@ -180,13 +180,13 @@ impl ResourceKind for DesiredFile {
     }
 
     /// Carries out a decision made by [`DesiredFile::diff_at`].
-    async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
+    async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<Applied, ApplyError> {
         if decision.content.is_some() {
             write_file_atomic(transport, &self.path, Content::Bytes(&self.content), &self.attrs()).await?;
-            Ok(())
         } else {
-            fix_attrs(transport, &self.path, &decision.attrs).await
+            fix_attrs(transport, &self.path, &decision.attrs).await?;
         }
+        Ok(Applied::plain())
     }
 
     /// A content change is one file of its wave's batched write; an attribute-only fix is a

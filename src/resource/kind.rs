@@ -7,7 +7,7 @@
 
 use super::batch::Staged;
 use super::removal::Claims;
-use super::{Action, ApplyError, AttrChange, Decision, HostFacts, ProbeRequest};
+use super::{Action, Applied, ApplyError, AttrChange, Decision, HostFacts, ProbeRequest};
 use crate::spec::{Kind, ResourceId};
 use crate::state::manifest::Owned;
 use crate::transport::Transport;
@@ -55,8 +55,9 @@ pub trait ResourceKind: Send + Sync {
     /// Decides, purely, what to do given what the probe found, and why.
     fn diff(&self, facts: &HostFacts) -> Decision;
 
-    /// Carries out `decision` on the host.
-    async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError>;
+    /// Carries out `decision` on the host, and returns what the outcome tells besides the
+    /// decision's reason.
+    async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<Applied, ApplyError>;
 
     /// The files carrying out `decision` writes, when the executor may write them together with
     /// the others of the host's wave (one remote command for the whole wave, see
@@ -69,8 +70,8 @@ pub trait ResourceKind: Send + Sync {
 
     /// Carries out the rest of `decision` once the files of [`ResourceKind::stage`] are written
     /// (and systemd reloaded, when the stage asked for it).
-    async fn apply_staged(&self, _transport: &dyn Transport, _decision: &Decision) -> Result<(), ApplyError> {
-        Ok(())
+    async fn apply_staged(&self, _transport: &dyn Transport, _decision: &Decision) -> Result<Applied, ApplyError> {
+        Ok(Applied::plain())
     }
 
     /// For a kind that checks rather than changes (`check`): runs the check, with no re-read

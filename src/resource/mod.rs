@@ -215,6 +215,23 @@ pub enum Desired {
     Cluster(Box<cluster::DesiredMember>),
 }
 
+/// What carrying out a decision went through that its outcome tells besides the decision's
+/// reason. Data, not words: the apply layer words it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[must_use]
+pub struct Applied {
+    /// A start or restart that failed for a cause of systemd's own (the service never ran) and
+    /// succeeded when tried again.
+    pub start_retried: Option<unit::StartRetried>,
+}
+
+impl Applied {
+    /// Done, with nothing to tell.
+    pub fn plain() -> Self {
+        Self::default()
+    }
+}
+
 /// A failure while applying one instance.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {

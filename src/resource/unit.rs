@@ -12,6 +12,8 @@
 //! The probe's share is one `systemctl show` for every unit of the host ([`parse_show`] reads its
 //! blank-line-separated blocks) plus the unit file's stat and sha256 through the path probe.
 //! After a start or restart the unit must be active; a failure carries the last journal lines.
+//! A start systemd failed for a cause of its own, before the service ran (219/CGROUP, see
+//! [`transient_start_failure`]), is tried again, and the outcome says so ([`start_unit`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,8 +22,8 @@ use super::batch::Staged;
 use super::probe::ProbeError;
 use super::removal::{Claims, Orphan, Removal};
 use super::{
-    Action, ApplyError, AttrChange, ContentChange, Decision, HostFacts, PathFact, PathKind, ProbeRequest, Reason, Replacing, ResourceKind,
-    attr_changes, fix_attrs, run_checked,
+    Action, Applied, ApplyError, AttrChange, ContentChange, Decision, HostFacts, PathFact, PathKind, ProbeRequest, Reason, Replacing,
+    ResourceKind, attr_changes, fix_attrs, run_checked,
 };
 use crate::hash::sha256_hex;
 use crate::spec::{ContentSource, Diagnostic, Kind, ResourceId, StartMode, TemplateText, UnitSpec, UnitState};
@@ -227,63 +229,17 @@ impl DesiredUnit {
         if out.success() { Ok(()) } else { Err(ApplyError::Failed(format!("`{}` failed: {}", cmd.join(" "), out.error_text()))) }
     }
 
-    /// Starts or restarts the unit and makes sure it is active. `start = "together"` does not
-    /// block in systemctl: it queues the job and polls, so peers started at the same moment can
-    /// find each other.
-    async fn start(&self, transport: &dyn Transport, verb: &str) -> Result<(), ApplyError> {
-        if self.start == StartMode::Together {
-            return self.start_no_block(transport, verb).await;
+    /// Starts or restarts the unit and makes sure it is active, trying again when systemd failed
+    /// the start for a cause of its own (see [`start_unit`]).
+    async fn start(&self, transport: &dyn Transport, verb: &str) -> Result<Applied, ApplyError> {
+        let how = match self.start {
+            StartMode::Together => StartHow::NoBlock { timeout: Duration::from_secs(self.start_timeout_secs) },
+            StartMode::PerHost => StartHow::Blocking,
+        };
+        match start_unit(transport, &self.name, verb, how).await? {
+            Ok(start_retried) => Ok(Applied { start_retried }),
+            Err(failed) => Err(self.failure(transport, &failed.what).await),
         }
-        let out = transport.run(&argv(&["systemctl", verb, "--", &self.name]), Stdin::Null).await?;
-        if !out.success() {
-            return Err(self.failure(transport, &format!("`systemctl {verb}` failed: {}", out.error_text())).await);
-        }
-        let state = transport.run(&argv(&["systemctl", "is-active", "--", &self.name]), Stdin::Null).await?;
-        let state = String::from_utf8_lossy(&state.stdout).trim().to_string();
-        if state != "active" {
-            return Err(self.failure(transport, &format!("is {state} after `systemctl {verb}`")).await);
-        }
-        Ok(())
-    }
-
-    async fn start_no_block(&self, transport: &dyn Transport, verb: &str) -> Result<(), ApplyError> {
-        let before = self.invocation(transport).await?;
-        let out = transport.run(&argv(&["systemctl", verb, "--no-block", "--", &self.name]), Stdin::Null).await?;
-        if !out.success() {
-            return Err(self.failure(transport, &format!("`systemctl {verb} --no-block` failed: {}", out.error_text())).await);
-        }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(self.start_timeout_secs);
-        loop {
-            let now = self.invocation(transport).await?;
-            // A restarted service that exits and waits to be started again has failed: a rollout
-            // must stop now, not after the whole timeout. A first start may still be waiting for
-            // its peers (together), so only restarts fail this early.
-            match now.verdict(&before, verb == "restart") {
-                StartVerdict::Active => return Ok(()),
-                StartVerdict::Failed => {
-                    let why = format!("is {} ({}) after `systemctl {verb} --no-block`", now.active_state, now.sub_state);
-                    return Err(self.failure(transport, &why).await);
-                }
-                StartVerdict::Waiting => {}
-            }
-            if tokio::time::Instant::now() >= deadline {
-                let why =
-                    format!("did not become active within {}s (state: {} ({}))", self.start_timeout_secs, now.active_state, now.sub_state);
-                return Err(self.failure(transport, &why).await);
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    async fn invocation(&self, transport: &dyn Transport) -> Result<Invocation, ApplyError> {
-        let out =
-            transport.run(&argv(&["systemctl", "show", "-p", "InvocationID,ActiveState,SubState", "--", &self.name]), Stdin::Null).await?;
-        if !out.success() {
-            return Err(ApplyError::Failed(format!("`systemctl show {}` failed: {}", self.name, out.error_text())));
-        }
-        let props = properties(&String::from_utf8_lossy(&out.stdout));
-        let get = |k: &str| props.get(k).cloned().unwrap_or_default();
-        Ok(Invocation { id: get("InvocationID"), active_state: get("ActiveState"), sub_state: get("SubState") })
     }
 
     /// An error naming the unit, with the last lines of its journal.
@@ -626,7 +582,7 @@ impl ResourceKind for DesiredUnit {
     }
 
     /// Carries out a decision made by [`DesiredUnit::diff`] (and [`DesiredUnit::with_changed_deps`]).
-    async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
+    async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<Applied, ApplyError> {
         if let Some(staged) = self.stage(decision).await? {
             // The unit file, then the reload.
             super::batch::run_alone(transport, &staged).await?;
@@ -649,7 +605,7 @@ impl ResourceKind for DesiredUnit {
         Ok(Some(Staged { files: vec![file], daemon_reload: true, ..Staged::default() }))
     }
 
-    async fn apply_staged(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
+    async fn apply_staged(&self, transport: &dyn Transport, decision: &Decision) -> Result<Applied, ApplyError> {
         self.after_reload(transport, decision, true).await
     }
 }
@@ -657,7 +613,7 @@ impl ResourceKind for DesiredUnit {
 impl DesiredUnit {
     /// What follows the unit file and the reload (`reloaded`: systemd has just re-read its unit
     /// files): enabling or disabling, then starting, restarting or stopping.
-    async fn after_reload(&self, transport: &dyn Transport, decision: &Decision, reloaded: bool) -> Result<(), ApplyError> {
+    async fn after_reload(&self, transport: &dyn Transport, decision: &Decision, reloaded: bool) -> Result<Applied, ApplyError> {
         let wanted = |name: &str| decision.attrs.iter().find(|a| a.name == name).and_then(|a| a.after.clone());
         let mut fixed = false;
         if reloaded {
@@ -675,12 +631,11 @@ impl DesiredUnit {
             _ => {}
         }
         match wanted(ATTR_STATE).as_deref() {
-            Some("stopped") => self.systemctl(transport, &["stop", "--", &self.name]).await?,
-            Some("running") => self.start(transport, "start").await?,
-            Some("restarted") => self.start(transport, "restart").await?,
-            _ => {}
+            Some("stopped") => self.systemctl(transport, &["stop", "--", &self.name]).await.map(|()| Applied::plain()),
+            Some("running") => self.start(transport, "start").await,
+            Some("restarted") => self.start(transport, "restart").await,
+            _ => Ok(Applied::plain()),
         }
-        Ok(())
     }
 }
 
@@ -712,6 +667,221 @@ impl Invocation {
             _ => StartVerdict::Waiting,
         }
     }
+}
+
+/// How many times a start that failed for a transient cause of systemd's own
+/// ([`transient_start_failure`]) is tried again before the failure is reported.
+pub const START_RETRIES: u32 = 2;
+
+/// The pause before such a start is tried again: what failed is the host's cgroup bookkeeping,
+/// which settles within moments; a retry at once tends to meet the same state.
+const START_RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// The properties [`transient_start_failure`] reads.
+pub const START_END_PROPERTIES: &str = "Result,ExecMainCode,ExecMainStatus,ExecMainStartTimestampMonotonic,InactiveExitTimestampMonotonic";
+
+/// `si_code` of a process that exited by itself (`CLD_EXITED`), as `ExecMainCode` shows it.
+const CLD_EXITED: &str = "1";
+
+/// systemd's exit status for a service process it could not move into the unit's cgroup
+/// (`EXIT_CGROUP`): set by systemd's own child before it exec's the service.
+const EXIT_CGROUP: &str = "219";
+
+/// A cause of a failed start that is systemd's, not the service's: the service never ran, and
+/// the same start tried again is expected to succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransientStartFailure {
+    /// The main process exited with status 219/CGROUP: systemd could not set up the unit's
+    /// cgroup for it (seen with systemd in containers on cgroup v1 hosts, where writing
+    /// `cgroup.procs` fails now and then with an I/O error).
+    Cgroup,
+}
+
+impl std::fmt::Display for TransientStartFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransientStartFailure::Cgroup => f.write_str("systemd could not set up the unit's cgroup, status 219/CGROUP"),
+        }
+    }
+}
+
+/// A start or restart that succeeded only when tried again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartRetried {
+    /// `start` or `restart`.
+    pub verb: String,
+    /// How many times it was tried again (at most [`START_RETRIES`]).
+    pub retries: u32,
+    /// Why the failed tries failed.
+    pub cause: TransientStartFailure,
+}
+
+/// Whether a start that failed failed for a transient cause of systemd's own, judged from
+/// `systemctl show -p` [`START_END_PROPERTIES`]: the unit's result is `exit-code` and its main
+/// process, forked in this activation, exited with 219 (CGROUP). The main process's status
+/// stays from an earlier run when this one failed before forking it (in `ExecStartPre=`, say),
+/// so the main process must have started no earlier than the unit left the inactive state.
+/// Anything else is the service's own failure, or one cairn cannot tell apart from it.
+pub fn transient_start_failure(show: &str) -> Option<TransientStartFailure> {
+    let props = properties(show);
+    let get = |k: &str| props.get(k).map(|v| v.trim());
+    let monotonic = |k: &str| get(k).and_then(|v| v.parse::<u64>().ok()).filter(|&t| t > 0);
+    let this_activation = match (monotonic("ExecMainStartTimestampMonotonic"), monotonic("InactiveExitTimestampMonotonic")) {
+        (Some(main_started), Some(left_inactive)) => main_started >= left_inactive,
+        // systemd reports both for every service it has started; a main process with no start
+        // time was never forked.
+        (None, _) => false,
+        (Some(_), None) => true,
+    };
+    let cgroup =
+        get("Result") == Some("exit-code") && get("ExecMainCode") == Some(CLD_EXITED) && get("ExecMainStatus") == Some(EXIT_CGROUP);
+    (cgroup && this_activation).then_some(TransientStartFailure::Cgroup)
+}
+
+/// How a start waits for the unit to be active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StartHow {
+    /// `systemctl VERB` (which waits for the start job), then `systemctl is-active`.
+    Blocking,
+    /// `systemctl VERB --no-block`, then polling for a new invocation to become active, up to
+    /// `timeout`: peers started at the same moment can find each other (`start = "together"`).
+    NoBlock {
+        /// How long to wait.
+        timeout: Duration,
+    },
+}
+
+/// A start that did not make the unit active.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StartFailed {
+    /// What happened, after the unit's name ("is failed after `systemctl start`").
+    pub what: String,
+    /// systemd is done with the start (it failed), rather than cairn having stopped waiting
+    /// for it: only such a start can be judged for a transient cause and tried again.
+    ended: bool,
+}
+
+/// Starts (`verb`: `start` or `restart`) unit `name` and makes sure it is active. When the start
+/// fails and systemd says the cause is its own ([`transient_start_failure`]), the unit's failed
+/// state and start rate limit are reset and the same start is tried again, at most
+/// [`START_RETRIES`] times. `Ok(Ok(Some(..)))`: it succeeded when tried again; `Ok(Err(..))`:
+/// the start failed; `Err`: the host could not be asked.
+pub(crate) async fn start_unit(
+    transport: &dyn Transport,
+    name: &str,
+    verb: &str,
+    how: StartHow,
+) -> Result<Result<Option<StartRetried>, StartFailed>, ApplyError> {
+    let mut retries = 0;
+    let mut last_cause = None;
+    loop {
+        let tried = match how {
+            StartHow::Blocking => start_blocking(transport, name, verb).await?,
+            StartHow::NoBlock { timeout } => start_no_block(transport, name, verb, timeout).await?,
+        };
+        let mut failed = match (tried, last_cause) {
+            (Ok(()), None) => return Ok(Ok(None)),
+            (Ok(()), Some(cause)) => return Ok(Ok(Some(StartRetried { verb: verb.to_string(), retries, cause }))),
+            (Err(failed), _) => failed,
+        };
+        let cause = if failed.ended { start_failure_cause(transport, name).await? } else { None };
+        match cause {
+            Some(cause) if retries < START_RETRIES => {
+                // Resets the start rate limit too: the failed tries must not use up the
+                // service's own restart budget (StartLimitBurst=).
+                let reset = transport.run(&argv(&["systemctl", "reset-failed", "--", name]), Stdin::Null).await?;
+                if !reset.success() {
+                    failed.what = format!("{}; `systemctl reset-failed` failed: {}", failed.what, reset.error_text());
+                    return Ok(Err(failed));
+                }
+                retries += 1;
+                last_cause = Some(cause);
+                tokio::time::sleep(START_RETRY_PAUSE).await;
+            }
+            Some(cause) => {
+                failed.what = format!(
+                    "{}: {cause}, in each of {} tries, so the service never ran; the host needs a look \
+                     (`systemctl status {name}`, `dmesg`) before cairn applies again",
+                    failed.what,
+                    retries + 1
+                );
+                return Ok(Err(failed));
+            }
+            None => {
+                if let Some(cause) = last_cause {
+                    let before = if retries == 1 { "the try before" } else { "the tries before" };
+                    failed.what = format!("{} (this was a retry: {before} failed because {cause})", failed.what);
+                }
+                return Ok(Err(failed));
+            }
+        }
+    }
+}
+
+/// Why systemd failed the unit's last start, when the cause is a transient one of its own.
+async fn start_failure_cause(transport: &dyn Transport, name: &str) -> Result<Option<TransientStartFailure>, ApplyError> {
+    let out = transport.run(&argv(&["systemctl", "show", "-p", START_END_PROPERTIES, "--", name]), Stdin::Null).await?;
+    // Not knowing the cause is not a reason to retry: the failure is reported as it is.
+    Ok(if out.success() { transient_start_failure(&String::from_utf8_lossy(&out.stdout)) } else { None })
+}
+
+/// One blocking start: `systemctl VERB`, then the unit must be active.
+async fn start_blocking(transport: &dyn Transport, name: &str, verb: &str) -> Result<Result<(), StartFailed>, ApplyError> {
+    let out = transport.run(&argv(&["systemctl", verb, "--", name]), Stdin::Null).await?;
+    if !out.success() {
+        return Ok(Err(StartFailed { what: format!("`systemctl {verb}` failed: {}", out.error_text()), ended: true }));
+    }
+    let state = transport.run(&argv(&["systemctl", "is-active", "--", name]), Stdin::Null).await?;
+    let state = String::from_utf8_lossy(&state.stdout).trim().to_string();
+    if state != "active" {
+        return Ok(Err(StartFailed { what: format!("is {state} after `systemctl {verb}`"), ended: true }));
+    }
+    Ok(Ok(()))
+}
+
+/// One non-blocking start: queues the job and polls until a new invocation is active, has
+/// failed, or `timeout` passed.
+async fn start_no_block(
+    transport: &dyn Transport,
+    name: &str,
+    verb: &str,
+    timeout: Duration,
+) -> Result<Result<(), StartFailed>, ApplyError> {
+    let before = invocation(transport, name).await?;
+    let out = transport.run(&argv(&["systemctl", verb, "--no-block", "--", name]), Stdin::Null).await?;
+    if !out.success() {
+        return Ok(Err(StartFailed { what: format!("`systemctl {verb} --no-block` failed: {}", out.error_text()), ended: true }));
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let now = invocation(transport, name).await?;
+        // A restarted service that exits and waits to be started again has failed: a rollout
+        // must stop now, not after the whole timeout. A first start may still be waiting for
+        // its peers (together), so only restarts fail this early.
+        match now.verdict(&before, verb == "restart") {
+            StartVerdict::Active => return Ok(Ok(())),
+            StartVerdict::Failed => {
+                let what = format!("is {} ({}) after `systemctl {verb} --no-block`", now.active_state, now.sub_state);
+                return Ok(Err(StartFailed { what, ended: true }));
+            }
+            StartVerdict::Waiting => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let what = format!("did not become active within {}s (state: {} ({}))", timeout.as_secs(), now.active_state, now.sub_state);
+            return Ok(Err(StartFailed { what, ended: false }));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn invocation(transport: &dyn Transport, name: &str) -> Result<Invocation, ApplyError> {
+    let out = transport.run(&argv(&["systemctl", "show", "-p", "InvocationID,ActiveState,SubState", "--", name]), Stdin::Null).await?;
+    if !out.success() {
+        return Err(ApplyError::Failed(format!("`systemctl show {name}` failed: {}", out.error_text())));
+    }
+    let props = properties(&String::from_utf8_lossy(&out.stdout));
+    let get = |k: &str| props.get(k).cloned().unwrap_or_default();
+    Ok(Invocation { id: get("InvocationID"), active_state: get("ActiveState"), sub_state: get("SubState") })
 }
 
 /// An action that changes the unit in place, unless it already creates the unit file.
@@ -1227,5 +1397,158 @@ mod tests {
         let retrying = Invocation { id: "ccc".into(), active_state: "activating".into(), sub_state: "auto-restart".into() };
         assert_eq!(retrying.verdict(&before, true), StartVerdict::Failed);
         assert_eq!(retrying.verdict(&before, false), StartVerdict::Waiting);
+    }
+
+    /// `systemctl show -p START_END_PROPERTIES` of a service whose main process ended as given,
+    /// forked at `main_started` (monotonic µs; 0: never) after leaving inactive at 5000000.
+    fn ended(result: &str, code: u32, status: u32, main_started: u64) -> String {
+        format!(
+            "Result={result}\nExecMainCode={code}\nExecMainStatus={status}\nExecMainStartTimestampMonotonic={main_started}\n\
+             InactiveExitTimestampMonotonic=5000000\n"
+        )
+    }
+
+    #[test]
+    fn main_process_exiting_219_in_this_activation_is_a_transient_cgroup_failure() {
+        assert_eq!(transient_start_failure(&ended("exit-code", 1, 219, 5000100)), Some(TransientStartFailure::Cgroup));
+        // Started in the same microsecond the unit left inactive.
+        assert_eq!(transient_start_failure(&ended("exit-code", 1, 219, 5000000)), Some(TransientStartFailure::Cgroup));
+    }
+
+    #[test]
+    fn the_service_failing_by_itself_is_not_transient() {
+        // The service ran and exited 1; 203/EXEC (no such binary) and 217/USER are spec errors.
+        for status in [1, 3, 203, 217, 226] {
+            assert_eq!(transient_start_failure(&ended("exit-code", 1, status, 5000100)), None, "status {status}");
+        }
+        // Killed by signal 9 (ExecMainCode=2 is CLD_KILLED, the status the signal).
+        assert_eq!(transient_start_failure(&ended("signal", 2, 9, 5000100)), None);
+        // A start that hit the rate limit or timed out.
+        assert_eq!(transient_start_failure(&ended("start-limit-hit", 1, 219, 5000100)), None);
+        assert_eq!(transient_start_failure(&ended("timeout", 1, 219, 5000100)), None);
+    }
+
+    #[test]
+    fn a_219_of_an_earlier_run_is_not_this_starts_cause() {
+        // This start failed before forking the main process (in ExecStartPre=, say): the main
+        // process's status is the old run's.
+        assert_eq!(transient_start_failure(&ended("exit-code", 1, 219, 4000000)), None);
+        // Never forked.
+        assert_eq!(transient_start_failure(&ended("exit-code", 1, 219, 0)), None);
+    }
+
+    #[test]
+    fn unreadable_show_output_is_not_transient() {
+        assert_eq!(transient_start_failure(""), None);
+        assert_eq!(transient_start_failure("Result=exit-code\nExecMainCode=1\nExecMainStatus=\n"), None);
+        // Without InactiveExitTimestampMonotonic the main process's own start time decides.
+        assert_eq!(
+            transient_start_failure("Result=exit-code\nExecMainCode=1\nExecMainStatus=219\nExecMainStartTimestampMonotonic=7\n"),
+            Some(TransientStartFailure::Cgroup)
+        );
+    }
+
+    /// A host whose systemd answers from a script: each `systemctl start` takes the next ending
+    /// (`Some(status)`: the main process exited so; `None`: it runs), the rest follows from it.
+    struct Scripted {
+        endings: std::sync::Mutex<Vec<Option<u32>>>,
+        last: std::sync::Mutex<Option<u32>>,
+        commands: std::sync::Mutex<Vec<String>>,
+        stats: crate::transport::TransportStats,
+    }
+
+    impl Scripted {
+        fn new(endings: &[Option<u32>]) -> Self {
+            Self {
+                endings: std::sync::Mutex::new(endings.iter().rev().copied().collect()),
+                last: std::sync::Mutex::new(None),
+                commands: std::sync::Mutex::new(Vec::new()),
+                stats: crate::transport::TransportStats::default(),
+            }
+        }
+
+        fn commands(&self) -> Vec<String> {
+            self.commands.lock().unwrap().clone()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Transport for Scripted {
+        fn host(&self) -> &str {
+            "h1"
+        }
+        async fn run(&self, argv: &[String], _: Stdin<'_>) -> Result<crate::transport::CommandOutput, crate::transport::TransportError> {
+            let line = argv.join(" ");
+            self.commands.lock().unwrap().push(line.clone());
+            let ok =
+                |stdout: &str| crate::transport::CommandOutput { status: Some(0), stdout: stdout.as_bytes().to_vec(), stderr: Vec::new() };
+            let mut last = self.last.lock().unwrap();
+            Ok(match argv.get(1).map(String::as_str) {
+                Some("start") => {
+                    *last = self.endings.lock().unwrap().pop().flatten();
+                    ok("")
+                }
+                Some("is-active") => {
+                    let state = if last.is_some() { "failed\n" } else { "active\n" };
+                    crate::transport::CommandOutput { status: Some(if last.is_some() { 3 } else { 0 }), ..ok(state) }
+                }
+                Some("show") => ok(&last.map_or_else(|| ended("success", 0, 0, 0), |status| ended("exit-code", 1, status, 5000100))),
+                _ => ok(""),
+            })
+        }
+        fn stats(&self) -> &crate::transport::TransportStats {
+            &self.stats
+        }
+        async fn close(&self) {}
+    }
+
+    fn run_start(t: &Scripted) -> Result<Option<StartRetried>, StartFailed> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(start_unit(t, "faults.service", "start", StartHow::Blocking)).unwrap()
+    }
+
+    #[test]
+    fn start_failing_219_once_is_retried_and_says_so() {
+        let t = Scripted::new(&[Some(219), None]);
+        let retried = run_start(&t).unwrap();
+        assert_eq!(retried, Some(StartRetried { verb: "start".into(), retries: 1, cause: TransientStartFailure::Cgroup }));
+        let starts: Vec<String> =
+            t.commands().into_iter().filter(|c| c.starts_with("systemctl start") || c.contains("reset-failed")).collect();
+        assert_eq!(
+            starts,
+            ["systemctl start -- faults.service", "systemctl reset-failed -- faults.service", "systemctl start -- faults.service"]
+        );
+    }
+
+    #[test]
+    fn start_failing_219_every_time_is_retried_twice_then_reported() {
+        let t = Scripted::new(&[Some(219), Some(219), Some(219), None]);
+        let failed = run_start(&t).unwrap_err();
+        assert_eq!(
+            failed.what,
+            "is failed after `systemctl start`: systemd could not set up the unit's cgroup, status 219/CGROUP, in each of 3 tries, \
+             so the service never ran; the host needs a look (`systemctl status faults.service`, `dmesg`) before cairn applies again"
+        );
+        assert_eq!(t.commands().iter().filter(|c| c.starts_with("systemctl start")).count(), 3);
+    }
+
+    #[test]
+    fn start_failing_otherwise_is_reported_at_once() {
+        let t = Scripted::new(&[Some(1), None]);
+        let failed = run_start(&t).unwrap_err();
+        assert_eq!(failed.what, "is failed after `systemctl start`");
+        assert_eq!(t.commands().iter().filter(|c| c.starts_with("systemctl start")).count(), 1);
+        assert!(!t.commands().iter().any(|c| c.contains("reset-failed")));
+    }
+
+    #[test]
+    fn a_retry_failing_otherwise_tells_what_came_before() {
+        let t = Scripted::new(&[Some(219), Some(1)]);
+        let failed = run_start(&t).unwrap_err();
+        assert_eq!(
+            failed.what,
+            "is failed after `systemctl start` (this was a retry: the try before failed because systemd could not set up the \
+             unit's cgroup, status 219/CGROUP)"
+        );
     }
 }

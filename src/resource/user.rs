@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use super::batch::Staged;
 use super::probe::ProbeError;
 use super::removal::{Claims, Orphan, Removal};
-use super::{Action, ApplyError, AttrChange, Decision, HostFacts, ProbeRequest, ResourceKind, run_checked};
+use super::{Action, Applied, ApplyError, AttrChange, Decision, HostFacts, ProbeRequest, ResourceKind, run_checked};
 use crate::spec::{Kind, ResourceId, UserSpec};
 use crate::state::manifest::{Owned, OwnedUser};
 use crate::transport::{Transport, argv};
@@ -183,8 +183,8 @@ impl ResourceKind for DesiredUser {
 
     /// Carries out a decision made by [`DesiredUser::diff`]: the group first, then `useradd`
     /// or `usermod`.
-    async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
-        super::batch::run_all(transport, &self.commands(decision)).await
+    async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<Applied, ApplyError> {
+        super::batch::run_all(transport, &self.commands(decision)).await.map(|()| Applied::plain())
     }
 
     /// The group, then the account, with the other short commands of the wave.

@@ -20,7 +20,7 @@ pub mod fetch;
 use std::path::Path;
 
 use super::{
-    Action, ApplyError, AttrChange, Decision, HostFacts, PathKind, ProbeRequest, Reason, Replacing, ResourceKind, attr_changes,
+    Action, Applied, ApplyError, AttrChange, Decision, HostFacts, PathKind, ProbeRequest, Reason, Replacing, ResourceKind, attr_changes,
     check_rendered_path, fix_attrs,
 };
 use crate::spec::{BinaryFiles, BinarySpec, Diagnostic, Kind, Located, TemplateText};
@@ -316,7 +316,7 @@ impl ResourceKind for DesiredBinary {
 
     /// Carries out a decision made by [`DesiredBinary::diff`]: uploads the files whose content
     /// differs (fetching the url if this run has not yet), fixes attributes of the others.
-    async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<(), ApplyError> {
+    async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<Applied, ApplyError> {
         let fattrs = FileAttrs { mode: Some(self.mode), owner: self.owner.clone(), group: self.group.clone() };
         for t in &self.targets {
             let attrs = self.attrs_of(&t.path, &decision.attrs);
@@ -328,7 +328,7 @@ impl ResourceKind for DesiredBinary {
                 fix_attrs(transport, &t.path, &attrs).await?;
             }
         }
-        Ok(())
+        Ok(Applied::plain())
     }
 }
 

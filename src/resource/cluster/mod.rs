@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ApplyError, Decision, HostFacts, ProbeRequest, ResourceKind};
+use super::{Applied, ApplyError, Decision, HostFacts, ProbeRequest, ResourceKind};
 use crate::spec::{ClusterDriverKind, ClusterSpec, Diagnostic, Kind, ResourceId, TemplateText};
 use crate::state::manifest::Owned;
 use crate::transport::Transport;
@@ -297,7 +297,7 @@ impl ResourceKind for DesiredMember {
 
     /// Membership steps need the other members' hosts: the executor runs them
     /// (`apply::cluster`), never through this.
-    async fn apply(&self, _transport: &dyn Transport, _decision: &Decision) -> Result<(), ApplyError> {
+    async fn apply(&self, _transport: &dyn Transport, _decision: &Decision) -> Result<Applied, ApplyError> {
         Err(ApplyError::Failed(format!("member {}: a membership step runs through the cluster, not one host", self.name)))
     }
 

@@ -17,7 +17,7 @@ pub mod lockout;
 pub mod nft;
 
 use super::removal::{Claims, Orphan, Removal};
-use super::{Action, ApplyError, ContentChange, Decision, HostFacts, ProbeRequest, ResourceKind, run_checked};
+use super::{Action, Applied, ApplyError, ContentChange, Decision, HostFacts, ProbeRequest, ResourceKind, run_checked};
 use crate::spec::Kind;
 use crate::spec::diagnostic::Diagnostic;
 use crate::spec::firewall::{FirewallRule, parse_cidr};
@@ -246,14 +246,14 @@ impl ResourceKind for DesiredFirewall {
     }
 
     /// Replaces the whole table in one `nft -f` transaction (only the writing instance acts).
-    async fn apply(&self, transport: &dyn Transport, _decision: &Decision) -> Result<(), ApplyError> {
+    async fn apply(&self, transport: &dyn Transport, _decision: &Decision) -> Result<Applied, ApplyError> {
         if self.written_by.is_some() {
-            return Ok(());
+            return Ok(Applied::plain());
         }
         let script = nft::ruleset(&self.text);
         let out = transport.run(&argv(&["nft", "-f", "-"]), Stdin::Bytes(script.as_bytes())).await?;
         if out.success() {
-            Ok(())
+            Ok(Applied::plain())
         } else {
             Err(ApplyError::Failed(format!("`nft -f -` refused the rules for table {}: {}", nft::TABLE, out.error_text())))
         }
