@@ -283,11 +283,17 @@ mod tests {
     /// Runs `write.sh` here with `input` on stdin, announcing `size` bytes; with `hung_up` its
     /// stdout and stderr are closed first, as when the connection died.
     fn write_here(dest: &Path, input: &[u8], size: usize, hung_up: bool) -> std::process::Output {
+        let args = [dest.display().to_string(), String::new(), String::new(), String::new(), size.to_string()];
+        run_script_here(WRITE_SCRIPT, "cairn-write", &args, input, hung_up)
+    }
+
+    /// Runs the shell program `script` here as `$0` `name` with `args`, `input` on stdin; with
+    /// `hung_up` its stdout and stderr are closed first, as when the connection died.
+    fn run_script_here(script: &str, name: &str, args: &[String], input: &[u8], hung_up: bool) -> std::process::Output {
         use std::io::Write;
         let mut child = std::process::Command::new("sh")
-            .args(["-c", WRITE_SCRIPT, "cairn-write"])
-            .arg(dest)
-            .args(["", "", "", &size.to_string()])
+            .args(["-c", script, name])
+            .args(args)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -492,20 +498,9 @@ mod tests {
         let cuts = [0, 2, header + 100, header + 512 + 3072, header + 700, header + archive.len() - 10, input.len() - 4, input.len() - 1];
         for (n, cut) in cuts.into_iter().enumerate() {
             let hung_up = n == cuts.len() - 1;
-            let mut child = std::process::Command::new("sh")
-                .args(["-c", WRITE_BATCH_SCRIPT, "cairn-write-batch", token])
-                .args(refs.iter().flat_map(|f| write_args(&f.path, &f.attrs)))
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            if hung_up {
-                drop(child.stdout.take());
-                drop(child.stderr.take());
-            }
-            child.stdin.take().unwrap().write_all(&input[..cut]).unwrap();
-            let out = child.wait_with_output().unwrap();
+            let args: Vec<String> =
+                std::iter::once(token.to_string()).chain(refs.iter().flat_map(|f| write_args(&f.path, &f.attrs))).collect();
+            let out = run_script_here(WRITE_BATCH_SCRIPT, "cairn-write-batch", &args, &input[..cut], hung_up);
             assert!(!out.status.success(), "cut at {cut}");
             assert!(out.stdout.is_empty(), "cut at {cut}: {}", String::from_utf8_lossy(&out.stdout));
             if !hung_up {
