@@ -476,7 +476,6 @@ mod tests {
 
     #[test]
     fn a_batch_whose_input_is_cut_off_renames_nothing_and_leaves_no_staging_dir() {
-        use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         let names = ["a", "b", "sub/c", "sub/d"];
