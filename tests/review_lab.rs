@@ -114,7 +114,7 @@ fn saved_plans_locks_and_drift_on_two_lab_hosts() {
     assert_eq!(cairn(dir, &["apply", "--auto-approve"]).code, 0);
 
     // ---- locks: a slow apply holds both hosts; a second apply fails naming it.
-    let slow = format!("{SPEC}\n[check.slow]\ncommand = [\"sleep\", \"6\"]\ntimeout = 20\n");
+    let slow = format!("{SPEC}\n[check.slow]\ncommand = [\"sleep\", \"10\"]\ntimeout = 20\n");
     std::fs::write(dir.join("slow.toml"), slow).unwrap();
     lab.ssh_ok("node1", &["sh", "-c", "echo drift > /etc/review/motd"]);
     let holder = Command::new(env!("CARGO_BIN_EXE_cairn"))
@@ -150,14 +150,25 @@ fn saved_plans_locks_and_drift_on_two_lab_hosts() {
     }
 
     // A killed run leaves its lock: detected as stale, broken with `cairn unlock`.
-    let mut killed = run::spawn(dir, &["apply", "--auto-approve", "-f", "slow.toml"], false);
     lab.ssh_ok("node1", &["sh", "-c", "echo drift-again > /etc/review/motd"]);
+    let mut killed = run::spawn(dir, &["apply", "--auto-approve", "-f", "slow.toml"], true);
     let has_lock = |node: &str| lab.ssh(node, &["test", "-e", "/var/lib/cairn/lock"]).status.success();
-    let locked = (0..40).any(|_| {
+    // Both locks are held while the check sleeps on both hosts; under a loaded suite each ssh
+    // of this loop can take a second or more, so it looks for a while.
+    let locked = (0..80).any(|_| {
         std::thread::sleep(Duration::from_millis(250));
-        has_lock("node1") && has_lock("node2")
-    });
-    assert!(locked);
+        has_lock("node1") && has_lock("node2") || killed.try_wait().ok().flatten().is_some()
+    }) && killed.try_wait().ok().flatten().is_none();
+    if !locked {
+        let _ = killed.kill();
+        let out = killed.wait_with_output().unwrap();
+        panic!(
+            "the apply to be killed never held both locks ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     killed.kill().unwrap();
     killed.wait().unwrap();
     let blocked = cairn(dir, &["apply", "--auto-approve"]);
