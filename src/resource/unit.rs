@@ -678,7 +678,7 @@ pub const START_RETRIES: u32 = 2;
 const START_RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// The properties [`transient_start_failure`] reads.
-pub const START_END_PROPERTIES: &str = "Result,ExecMainCode,ExecMainStatus,ExecMainStartTimestampMonotonic,InactiveExitTimestampMonotonic";
+pub const START_END_PROPERTIES: &str = "Result,ExecMainCode,ExecMainStatus,ExecMainExitTimestampMonotonic,InactiveExitTimestampMonotonic";
 
 /// `si_code` of a process that exited by itself (`CLD_EXITED`), as `ExecMainCode` shows it.
 const CLD_EXITED: &str = "1";
@@ -720,16 +720,19 @@ pub struct StartRetried {
 /// `systemctl show -p` [`START_END_PROPERTIES`]: the unit's result is `exit-code` and its main
 /// process, forked in this activation, exited with 219 (CGROUP). The main process's status
 /// stays from an earlier run when this one failed before forking it (in `ExecStartPre=`, say),
-/// so the main process must have started no earlier than the unit left the inactive state.
+/// so the main process must have exited no earlier than the unit left the inactive state. Its
+/// exit, not its start: without `ExecStartPre=` systemd forks the main process a moment before
+/// it records leaving the inactive state (seen in the `faults` lab test: a real 219 whose
+/// process started 'before' this activation, so it was not retried).
 /// Anything else is the service's own failure, or one cairn cannot tell apart from it.
 pub fn transient_start_failure(show: &str) -> Option<TransientStartFailure> {
     let props = properties(show);
     let get = |k: &str| props.get(k).map(|v| v.trim());
     let monotonic = |k: &str| get(k).and_then(|v| v.parse::<u64>().ok()).filter(|&t| t > 0);
-    let this_activation = match (monotonic("ExecMainStartTimestampMonotonic"), monotonic("InactiveExitTimestampMonotonic")) {
-        (Some(main_started), Some(left_inactive)) => main_started >= left_inactive,
-        // systemd reports both for every service it has started; a main process with no start
-        // time was never forked.
+    let this_activation = match (monotonic("ExecMainExitTimestampMonotonic"), monotonic("InactiveExitTimestampMonotonic")) {
+        (Some(main_exited), Some(left_inactive)) => main_exited >= left_inactive,
+        // systemd reports both for every service it has started; a main process with no exit
+        // time never ran (or has not ended).
         (None, _) => false,
         (Some(_), None) => true,
     };
@@ -1400,10 +1403,10 @@ mod tests {
     }
 
     /// `systemctl show -p START_END_PROPERTIES` of a service whose main process ended as given,
-    /// forked at `main_started` (monotonic µs; 0: never) after leaving inactive at 5000000.
-    fn ended(result: &str, code: u32, status: u32, main_started: u64) -> String {
+    /// exited at `main_exited` (monotonic µs; 0: never), the unit having left inactive at 5000000.
+    fn ended(result: &str, code: u32, status: u32, main_exited: u64) -> String {
         format!(
-            "Result={result}\nExecMainCode={code}\nExecMainStatus={status}\nExecMainStartTimestampMonotonic={main_started}\n\
+            "Result={result}\nExecMainCode={code}\nExecMainStatus={status}\nExecMainExitTimestampMonotonic={main_exited}\n\
              InactiveExitTimestampMonotonic=5000000\n"
         )
     }
@@ -1411,8 +1414,13 @@ mod tests {
     #[test]
     fn main_process_exiting_219_in_this_activation_is_a_transient_cgroup_failure() {
         assert_eq!(transient_start_failure(&ended("exit-code", 1, 219, 5000100)), Some(TransientStartFailure::Cgroup));
-        // Started in the same microsecond the unit left inactive.
+        // Exited in the same microsecond the unit left inactive.
         assert_eq!(transient_start_failure(&ended("exit-code", 1, 219, 5000000)), Some(TransientStartFailure::Cgroup));
+        // Without ExecStartPre= the main process is forked a moment before the unit is recorded
+        // as leaving inactive: its start time is earlier, its exit later (the faults lab test).
+        let forked_first = "Result=exit-code\nExecMainCode=1\nExecMainStatus=219\nExecMainStartTimestampMonotonic=4999990\n\
+                            ExecMainExitTimestampMonotonic=5000300\nInactiveExitTimestampMonotonic=5000000\n";
+        assert_eq!(transient_start_failure(forked_first), Some(TransientStartFailure::Cgroup));
     }
 
     #[test]
@@ -1441,9 +1449,9 @@ mod tests {
     fn unreadable_show_output_is_not_transient() {
         assert_eq!(transient_start_failure(""), None);
         assert_eq!(transient_start_failure("Result=exit-code\nExecMainCode=1\nExecMainStatus=\n"), None);
-        // Without InactiveExitTimestampMonotonic the main process's own start time decides.
+        // Without InactiveExitTimestampMonotonic the main process's own exit time decides.
         assert_eq!(
-            transient_start_failure("Result=exit-code\nExecMainCode=1\nExecMainStatus=219\nExecMainStartTimestampMonotonic=7\n"),
+            transient_start_failure("Result=exit-code\nExecMainCode=1\nExecMainStatus=219\nExecMainExitTimestampMonotonic=7\n"),
             Some(TransientStartFailure::Cgroup)
         );
     }
