@@ -1004,7 +1004,7 @@ impl RunLocks {
         let deadline = std::time::Instant::now() + self.timeout;
         for (name, t) in lockable {
             loop {
-                match host::try_lock(t.as_ref(), &self.me).await {
+                match try_lock(t.as_ref(), &self.me).await {
                     Ok(host::LockAttempt::Acquired) => {
                         self.with_held(|h| h.push(Arc::clone(t)));
                         break;
@@ -1022,6 +1022,20 @@ impl RunLocks {
         }
         Ok(())
     }
+}
+
+/// Tries once to take `transport`'s lock for `me`: a probe that asks for nothing else (the one
+/// place the lock is taken, `probe.sh`).
+async fn try_lock(
+    transport: &dyn crate::transport::Transport,
+    me: &host::LockHolder,
+) -> Result<host::LockAttempt, crate::transport::TransportError> {
+    let request = crate::resource::ProbeRequest { lock: Some(host::lock_record(me)), ..Default::default() };
+    Ok(match request.run(transport).await?.lock {
+        Some(crate::resource::probe::LockTaken::Acquired) => host::LockAttempt::Acquired,
+        Some(crate::resource::probe::LockTaken::Held(record)) => host::LockAttempt::Held(serde_json::from_str(&record).ok()),
+        None => host::LockAttempt::Held(None),
+    })
 }
 
 /// The hosts an apply locks, in host order: every reachable SSH host. An unreachable host is

@@ -24,8 +24,8 @@
 # `D` lines (SHA256<TAB>path) name text files shown as diffs: after `E end` comes one tar
 # archive (one `tar` process, `-P`: absolute names) of those among the hashed files whose sha256
 # is not the one given, so the plan needs no second read for its diffs.
-# An `L` line (a lock holder record, one line of JSON) takes the apply lock first, as lock.sh
-# does: the record goes to a temp file hard-linked to the lock path (`ln` fails if it exists,
+# An `L` line (a lock holder record, one line of JSON) takes the apply lock first (the one place
+# cairn takes it: an apply's plan, and its retries in host order): the record goes to a temp file hard-linked to the lock path (`ln` fails if it exists,
 # atomically). It prints `L acquired` and goes on, or `L held` with the holder's record and stops
 # there (nothing else is read under another run's lock). A request cut off mid-line has no
 # complete `L` line: `read` drops it, and no lock is taken.

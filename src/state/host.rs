@@ -1,7 +1,7 @@
 //! What cairn keeps on each host, under `/var/lib/cairn/` (0700, root only): the apply lock
 //! (`lock`; the plan's probe can take it too, see `src/resource/probe.sh`) and, per spec, the manifest of what that spec manages there
-//! (`manifests/<spec>.json`, format in [`super::manifest`]). The scripts are fixed (`lock.sh`,
-//! `unlock.sh` and `manifest.sh` beside this file, compiled in with `include_str!`); values travel
+//! (`manifests/<spec>.json`, format in [`super::manifest`]). The scripts are fixed (`unlock.sh`
+//! and `manifest.sh` beside this file, compiled in with `include_str!`); values travel
 //! as arguments or on stdin.
 
 use serde::{Deserialize, Serialize};
@@ -83,11 +83,6 @@ fn process_start(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Takes the lock when it is free (hard link of a temp file holding the record of `$1` bytes on
-/// stdin; `ln` fails if it exists, atomically). Prints `ACQUIRED`, or `HELD` and the current
-/// holder (`lock.sh`).
-const LOCK_SCRIPT: &str = include_str!("lock.sh");
-
 /// Removes the lock if it is the one with id `$1` (or any lock when `$1` is empty: `unlock`).
 /// Prints what was removed, `NONE` or `OTHER` (`unlock.sh`).
 const UNLOCK_SCRIPT: &str = include_str!("unlock.sh");
@@ -113,7 +108,7 @@ pub async fn write_manifest(
 }
 
 /// The record a probe takes the lock with ([`crate::resource::ProbeRequest::lock`]): one line
-/// of JSON, as `lock.sh` writes it.
+/// of JSON.
 pub fn lock_record(me: &LockHolder) -> String {
     serde_json::to_string(me).unwrap_or_default()
 }
@@ -125,19 +120,6 @@ pub enum LockAttempt {
     Acquired,
     /// Someone holds it (`None`: unreadable holder record).
     Held(Option<LockHolder>),
-}
-
-/// Tries once to take `transport`'s host lock for `me`.
-pub async fn try_lock(transport: &dyn Transport, me: &LockHolder) -> Result<LockAttempt, TransportError> {
-    let record = serde_json::to_vec(me).unwrap_or_default();
-    let args = argv(&["sh", "-c", LOCK_SCRIPT, "cairn-lock", &record.len().to_string()]);
-    let out = run_ok(transport, &args, Stdin::Bytes(&record), "take the apply lock").await?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut lines = text.splitn(2, '\n');
-    match lines.next().map(str::trim) {
-        Some("ACQUIRED") => Ok(LockAttempt::Acquired),
-        _ => Ok(LockAttempt::Held(lines.next().and_then(|rest| serde_json::from_str(rest.trim()).ok()))),
-    }
 }
 
 /// Releases `transport`'s host lock if it is `id`'s; with `id = None` removes whatever lock is
