@@ -105,11 +105,16 @@ pub fn warnings(spec: &Spec, graph: &Graph) -> Vec<String> {
     }
 }
 
-/// Closes every open connection.
+/// Closes every open connection, all at once: each close is a round trip to its master's
+/// control socket, and one after the other they were a tail of 2–3 ms per host at the end of
+/// every run.
 pub async fn close_all(conns: &Connections) {
+    let mut closing = tokio::task::JoinSet::new();
     for t in conns.values().flatten() {
-        t.close().await;
+        let t = std::sync::Arc::clone(t);
+        closing.spawn(async move { t.close().await });
     }
+    while closing.join_next().await.is_some() {}
 }
 
 #[cfg(test)]

@@ -336,18 +336,42 @@ impl HostFacts {
     }
 }
 
-/// The probe script ([`ProbeRequest::argv`]): reads the request on stdin, prints tagged lines
+/// The probe script ([`ProbeRequest::invocation`]): reads the request, prints tagged lines
 /// ending in `E end`. What it reads, prints and forks is described in `probe.sh`.
 const PROBE_SCRIPT: &str = include_str!("probe.sh");
 
+/// Requests up to this many bytes travel as the probe's last argument, larger ones on stdin: the
+/// shell reads stdin one system call per byte, an argument costs nothing. Well inside Linux's
+/// 128 KiB for one argument, which the script shares (sshd hands the whole command line to the
+/// login shell as one `-c` argument).
+const REQUEST_ARGUMENT_MAX: usize = 32 * 1024;
+
+/// How one probe is run: its argv, and its stdin (empty when the request is an argument).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeInvocation {
+    /// `sh -c SCRIPT cairn-probe UNIT_PROPS [REQUEST]`.
+    pub argv: Vec<String>,
+    /// The request when it is too large to be an argument; else empty.
+    pub stdin: Vec<u8>,
+}
+
 impl ProbeRequest {
-    /// The probe's argv.
-    pub fn argv() -> Vec<String> {
-        argv(&["sh", "-c", PROBE_SCRIPT, "cairn-probe", super::unit::SHOW_PROPERTIES])
+    /// The probe's argv and stdin: the request as the last argument when it is small (nearly
+    /// always), else on stdin.
+    pub fn invocation(&self) -> ProbeInvocation {
+        let request = self.request();
+        let script = ["sh", "-c", PROBE_SCRIPT, "cairn-probe", super::unit::SHOW_PROPERTIES];
+        if request.len() <= REQUEST_ARGUMENT_MAX {
+            let mut words = argv(&script);
+            words.push(request);
+            ProbeInvocation { argv: words, stdin: Vec::new() }
+        } else {
+            ProbeInvocation { argv: argv(&script), stdin: request.into_bytes() }
+        }
     }
 
-    /// The probe's stdin.
-    pub fn stdin(&self) -> Vec<u8> {
+    /// The request: one `TAG<TAB>value` line per thing to read (see `probe.sh`).
+    fn request(&self) -> String {
         let mut out = String::new();
         for (tag, set) in [("P", &self.paths), ("C", &self.certs), ("K", &self.keys)] {
             for p in set {
@@ -394,13 +418,14 @@ impl ProbeRequest {
             out.push_str(record);
             out.push('\n');
         }
-        out.into_bytes()
+        out
     }
 
     /// Runs the probe on a host: one command.
     pub async fn run(&self, transport: &dyn Transport) -> Result<HostFacts, TransportError> {
-        let input = self.stdin();
-        let out = transport.run(&Self::argv(), Stdin::Bytes(&input)).await?;
+        let ProbeInvocation { argv, stdin } = self.invocation();
+        let input = if stdin.is_empty() { Stdin::Null } else { Stdin::Bytes(&stdin) };
+        let out = transport.run(&argv, input).await?;
         let failed = |detail: String| TransportError::Remote { host: transport.host().to_string(), operation: "probe".to_string(), detail };
         if !out.success() {
             return Err(failed(out.error_text()));
@@ -575,6 +600,93 @@ fn parse_stat_line(rest: &str, line: &str) -> Result<(String, PathFact), ProbeEr
 mod tests {
     use super::*;
 
+    /// Runs the probe of `req` on this machine, as a host runs it.
+    async fn run_local(t: &crate::transport::LocalTransport, req: &ProbeRequest) -> crate::transport::CommandOutput {
+        let ProbeInvocation { argv, stdin } = req.invocation();
+        let input = if stdin.is_empty() { Stdin::Null } else { Stdin::Bytes(&stdin) };
+        t.run(&argv, input).await.unwrap()
+    }
+
+    /// Runs the probe script on this machine with a hand-written request, as its last argument or
+    /// on stdin: the two ways a request reaches it.
+    async fn run_script(request: &str, on_stdin: bool) -> Vec<u8> {
+        let t = crate::transport::LocalTransport::new("local");
+        let mut words = argv(&["sh", "-c", PROBE_SCRIPT, "cairn-probe", super::super::unit::SHOW_PROPERTIES]);
+        let out = if on_stdin {
+            t.run(&words, Stdin::Bytes(request.as_bytes())).await.unwrap()
+        } else {
+            words.push(request.to_string());
+            t.run(&words, Stdin::Null).await.unwrap()
+        };
+        assert!(out.success(), "{}", out.error_text());
+        out.stdout
+    }
+
+    #[test]
+    fn a_small_request_is_an_argument_and_a_large_one_comes_on_stdin() {
+        let mut req = ProbeRequest::default();
+        req.paths.insert("/etc/motd".into());
+        let small = req.invocation();
+        assert_eq!(small.argv.len(), 6);
+        assert_eq!(small.argv[5], "P\t/etc/motd\n");
+        assert!(small.stdin.is_empty());
+        for i in 0..600 {
+            req.paths.insert(format!("/srv/a/rather/long/directory/name/for/many/files/number-{i:04}.conf"));
+        }
+        let large = req.invocation();
+        assert_eq!(large.argv.len(), 5, "the request is not an argument");
+        assert!(large.stdin.len() > REQUEST_ARGUMENT_MAX);
+        assert_eq!(large.stdin, req.request().into_bytes());
+    }
+
+    #[tokio::test]
+    async fn a_request_reads_the_same_as_an_argument_and_on_stdin() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        // A space, a glob and a tab in names: split on newlines only, never globbed.
+        std::fs::write(dir.path().join("plain.conf"), "old text\n").unwrap();
+        std::fs::write(dir.path().join("a *b\tc.conf"), "x").unwrap();
+        std::fs::write(dir.path().join("ab.conf"), "not asked for").unwrap();
+        std::fs::create_dir(dir.path().join("manifests")).unwrap();
+        // A manifest over two lines comes back as two lines, joined again by the parser.
+        std::fs::write(dir.path().join("manifests/spec.json"), "{\"a\":\n1}\n").unwrap();
+        let wrong = "0".repeat(64);
+        let request = format!(
+            "P\t{d}/plain.conf\nP\t{d}/a *b\tc.conf\nP\t{d}/missing\nP\t{d}\nD\t{wrong}\t{d}/plain.conf\nM\t{d}/manifests\nUNKNOWN\tignored\n"
+        );
+        let as_argument = run_script(&request, false).await;
+        let on_stdin = run_script(&request, true).await;
+        assert_eq!(String::from_utf8_lossy(&as_argument), String::from_utf8_lossy(&on_stdin));
+        let end = as_argument.windows(END_LINE.len()).position(|w| w == END_LINE).unwrap();
+        let text = String::from_utf8_lossy(&as_argument[..end]).to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        let tags: Vec<&str> = lines.iter().map(|l| l.split('\t').next().unwrap()).collect();
+        assert_eq!(tags, ["S", "S", "S", "H", "H", "M", "M"], "{text}");
+        assert!(text.contains(&format!("\t{d}/a *b\tc.conf\n")), "{text}");
+        assert!(!text.contains("ab.conf"), "{text}");
+        assert!(text.ends_with(&format!("M\t{d}/manifests/spec.json\t{{\"a\":\nM\t{d}/manifests/spec.json\t1}}\n")), "{text}");
+        // The file whose sha256 is not the one asked for comes back in the archive.
+        let facts = parse_probe_bytes(&as_argument).unwrap();
+        assert_eq!(facts.old_texts[&format!("{d}/plain.conf")], b"old text\n");
+        assert_eq!(facts.path(&format!("{d}/a *b\tc.conf")).unwrap().size, 1);
+        assert!(facts.path(&format!("{d}/missing")).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_request_cut_off_on_stdin_loses_its_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        std::fs::write(dir.path().join("one"), "1").unwrap();
+        std::fs::write(dir.path().join("two"), "2").unwrap();
+        let whole = String::from_utf8(run_script(&format!("P\t{d}/one\nP\t{d}/two\n"), true).await).unwrap();
+        assert!(whole.contains(&format!("{d}/one\n")) && whole.contains(&format!("{d}/two\n")), "{whole}");
+        let cut = String::from_utf8(run_script(&format!("P\t{d}/one\nP\t{d}/two"), true).await).unwrap();
+        assert!(cut.contains(&format!("{d}/one\n")), "{cut}");
+        assert!(!cut.contains("two"), "a line with no newline is not read: {cut}");
+        let nothing = String::from_utf8(run_script(&format!("P\t{d}/one"), true).await).unwrap();
+        assert_eq!(nothing, "E\tend\n");
+    }
+
     #[test]
     fn parses_stat_and_hash_lines() {
         let raw = "S\tregular file\t644\troot\troot\t6\t1700000000\t/etc/demo/motd\n\
@@ -624,7 +736,7 @@ mod tests {
         req.keys.insert(dir.path().join("missing.pem").display().to_string());
         req.certs.insert(cert_path.display().to_string());
         let t = crate::transport::LocalTransport::new("local");
-        let out = t.run(&ProbeRequest::argv(), Stdin::Bytes(&req.stdin())).await.unwrap();
+        let out = run_local(&t, &req).await;
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(!text.contains("PRIVATE KEY"), "{text}");
         let facts = parse_probe_output(&text).unwrap();

@@ -1,19 +1,24 @@
 #!/bin/sh
-# The host probe, run once per host by cairn (src/resource/probe.rs, ProbeRequest::argv) as
-#   sh -c "$SCRIPT" cairn-probe UNIT_PROPS
+# The host probe, run once per host by cairn (src/resource/probe.rs, ProbeRequest::invocation) as
+#   sh -c "$SCRIPT" cairn-probe UNIT_PROPS [REQUEST]
 # $1: the `systemctl show -p` property list (super::unit::SHOW_PROPERTIES).
+# $2: the request, when it is small enough to be an argument (it names paths, units and users,
+# never a secret); a larger request comes on stdin instead, where a cut-off last line is dropped.
 #
-# Reads the request from stdin as `TAG<TAB>value` lines (P path, UNIT, USER, GROUP, C certificate,
+# The request is `TAG<TAB>value` lines (P path, UNIT, USER, GROUP, C certificate,
 # K private key, V version command, Q query command, FW firewall, M manifest directory), then prints `C` lines with
 # the text of each requested certificate (read with shell builtins, at most 500 lines each), `K`
 # lines with the public key of each requested private key file (`openssl pkey -pubout`: one
 # openssl per key, as openssl derives one key per process; the private key itself never leaves
 # the host and key files are stat'ed but never hashed), `S` lines from one `stat` over every
 # existing path and `H` lines from one `sha256sum` over the regular files among them, then
-# `E end` so a cut-off output is detected. Missing paths print nothing. `[`, `read` and `printf`
-# are shell builtins, and each list becomes the arguments of one process (no xargs, no pipes),
-# so apart from key checks and version commands the whole probe forks four processes (stat,
-# sha256sum, systemctl, tar) or so, whatever the number of paths. Each requested version command (`V` lines:
+# `E end` so a cut-off output is detected. Missing paths print nothing. `[`, `printf` and
+# parameter expansion are shell builtins, and each list becomes the arguments of one process (no
+# xargs, no pipes), so apart from key checks and version commands the whole probe forks four
+# processes (stat, sha256sum, systemctl, cat for the manifest) or so, whatever the number of
+# paths. Lists are walked with `for` over words split on newlines (globbing off), not with
+# `read`: dash's `read` makes one system call per byte, which was most of the probe's own cost.
+# Each requested version command (`V` lines:
 # an argv joined by the unit separator, split back into words with globbing off, never
 # evaluated) runs under `timeout 10` and prints `V<TAB>argv<TAB>first line` when it succeeds: a
 # few forks per version command, none when no binary asks for one.
@@ -27,16 +32,35 @@
 # An `L` line (a lock holder record, one line of JSON) takes the apply lock first (the one place
 # cairn takes it: an apply's plan, and its retries in host order): the record goes to a temp file hard-linked to the lock path (`ln` fails if it exists,
 # atomically). It prints `L acquired` and goes on, or `L held` with the holder's record and stops
-# there (nothing else is read under another run's lock). A request cut off mid-line has no
-# complete `L` line: `read` drops it, and no lock is taken.
+# there (nothing else is read under another run's lock). A request cut off mid-line on stdin has
+# no complete `L` line: it is dropped, and no lock is taken.
 set -u
 unit_props=$1
 paths='' certs='' keys='' fw='' versions='' queries='' manifests='' diffs='' lock=''
 units='' users='' groups=''
 nl='
 '
-while IFS='	' read -r tag value; do
-  case $tag in
+tab='	'
+ifs=$IFS
+if [ $# -ge 2 ]; then
+  request=$2
+else
+  # The dot keeps the trailing newlines that `$(...)` strips, so a cut-off last line shows.
+  request=$(cat && printf .)
+  request=${request%.}
+  case $request in
+    *"$nl") ;;
+    *"$nl"*) request=${request%"$nl"*}$nl ;;
+    *) request='' ;;
+  esac
+fi
+# From here on lists split on newlines only and are never globbed; the manifests' glob and the
+# firewall's word splitting below restore the defaults where they need them.
+IFS=$nl
+set -f
+for line in $request; do
+  value=${line#*"$tab"}
+  case ${line%%"$tab"*} in
     P) paths="$paths$value$nl" ;;
     UNIT) units="$units$value$nl" ;;
     USER) users="$users$value$nl" ;;
@@ -75,17 +99,13 @@ if [ -n "$lock" ]; then
   fi
 fi
 existing='' files=''
-while IFS= read -r p; do
-  [ -z "$p" ] && continue
+for p in $paths; do
   if [ -e "$p" ] || [ -L "$p" ]; then
     existing="$existing$p$nl"
     if [ -f "$p" ] && [ ! -L "$p" ] && [ -r "$p" ]; then files="$files$p$nl"; fi
   fi
-done <<CAIRN_PATHS
-$paths
-CAIRN_PATHS
-while IFS= read -r p; do
-  [ -z "$p" ] && continue
+done
+for p in $certs; do
   if [ -f "$p" ] && [ -r "$p" ]; then
     n=0
     while IFS= read -r l || [ -n "$l" ]; do
@@ -93,29 +113,26 @@ while IFS= read -r p; do
       printf 'C\t%s\t%s\n' "$l" "$p"
     done < "$p"
   fi
-done <<CAIRN_CERTS
-$certs
-CAIRN_CERTS
+done
 if command -v openssl >/dev/null 2>&1; then have_openssl=1; else have_openssl=''; fi
-while IFS= read -r p; do
-  [ -z "$p" ] && continue
+for p in $keys; do
   if [ -e "$p" ] || [ -L "$p" ]; then
     existing="$existing$p$nl"
     if [ -z "$have_openssl" ]; then printf 'K\t!noopenssl\t%s\n' "$p"; continue; fi
     if pub=$(openssl pkey -in "$p" -passin pass: -pubout 2>/dev/null); then
-      while IFS= read -r l; do printf 'K\t%s\t%s\n' "$l" "$p"; done <<CAIRN_PUB
-$pub
-CAIRN_PUB
+      for l in $pub; do printf 'K\t%s\t%s\n' "$l" "$p"; done
     else
       printf 'K\t!unreadable\t%s\n' "$p"
     fi
   fi
-done <<CAIRN_KEYS
-$keys
-CAIRN_KEYS
-# Prints each line of $2, empty ones too (they part systemctl's units), with the tag $1 before
-# it; nothing when $2 is empty. Builtins: no fork.
+done
+# Prints each non-empty line of $2 with the tag $1 before it. Builtins: no fork, no read.
 tagged() {
+  for l in $2; do printf '%s\t%s\n' "$1" "$l"; done
+}
+# The same, empty lines too (they part systemctl's units): `read` from a here-document, one
+# system call per byte, so only for systemctl's short output.
+tagged_with_empty() {
   [ -n "$2" ] || return 0
   while IFS= read -r l; do
     printf '%s\t%s\n' "$1" "$l"
@@ -123,36 +140,31 @@ tagged() {
 $2
 CAIRN_LINES
 }
-# The lists hold one path or name per line and become arguments split on newlines only, never
-# globbed, in a subshell that execs the command: one process each, no xargs, no pipes.
+# The lists hold one path or name per line and become arguments (split on newlines, never
+# globbed, as set above) of a subshell that execs the command: one process each, no xargs, no
+# pipes.
 if [ -n "$existing" ]; then
   # shellcheck disable=SC2086 # one path per line
-  (IFS=$nl && set -f && exec stat -c 'S	%F	%a	%U	%G	%s	%Y	%n' -- $existing)
+  (exec stat -c 'S	%F	%a	%U	%G	%s	%Y	%n' -- $existing)
 fi
 sums=''
 # shellcheck disable=SC2086 # one path per line
-if [ -n "$files" ]; then sums=$(IFS=$nl && set -f && exec sha256sum -- $files); fi
+if [ -n "$files" ]; then sums=$(exec sha256sum -- $files); fi
 tagged H "$sums"
 # The diffs' files: regular, readable, and not already what cairn would write.
 old=''
-while IFS='	' read -r sum p; do
-  [ -z "$p" ] && continue
+for d in $diffs; do
+  sum=${d%%"$tab"*} p=${d#*"$tab"}
   case $nl$files in *"$nl$p$nl"*) ;; *) continue ;; esac
   case $nl$sums$nl in *"$nl$sum  $p$nl"*) continue ;; esac
   old="$old$p$nl"
-done <<CAIRN_DIFFS
-$diffs
-CAIRN_DIFFS
+done
 if [ -n "$units" ]; then
-  while IFS= read -r u; do
-    [ -n "$u" ] && printf 'UN\t%s\n' "$u"
-  done <<CAIRN_UNITS
-$units
-CAIRN_UNITS
+  tagged UN "$units"
   # shellcheck disable=SC2086 # one unit per line
-  if show=$(IFS=$nl && set -f && exec systemctl show --timestamp=unix -p "$unit_props" -- $units 2>/dev/null) ||
-    show=$(IFS=$nl && set -f && TZ=UTC && export TZ && exec systemctl show -p "$unit_props" -- $units 2>&1); then
-    tagged US "$show"
+  if show=$(exec systemctl show --timestamp=unix -p "$unit_props" -- $units 2>/dev/null) ||
+    show=$(TZ=UTC && export TZ && exec systemctl show -p "$unit_props" -- $units 2>&1); then
+    tagged_with_empty US "$show"
   else
     printf 'UX\t%s\n' "$(printf '%s' "$show" | tr '\n' ' ')"
   fi
@@ -161,29 +173,24 @@ fi
 if [ -n "$users" ]; then tagged PW "$(IFS=$nl && set -f && exec getent passwd $users)"; fi
 # shellcheck disable=SC2086 # one name per line
 if [ -n "$groups" ]; then tagged GR "$(IFS=$nl && set -f && exec getent group $groups)"; fi
-us=$(printf '\037')
-while IFS= read -r v; do
-  [ -z "$v" ] && continue
+if [ -n "$versions$queries" ]; then us=$(printf '\037'); fi
+for v in $versions; do
   # Splitting $v on the unit separator (globbing off, in the subshell) is the point: it is an argv.
   # shellcheck disable=SC2086
   if out=$(IFS=$us; set -f; set -- $v; timeout 10 "$@" </dev/null 2>&1); then
     printf 'V\t%s\t%s\n' "$v" "${out%%"$nl"*}"
   fi
-done <<CAIRN_VERSIONS
-$versions
-CAIRN_VERSIONS
-while IFS= read -r v; do
-  [ -z "$v" ] && continue
+done
+for v in $queries; do
   # An argv like a version command's; its whole stdout comes back on one line, newlines as the
   # unit separator, with the exit status (stderr is dropped: it may be noisy, never needed).
   # shellcheck disable=SC2086
   out=$(IFS=$us; set -f; set -- $v; timeout 15 "$@" </dev/null 2>/dev/null)
   rc=$?
   printf 'Q\t%s\t%s\t%s\n' "$v" "$rc" "$(printf '%s' "$out" | tr '\n' "$us")"
-done <<CAIRN_QUERIES
-$queries
-CAIRN_QUERIES
+done
 if [ -n "$fw" ]; then
+  IFS=$ifs
   # cairn's SSH session: from the environment, or (behind sudo, which resets it) from the
   # nearest ancestor process that has it.
   conn=${SSH_CONNECTION:-} pid=$PPID n=0
@@ -207,17 +214,20 @@ if [ -n "$fw" ]; then
   else
     printf 'FWNFT\tno-nft\n'
   fi
+  IFS=$nl
 fi
 if [ -n "$manifests" ]; then
+  # One `cat` per manifest (JSON: its empty lines mean nothing), not a `read` per byte.
+  set +f
   for f in "$manifests"/*.json; do
     [ -f "$f" ] || continue
-    while IFS= read -r l || [ -n "$l" ]; do printf 'M\t%s\t%s\n' "$f" "$l"; done < "$f"
+    text=$(cat -- "$f") || continue
+    for l in $text; do printf 'M\t%s\t%s\n' "$f" "$l"; done
   done
+  set -f
 fi
 echo 'E	end'
 if [ -n "$old" ] && command -v tar > /dev/null 2>&1; then
-  IFS=$nl
-  set -f
   # shellcheck disable=SC2086 # one path per line
   tar -c -b 1 -P -f - -- $old 2> /dev/null || :
 fi

@@ -1,6 +1,6 @@
 //! The manifest: what one spec manages on one host, kept there as
-//! `/var/lib/cairn/manifests/<spec>.json` (directory 0700, file 0600, one JSON line so the probe
-//! reads it with shell builtins). This module owns the format (its types, parsing, the text
+//! `/var/lib/cairn/manifests/<spec>.json` (directory 0700, file 0600, one JSON line; the probe
+//! reads it with one `cat`). This module owns the format (its types, parsing, the text
 //! written) and the rule for the next manifest after a run ([`Manifest::updated`]); writing it
 //! to a host is [`super::host::write_manifest`]. What an entry means on a host, and how it is
 //! removed, belongs to the resource kinds (`resource::removal`).
