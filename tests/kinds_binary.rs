@@ -253,10 +253,10 @@ fn local_hosts_download_once_push_where_needed_and_plan_after_is_empty() {
     assert!(repair.stdout.contains("Apply complete: 1 changed, 3 unchanged"), "{}", repair.stdout);
     assert_ne!(inode(&alpha_etcd), before_alpha_etcd, "alpha's etcd was replaced");
     assert_eq!([inode(&beta_etcd), inode(&beta_ctl)], [before[1], before[2]], "beta got nothing");
-    // beta: one probe for the plan; alpha: the probe and two uploads (its wave acts on the
-    // plan's read, moments old).
+    // beta: one probe for the plan; alpha: the probe and one batched write carrying both
+    // files (its wave acts on the plan's read, moments old).
     assert!(repair.stderr.contains("beta: 1 connection(s), 1 remote command(s)"), "{}", repair.stderr);
-    assert!(repair.stderr.contains("alpha: 1 connection(s), 3 remote command(s)"), "{}", repair.stderr);
+    assert!(repair.stderr.contains("alpha: 1 connection(s), 2 remote command(s)"), "{}", repair.stderr);
     assert_eq!(cairn(dir.path(), &["plan", "--detailed-exitcode"]).code, 0);
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
@@ -458,6 +458,11 @@ fn lab_push_two_members_to_three_hosts_then_repair_one() {
     let apply = cairn(dir, &["apply", "--auto-approve", "--verbose"]);
     assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
     assert!(apply.stdout.contains("Apply complete: 3 changed"), "{}", apply.stdout);
+    for node in ["node1", "node2", "node3"] {
+        // The plan's probe, one batched write carrying both files (7 MB, streamed from the
+        // cache), the manifest.
+        assert_eq!(apply.commands(node), 3, "both binaries go in one write:\n{}", apply.stderr);
+    }
     let want = format!("{}  /usr/local/bin/etcd\n{}  /usr/local/bin/etcdctl", sha256_hex(&etcd), sha256_hex(&etcdctl));
     for node in ["node1", "node2", "node3"] {
         assert_eq!(lab.ssh_ok(node, &["sha256sum", "/usr/local/bin/etcd", "/usr/local/bin/etcdctl"]), want);

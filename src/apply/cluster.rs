@@ -122,7 +122,7 @@ async fn finish_join(member: &DesiredMember, host: &dyn Transport, via: &Reached
     let unit = service(member)?;
     // Its unit file may have been written in this apply (by a file resource): load it first.
     run_checked(host, &argv(&["systemctl", "daemon-reload"])).await?;
-    run_checked(host, &argv(&["systemctl", "start", unit])).await?;
+    let retried = start_member(host, unit).await?;
     let started = Instant::now();
     while !driver.promote(via.transport.as_ref(), id).await? {
         if started.elapsed() > Duration::from_secs(member.join_timeout_secs) {
@@ -134,7 +134,24 @@ async fn finish_join(member: &DesiredMember, host: &dyn Transport, via: &Reached
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     wait_healthy(driver, via.transport.as_ref()).await?;
-    Ok(format!("member {} joined as {id:x}: added as learner, started, caught up, promoted; cluster healthy", member.name))
+    let retried = retried.map(|words| format!(" ({words})")).unwrap_or_default();
+    Ok(format!("member {} joined as {id:x}: added as learner, started{retried}, caught up, promoted; cluster healthy", member.name))
+}
+
+/// Starts a member's `unit` on `host` and waits for it to be active; a start that systemd failed
+/// for a cause of its own (219/CGROUP) is tried again, as a unit resource's is. `Some` says how
+/// the start was retried; a failed start's error carries what the service said.
+async fn start_member(host: &dyn Transport, unit: &str) -> Result<Option<String>, ApplyError> {
+    match start_unit(host, unit, "start", StartHow::Blocking).await? {
+        Ok(retried) => Ok(retried.map(|r| format!("{unit} on {}: {}", host.host(), super::retried_words(&r)))),
+        // What the service said is what the operator needs next.
+        Err(failed) => {
+            let journal =
+                host.run(&argv(&["journalctl", "-u", unit, "-n", "12", "--no-pager", "-o", "cat"]), crate::transport::Stdin::Null).await;
+            let said = journal.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+            Err(ApplyError::Failed(format!("{unit} {}\n{unit} on {} said:\n{said}", failed.what, host.host())))
+        }
+    }
 }
 
 /// Carries out the planned step of member instance `i` (its change in the plan is `change`).
@@ -178,9 +195,9 @@ async fn member_step(
                     // Added as a voter by hand (`member add` without --learner): only started.
                     let unit = service(member)?;
                     run_checked(host, &argv(&["systemctl", "daemon-reload"])).await?;
-                    run_checked(host, &argv(&["systemctl", "start", unit])).await?;
+                    let retried = start_member(host, unit).await?.map(|words| format!(" ({words})")).unwrap_or_default();
                     wait_healthy(driver, via.transport.as_ref()).await?;
-                    return Ok(Some(format!("member {} ({:x}) started; cluster healthy", member.name, l.id)));
+                    return Ok(Some(format!("member {} ({:x}) started{retried}; cluster healthy", member.name, l.id)));
                 }
                 return finish_join(member, host, &via, l.id).await.map(Some);
             }
@@ -600,20 +617,7 @@ async fn start_all(graph: &Graph, id: &ResourceId, hosts: &[String], connections
     for (host, member) in all.iter().filter(|(h, _)| hosts.iter().any(|x| x == h)) {
         let Some(Ok(t)) = connections.get(*host).cloned() else { return Err(ApplyError::Failed(format!("{host}: not connected"))) };
         let unit = service(member)?.to_string();
-        tasks.spawn(async move {
-            // A start systemd failed for a cause of its own is tried again, as a unit's is.
-            match start_unit(t.as_ref(), &unit, "start", StartHow::Blocking).await? {
-                Ok(retried) => Ok(retried.map(|r| format!("{unit} on {}: {}", t.host(), super::retried_words(&r)))),
-                // What the service said is what the operator needs next.
-                Err(failed) => {
-                    let journal = t
-                        .run(&argv(&["journalctl", "-u", &unit, "-n", "12", "--no-pager", "-o", "cat"]), crate::transport::Stdin::Null)
-                        .await;
-                    let said = journal.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
-                    Err(ApplyError::Failed(format!("{unit} {}\n{unit} on {} said:\n{said}", failed.what, t.host())))
-                }
-            }
-        });
+        tasks.spawn(async move { start_member(t.as_ref(), &unit).await });
     }
     // A member whose first start failed is restarted by systemd (Restart=on-failure) while its
     // peers come up: the cluster becoming healthy is what counts; the failure is reported.

@@ -96,7 +96,7 @@ mod tests {
     async fn each_stage_gets_the_result_of_its_own_files() {
         let dir = tempfile::tempdir().unwrap();
         let at = |name: &str| dir.path().join(name).display().to_string();
-        let file = |path: String| FileWrite { path, content: b"x".to_vec(), attrs: FileAttrs::default() };
+        let file = |path: String| FileWrite { path, content: b"x".to_vec().into(), attrs: FileAttrs::default() };
         let good = Staged { files: vec![file(at("a")), file(at("b"))], ..Staged::default() };
         let bad = Staged { files: vec![file(at("c")), file(at("no/such/d"))], ..Staged::default() };
         let made = Staged { commands: vec![argv(&["mkdir", "--", &at("new")])], files: vec![file(at("new/e"))], ..Staged::default() };

@@ -597,7 +597,7 @@ impl DesiredCert {
         }
         let write = |path: &str, content: &[u8], mode: u32| FileWrite {
             path: path.to_string(),
-            content: content.to_vec(),
+            content: content.to_vec().into(),
             attrs: self.attrs(mode),
         };
         let mut files = vec![

@@ -195,7 +195,7 @@ impl ResourceKind for DesiredFile {
         if decision.content.is_none() {
             return Ok(Some(Staged::commands(attr_commands(&self.path, &decision.attrs))));
         }
-        let file = FileWrite { path: self.path.clone(), content: self.content.clone(), attrs: self.attrs() };
+        let file = FileWrite { path: self.path.clone(), content: self.content.clone().into(), attrs: self.attrs() };
         Ok(Some(Staged { files: vec![file], ..Staged::default() }))
     }
 }

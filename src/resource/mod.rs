@@ -307,7 +307,9 @@ impl std::ops::DerefMut for Desired {
     }
 }
 
-/// Checks that a rendered path is absolute and has no characters the probe cannot carry.
+/// Checks that a rendered path is absolute, plain (no `.`, `..` or empty component: one file has
+/// one name, as the probe, the manifest and the batched write compare names) and has no
+/// characters the probe cannot carry.
 pub(crate) fn check_rendered_path(path: String, template: &TemplateText) -> Result<String, Diagnostic> {
     if !path.starts_with('/') {
         return Err(Diagnostic::at(&template.span, format!("path `{path}` (after rendering) is not absolute"))
@@ -316,6 +318,28 @@ pub(crate) fn check_rendered_path(path: String, template: &TemplateText) -> Resu
     if path.contains(['\n', '\t', '\0']) {
         return Err(Diagnostic::at(&template.span, format!("path {path:?} (after rendering) contains a newline, tab or NUL"))
             .with_help("paths may not contain control characters"));
+    }
+    let components: Vec<&str> = path[1..].split('/').collect();
+    if path != "/"
+        && let Some(odd) = components.iter().find(|c| c.is_empty() || **c == "." || **c == "..")
+    {
+        let what = match *odd {
+            "" => "an empty component (`//`, or a `/` at the end)",
+            "." => "a `.` component",
+            _ => "a `..` component",
+        };
+        let mut plain: Vec<&str> = Vec::new();
+        for c in components {
+            match c {
+                "" | "." => {}
+                ".." => {
+                    plain.pop();
+                }
+                name => plain.push(name),
+            }
+        }
+        return Err(Diagnostic::at(&template.span, format!("path `{path}` (after rendering) has {what}"))
+            .with_help(format!("write the plain path: `/{}`", plain.join("/"))));
     }
     Ok(path)
 }
@@ -388,4 +412,29 @@ pub(crate) fn attr_commands(path: &str, attrs: &[AttrChange]) -> Vec<Vec<String>
         commands.push(crate::transport::argv(&["chmod", "--", &mode, path]));
     }
     commands
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rendered_path_must_be_plain() {
+        let template = TemplateText { text: "{{ vars.dir }}/etcd".into(), span: Default::default(), name: "file.etcd.path".into() };
+        let check = |p: &str| check_rendered_path(p.to_string(), &template);
+        for ok in ["/", "/etc/etcd/etcd.conf", "/srv/a b/..x/.hidden"] {
+            assert_eq!(check(ok).unwrap(), ok);
+        }
+        let problems = [
+            ("/etc//etcd", "has an empty component (`//`, or a `/` at the end)", "write the plain path: `/etc/etcd`"),
+            ("/srv/data/", "has an empty component (`//`, or a `/` at the end)", "write the plain path: `/srv/data`"),
+            ("/etc/./etcd", "has a `.` component", "write the plain path: `/etc/etcd`"),
+            ("/opt/cairn/../etcd/bin", "has a `..` component", "write the plain path: `/opt/etcd/bin`"),
+        ];
+        for (path, what, help) in problems {
+            let d = check(path).unwrap_err();
+            assert_eq!(d.message, format!("path `{path}` (after rendering) {what}"));
+            assert_eq!(d.help.as_deref(), Some(help), "{path}");
+        }
+    }
 }

@@ -601,7 +601,7 @@ impl ResourceKind for DesiredUnit {
     async fn stage(&self, decision: &Decision) -> Result<Option<Staged>, ApplyError> {
         let (Some(_), Some(bytes)) = (&decision.content, &self.content) else { return Ok(None) };
         let attrs = FileAttrs { mode: Some(0o644), owner: Some("root".into()), group: Some("root".into()) };
-        let file = FileWrite { path: self.path.clone(), content: bytes.clone(), attrs };
+        let file = FileWrite { path: self.path.clone(), content: bytes.clone().into(), attrs };
         Ok(Some(Staged { files: vec![file], daemon_reload: true, ..Staged::default() }))
     }
 

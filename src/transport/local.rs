@@ -52,6 +52,7 @@ impl Transport for LocalTransport {
                     let mut file = tokio::fs::File::open(p).await?;
                     tokio::io::copy(&mut file, &mut pipe).await.map(|_| ())
                 }
+                Stdin::Parts(parts) => super::feed_parts(&mut pipe, parts).await,
             }
             // dropping `pipe` closes the child's stdin
         };

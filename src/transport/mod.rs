@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use local::LocalTransport;
-pub use ops::{Content, FileAttrs, FileWrite, read_files, run_batched, write_file_atomic, write_files_atomic};
+pub use ops::{Content, FileAttrs, FileContent, FileWrite, read_files, run_batched, write_file_atomic, write_files_atomic};
 pub use quote::{quote, quote_argv};
 
 /// What a command's stdin is fed from.
@@ -24,6 +24,46 @@ pub enum Stdin<'a> {
     Bytes(&'a [u8]),
     /// This local file, streamed (for big uploads).
     File(&'a Path),
+    /// These parts one after the other: bytes, and local files streamed (a batched write's
+    /// archive around the binaries it carries, never held in memory whole).
+    Parts(&'a [StdinPart<'a>]),
+}
+
+/// One part of [`Stdin::Parts`].
+#[derive(Debug, Clone, Copy)]
+pub enum StdinPart<'a> {
+    /// These bytes.
+    Bytes(&'a [u8]),
+    /// Exactly `len` bytes of this local file: a file that is shorter (or longer) than that
+    /// fails the feed rather than shift what follows it.
+    File {
+        /// The file.
+        path: &'a Path,
+        /// Its size when the archive around it was built.
+        len: u64,
+    },
+}
+
+/// Writes `parts` to `pipe` in order (see [`Stdin::Parts`]).
+pub(crate) async fn feed_parts<W: tokio::io::AsyncWrite + Unpin>(pipe: &mut W, parts: &[StdinPart<'_>]) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    for part in parts {
+        match part {
+            StdinPart::Bytes(b) => pipe.write_all(b).await?,
+            StdinPart::File { path, len } => {
+                let file = tokio::fs::File::open(path).await?;
+                // One byte more than promised shows a file that grew.
+                let copied = tokio::io::copy(&mut file.take(len + 1), pipe).await?;
+                if copied != *len {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{} changed while it was sent ({copied} bytes where {len} were expected)", path.display()),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What a finished command returned.

@@ -5,9 +5,9 @@
 //! (`write.sh`, `write-batch.sh` and `read.sh` beside this file, compiled in with
 //! `include_str!`); paths and values travel as arguments, contents on stdin.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::{Stdin, Transport, TransportError, argv};
+use super::{Stdin, StdinPart, Transport, TransportError, argv};
 
 /// Owner, group and mode for a file written on a host. `None` keeps the default (root, 0600 from
 /// `mktemp`).
@@ -94,9 +94,25 @@ pub struct FileWrite {
     /// Absolute destination path.
     pub path: String,
     /// The exact bytes.
-    pub content: Vec<u8>,
+    pub content: FileContent,
     /// Owner, group and mode set before the file becomes visible.
     pub attrs: FileAttrs,
+}
+
+/// What a batched write's file holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileContent {
+    /// These bytes (a rendered file, a certificate, a unit).
+    Bytes(Vec<u8>),
+    /// This local file, streamed into the archive as it goes out, never held in memory (a
+    /// binary from cairn's download cache).
+    Local(PathBuf),
+}
+
+impl From<Vec<u8>> for FileContent {
+    fn from(bytes: Vec<u8>) -> Self {
+        FileContent::Bytes(bytes)
+    }
 }
 
 /// Writes every file of `files` atomically with one command (see [`write_file_atomic`] for one),
@@ -134,6 +150,13 @@ fn unsendable(file: &FileWrite) -> Option<String> {
     if !plain || path.contains(['\n', '\t', '\0']) {
         return Some(format!("cannot write {path:?}: only a plain absolute path (no `.`, `..` or `//`) can be written"));
     }
+    if let FileContent::Local(local) = &file.content {
+        match std::fs::metadata(local) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => return Some(format!("cannot send {}: not a regular file", local.display())),
+            Err(e) => return Some(format!("cannot send {}: {e}", local.display())),
+        }
+    }
     match file.attrs.mode {
         Some(mode) if mode > 0o7777 => Some(format!("mode {mode:04o} is not a permission mode")),
         _ => None,
@@ -157,36 +180,98 @@ async fn write_batch(transport: &dyn Transport, files: &[&FileWrite]) -> Result<
     let token = hex::encode(random);
     let archive = stage_archive(files, &token).map_err(|e| fail(format!("building the archive: {e}")))?;
     let mut args = argv(&["sh", "-c", WRITE_BATCH_SCRIPT, "cairn-write-batch", &token]);
-    let mut stdin = Vec::with_capacity(archive.len() + 32);
     for f in files {
         args.extend(write_args(&f.path, &f.attrs));
     }
-    stdin.extend_from_slice(format!("{}\n", archive.len()).as_bytes());
-    stdin.extend_from_slice(&archive);
+    let size = format!("{}\n", archive.len());
+    let mut stdin = vec![StdinPart::Bytes(size.as_bytes())];
+    stdin.extend(archive.parts.iter().map(ArchivePart::as_stdin));
     // The script renames nothing unless the input ends with this line.
-    stdin.extend_from_slice(b"end\n");
-    let out = super::run_ok(transport, &args, Stdin::Bytes(&stdin), &operation).await?;
+    stdin.push(StdinPart::Bytes(b"end\n"));
+    let out = super::run_ok(transport, &args, Stdin::Parts(&stdin), &operation).await?;
     parse_answers(&out.stdout, files.len()).map_err(fail)
+}
+
+/// A tar archive as bytes and local files, in order: the files' contents are streamed when the
+/// archive is sent, so a batch carrying binaries costs no memory for them.
+#[derive(Debug, Default)]
+struct Archive {
+    parts: Vec<ArchivePart>,
+}
+
+#[derive(Debug)]
+enum ArchivePart {
+    Bytes(Vec<u8>),
+    File { path: PathBuf, len: u64 },
+}
+
+impl ArchivePart {
+    fn as_stdin(&self) -> StdinPart<'_> {
+        match self {
+            ArchivePart::Bytes(b) => StdinPart::Bytes(b),
+            ArchivePart::File { path, len } => StdinPart::File { path, len: *len },
+        }
+    }
+}
+
+impl Archive {
+    /// Its size in bytes.
+    fn len(&self) -> u64 {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                ArchivePart::Bytes(b) => b.len() as u64,
+                ArchivePart::File { len, .. } => *len,
+            })
+            .sum()
+    }
+
+    /// Appends bytes, to the last part when it is bytes too.
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        match self.parts.last_mut() {
+            Some(ArchivePart::Bytes(last)) => last.extend_from_slice(bytes),
+            _ => self.parts.push(ArchivePart::Bytes(bytes.to_vec())),
+        }
+    }
 }
 
 /// The tar archive of `files`, each at `DIR/.cairn-tmp.TOKEN/BASENAME` relative to `/`, a
 /// regular file owned by root with its mode (0600 when none is given, as a temp file is made).
-/// Long names get GNU long-name entries.
-fn stage_archive(files: &[&FileWrite], token: &str) -> std::io::Result<Vec<u8>> {
+/// Long names get GNU long-name entries. A local file's size is taken now; if it is not the
+/// same when it is sent, the send fails ([`StdinPart::File`]).
+fn stage_archive(files: &[&FileWrite], token: &str) -> std::io::Result<Archive> {
+    let mut archive = Archive::default();
+    // Each entry's header (and long-name entry) as the builder writes it, taken out before the
+    // data: the data goes in as its own part, then the zeros that pad it to 512 bytes.
     let mut builder = tar::Builder::new(Vec::new());
     for f in files {
         let (dir, base) = f.path.rsplit_once('/').unwrap_or(("", &f.path));
         let name = format!("{}/.cairn-tmp.{token}/{base}", dir.trim_start_matches('/'));
+        let len = match &f.content {
+            FileContent::Bytes(b) => b.len() as u64,
+            FileContent::Local(path) => {
+                std::fs::metadata(path).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?.len()
+            }
+        };
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Regular);
-        header.set_size(f.content.len() as u64);
+        header.set_size(len);
         header.set_mode(f.attrs.mode.unwrap_or(0o600));
         header.set_uid(0);
         header.set_gid(0);
         header.set_mtime(0);
-        builder.append_data(&mut header, name.trim_start_matches('/'), f.content.as_slice())?;
+        builder.append_data(&mut header, name.trim_start_matches('/'), std::io::empty())?;
+        archive.push_bytes(&std::mem::take(builder.get_mut()));
+        match &f.content {
+            FileContent::Bytes(b) => archive.push_bytes(b),
+            FileContent::Local(path) => archive.parts.push(ArchivePart::File { path: path.clone(), len }),
+        }
+        let pad = (512 - len % 512) % 512;
+        archive.push_bytes(&vec![0; pad as usize]);
     }
-    builder.into_inner()
+    // The end of the archive: what the builder writes when it finishes.
+    archive.push_bytes(&builder.into_inner()?);
+    Ok(archive)
 }
 
 /// Runs many short commands in one round trip: each group's argvs in order (stdin closed) until
@@ -342,7 +427,7 @@ mod tests {
         let at = |name: &str| dir.path().join(name).display().to_string();
         let file = |path: String, content: &[u8], mode: u32| FileWrite {
             path,
-            content: content.to_vec(),
+            content: content.to_vec().into(),
             attrs: FileAttrs { mode: Some(mode), owner: None, group: None },
         };
         let files = vec![file(at("a"), b"it's $(x)\n\xff", 0o600), file(at("missing/b"), b"never", 0o644), file(at("c d"), b"", 0o640)];
@@ -387,14 +472,14 @@ mod tests {
                     .join(format!("f{i}{}", if i == 7 { &long } else { "" }))
                     .display()
                     .to_string(),
-                content: format!("content {i}\n").repeat(i * 50).into_bytes(),
+                content: format!("content {i}\n").repeat(i * 50).into_bytes().into(),
                 attrs: FileAttrs { mode: (i % 3 == 0).then_some(0o644), owner: None, group: None },
             })
             .collect();
         let results = write_files_atomic(&t, &files).await.unwrap();
         assert!(results.iter().all(Result::is_ok), "{results:?}");
         for (i, f) in files.iter().enumerate() {
-            assert_eq!(std::fs::read(&f.path).unwrap(), f.content, "{}", f.path);
+            assert_eq!(FileContent::Bytes(std::fs::read(&f.path).unwrap()), f.content, "{}", f.path);
             assert_eq!(mode_of(Path::new(&f.path)), if i % 3 == 0 { 0o644 } else { 0o600 }, "{}", f.path);
         }
         assert_eq!(t.stats().commands(), 1);
@@ -414,7 +499,7 @@ mod tests {
         let t = crate::transport::LocalTransport::new("local");
         let file = |path: String, mode: Option<u32>, owner: Option<&str>, group: Option<&str>| FileWrite {
             path,
-            content: b"x".to_vec(),
+            content: b"x".to_vec().into(),
             attrs: FileAttrs { mode, owner: owner.map(str::to_string), group: group.map(str::to_string) },
         };
         let files = vec![
@@ -451,7 +536,7 @@ mod tests {
         std::fs::create_dir(at("a-dir")).unwrap();
         std::fs::write(at("a-dir/inside"), "kept").unwrap();
         let t = crate::transport::LocalTransport::new("local");
-        let file = |path: String, content: &[u8]| FileWrite { path, content: content.to_vec(), attrs: FileAttrs::default() };
+        let file = |path: String, content: &[u8]| FileWrite { path, content: content.to_vec().into(), attrs: FileAttrs::default() };
         let files = vec![
             file(at("first"), b"1"),
             file(at("a-dir"), b"never"),
@@ -474,6 +559,98 @@ mod tests {
         assert_eq!(t.stats().commands(), 2, "a destination seen again starts a second batch");
     }
 
+    impl Archive {
+        /// The whole archive in memory, local files read.
+        fn to_bytes(&self) -> Vec<u8> {
+            let mut out = Vec::new();
+            for part in &self.parts {
+                match part {
+                    ArchivePart::Bytes(b) => out.extend_from_slice(b),
+                    ArchivePart::File { path, .. } => out.extend(std::fs::read(path).unwrap()),
+                }
+            }
+            out
+        }
+    }
+
+    #[test]
+    fn an_archive_with_local_files_is_the_one_tar_builds_from_their_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("etcd");
+        let big: Vec<u8> = (0..70_001u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&local, &big).unwrap();
+        let long = "n".repeat(120);
+        let as_local = |path: &str| FileWrite {
+            path: path.into(),
+            content: FileContent::Local(local.clone()),
+            attrs: FileAttrs { mode: Some(0o755), ..Default::default() },
+        };
+        let as_bytes = |path: &str, b: &[u8]| FileWrite {
+            path: path.into(),
+            content: b.to_vec().into(),
+            attrs: FileAttrs { mode: Some(0o755), ..Default::default() },
+        };
+        let streamed = [
+            as_bytes("/etc/a.conf", b"a\n"),
+            as_local("/usr/local/bin/etcd"),
+            as_local(&format!("/opt/{long}/etcd")),
+            as_bytes("/etc/b", b""),
+        ];
+        let in_memory = [
+            as_bytes("/etc/a.conf", b"a\n"),
+            as_bytes("/usr/local/bin/etcd", &big),
+            as_bytes(&format!("/opt/{long}/etcd"), &big),
+            as_bytes("/etc/b", b""),
+        ];
+        let build = |files: &[FileWrite]| stage_archive(&files.iter().collect::<Vec<_>>(), "0123456789abcdef").unwrap();
+        let (streamed, in_memory) = (build(&streamed), build(&in_memory));
+        assert_eq!(
+            streamed.parts.iter().filter(|p| matches!(p, ArchivePart::File { .. })).count(),
+            2,
+            "the binary is never read into memory"
+        );
+        assert_eq!(streamed.len(), in_memory.len());
+        assert_eq!(streamed.to_bytes(), in_memory.to_bytes());
+        let bytes = in_memory.to_bytes();
+        let mut read = tar::Archive::new(bytes.as_slice());
+        let names: Vec<String> = read.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
+        assert_eq!(names[1], "usr/local/bin/.cairn-tmp.0123456789abcdef/etcd");
+        assert_eq!(names[2], format!("opt/{long}/.cairn-tmp.0123456789abcdef/etcd"));
+    }
+
+    #[tokio::test]
+    async fn a_batch_streams_a_local_file_and_refuses_one_that_changed_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("cache-etcd");
+        std::fs::write(&local, vec![7u8; 5000]).unwrap();
+        let t = crate::transport::LocalTransport::new("local");
+        let at = |name: &str| dir.path().join(name).display().to_string();
+        let files = vec![
+            FileWrite {
+                path: at("etcd"),
+                content: FileContent::Local(local.clone()),
+                attrs: FileAttrs { mode: Some(0o755), ..Default::default() },
+            },
+            FileWrite { path: at("etcd.conf"), content: b"name: one\n".to_vec().into(), attrs: FileAttrs::default() },
+            FileWrite { path: at("gone"), content: FileContent::Local(dir.path().join("no-such-file")), attrs: FileAttrs::default() },
+        ];
+        let results = write_files_atomic(&t, &files).await.unwrap();
+        assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
+        assert!(results[2].as_ref().is_err_and(|e| e.contains("no-such-file")), "{results:?}");
+        assert_eq!(std::fs::read(at("etcd")).unwrap(), vec![7u8; 5000]);
+        assert_eq!(mode_of(Path::new(&at("etcd"))), 0o755);
+        assert_eq!(std::fs::read(at("etcd.conf")).unwrap(), b"name: one\n");
+        assert_eq!(t.stats().commands(), 1);
+        // A local file that is not the size the archive was built with fails the feed: nothing
+        // after it would be where the archive says.
+        let mut sink = Vec::new();
+        let part = [StdinPart::File { path: &local, len: 4999 }];
+        let err = crate::transport::feed_parts(&mut sink, &part).await.unwrap_err();
+        assert!(err.to_string().contains("changed while it was sent"), "{err}");
+        let part = [StdinPart::File { path: &local, len: 5001 }];
+        assert!(crate::transport::feed_parts(&mut Vec::new(), &part).await.is_err());
+    }
+
     #[test]
     fn a_batch_whose_input_is_cut_off_renames_nothing_and_leaves_no_staging_dir() {
         let dir = tempfile::tempdir().unwrap();
@@ -484,10 +661,10 @@ mod tests {
             std::fs::write(d, "old").unwrap();
         }
         let files: Vec<FileWrite> =
-            dests.iter().map(|d| FileWrite { path: d.clone(), content: vec![b'n'; 3000], attrs: FileAttrs::default() }).collect();
+            dests.iter().map(|d| FileWrite { path: d.clone(), content: vec![b'n'; 3000].into(), attrs: FileAttrs::default() }).collect();
         let refs: Vec<&FileWrite> = files.iter().collect();
         let token = "0123456789abcdef";
-        let archive = stage_archive(&refs, token).unwrap();
+        let archive = stage_archive(&refs, token).unwrap().to_bytes();
         let mut input = format!("{}\n", archive.len()).into_bytes();
         input.extend_from_slice(&archive);
         input.extend_from_slice(b"end\n");

@@ -34,7 +34,7 @@ use tokio::sync::{RwLock, Semaphore};
 
 pub use control::{ControlDir, close_all_masters, install_ctrl_c_cleanup};
 
-use super::{CommandOutput, Stdin, Transport, TransportError, TransportStats, quote_argv};
+use super::{CommandOutput, Stdin, StdinPart, Transport, TransportError, TransportStats, quote_argv};
 
 /// At most this many commands run at once over one host's master (sshd's default
 /// `MaxSessions` is 10; more concurrent channels are refused by the server).
@@ -214,14 +214,18 @@ impl SshTransport {
         let line = command_line(argv, self.cfg.r#become);
         let mut cmd = session.raw_command(&line);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut bytes_in: Option<&[u8]> = None;
+        let mut parts_in: Option<Vec<StdinPart<'_>>> = None;
         match stdin {
             Stdin::Null => {
                 cmd.stdin(Stdio::null());
             }
             Stdin::Bytes(b) => {
                 cmd.stdin(Stdio::piped());
-                bytes_in = Some(b);
+                parts_in = Some(vec![StdinPart::Bytes(b)]);
+            }
+            Stdin::Parts(parts) => {
+                cmd.stdin(Stdio::piped());
+                parts_in = Some(parts.to_vec());
             }
             Stdin::File(path) => {
                 // The file's descriptor goes to the ssh master, which reads it directly: no copy
@@ -252,8 +256,8 @@ impl SshTransport {
 
         let feeder = child.stdin().take();
         let feed = async move {
-            if let (Some(mut pipe), Some(bytes)) = (feeder, bytes_in) {
-                pipe.write_all(bytes).await?;
+            if let (Some(mut pipe), Some(parts)) = (feeder, parts_in) {
+                super::feed_parts(&mut pipe, &parts).await?;
                 pipe.shutdown().await?;
             }
             Ok::<(), std::io::Error>(())

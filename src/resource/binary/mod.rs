@@ -19,13 +19,14 @@ pub mod fetch;
 
 use std::path::Path;
 
+use super::batch::Staged;
 use super::{
     Action, Applied, ApplyError, AttrChange, Decision, HostFacts, PathKind, ProbeRequest, Reason, Replacing, ResourceKind, attr_changes,
-    check_rendered_path, fix_attrs,
+    attr_commands, check_rendered_path,
 };
 use crate::spec::{BinaryFiles, BinarySpec, Diagnostic, Kind, Located, TemplateText};
 use crate::state::manifest::Owned;
-use crate::transport::{Content, FileAttrs, Transport, write_file_atomic};
+use crate::transport::{FileAttrs, FileContent, FileWrite, Transport};
 use fetch::{ArtifactSlot, FetchError};
 
 /// Default mode of installed files.
@@ -314,20 +315,30 @@ impl ResourceKind for DesiredBinary {
         decision
     }
 
-    /// Carries out a decision made by [`DesiredBinary::diff`]: uploads the files whose content
-    /// differs (fetching the url if this run has not yet), fixes attributes of the others.
-    async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<Applied, ApplyError> {
+    /// The files whose content differs join their wave's batched write, streamed from the
+    /// download cache (fetched now if this run has not yet); an attribute-only fix is a
+    /// chmod/chown among the wave's batched commands.
+    async fn stage(&self, decision: &Decision) -> Result<Option<Staged>, ApplyError> {
         let fattrs = FileAttrs { mode: Some(self.mode), owner: self.owner.clone(), group: self.group.clone() };
+        let mut staged = Staged::default();
         for t in &self.targets {
             let attrs = self.attrs_of(&t.path, &decision.attrs);
             if attrs.iter().any(|a| a.name == "sha256") {
                 let artifact = self.artifact.resolve(&self.url).await.clone().map_err(|e| ApplyError::Failed(e.to_string()))?;
                 let local = artifact.member(t.member.as_deref()).map_err(|e| ApplyError::Failed(e.to_string()))?;
-                write_file_atomic(transport, &t.path, Content::File(&local.path), &fattrs).await?;
-            } else if !attrs.is_empty() {
-                fix_attrs(transport, &t.path, &attrs).await?;
+                staged.files.push(FileWrite { path: t.path.clone(), content: FileContent::Local(local.path), attrs: fattrs.clone() });
+            } else {
+                staged.commands.extend(attr_commands(&t.path, &attrs));
             }
         }
+        Ok(Some(staged))
+    }
+
+    /// Carries out a decision made by [`DesiredBinary::diff`] on its own: what
+    /// [`DesiredBinary::stage`] stages, written as a batch of one.
+    async fn apply(&self, transport: &dyn Transport, decision: &Decision) -> Result<Applied, ApplyError> {
+        let staged = self.stage(decision).await?.unwrap_or_default();
+        super::batch::run_alone(transport, &staged).await?;
         Ok(Applied::plain())
     }
 }

@@ -143,33 +143,44 @@ pub async fn close_all_masters() -> usize {
         let reg = registry();
         (reg.masters.values().cloned().collect(), reg.dirs.values().cloned().collect())
     };
-    let mut closed = 0;
+    // All at once: an interrupted run should not take a round trip per host to stop.
+    let mut exiting = tokio::task::JoinSet::new();
     for ctl in masters {
-        let mut cmd = tokio::process::Command::new("ssh");
-        cmd.arg("-F")
-            .arg("/dev/null")
-            .arg("-S")
-            .arg(&ctl)
-            .args(["-O", "exit", "cairn-master"])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        match tokio::time::timeout(EXIT_REQUEST_TIMEOUT, cmd.output()).await {
-            Ok(Ok(out)) if out.status.success() => closed += 1,
-            Ok(Ok(out)) => tracing::warn!(
-                socket = %ctl.display(),
-                "closing ssh master failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-            Ok(Err(e)) => tracing::warn!(socket = %ctl.display(), "closing ssh master failed: {e}"),
-            Err(_) => tracing::warn!(socket = %ctl.display(), "closing ssh master timed out"),
-        }
+        exiting.spawn(ask_master_to_exit(ctl));
+    }
+    let mut closed = 0;
+    while let Some(done) = exiting.join_next().await {
+        closed += usize::from(done.unwrap_or(false));
     }
     for dir in dirs {
         let _ = std::fs::remove_dir_all(&dir);
     }
     closed
+}
+
+/// `ssh -O exit` to the master at `ctl`; `true` when it acknowledged.
+async fn ask_master_to_exit(ctl: PathBuf) -> bool {
+    let mut cmd = tokio::process::Command::new("ssh");
+    cmd.arg("-F")
+        .arg("/dev/null")
+        .arg("-S")
+        .arg(&ctl)
+        .args(["-O", "exit", "cairn-master"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    match tokio::time::timeout(EXIT_REQUEST_TIMEOUT, cmd.output()).await {
+        Ok(Ok(out)) if out.status.success() => return true,
+        Ok(Ok(out)) => tracing::warn!(
+            socket = %ctl.display(),
+            "closing ssh master failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Ok(Err(e)) => tracing::warn!(socket = %ctl.display(), "closing ssh master failed: {e}"),
+        Err(_) => tracing::warn!(socket = %ctl.display(), "closing ssh master timed out"),
+    }
+    false
 }
 
 /// Installs a Ctrl-C (SIGINT) handler that closes every ssh master ([`close_all_masters`]) and
