@@ -111,7 +111,7 @@ fn etcd_ca_rotation_in_three_phases_with_zero_failed_writes() {
     assert_eq!(run.code, 0, "{}", run.all());
     assert!(run.stdout.contains("CA rotation etcd.etcd: phase 2 of 3 is done on every host; phase 3 of 3 follows"), "{}", run.all());
     assert!(run.stdout.contains("CA rotation etcd.etcd complete"), "{}", run.all());
-    assert_eq!(written.failures, 0, "writes failed during the rotation:\n{}", written.output);
+    assert_eq!(written.failures, 0, "writes failed during the rotation:\n{}\n{}", written.output, written.journals(&lab, &NODES));
     assert!(written.writes >= 20 && written.writes != u32::MAX, "the writer ran: {}", written.output);
 
     // The new CA alone: in the state dir, on every host, behind every certificate.

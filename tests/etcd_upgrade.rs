@@ -106,7 +106,13 @@ fn upgrade(lab: &lab::Lab, dir: &std::path::Path, from: &str, version: &str, sha
     let written = writer.stop(lab);
     assert_eq!(run.code, 0, "{}", run.all());
     eprintln!("WRITER ({from} → {version}): {} writes, {} failed", written.writes, written.failures);
-    assert_eq!(written.failures, 0, "writes failed during the upgrade to {version}:\n{}", written.output);
+    assert_eq!(
+        written.failures,
+        0,
+        "writes failed during the upgrade to {version}:\n{}\n{}",
+        written.output,
+        written.journals(lab, &NODES)
+    );
     assert!(written.writes >= 20 && written.writes != u32::MAX, "the writer ran: {}", written.output);
 
     // One member at a time, each gated on reporting the new version; the leader last.

@@ -118,6 +118,7 @@ pub fn client_urls(lab: &Lab, nodes: &[&str]) -> String {
 pub struct Writer {
     child: Child,
     node: String,
+    since: u64,
 }
 
 /// What a writer did.
@@ -127,8 +128,24 @@ pub struct Written {
     pub writes: u32,
     /// Puts that failed.
     pub failures: u32,
-    /// Everything it printed.
+    /// Everything it printed: each failure's time (UTC), then what etcdctl said.
     pub output: String,
+    /// When it started (Unix seconds), for [`Written::journals`].
+    pub since: u64,
+}
+
+impl Written {
+    /// What etcd logged on `nodes` since the writer started (the last 80 lines of each), for a
+    /// failed write's assertion: the next time one fails, the message says what the members did.
+    pub fn journals(&self, lab: &Lab, nodes: &[&str]) -> String {
+        let mut out = String::new();
+        for node in nodes {
+            let since = format!("--since=@{}", self.since);
+            let log = lab.ssh(node, &["journalctl", "-u", "etcd", &since, "-o", "short-iso-precise", "--no-pager", "-n", "80"]);
+            out.push_str(&format!("--- etcd on {node}:\n{}\n", String::from_utf8_lossy(&log.stdout)));
+        }
+        out
+    }
 }
 
 impl Writer {
@@ -137,13 +154,14 @@ impl Writer {
         let line = format!(
             ". /etc/profile.d/etcdctl.sh; export ETCDCTL_ENDPOINTS={endpoints}; n=0; fail=0; rm -f /tmp/stop-writer; \
              while [ ! -e /tmp/stop-writer ]; do n=$((n+1)); \
-             etcdctl put /cairn/writer $n --command-timeout=5s >/dev/null 2>/tmp/writer.err || {{ fail=$((fail+1)); cat /tmp/writer.err; }}; \
+             etcdctl put /cairn/writer $n --command-timeout=5s >/dev/null 2>/tmp/writer.err || {{ fail=$((fail+1)); date -u +%T.%3N; cat /tmp/writer.err; }}; \
              sleep 0.05; done; echo writes=$n failures=$fail"
         );
         let argv = lab.info.ssh_argv(node, &["sh", "-c", &line]).unwrap();
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
         let child = Command::new(&argv[0]).args(&argv[1..]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         std::thread::sleep(std::time::Duration::from_secs(2));
-        Writer { child, node: node.to_string() }
+        Writer { child, node: node.to_string(), since }
     }
 
     /// Stops the writer and returns its counts.
@@ -155,6 +173,6 @@ impl Writer {
         let last = output.lines().last().unwrap_or_default().to_string();
         let field =
             |name: &str| last.split_whitespace().find_map(|w| w.strip_prefix(name)).and_then(|v| v.parse().ok()).unwrap_or(u32::MAX);
-        Written { writes: field("writes="), failures: field("failures="), output }
+        Written { writes: field("writes="), failures: field("failures="), output, since: self.since }
     }
 }
