@@ -199,6 +199,7 @@ struct Archive {
     parts: Vec<ArchivePart>,
 }
 
+/// One run of an [`Archive`]: headers, padding and in-memory contents, or a local file's bytes.
 #[derive(Debug)]
 enum ArchivePart {
     Bytes(Vec<u8>),
