@@ -319,17 +319,14 @@ pub(crate) fn check_rendered_path(path: String, template: &TemplateText) -> Resu
         return Err(Diagnostic::at(&template.span, format!("path {path:?} (after rendering) contains a newline, tab or NUL"))
             .with_help("paths may not contain control characters"));
     }
-    let components: Vec<&str> = path[1..].split('/').collect();
-    if path != "/"
-        && let Some(odd) = components.iter().find(|c| c.is_empty() || **c == "." || **c == "..")
-    {
-        let what = match *odd {
+    if let Some(odd) = crate::transport::odd_component(&path) {
+        let what = match odd {
             "" => "an empty component (`//`, or a `/` at the end)",
             "." => "a `.` component",
             _ => "a `..` component",
         };
         let mut plain: Vec<&str> = Vec::new();
-        for c in components {
+        for c in path[1..].split('/') {
             match c {
                 "" | "." => {}
                 ".." => {

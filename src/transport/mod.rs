@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use local::LocalTransport;
-pub use ops::{Content, FileAttrs, FileContent, FileWrite, read_files, run_batched, write_file_atomic, write_files_atomic};
+pub use ops::{Content, FileAttrs, FileContent, FileWrite, odd_component, read_files, run_batched, write_file_atomic, write_files_atomic};
 pub use quote::{quote, quote_argv};
 
 /// What a command's stdin is fed from.

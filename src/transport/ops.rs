@@ -141,13 +141,23 @@ pub async fn write_files_atomic(transport: &dyn Transport, files: &[FileWrite]) 
     Ok(results.into_iter().map(|r| r.unwrap_or_else(|| Err("not written".to_string()))).collect())
 }
 
+/// The first `.`, `..` or empty component of absolute `path` (`//`, a `/` at the end), if any:
+/// a path without one is the one name of its file, which the probe, the manifest and the
+/// batched write compare (and tar names the same). `/` itself has none.
+pub fn odd_component(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix('/')?;
+    if rest.is_empty() {
+        return None;
+    }
+    rest.split('/').find(|c| c.is_empty() || *c == "." || *c == "..")
+}
+
 /// Why `file` cannot be one of a batch, if it cannot: its path must be plain (absolute, no `.`,
 /// `..` or empty component: tar refuses `..` and names the others differently) and its mode a
 /// permission mode.
 fn unsendable(file: &FileWrite) -> Option<String> {
     let path = &file.path;
-    let plain = path.strip_prefix('/').is_some_and(|rest| rest.split('/').all(|c| !c.is_empty() && c != "." && c != ".."));
-    if !plain || path.contains(['\n', '\t', '\0']) {
+    if !path.starts_with('/') || odd_component(path).is_some() || path.contains(['\n', '\t', '\0']) {
         return Some(format!("cannot write {path:?}: only a plain absolute path (no `.`, `..` or `//`) can be written"));
     }
     if let FileContent::Local(local) = &file.content {
