@@ -263,8 +263,9 @@ fn etcd_cluster_on_three_lab_hosts() {
     assert_eq!(plan.stdout.matches("restart: etcd.file.config changes").count(), 3, "{}", plan.all());
     let writer_line = ". /etc/profile.d/etcdctl.sh; n=0; fail=0; rm -f /tmp/stop-writer; \
          while [ ! -e /tmp/stop-writer ]; do n=$((n+1)); \
-         etcdctl put /cairn/writer $n --command-timeout=5s >/dev/null 2>/tmp/writer.err || { fail=$((fail+1)); cat /tmp/writer.err; }; \
+         etcdctl put /cairn/writer $n --command-timeout=5s >/dev/null 2>/tmp/writer.err || { fail=$((fail+1)); date -u +%T.%3N; cat /tmp/writer.err; }; \
          sleep 0.05; done; echo writes=$n failures=$fail";
+    let since = etcd::unix_now();
     let writer = std::process::Command::new(&lab.info.ssh_argv("node1", &["sh", "-c", writer_line]).unwrap()[0])
         .args(&lab.info.ssh_argv("node1", &["sh", "-c", writer_line]).unwrap()[1..])
         .stdout(std::process::Stdio::piped())
@@ -281,7 +282,11 @@ fn etcd_cluster_on_three_lab_hosts() {
     let written = String::from_utf8_lossy(&written.stdout).to_string();
     eprintln!("APPLY (rolling restart, 3 hosts): {:.1}s; writer: {}", run.secs, written.lines().last().unwrap_or_default());
     assert_eq!(run.code, 0, "{}", run.all());
-    assert!(written.trim_end().ends_with("failures=0"), "writes failed during the rolling restart:\n{written}");
+    assert!(
+        written.trim_end().ends_with("failures=0"),
+        "writes failed during the rolling restart:\n{written}\n{}",
+        etcd::journals(&lab, &nodes, since)
+    );
     let writes: u32 = written.trim_end().rsplit("writes=").next().and_then(|s| s.split_whitespace().next()).unwrap().parse().unwrap();
     assert!(writes >= 20, "the writer ran during the whole apply: {written}");
     for (node, was) in nodes.iter().zip(&before) {

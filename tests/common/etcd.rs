@@ -135,17 +135,27 @@ pub struct Written {
 }
 
 impl Written {
-    /// What etcd logged on `nodes` since the writer started (the last 80 lines of each), for a
-    /// failed write's assertion: the next time one fails, the message says what the members did.
+    /// What etcd logged on `nodes` since the writer started ([`journals`]).
     pub fn journals(&self, lab: &Lab, nodes: &[&str]) -> String {
-        let mut out = String::new();
-        for node in nodes {
-            let since = format!("--since=@{}", self.since);
-            let log = lab.ssh(node, &["journalctl", "-u", "etcd", &since, "-o", "short-iso-precise", "--no-pager", "-n", "80"]);
-            out.push_str(&format!("--- etcd on {node}:\n{}\n", String::from_utf8_lossy(&log.stdout)));
-        }
-        out
+        journals(lab, nodes, self.since)
     }
+}
+
+/// Now, in Unix seconds (for [`journals`]).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// What etcd logged on `nodes` since `since` (Unix seconds; the last 80 lines of each), for a
+/// failed write's assertion: the next time one fails, the message says what the members did.
+pub fn journals(lab: &Lab, nodes: &[&str], since: u64) -> String {
+    let mut out = String::new();
+    for node in nodes {
+        let since = format!("--since=@{since}");
+        let log = lab.ssh(node, &["journalctl", "-u", "etcd", &since, "-o", "short-iso-precise", "--no-pager", "-n", "80"]);
+        out.push_str(&format!("--- etcd on {node}:\n{}\n", String::from_utf8_lossy(&log.stdout)));
+    }
+    out
 }
 
 impl Writer {
@@ -158,7 +168,7 @@ impl Writer {
              sleep 0.05; done; echo writes=$n failures=$fail"
         );
         let argv = lab.info.ssh_argv(node, &["sh", "-c", &line]).unwrap();
-        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let since = unix_now();
         let child = Command::new(&argv[0]).args(&argv[1..]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         std::thread::sleep(std::time::Duration::from_secs(2));
         Writer { child, node: node.to_string(), since }
