@@ -170,9 +170,9 @@ if [ -n "$units" ]; then
   fi
 fi
 # shellcheck disable=SC2086 # one name per line
-if [ -n "$users" ]; then tagged PW "$(exec getent passwd $users)"; fi
+if [ -n "$users" ]; then tagged PW "$(IFS=$nl && set -f && exec getent passwd $users)"; fi
 # shellcheck disable=SC2086 # one name per line
-if [ -n "$groups" ]; then tagged GR "$(exec getent group $groups)"; fi
+if [ -n "$groups" ]; then tagged GR "$(IFS=$nl && set -f && exec getent group $groups)"; fi
 if [ -n "$versions$queries" ]; then us=$(printf '\037'); fi
 for v in $versions; do
   # Splitting $v on the unit separator (globbing off, in the subshell) is the point: it is an argv.
